@@ -1,0 +1,5 @@
+import sys
+
+from interhandgen.cli import main
+
+sys.exit(main())
