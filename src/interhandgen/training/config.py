@@ -1,0 +1,86 @@
+"""Training configuration (the ``train:`` section of an experiment YAML)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Hyper-parameters of :func:`interhandgen.training.train`.
+
+    Steps count optimiser updates with the GLOBAL batch ``batch_size`` (split across DDP ranks).
+    """
+
+    epochs: int = 40
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 500
+    min_lr_ratio: float = 0.05  # cosine decay from lr to lr * min_lr_ratio
+    grad_clip: float = 4.0
+    ema_decay: float = 0.999
+    # None: every batch trains both stages, as the paper does (anchor with the null condition, loss on its first
+    # `anchor_loss_dims` numbers; other hand conditioned on the ground-truth anchor). A probability p instead trains
+    # only the conditional stage and replaces the condition by the null token with probability p.
+    cond_drop_prob: float | None = None
+    anchor_loss_dims: int = 55
+    schedule: str = "linear"  # "linear" | "cosine"
+    beta_start: float = 1e-4
+    beta_end: float = 0.01
+    num_timesteps: int = 129
+    antithetic_timesteps: bool = True
+    checkpoint_every: int = 500
+    log_every: int = 25
+    sample_every_epochs: int = 5
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None, source: str = "train config") -> "TrainConfig":
+        d = dict(d or {})
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"{source}: unknown key(s) {unknown} in 'train'; known: {sorted(names)}")
+        if "betas" in d:
+            d["betas"] = tuple(float(b) for b in d["betas"])
+        cfg = cls(**d)
+        cfg.validate(source)
+        return cfg
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "TrainConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        doc = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(doc, dict):
+            raise ValueError(f"{path}: expected a mapping with 'model' and 'train' sections")
+        return cls.from_dict(doc.get("train"), source=str(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    def validate(self, source: str = "train config") -> None:
+        def need(cond: bool, msg: str) -> None:
+            if not cond:
+                raise ValueError(f"{source}: train.{msg}")
+
+        need(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        need(self.batch_size >= 2, f"batch_size must be >= 2, got {self.batch_size}")
+        need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        need(0 <= self.ema_decay < 1, f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        need(self.cond_drop_prob is None or 0 <= self.cond_drop_prob <= 1,
+             f"cond_drop_prob must be null or in [0, 1], got {self.cond_drop_prob}")
+        need(1 <= self.anchor_loss_dims <= 64, f"anchor_loss_dims must be in [1, 64], got {self.anchor_loss_dims}")
+        need(self.schedule in ("linear", "cosine"), f"schedule must be 'linear' or 'cosine', got {self.schedule!r}")
+        need(self.num_timesteps >= 2, f"num_timesteps must be >= 2, got {self.num_timesteps}")
+        need(self.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
+        need(self.grad_clip > 0, f"grad_clip must be > 0, got {self.grad_clip}")

@@ -1,0 +1,433 @@
+"""Training loop for the one shared denoiser of both stages (anchor, and other hand given the anchor).
+
+Exact resume: everything that influences the next step is in the checkpoint (weights, EMA, optimiser, the
+per-rank noise generator and global RNG, the position in the epoch's data order). The data order of an epoch
+is a pure function of (seed, epoch), so it needs no state. On CPU, an interrupted-and-resumed run therefore
+reproduces the uninterrupted run's losses bit for bit (tests/test_training.py kills a run to check this).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm.auto import tqdm
+
+from interhandgen.training.checkpoint import (
+    CHECKPOINT_FORMAT,
+    atomic_torch_save,
+    data_fingerprint,
+    export_model,
+    load_checkpoint,
+)
+from interhandgen.training.config import TrainConfig
+
+CSV_FIELDS = ["kind", "step", "epoch", "loss", "loss_anchor", "loss_other", "lr", "grad_norm", "seconds"]
+
+
+@dataclass
+class TrainResult:
+    status: str  # "finished" | "interrupted"
+    step: int
+    epoch: int
+    out_dir: Path
+
+
+# --------------------------------------------------------------------------- distributed helpers
+def dist_info() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_distributed_from_env(device: str) -> bool:
+    """Initialise torch.distributed when launched by torchrun (WORLD_SIZE > 1). Returns True if it did."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or (dist.is_available() and dist.is_initialized()):
+        return False
+    backend = "nccl" if str(device).startswith("cuda") else "gloo"
+    dist.init_process_group(backend=backend)
+    if str(device).startswith("cuda"):
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    return True
+
+
+# --------------------------------------------------------------------------- pieces of the loop
+def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float) -> float:
+    """Linear warm-up, then cosine decay to ``min_ratio``."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def epoch_order(num_samples: int, seed: int, epoch: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+    return torch.randperm(num_samples, generator=g)
+
+
+def draw_timesteps(n: int, num_timesteps: int, antithetic: bool, generator: torch.Generator) -> torch.Tensor:
+    if not antithetic:
+        return torch.randint(0, num_timesteps, (n,), generator=generator)
+    half = torch.randint(0, num_timesteps, ((n + 1) // 2,), generator=generator)
+    return torch.cat([half, num_timesteps - 1 - half])[:n]
+
+
+def diffusion_loss(
+    net: nn.Module,
+    batch: torch.Tensor,
+    schedule,
+    cfg: TrainConfig,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Loss of one batch [b, 2, 64] (standardised; anchor first). Returns (total, anchor part, other part).
+
+    Both stages go through the network in ONE forward pass of up to 2b rows.
+    """
+    from interhandgen.diffusion import q_sample
+
+    b = batch.shape[0]
+    anchor, other = batch[:, 0], batch[:, 1]
+    device = batch.device
+    T = cfg.num_timesteps
+    if cfg.cond_drop_prob is None:
+        x0 = torch.cat([anchor, other])
+        cond = torch.cat([torch.zeros_like(anchor), anchor])
+        mask = torch.cat([torch.zeros(b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)]).to(device)
+    else:
+        drop = (torch.rand(b, generator=generator) < cfg.cond_drop_prob).to(device)
+        x0 = torch.where(drop[:, None], anchor, other)
+        cond = torch.where(drop[:, None], torch.zeros_like(anchor), anchor)
+        mask = ~drop
+    n = x0.shape[0]
+    t = draw_timesteps(n, T, cfg.antithetic_timesteps, generator).to(device)
+    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(device)
+    x_t = q_sample(x0, t, noise, schedule)
+    pred = net(x_t, t, cond, mask)
+    err = (pred - x0) ** 2
+    # The anchor's rotation and translation are canonical (constant): no loss on them.
+    dim_weight = torch.ones(n, x0.shape[1], dtype=err.dtype, device=device)
+    dim_weight[~mask, cfg.anchor_loss_dims:] = 0.0
+    per_row = (err * dim_weight).sum(1) / dim_weight.sum(1)
+    zero = per_row.new_zeros(())
+    loss_anchor = per_row[~mask].mean() if (~mask).any() else zero
+    loss_other = per_row[mask].mean() if mask.any() else zero
+    total = loss_anchor + loss_other if cfg.cond_drop_prob is None else per_row.mean()
+    return total, loss_anchor.detach(), loss_other.detach()
+
+
+class EMA:
+    """Exponential moving average of a module's floating-point parameters and buffers."""
+
+    def __init__(self, module: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, module: nn.Module) -> None:
+        for k, v in module.state_dict().items():
+            s = self.shadow[k]
+            if v.is_floating_point():
+                s.mul_(self.decay).add_(v.detach(), alpha=1.0 - self.decay)
+            else:
+                s.copy_(v)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.shadow
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        missing = set(self.shadow) ^ set(state)
+        if missing:
+            raise ValueError(f"EMA state does not match the model: keys {sorted(missing)[:5]} differ")
+        for k, v in state.items():
+            self.shadow[k].copy_(v)
+
+
+class _StopFlag:
+    """Turns SIGINT/SIGTERM into a request to stop at the next step boundary (after a checkpoint)."""
+
+    def __init__(self) -> None:
+        self.requested: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopFlag":
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:  # noqa: ARG002
+        if self.requested is not None:  # second signal: give up immediately
+            raise KeyboardInterrupt
+        self.requested = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+class _CsvLog:
+    def __init__(self, path: Path, keep_rows: int | None, rank: int) -> None:
+        self.path, self.rank = path, rank
+        self.rows = 0
+        if rank != 0:
+            return
+        if keep_rows is None or not path.exists():
+            with open(path, "w", newline="") as fh:
+                csv.writer(fh).writerow(CSV_FIELDS)
+        else:
+            # Drop what was logged after the checkpoint: the resumed run logs those steps again.
+            with open(path, newline="") as fh:
+                lines = fh.readlines()
+            with open(path, "w", newline="") as fh:
+                fh.writelines(lines[: keep_rows + 1])
+            self.rows = keep_rows
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self.rank != 0:
+            return
+        with open(self.path, "a", newline="") as fh:
+            csv.writer(fh).writerow([row.get(k, "") for k in CSV_FIELDS])
+            fh.flush()
+        self.rows += 1
+
+
+def _make_tb_writer(out_dir: Path, purge_step: int | None, rank: int):
+    if rank != 0:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        print("interhandgen train: tensorboard is not installed; logging to CSV only "
+              "(pip install 'interhandgen[train]' for TensorBoard logs)", file=sys.stderr)
+        return None
+    return SummaryWriter(str(out_dir / "tb"), purge_step=purge_step)
+
+
+def _gather_rng_states(gen: torch.Generator) -> list[dict[str, torch.Tensor]]:
+    mine = {"noise": gen.get_state(), "torch": torch.get_rng_state()}
+    rank, world = dist_info()
+    if world == 1:
+        return [mine]
+    out: list[Any] = [None] * world
+    dist.all_gather_object(out, mine)
+    return out
+
+
+def _any_rank(flag: bool, device: torch.device) -> bool:
+    rank, world = dist_info()
+    if world == 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+# --------------------------------------------------------------------------- the loop
+def train(
+    model_config: dict[str, Any],
+    train_config: TrainConfig,
+    train_x: torch.Tensor,
+    val_x: torch.Tensor | None,
+    stats_mean: torch.Tensor,
+    stats_std: torch.Tensor,
+    out_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    on_epoch_end: Callable[[nn.Module, int, int, Path], None] | None = None,
+    max_steps: int | None = None,
+) -> TrainResult:
+    """Train the denoiser on standardised canonical pairs.
+
+    Args:
+        model_config: the ``model:`` section (a dict for :class:`interhandgen.models.DenoiserConfig`).
+        train_x, val_x: [N, 2, 64] standardised canonical vectors, anchor first.
+        stats_mean, stats_std: [2, 64] statistics used for the standardisation (stored with the model).
+        out_dir: run folder (checkpoint.pt, log.csv, tb/, samples/, model.safetensors).
+        resume: continue from ``out_dir/checkpoint.pt`` exactly where it stopped.
+        on_epoch_end: called on rank 0 every ``sample_every_epochs`` epochs with (EMA network, epoch, step, out_dir),
+            e.g. to render a PNG of samples.
+        max_steps: stop (with a checkpoint, status "interrupted") after this many global steps; for tests.
+    """
+    from interhandgen.diffusion import Schedule
+    from interhandgen.models import DenoiserConfig, build_denoiser
+
+    cfg = train_config
+    out_dir = Path(out_dir)
+    device = torch.device(device)
+    rank, world = dist_info()
+    for name, x in (("train_x", train_x), ("val_x", val_x)):
+        if x is None:
+            continue
+        if x.dim() != 3 or tuple(x.shape[1:]) != (2, 64):
+            raise ValueError(f"{name} must have shape [N, 2, 64], got {list(x.shape)}")
+        if not torch.isfinite(x).all():
+            raise ValueError(f"{name} contains NaN or inf")
+    if cfg.batch_size % world:
+        raise ValueError(f"train.batch_size ({cfg.batch_size}) must be divisible by the number of processes ({world})")
+    N = train_x.shape[0]
+    steps_per_epoch = N // cfg.batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(f"the training split has {N} samples, fewer than one batch of {cfg.batch_size}")
+    total_steps = steps_per_epoch * cfg.epochs
+
+    torch.manual_seed(cfg.seed + rank)
+    net = build_denoiser(DenoiserConfig.from_dict(model_config)).to(device)
+    ema = EMA(net, cfg.ema_decay)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed * 7919 + rank)
+    step, epoch, next_batch, log_rows = 0, 0, 0, None
+    fingerprint = data_fingerprint(train_x)
+
+    ckpt_path = out_dir / "checkpoint.pt"
+    if resume:
+        ckpt = load_checkpoint(ckpt_path)
+        if ckpt["model_config"] != model_config:
+            raise ValueError(f"{ckpt_path}: the checkpoint's model config differs from the requested one; "
+                             f"checkpoint: {ckpt['model_config']}, requested: {model_config}")
+        if ckpt["data"] != fingerprint:
+            raise ValueError(f"{ckpt_path}: the checkpoint was trained on different data "
+                             f"(shape {ckpt['data']['shape']}, sha256 {ckpt['data']['sha256'][:12]}...) than given "
+                             f"(shape {fingerprint['shape']}, sha256 {fingerprint['sha256'][:12]}...)")
+        if len(ckpt["rng"]) != world:
+            raise ValueError(f"{ckpt_path}: saved by {len(ckpt['rng'])} process(es); resume with the same number "
+                             f"(now {world}) to continue exactly")
+        try:
+            net.load_state_dict(ckpt["model"])
+            ema.load_state_dict(ckpt["ema"])
+            opt.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise ValueError(f"{ckpt_path}: incompatible with this model: {exc}") from None
+        gen.set_state(ckpt["rng"][rank]["noise"])
+        torch.set_rng_state(ckpt["rng"][rank]["torch"])
+        step, epoch, next_batch, log_rows = ckpt["step"], ckpt["epoch"], ckpt["next_batch"], ckpt["log_rows"]
+        stats_mean, stats_std = ckpt["stats"]["mean"], ckpt["stats"]["std"]
+    elif rank == 0 and ckpt_path.exists():
+        raise FileExistsError(f"{ckpt_path} exists: pass --resume to continue that run, or choose a new --out")
+
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    schedule = (Schedule.linear(cfg.beta_start, cfg.beta_end, cfg.num_timesteps) if cfg.schedule == "linear"
+                else Schedule.cosine(cfg.num_timesteps)).to(device)
+    ddp_net = nn.parallel.DistributedDataParallel(net) if world > 1 else net
+    log = _CsvLog(out_dir / "log.csv", log_rows, rank)
+    tb = _make_tb_writer(out_dir, step if resume else None, rank)
+    train_x = train_x.to(device)
+
+    def save_checkpoint(ep: int, nb: int) -> None:
+        rng = _gather_rng_states(gen)
+        if rank != 0:
+            return
+        atomic_torch_save(
+            {
+                "format": CHECKPOINT_FORMAT, "step": step, "epoch": ep, "next_batch": nb,
+                "model": net.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(), "rng": rng,
+                "model_config": model_config, "train_config": cfg.to_dict(),
+                "stats": {"mean": stats_mean.cpu(), "std": stats_std.cpu()}, "data": fingerprint,
+                "log_rows": log.rows,
+            },
+            ckpt_path,
+        )
+
+    bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", disable=not progress or rank != 0,
+               dynamic_ncols=True)
+    t_start = time.time()
+    status = "finished"
+    with _StopFlag() as stop:
+        while epoch < cfg.epochs:
+            order = epoch_order(N, cfg.seed, epoch)
+            net.train()
+            for k in range(next_batch, steps_per_epoch):
+                if _any_rank(stop.requested is not None or (max_steps is not None and step >= max_steps), device):
+                    save_checkpoint(epoch, k)
+                    status = "interrupted"
+                    break
+                idx = order[k * cfg.batch_size:(k + 1) * cfg.batch_size][rank::world]
+                for g in opt.param_groups:
+                    g["lr"] = cfg.lr * lr_factor(step, total_steps, cfg.warmup_steps, cfg.min_lr_ratio)
+                loss, la, lo = diffusion_loss(ddp_net, train_x[idx.to(device)], schedule, cfg, gen)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"training loss became {loss.item()} at step {step}")
+                opt.step()
+                ema.update(net)
+                step += 1
+                bar.update(1)
+                if step % cfg.log_every == 0 or step == 1:
+                    row = {"kind": "train", "step": step, "epoch": epoch, "loss": f"{loss.item():.6g}",
+                           "loss_anchor": f"{la.item():.6g}", "loss_other": f"{lo.item():.6g}",
+                           "lr": f"{opt.param_groups[0]['lr']:.6g}", "grad_norm": f"{float(grad_norm):.6g}",
+                           "seconds": f"{time.time() - t_start:.1f}"}
+                    log.write(row)
+                    bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{opt.param_groups[0]['lr']:.2e}")
+                    if tb is not None:
+                        for key in ("loss", "loss_anchor", "loss_other", "lr", "grad_norm"):
+                            tb.add_scalar(f"train/{key}", float(row[key]), step)
+                if step % cfg.checkpoint_every == 0:
+                    save_checkpoint(epoch, k + 1)
+            if status == "interrupted":
+                break
+            if val_x is not None and rank == 0:
+                with torch.random.fork_rng(devices=[]):  # validation must not perturb the training RNG stream
+                    vl = validation_loss(ema, model_config, val_x, schedule, cfg, device)
+                log.write({"kind": "val", "step": step, "epoch": epoch, "loss": f"{vl:.6g}",
+                           "seconds": f"{time.time() - t_start:.1f}"})
+                if tb is not None:
+                    tb.add_scalar("val/loss", vl, step)
+                bar.write(f"epoch {epoch + 1}/{cfg.epochs}: validation loss (EMA) {vl:.4f}")
+            epoch += 1
+            next_batch = 0
+            if on_epoch_end is not None and rank == 0 and (epoch % cfg.sample_every_epochs == 0 or epoch == cfg.epochs):
+                with torch.random.fork_rng(devices=[]):
+                    on_epoch_end(ema_module(ema, model_config, device), epoch, step, out_dir)
+            save_checkpoint(epoch, 0)
+    bar.close()
+    if tb is not None:
+        tb.close()
+    if status == "finished" and rank == 0:
+        export_model(ema.state_dict(), model_config, stats_mean, stats_std, out_dir / "model.safetensors",
+                     provenance={"steps": step, "epochs": cfg.epochs, "train_config": cfg.to_dict(),
+                                 "data": fingerprint})
+    if stop.requested is not None and rank == 0:
+        print(f"interhandgen train: stopped by signal {stop.requested} at step {step}; checkpoint written to "
+              f"{ckpt_path}; continue with --resume {out_dir}", file=sys.stderr)
+    return TrainResult(status=status, step=step, epoch=epoch, out_dir=out_dir)
+
+
+def ema_module(ema: EMA, model_config: dict[str, Any], device: torch.device) -> nn.Module:
+    from interhandgen.models import DenoiserConfig, build_denoiser
+
+    m = build_denoiser(DenoiserConfig.from_dict(model_config)).to(device)
+    m.load_state_dict(ema.state_dict())
+    return m.eval()
+
+
+@torch.no_grad()
+def validation_loss(ema: EMA, model_config, val_x, schedule, cfg: TrainConfig, device) -> float:
+    """Mean diffusion loss of the EMA weights on the validation split, with FIXED noise and timesteps."""
+    model = ema_module(ema, model_config, device)
+    gen = torch.Generator().manual_seed(12345)
+    vcfg = TrainConfig(**{**cfg.__dict__, "cond_drop_prob": None})
+    total, count = 0.0, 0
+    for i in range(0, val_x.shape[0], 1024):
+        chunk = val_x[i:i + 1024].to(device)
+        loss, _, _ = diffusion_loss(model, chunk, schedule, vcfg, gen)
+        total += loss.item() * chunk.shape[0]
+        count += chunk.shape[0]
+    return total / count
