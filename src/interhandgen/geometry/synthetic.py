@@ -95,6 +95,8 @@ def blob_pairs(batch: int, seed: int = 0, overlap: float = 0.01) -> tuple[np.nda
     Returns:
         verts_a [batch, 1538, 3], verts_b [batch, 1538, 3] float64 in metres, and the shared faces [3072, 3].
     """
+    if not overlap >= 0:
+        raise ValueError(f"argument 'overlap' must be a non-negative depth in metres, got {overlap!r}")
     rng = np.random.default_rng(seed)
     unit, faces = blob_topology()
     a = np.einsum("nij,nvj->nvi", _random_rotations(rng, batch), _blobs(rng, unit, batch))

@@ -1,0 +1,173 @@
+"""Inside tests, distances, penetration depth, contact and proximity against closed forms and brute force."""
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from interhandgen.geometry import (
+    contact_vertices,
+    min_distance,
+    nearest_vertex,
+    penetration_depth,
+    point_to_surface_distance,
+    points_inside,
+    proximity_ratio,
+    winding_numbers,
+)
+from interhandgen.geometry.synthetic import blob_pairs, open_tube
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def _grid_box(half, centre, subdivisions=3):
+    mesh = trimesh.creation.box(extents=[2 * half] * 3)
+    for _ in range(subdivisions):
+        mesh = mesh.subdivide()
+    return np.asarray(mesh.vertices) + np.asarray(centre), np.asarray(mesh.faces)
+
+
+def test_winding_numbers_and_inside_on_a_box():
+    v, f = _grid_box(0.02, [0, 0, 0], subdivisions=1)
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(-0.03, 0.03, size=(1, 400, 3))
+    pts = pts[:, np.abs(np.abs(pts[0]).max(axis=1) - 0.02) > 1e-4]  # keep away from the surface
+    truth = (np.abs(pts[0]) < 0.02).all(axis=1)
+    w = winding_numbers(torch.tensor(pts), torch.tensor(v)[None], f)[0].numpy()
+    np.testing.assert_allclose(w, truth.astype(float), atol=1e-9)
+    inside = points_inside(torch.tensor(pts), torch.tensor(v)[None], f)[0].numpy()
+    np.testing.assert_array_equal(inside, truth)
+
+
+def test_inside_matches_winding_number_on_blobs_and_open_tube():
+    verts_a, verts_b, faces = blob_pairs(2, seed=5)
+    a, b = torch.tensor(verts_a), torch.tensor(verts_b)
+    inside = points_inside(a, b, faces)
+    w = winding_numbers(a, b, faces)
+    assert inside.any()
+    assert torch.equal(inside, w > 0.5)
+    # Open tube (sealed internally) against the analytic solid: r < radius, 0 < z < length.
+    v, f = open_tube(radius=0.01, length=0.05, sections=32)
+    rng = np.random.default_rng(1)
+    pts = rng.uniform([-0.012, -0.012, -0.005], [0.012, 0.012, 0.055], size=(1, 500, 3))
+    r = np.linalg.norm(pts[0, :, :2], axis=1)
+    inscribed = 0.01 * np.cos(np.pi / 32)  # the polygon lies between the inscribed and outer circles
+    clear = ((r < inscribed - 1e-4) | (r > 0.01 + 1e-4)) & (np.abs(pts[0, :, 2] - 0.025) < 0.025 - 1e-4) \
+        | (np.abs(pts[0, :, 2] - 0.025) > 0.025 + 1e-4)
+    truth = (r < inscribed) & (pts[0, :, 2] > 0) & (pts[0, :, 2] < 0.05)
+    got = points_inside(torch.tensor(pts), torch.tensor(v)[None], f)[0].numpy()
+    np.testing.assert_array_equal(got[clear], truth[clear])
+
+
+def test_point_to_surface_distance_closed_forms():
+    # Convex polytope: an interior point's distance to the surface is the smallest face-plane distance.
+    ico = trimesh.creation.icosphere(subdivisions=2, radius=0.03)
+    v, f = np.asarray(ico.vertices), np.asarray(ico.faces)
+    rng = np.random.default_rng(2)
+    pts = rng.normal(size=(300, 3))
+    pts = pts / np.linalg.norm(pts, axis=1, keepdims=True) * rng.uniform(0, 0.025, size=(300, 1))
+    n = np.asarray(ico.face_normals)
+    plane = (v[f[:, 0]] * n).sum(1)
+    truth = (plane[None] - pts @ n.T).min(axis=1)
+    got = point_to_surface_distance(torch.tensor(pts)[None], torch.tensor(v)[None], f)[0].numpy()
+    np.testing.assert_allclose(got, truth, atol=1e-12)
+    # Outside an axis-aligned box: |max(|p| - h, 0)|.
+    vb, fb = _grid_box(0.01, [0, 0, 0], subdivisions=0)
+    out = rng.uniform(-0.03, 0.03, size=(300, 3))
+    truth = np.linalg.norm(np.maximum(np.abs(out) - 0.01, 0), axis=1)
+    got = point_to_surface_distance(torch.tensor(out)[None], torch.tensor(vb)[None], fb)[0].numpy()
+    outside = truth > 0
+    np.testing.assert_allclose(got[outside], truth[outside], atol=1e-12)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_penetration_depth_of_overlapping_boxes(device):
+    va, fa = _grid_box(0.02, [0, 0, 0])
+    vb, fb = _grid_box(0.01, [0.024, 0, 0])
+    a, b = torch.tensor(va, device=device)[None], torch.tensor(vb, device=device)[None]
+    # b's face at x = 0.014 lies 6 mm inside a; a's face x = 0.02 lies 6 mm inside b: depth 6 mm.
+    exact = penetration_depth(a, fa, b, fb, method="exact")
+    assert exact.item() == pytest.approx(0.006, abs=1e-12)
+    fast = penetration_depth(a.float(), fa, b.float(), fb, method="fast")
+    assert fast.dtype == torch.float32
+    # Nearest-vertex distances overestimate near corners, by less than the longest edge (5 mm here).
+    assert abs(fast.item() - 0.006) <= 0.005
+    # Disjoint: zero for both methods.
+    far = b + torch.tensor([0.05, 0, 0], device=device, dtype=b.dtype)
+    assert penetration_depth(a, fa, far, fb, method="exact").item() == 0
+    assert penetration_depth(a, fa, far, fb, method="fast").item() == 0
+
+
+def test_fast_depth_tracks_exact_within_an_edge_length():
+    verts_a, verts_b, faces = blob_pairs(16, seed=7)
+    a, b = torch.tensor(verts_a), torch.tensor(verts_b)
+    exact = penetration_depth(a, faces, b, faces, method="exact")
+    fast = penetration_depth(a, faces, b, faces, method="fast")
+    assert (exact > 0).sum() >= 8
+    edge = (a[:, faces] - a[:, faces].roll(1, dims=2)).norm(dim=-1).amax(dim=(1, 2))
+    assert ((fast - exact).abs() <= edge).all()
+    # On average the approximation is far better than the worst case (measured ~0.6 mm; see docs).
+    assert (fast - exact).abs().mean() < 0.002
+
+
+def test_min_distance_closed_forms():
+    va, fa = _grid_box(0.02, [0, 0, 0], subdivisions=0)
+    gap = 0.003
+    # Box b (half 0.005) sits beside a's +x face; its corner (0.023, 0.008, 0.007) faces a's face.
+    vb, fb = _grid_box(0.005, [0.02 + gap + 0.005, 0.003, 0.002], subdivisions=0)
+    a, b = torch.tensor(va)[None], torch.tensor(vb)[None]
+    vertex = min_distance(a, b)
+    assert vertex.item() == pytest.approx(np.sqrt(gap**2 + 0.012**2 + 0.013**2), abs=1e-12)
+    surface = min_distance(a, b, fa, fb)
+    assert surface.item() == pytest.approx(gap, abs=1e-12)
+    with pytest.raises(ValueError, match="both"):
+        min_distance(a, b, fa, None)
+
+
+def test_min_distance_surface_bounded_by_vertex_and_brute_force():
+    verts_a, verts_b, faces = blob_pairs(4, seed=11)
+    a, b = torch.tensor(verts_a), torch.tensor(verts_b)
+    vertex = min_distance(a, b)
+    brute = torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist").amin(dim=(1, 2))
+    torch.testing.assert_close(vertex, brute, rtol=0, atol=1e-12)
+    surface = min_distance(a, b, faces, faces)
+    assert (surface <= vertex + 1e-15).all()
+    full = torch.minimum(point_to_surface_distance(a, b, faces).amin(1), point_to_surface_distance(b, a, faces).amin(1))
+    torch.testing.assert_close(surface, full, rtol=0, atol=1e-12)
+
+
+def test_nearest_vertex_matches_brute_force_and_chunking():
+    verts_a, verts_b, _ = blob_pairs(3, seed=2)
+    a, b = torch.tensor(verts_a).float(), torch.tensor(verts_b).float()
+    d, i = nearest_vertex(a, b, chunk_elems=300_000)  # forces chunks within a sample
+    ref = torch.cdist(a.double(), b.double(), compute_mode="donot_use_mm_for_euclid_dist")
+    torch.testing.assert_close(d.double(), ref.amin(-1), rtol=0, atol=1e-7)
+
+
+def test_contact_vertices_and_proximity_ratio():
+    verts_a, verts_b, _ = blob_pairs(4, seed=9)
+    a, b = torch.tensor(verts_a), torch.tensor(verts_b)
+    mask_a, mask_b = contact_vertices(a, b, threshold=0.004)
+    d = torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist")
+    assert torch.equal(mask_a, d.amin(2) < 0.004) and torch.equal(mask_b, d.amin(1) < 0.004)
+    assert proximity_ratio(np.array([0.0, 0.004, 0.02, 0.5]), threshold=0.01) == 0.5
+    assert proximity_ratio(torch.tensor([0.001, 0.009])) == 1.0
+    with pytest.raises(ValueError, match="min_dist"):
+        proximity_ratio(np.array([0.1, -1.0]))
+    with pytest.raises(ValueError, match="threshold"):
+        proximity_ratio(np.array([0.1]), threshold=0)
+    with pytest.raises(ValueError, match="1-D"):
+        proximity_ratio(np.zeros((2, 2)))
+
+
+def test_argument_errors():
+    a = torch.zeros(2, 5, 3)
+    with pytest.raises(ValueError, match="batch size"):
+        min_distance(a, torch.zeros(3, 5, 3))
+    with pytest.raises(TypeError, match="dtype"):
+        min_distance(a, torch.zeros(2, 5, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"\[B, V, 3\]"):
+        min_distance(torch.zeros(5, 3), a)
+    v, f = _grid_box(0.01, [0, 0, 0], 0)
+    with pytest.raises(ValueError, match="method"):
+        penetration_depth(torch.tensor(v)[None], f, torch.tensor(v)[None], f, method="slow")
