@@ -6,8 +6,8 @@ must not change under exact pose-space conversions), numpy's linear algebra for 
 
 from __future__ import annotations
 
+import functools
 import json
-import zipfile
 
 import numpy as np
 import pytest
@@ -18,9 +18,16 @@ from interhandgen.hand import HandModel, save_mano_pkl
 from test_hand_layer import random_hand_data
 
 
-def random_models(seed: int = 3) -> dict:
+@functools.lru_cache(maxsize=None)
+def _random_pair(seed: int):
     right = random_hand_data(seed=seed)
-    return {"right": right, "left": right.mirrored()}
+    return right, right.mirrored()
+
+
+def random_models(seed: int = 3) -> dict:
+    """A random MANO-layout right model and its exact mirror image as the left model (cached; not mutated)."""
+    right, left = _random_pair(seed)
+    return {"right": right, "left": left}
 
 
 def random_set(n: int = 6, seed: int = 0, pose_space: str = "pca", flat: bool = False, dtype=np.float64, **kw) -> TwoHandSet:

@@ -389,8 +389,10 @@ class Standardizer:
         missing = [k for k in ("mean", "std", "constant") if k not in state]
         if missing:
             raise ValueError(f"Standardizer state is missing {missing}")
-        return cls(torch.tensor(state["mean"]), torch.tensor(state["std"]), torch.tensor(state["constant"]),
-                   float(state.get("min_std", 1e-6)))
+        f64 = torch.float64
+        return cls(torch.as_tensor(np.asarray(state["mean"], dtype=np.float64), dtype=f64),
+                   torch.as_tensor(np.asarray(state["std"], dtype=np.float64), dtype=f64),
+                   torch.as_tensor(np.asarray(state["constant"], dtype=bool)), float(state.get("min_std", 1e-6)))
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write as .json or .npz (by suffix), atomically."""
