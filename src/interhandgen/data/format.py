@@ -428,6 +428,14 @@ class TwoHandSet:
     def split_names(self) -> tuple[str, ...] | None:
         return self.labels["split"][1] if "split" in self.labels else None
 
+    @property
+    def object_id(self) -> np.ndarray | None:
+        return self.labels["object_id"][0] if "object_id" in self.labels else None
+
+    @property
+    def object_names(self) -> tuple[str, ...] | None:
+        return self.labels["object_id"][1] if "object_id" in self.labels else None
+
     def _label_kwargs(self, index=None) -> dict:
         kw = {}
         for key, names_key in LABEL_GROUPS:
