@@ -83,7 +83,7 @@ def test_interhand_json_exact_values_filters_and_ids(tmp_path):
     assert list(s.record_id) == ["7/12", "9/100", "9/102"]
     assert (s.pose_space, s.flat_hand_mean) == ("axis_angle", False)
     assert s.hand_model.kind == "mano" and s.hand_model.fix_left_shapedirs
-    assert s.split_names == ("val",) and (s.split == 0).all()
+    assert s.split_names == ("validation",) and (s.split == 0).all()  # InterHand2.6M's "val"
     for i, rid in enumerate(s.record_id):
         cap, frame = rid.split("/")
         for side in SIDES:
@@ -194,7 +194,7 @@ def test_intaghand_values_splits_and_order(tmp_path):
     written = write_intaghand(tmp_path / "ih", models, frames)
     s, summary = load_intaghand_anno(tmp_path / "ih")
     assert len(s) == 13 and summary.kept == 13 and summary.records == 13
-    assert s.split_names == ("train", "val") and s.split.tolist() == [0] * 11 + [1] * 2
+    assert s.split_names == ("train", "validation") and s.split.tolist() == [0] * 11 + [1] * 2
     # Numeric file order (0, 1, ..., 10), not lexicographic (0, 1, 10, 2, ...).
     assert list(s.record_id[:3]) == ["train/0:13/40/400030", "train/1:13/41/400030", "train/2:13/42/400030"]
     assert s.record_id[10] == "train/10:13/50/400030"
@@ -208,7 +208,7 @@ def test_intaghand_values_splits_and_order(tmp_path):
             assert np.abs(h.global_orient[i] - np.asarray(recs[side]["pose"][:3])).max() < 2e-6
     # The split folder alone, and the anno folder alone, are read too (split from the folder name).
     s_val, _ = load_intaghand_anno(tmp_path / "ih" / "val")
-    assert s_val.split_names == ("val",) and len(s_val) == 2
+    assert s_val.split_names == ("validation",) and len(s_val) == 2
     s_anno, _ = load_intaghand_anno(tmp_path / "ih" / "train" / "anno")
     assert s_anno.split_names == ("train",) and len(s_anno) == 11
 

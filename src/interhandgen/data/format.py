@@ -40,6 +40,7 @@ __all__ = [
     "HAND_SIDES",
     "POSE_SPACES",
     "HAND_FIELDS",
+    "STANDARD_SPLITS",
     "HandParams",
     "HandModelSpec",
     "TwoHandSet",
@@ -59,6 +60,8 @@ HAND_FIELDS = {"pose": 45, "betas": 10, "global_orient": 3, "transl": 3}
 # Optional label groups: (ids key, names key).
 LABEL_GROUPS = (("category", "category_names"), ("split", "split_names"), ("object_id", "object_names"))
 OBJECT_POSE_DIM = 7
+#: The project's split names (the trainer reads "train" and "validation"); loaders map InterHand2.6M's "val".
+STANDARD_SPLITS = ("train", "validation", "test")
 
 
 # ---------------------------------------------------------------------------------------------------------------------

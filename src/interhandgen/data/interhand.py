@@ -85,7 +85,10 @@ def _spec_for(mano_dir, hand_model: HandModelSpec | None, fix_left_shapedirs: bo
 
 
 def _split_labels(split: str | None, n: int) -> dict:
-    return {} if split is None else {"split": np.zeros(n, dtype=np.int64), "split_names": [split]}
+    """Every sample in one split; InterHand2.6M's "val" is named "validation" (format.STANDARD_SPLITS)."""
+    if split is None:
+        return {}
+    return {"split": np.zeros(n, dtype=np.int64), "split_names": ["validation" if split == "val" else split]}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -107,8 +110,8 @@ def load_interhand_mano_json(
     Args:
         mano_dir / hand_model: the MANO files to record (folder with MANO_RIGHT.pkl / MANO_LEFT.pkl, or a
             spec); without them the set records MANO without paths (add them later with with_hand_model).
-        split: split name to label every sample with; default taken from the file name ("train", "val",
-            "test"), none if the name does not say.
+        split: split name to label every sample with; default taken from the file name ("train", "val" ->
+            "validation", "test"), none if the name does not say.
         skip_bad: skip (and count) malformed frames instead of raising.
         dtype: of the stored arrays (the json holds decimal numbers; float32 rounds them to ~1e-7 relative).
     Returns:
@@ -197,7 +200,7 @@ def load_interhand_mano_json(
 # IntagHand anno/*.pkl
 # ---------------------------------------------------------------------------------------------------------------------
 
-_STANDARD_SPLITS = ("train", "val", "test")
+_INTAGHAND_SPLIT_FOLDERS = ("train", "val", "test")
 
 
 def _anno_files(anno_dir: Path) -> list[Path]:
@@ -213,11 +216,11 @@ def _intaghand_groups(path: Path) -> list[tuple[str | None, list[Path], Path]]:
     if not path.is_dir():
         raise FileNotFoundError(f"IntagHand annotation path not found: {path}")
     if any(p.suffix == ".pkl" for p in path.iterdir()):
-        split = path.parent.name if path.name == "anno" and path.parent.name in _STANDARD_SPLITS else None
+        split = path.parent.name if path.name == "anno" and path.parent.name in _INTAGHAND_SPLIT_FOLDERS else None
         return [(split, _anno_files(path), path)]
     if (path / "anno").is_dir():
-        return [(path.name if path.name in _STANDARD_SPLITS else None, _anno_files(path / "anno"), path / "anno")]
-    groups = [(s, _anno_files(path / s / "anno"), path / s / "anno") for s in _STANDARD_SPLITS if (path / s / "anno").is_dir()]
+        return [(path.name if path.name in _INTAGHAND_SPLIT_FOLDERS else None, _anno_files(path / "anno"), path / "anno")]
+    groups = [(s, _anno_files(path / s / "anno"), path / s / "anno") for s in _INTAGHAND_SPLIT_FOLDERS if (path / s / "anno").is_dir()]
     if not groups:
         raise FileNotFoundError(f"{path}: no IntagHand annotations (*.pkl, anno/*.pkl or {{train,val,test}}/anno/*.pkl)")
     return groups
@@ -250,7 +253,8 @@ def load_intaghand_anno(
 
     Args:
         path: one .pkl, an ``anno`` folder, a split folder holding ``anno/``, or the preprocessed root holding
-            ``train/anno``, ``val/anno``, ``test/anno`` (then every sample is labelled with its split).
+            ``train/anno``, ``val/anno``, ``test/anno`` (then every sample is labelled with its split; "val" is
+            named "validation").
         unique_frames: keep only the first record of each (capture, frame_idx) -- IntagHand stores one record
             per camera view of a frame, all with the same world-frame MANO parameters. Dropped duplicates are
             counted under "duplicate frame (other camera)". Off by default: the InterHandGen reference trains

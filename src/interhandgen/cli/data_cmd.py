@@ -1,0 +1,243 @@
+"""`interhandgen data`: convert licensed data sets, summarise a two-hand set, generate the synthetic set."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "data",
+        help="two-hand data: convert InterHand2.6M / IntagHand / ARCTIC, statistics, synthetic data",
+        description="Two-hand data in the TwoHandSet .npz format (docs/data.md).",
+    )
+    data_sub = p.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
+    data_sub.required = True
+
+    c = data_sub.add_parser(
+        "convert",
+        help="convert a licensed data set (InterHand2.6M json, IntagHand anno pkl, ARCTIC raw_seqs) to .npz",
+        description=(
+            "Exact conversion of licensed two-hand data (not distributed with interhandgen) to the TwoHandSet "
+            ".npz. Frames without both hands are counted and left out; malformed records stop the conversion "
+            "with an error naming the file and record, or with --skip-bad are skipped and counted. The summary "
+            "is printed and stored in the file's metadata."
+        ),
+    )
+    c.add_argument("--format", required=True, choices=["interhand-json", "intaghand", "arctic"],
+                   help="interhand-json: InterHand2.6M_{split}_MANO_NeuralAnnot.json; intaghand: IntagHand's "
+                        "preprocessed anno/*.pkl (a file, anno/ folder, split folder or root with train/val/test); "
+                        "arctic: ARCTIC raw_seqs/ (or a subject folder or one <seq>.mano.npy)")
+    c.add_argument("input", help="input file or folder")
+    c.add_argument("--out", required=True, help="output .npz")
+    c.add_argument("--mano-dir", default=None,
+                   help="folder with MANO_RIGHT.pkl and MANO_LEFT.pkl (mano_v1_2/models) to record with the data")
+    c.add_argument("--skip-bad", action="store_true", help="skip malformed records (counted) instead of stopping")
+    c.add_argument("--unique-frames", action="store_true",
+                   help="intaghand: keep one record per (capture, frame) instead of one per camera view")
+    c.add_argument("--no-objects", action="store_true", help="arctic: do not read <seq>.object.npy")
+    c.add_argument("--float64", action="store_true", help="store float64 arrays (default float32)")
+    c.add_argument("--no-progress", action="store_true")
+    c.set_defaults(func=run_convert)
+
+    s = data_sub.add_parser(
+        "stats",
+        help="counts per category/split/object and contact/penetration statistics of a two-hand set",
+        description=(
+            "Prints the number of samples per category, split and object, and per category the minimum distance "
+            "between the hands, the fast penetration depth and the proximity ratio (on up to --max-samples "
+            "random samples), and the exact penetration volume (on up to --volume-samples). With --out, writes "
+            "stats.json and samples.png (a grid of random samples)."
+        ),
+    )
+    s.add_argument("data", help="TwoHandSet .npz")
+    s.add_argument("--out", default=None, help="folder for stats.json and samples.png")
+    s.add_argument("--mano-dir", default=None, help="MANO folder, for MANO sets that record no model files")
+    s.add_argument("--max-samples", type=int, default=2000, help="samples for distance/depth statistics (default %(default)s)")
+    s.add_argument("--volume-samples", type=int, default=200,
+                   help="samples for the exact penetration volume; 0 skips it (default %(default)s)")
+    s.add_argument("--no-geometry", action="store_true", help="counts only")
+    s.add_argument("--no-png", action="store_true", help="with --out, do not render samples.png")
+    s.add_argument("--seed", type=int, default=0, help="seed of the random subsets (default %(default)s)")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=run_stats)
+
+    g = data_sub.add_parser(
+        "synth",
+        help="generate the synthetic two-hand interaction set (open hand)",
+        description="Generate the synthetic two-hand set (interhandgen.data.synth; see docs/synthetic_data.md).",
+    )
+    g.add_argument("--num", type=int, required=True, help="number of two-hand samples")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--out", required=True, help="output .npz")
+    g.add_argument("--device", default="cpu")
+    g.add_argument("--no-progress", action="store_true")
+    g.set_defaults(func=run_synth)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+def run_convert(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from interhandgen.data.convert import convert
+
+    options = {"dtype": np.float64 if args.float64 else np.float32}
+    if args.unique_frames:
+        if args.format != "intaghand":
+            raise ValueError("--unique-frames applies to --format intaghand only")
+        options["unique_frames"] = True
+    if args.no_objects:
+        if args.format != "arctic":
+            raise ValueError("--no-objects applies to --format arctic only")
+        options["include_objects"] = False
+    out = Path(args.out)
+    if out.suffix != ".npz":
+        raise ValueError(f"--out must end in .npz, got {out}")
+    two_hands, summary = convert(args.format, args.input, out, mano_dir=args.mano_dir, skip_bad=args.skip_bad,
+                                 progress=not args.no_progress, **options)
+    print(summary)
+    print(f"wrote {len(two_hands)} two-hand samples to {out}")
+    return 0
+
+
+def _counts(ids, names) -> dict[str, int]:
+    import numpy as np
+
+    counts = np.bincount(ids, minlength=len(names))
+    return {name: int(c) for name, c in zip(names, counts)}
+
+
+def _subset(n: int, k: int, seed: int):
+    import numpy as np
+
+    if k >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
+
+
+def dataset_statistics(two_hands, models=None, max_samples: int = 2000, volume_samples: int = 200, seed: int = 0,
+                       device: str = "cpu", progress: bool = False) -> dict:
+    """Counts and contact/penetration statistics of a TwoHandSet (distances in mm, volumes in cm^3)."""
+    import numpy as np
+    import torch
+
+    from interhandgen import geometry
+
+    stats: dict = {"samples": len(two_hands), "pose_space": two_hands.pose_space,
+                   "flat_hand_mean": two_hands.flat_hand_mean, "hand_model": two_hands.hand_model.kind}
+    for key in ("category", "split", "object_id"):
+        if key in two_hands.labels:
+            ids, names = two_hands.labels[key]
+            stats[f"per_{key}"] = _counts(ids, names)
+    if "category" in two_hands.labels and "split" in two_hands.labels:
+        cat, cat_names = two_hands.labels["category"]
+        spl, spl_names = two_hands.labels["split"]
+        stats["per_split_category"] = {s: _counts(cat[spl == i], cat_names) for i, s in enumerate(spl_names)}
+    if models is None:
+        return stats
+    idx = _subset(len(two_hands), max_samples, seed)
+    sub = two_hands[idx]
+    verts = sub.vertices(models, device=device, dtype=torch.float32, progress=progress)
+    va, vb = verts["left"], verts["right"]
+    fa, fb = models["left"].faces_np, models["right"].faces_np
+    min_dist = geometry.min_distance(va, vb).double().cpu().numpy()
+    depth = geometry.penetration_depth(va, fa, vb, fb, method="fast").double().cpu().numpy()
+    groups = {"all": np.ones(len(sub), dtype=bool)}
+    if "category" in sub.labels:
+        ids, names = sub.labels["category"]
+        groups.update({name: ids == i for i, name in enumerate(names)})
+    vol_idx = _subset(len(sub), volume_samples, seed + 1) if volume_samples > 0 else np.zeros(0, dtype=np.int64)
+    volumes = np.full(len(sub), np.nan)
+    if len(vol_idx):
+        volumes[vol_idx] = geometry.penetration_volume(va[vol_idx].cpu(), fa, vb[vol_idx].cpu(), fb, progress=progress)
+    thr = geometry.DEFAULT_PROXIMITY_THRESHOLD
+    geo = {"evaluated_samples": int(len(sub)), "volume_samples": int(len(vol_idx)),
+           "proximity_threshold_mm": thr * 1000.0, "per_group": {}}
+    for name, mask in groups.items():
+        if not mask.any():
+            continue
+        d, p = min_dist[mask] * 1000.0, depth[mask] * 1000.0
+        v = volumes[mask & ~np.isnan(volumes)]
+        geo["per_group"][name] = {
+            "n": int(mask.sum()),
+            "min_distance_mm": {"mean": float(d.mean()), "median": float(np.median(d)), "max": float(d.max())},
+            "penetration_depth_mm": {"mean": float(p.mean()), "max": float(p.max()),
+                                     "fraction_penetrating": float((p > 0).mean())},
+            "proximity_ratio": geometry.proximity_ratio(torch.as_tensor(min_dist[mask]), thr),
+            "penetration_volume_cm3": ({"n": int(len(v)), "mean": float(v.mean()), "max": float(v.max())}
+                                       if len(v) else None),
+        }
+    stats["geometry"] = geo
+    return stats
+
+
+def _print_stats(stats: dict) -> None:
+    print(f"{stats['samples']} samples, pose_space={stats['pose_space']}, flat_hand_mean={stats['flat_hand_mean']}, "
+          f"hand_model={stats['hand_model']}")
+    for key, title in (("per_split", "split"), ("per_category", "category"), ("per_object_id", "object")):
+        if key in stats:
+            print(f"per {title}:")
+            for name, count in stats[key].items():
+                print(f"  {name:<24s} {count:>9d}")
+    geo = stats.get("geometry")
+    if geo:
+        print(f"geometry on {geo['evaluated_samples']} samples (volume on {geo['volume_samples']}), "
+              f"proximity threshold {geo['proximity_threshold_mm']:.1f} mm:")
+        print(f"  {'group':<24s} {'n':>6s} {'min dist mm':>12s} {'depth mm':>9s} {'pen. frac':>9s} {'prox':>6s} {'vol cm3':>8s}")
+        for name, g in geo["per_group"].items():
+            vol = g["penetration_volume_cm3"]
+            print(f"  {name:<24s} {g['n']:>6d} {g['min_distance_mm']['mean']:>12.2f} {g['penetration_depth_mm']['mean']:>9.2f} "
+                  f"{g['penetration_depth_mm']['fraction_penetrating']:>9.3f} {g['proximity_ratio']:>6.3f} "
+                  f"{(vol['mean'] if vol else float('nan')):>8.3f}")
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    from interhandgen.data.format import HandModelSpec, TwoHandSet
+    from interhandgen.data.format import atomic_write
+
+    for name in ("max_samples", "volume_samples"):
+        if getattr(args, name) < 0 or (name == "max_samples" and args.max_samples < 1):
+            raise ValueError(f"--{name.replace('_', '-')} must be {'>= 1' if name == 'max_samples' else '>= 0'}")
+    render = None
+    if args.out and not args.no_png:
+        try:
+            from interhandgen.viz import render
+        except ImportError as exc:
+            raise ValueError(f"cannot write samples.png: interhandgen.viz is not available ({exc}); use --no-png") from None
+    two_hands = TwoHandSet.load(args.data)
+    if args.mano_dir:
+        if two_hands.hand_model.kind != "mano":
+            raise ValueError("--mano-dir given but the set uses the open hand")
+        spec = HandModelSpec.mano(args.mano_dir, fix_left_shapedirs=two_hands.hand_model.fix_left_shapedirs)
+        two_hands = two_hands.with_hand_model(spec)
+    models = None if args.no_geometry else two_hands.hand_models(device=args.device)
+    stats = dataset_statistics(two_hands, models, args.max_samples, args.volume_samples, args.seed, args.device,
+                               progress=not args.no_progress)
+    stats["file"] = str(Path(args.data).resolve())
+    _print_stats(stats)
+    if args.out:
+        out = Path(args.out)
+        payload = json.dumps(stats, indent=1).encode()
+        atomic_write(out / "stats.json", lambda fh: fh.write(payload))
+        print(f"wrote {out / 'stats.json'}")
+        if render is not None:
+            pick = _subset(len(two_hands), 16, args.seed)
+            render(two_hands[pick], out_path=out / "samples.png")
+            print(f"wrote {out / 'samples.png'}")
+    return 0
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    try:
+        from interhandgen.data.synth import generate_synthetic_set
+    except ImportError as exc:
+        raise ValueError(f"the synthetic data generator is not available ({exc})") from None
+    if args.num < 1:
+        raise ValueError(f"--num must be >= 1, got {args.num}")
+    result = generate_synthetic_set(args.num, args.seed, args.out, device=args.device, progress=not args.no_progress)
+    n = len(result) if hasattr(result, "__len__") else args.num
+    print(f"wrote {n} synthetic two-hand samples to {args.out}")
+    return 0
