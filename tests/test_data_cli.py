@@ -12,7 +12,6 @@ import argparse
 import dataclasses
 import json
 import math
-import types
 
 import numpy as np
 import pytest

@@ -13,9 +13,9 @@ the other hand gets
 
 A pair is stored as x [N, 2, 64], anchor first. Going back (:func:`to_world`) the anchor's world pose
 (R_a, J_a) is applied (identity and origin when not given) and, because MANO's global rotation turns about the
-shaped rest root joint (not the origin), each hand's ``transl`` is solved from a forward pass:
-transl = J_target - J_center(global_orient, pose, betas, transl = 0), which is exact because transl enters
-linearly.
+shaped rest root joint (not the origin), each hand's ``transl`` is solved through the layer's kinematics:
+transl = J_target - J_center(global_orient, pose, betas, transl = 0), exact because transl enters linearly.
+J_center is :func:`center_joint_world`, the closed form of the hand layer's kinematic chain for that joint.
 
 The anchor's rotation/translation slots are constants in data (identity 6D [1,0,0,0,1,0], zero translation);
 :func:`to_world` ignores them (the denoiser is not trained on them).
@@ -58,6 +58,7 @@ __all__ = [
     "mirror_canonical",
     "mirror_error",
     "rest_root_joint",
+    "center_joint_world",
     "Standardizer",
     "load_training_arrays",
 ]
@@ -79,13 +80,6 @@ def _other(side: str) -> str:
     return "right" if side == "left" else "left"
 
 
-def _full_pose_layer(data, device) -> Any:
-    """A layer taking the full (mean-included) 45-D axis-angle pose."""
-    from interhandgen.hand.layer import HandModel
-
-    return HandModel(data, use_pca=False, flat_hand_mean=True).to(device)
-
-
 def _models_data(models: Mapping[str, Any] | None, spec: HandModelSpec) -> dict:
     if models is None:
         models = spec.load("pca", False)
@@ -94,17 +88,38 @@ def _models_data(models: Mapping[str, Any] | None, spec: HandModelSpec) -> dict:
     return {side: _model_data(models[side], side) for side in HAND_SIDES}
 
 
-def _world_center(layer, betas, full_pose, global_orient, transl, batch_size: int) -> torch.Tensor:
-    """[N, 3] world centre joint (middle MCP) from a batched forward pass (no gradient)."""
+def center_joint_world(data, betas: torch.Tensor, full_pose: torch.Tensor, global_orient: torch.Tensor,
+                       transl: torch.Tensor) -> torch.Tensor:
+    """[N, 3] world position of the centre joint (:data:`interhandgen.hand.CENTER_JOINT`), metres.
+
+    The closed form of the hand layer's kinematic chain for that one joint: with J_k(betas) the shaped rest
+    joints and A_k the world rigid transform of joint k (A_root(x) = R (x - J_0) + J_0 + transl, A_k(x) =
+    A_parent(k)(R_k (x - J_k) + J_k)), the posed joint is A_parent(c)(J_c). Only the rotations of its ancestors
+    enter (for MANO's tree the middle MCP's parent is the root, so only global_orient does), which makes this
+    about 100x cheaper than a full forward pass; tests check it against the layer's joints.
+
+    Args:
+        data: HandModelData. betas [N, S], full_pose [N, 45] (mean-included joint axis-angle), global_orient [N, 3],
+        transl [N, 3]; one dtype and device.
+    """
     from interhandgen.hand.joints import CENTER_JOINT
 
-    out = []
-    with torch.no_grad():
-        for s in range(0, betas.shape[0], batch_size):
-            sl = slice(s, s + batch_size)
-            res = layer(betas=betas[sl], global_orient=global_orient[sl], hand_pose=full_pose[sl], transl=transl[sl])
-            out.append(res.joints[:, CENTER_JOINT])
-    return torch.cat(out) if out else betas.new_zeros(0, 3)
+    chain = []  # the centre joint's ancestors, nearest first
+    k = int(data.parents[CENTER_JOINT])
+    while k >= 0:
+        chain.append(k)
+        k = int(data.parents[k])
+    rows = [CENTER_JOINT] + chain
+    reg = data.J_regressor[rows]  # [K, V]
+    base = torch.as_tensor(reg @ data.v_template, dtype=betas.dtype, device=betas.device)  # [K, 3]
+    dirs = torch.as_tensor(np.einsum("kv,vds->kds", reg, data.shapedirs), dtype=betas.dtype, device=betas.device)
+    rest = base + torch.einsum("kds,ns->nkd", dirs, betas)  # [N, K, 3]
+    x = rest[:, 0]
+    for i, k in enumerate(chain, start=1):
+        aa = global_orient if k == 0 else full_pose[:, 3 * (k - 1): 3 * k]
+        J_k = rest[:, i]
+        x = (axis_angle_to_matrix(aa) @ (x - J_k)[..., None])[..., 0] + J_k
+    return x + transl
 
 
 class CanonicalPairs(NamedTuple):
@@ -125,7 +140,6 @@ def to_canonical(
     anchor: str = "left",
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float64,
-    batch_size: int = 8192,
 ) -> CanonicalPairs:
     """World parameters -> canonical vectors x [N, 2, 64] (anchor first) and the anchor's world pose.
 
@@ -148,7 +162,7 @@ def to_canonical(
         t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), dtype=f64, device=dev)  # noqa: E731
         betas, go = t(hand.betas), t(hand.global_orient)
         rot[side] = axis_angle_to_matrix(go)
-        center[side] = _world_center(_full_pose_layer(data[side], dev), betas, t(full), go, t(hand.transl), batch_size)
+        center[side] = center_joint_world(data[side], betas, t(full), go, t(hand.transl))
         parts[side] = (t(coeffs), betas)
     R_a, J_a = rot[anchor], center[anchor]
     R_rel = R_a.transpose(1, 2) @ rot[other]
@@ -181,7 +195,6 @@ def to_world(
     hand_model: HandModelSpec | None = None,
     pose_space: str = "pca",
     flat_hand_mean: bool = False,
-    batch_size: int = 8192,
     **set_fields,
 ) -> TwoHandSet:
     """Canonical vectors x [N, 2, 64] (anchor first) -> a world-frame :class:`TwoHandSet` (float64).
@@ -219,9 +232,8 @@ def to_world(
         full = full_pose_from(coeffs, "pca", False, data[side])
         betas = vec[:, BETAS_SLICE]
         go = matrix_to_axis_angle(R)
-        layer = _full_pose_layer(data[side], dev)
         full_t = torch.as_tensor(full, dtype=torch.float64, device=dev)
-        c0 = _world_center(layer, betas, full_t, go, torch.zeros_like(J), batch_size)
+        c0 = center_joint_world(data[side], betas, full_t, go, torch.zeros_like(J))
         hands[side] = HandParams(
             pose=pose_from_full(full, pose_space, flat_hand_mean, data[side]),
             betas=betas.cpu().numpy(),
