@@ -1,0 +1,361 @@
+"""The synthetic two-hand interaction set: sampling, contact optimisation, checks, global pose, splits."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import time
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from interhandgen import geometry
+from interhandgen.data.synth.categories import CATEGORIES, CATEGORY_NAMES, Category, Scene
+from interhandgen.data.synth.kinematics import HandKinematics
+from interhandgen.data.synth.optimize import OptimConfig, optimise_contacts
+from interhandgen.data.synth.placement import slide_to_distance
+from interhandgen.data.synth.poses import POSE_FAMILIES, logits_to_components, sample_pose_logits
+from interhandgen.hand.model_data import HandModelData
+from interhandgen.rotations import matrix_to_axis_angle, quaternion_to_matrix
+
+#: Acceptance thresholds (metres).
+CONTACT_DISTANCE = 0.002  # a contact-category sample counts as touching below this minimum distance
+MAX_PENETRATION_DEPTH = 0.005  # samples deeper than this are rejected and regenerated
+NO_CONTACT_RANGE = (0.01, 0.10)  # the no-contact category's minimum distance range
+
+
+@dataclasses.dataclass(frozen=True)
+class SynthConfig:
+    optim: OptimConfig = OptimConfig()
+    subset_size: int = 512
+    require_contact: bool = True  # reject contact-category samples that do not touch (counted)
+    max_attempts: int = 20
+    pair_center_std: float = 0.03  # metres, random offset of the pair's centre from the origin
+    no_contact_target: tuple[float, float] = (0.015, 0.085)  # metres, uniform target of the separation search
+    approach_clearance: float = 0.003  # metres between the hands (vertex subsets) before the optimisation
+
+
+@dataclasses.dataclass
+class HandBatch:
+    """Per-hand parameters of generated samples (numpy, float32): see :func:`generate_arrays`."""
+
+    pose_axis_angle: np.ndarray  # [N, 45] local axis-angle, flat-hand relative (hands_mean included)
+    pose_pca: np.ndarray  # [N, 45] the model's PCA coefficients (hands_mean removed)
+    betas: np.ndarray  # [N, 10]
+    global_orient: np.ndarray  # [N, 3]
+    transl: np.ndarray  # [N, 3]
+
+
+def _seed_for(*parts: int | str) -> int:
+    """A 63-bit seed derived from a tuple; stable across runs and platforms."""
+    digest = hashlib.sha256(repr(tuple(parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def _random_rotations(n: int, gen: torch.Generator) -> torch.Tensor:
+    """[n, 3, 3] uniformly distributed rotations (normalised Gaussian quaternions)."""
+    q = torch.randn((n, 4), generator=gen, dtype=torch.float64)
+    return quaternion_to_matrix(q / q.norm(dim=1, keepdim=True))
+
+
+def _choice(n: int, k: int, gen: torch.Generator) -> torch.Tensor:
+    return torch.randint(0, k, (n,), generator=gen)
+
+
+def _gather_families(names: Sequence[str], choice: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """[n, 15, 3] logits, each sample from its chosen family (all families sampled for determinism)."""
+    n = choice.shape[0]
+    stack = torch.stack([sample_pose_logits(POSE_FAMILIES[f], n, gen, torch.float64) for f in names])
+    return stack[choice, torch.arange(n)]
+
+
+@dataclasses.dataclass
+class GroupResult:
+    hand_a: HandBatch
+    hand_b: HandBatch
+    min_distance: np.ndarray  # [n] metres, full meshes
+    penetration_depth: np.ndarray  # [n] metres, full meshes
+
+
+def generate_group(category: Category, kin_a: HandKinematics, kin_b: HandKinematics, n: int, seed: int,
+                   config: SynthConfig = SynthConfig()) -> GroupResult:
+    """Generate ``n`` samples of ``category`` with hand A = ``kin_a`` (active) and B = ``kin_b``, fully batched.
+
+    Random numbers come from a CPU generator seeded with ``seed`` (device-independent draws).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    device, dtype = kin_a.device, kin_a.dtype
+    fam_a = _choice(n, len(category.families_a), gen)
+    fam_b = _choice(n, len(category.families_b), gen)
+    logits_a = _gather_families(category.families_a, fam_a, gen).to(device, dtype)
+    logits_b = _gather_families(category.families_b, fam_b, gen).to(device, dtype)
+    betas_a = torch.randn((n, kin_a.num_betas), generator=gen).to(device, dtype)
+    betas_b = torch.randn((n, kin_b.num_betas), generator=gen).to(device, dtype)
+    with torch.no_grad():
+        posed_a = kin_a.pose_full(betas_a, kin_a.logits_to_full_pose(logits_a))
+        posed_b = kin_b.pose_full(betas_b, kin_b.logits_to_full_pose(logits_b))
+        scene = Scene(kin_a, kin_b, posed_a, posed_b, fam_a.to(device), fam_b.to(device), gen)
+        arr = category.arrange(scene)
+        R, t, contacts = arr.R, arr.t, arr.contacts
+        # Slide B along the approach direction until it just clears A (contact categories: by
+        # ``approach_clearance``; no-contact: by a random target distance). The optimisation then starts from
+        # first contact instead of a deep overlap, where nearest-vertex inside tests are unreliable.
+        if category.in_contact:
+            target = torch.full((n,), config.approach_clearance, dtype=dtype, device=device)
+        else:
+            lo, hi = config.no_contact_target
+            target = (lo + (hi - lo) * torch.rand((n,), generator=gen, dtype=torch.float64)).to(device, dtype)
+        sub_a = posed_a.vertices[:, kin_a.subset]
+        sub_b = posed_b.vertices[:, kin_b.subset] @ R.transpose(1, 2) + t[:, None]
+        shift = slide_to_distance(sub_a, sub_b, arr.approach, target)
+        t = t + shift[:, None] * arr.approach
+    if category.in_contact:
+        logits_a, logits_b, R, t = optimise_contacts(kin_a, kin_b, betas_a, betas_b, logits_a, logits_b, R, t,
+                                                     contacts, config.optim)
+    with torch.no_grad():
+        pose_a = kin_a.logits_to_full_pose(logits_a)
+        pose_b = kin_b.logits_to_full_pose(logits_b)
+        posed_a = kin_a.pose_full(betas_a, pose_a)
+        posed_b = kin_b.pose_full(betas_b, pose_b)
+        vb = posed_b.vertices @ R.transpose(1, 2) + t[:, None]
+        va = posed_a.vertices
+        min_dist = geometry.min_distance(va, vb)
+        depth = geometry.penetration_depth(va, kin_a.data.faces, vb, kin_b.data.faces, method="fast")
+        # Random rotation of the whole pair about its centre, and a random position of the centre.
+        G = _random_rotations(n, gen).to(device, dtype)
+        center = 0.5 * (va.mean(1) + vb.mean(1))
+        g = (torch.randn((n, 3), generator=gen, dtype=torch.float64) * config.pair_center_std).to(device, dtype)
+        g = g - (G @ center[..., None]).squeeze(-1)
+        hand_a = _hand_params(kin_a, betas_a, pose_a, G, g, posed_a.rest_joints[:, 0])
+        hand_b = _hand_params(kin_b, betas_b, pose_b, G @ R, (G @ t[..., None]).squeeze(-1) + g, posed_b.rest_joints[:, 0])
+    return GroupResult(hand_a, hand_b, min_dist.cpu().double().numpy(), depth.cpu().double().numpy())
+
+
+def _hand_params(kin: HandKinematics, betas, full_pose, R_world, t_world, root) -> HandBatch:
+    """Parameters that place the locally posed hand with the rigid map x -> R_world x + t_world.
+
+    The hand layer rotates about the shaped root joint J0: x -> R (x - J0) + J0 + transl, so
+    transl = t_world + R_world J0 - J0.
+    """
+    local = full_pose[:, 3:]
+    transl = t_world + (R_world @ root[..., None]).squeeze(-1) - root
+    f = lambda x: x.detach().cpu().to(torch.float32).numpy()  # noqa: E731
+    return HandBatch(
+        pose_axis_angle=f(local),
+        pose_pca=f(kin.pose_to_pca(local)),
+        betas=f(betas),
+        global_orient=f(matrix_to_axis_angle(R_world)),
+        transl=f(transl),
+    )
+
+
+# ------------------------------------------------------------------------------------------------- the set
+def _accept(category: Category, result: GroupResult, config: SynthConfig) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Boolean acceptance per sample and the boolean mask of each rejection reason."""
+    md, depth = result.min_distance, result.penetration_depth
+    reasons = {"penetration_depth_over_5mm": depth > MAX_PENETRATION_DEPTH}
+    if category.in_contact:
+        if config.require_contact:
+            reasons["no_contact_within_2mm"] = md >= CONTACT_DISTANCE
+    else:
+        lo, hi = NO_CONTACT_RANGE
+        reasons["distance_outside_1_10cm"] = (md < lo) | (md > hi)
+    bad = np.zeros(len(md), dtype=bool)
+    for mask in reasons.values():
+        bad |= mask
+    return ~bad, reasons
+
+
+def _balanced_counts(num: int, k: int) -> list[int]:
+    return [num // k + (1 if i < num % k else 0) for i in range(k)]
+
+
+def _default_models() -> dict[str, HandModelData]:
+    from interhandgen.hand import open_hand  # the bundled open hand
+
+    return {side: getattr(open_hand(side), "data", open_hand(side)) for side in ("left", "right")}
+
+
+def generate_synthetic_set(
+    num: int,
+    seed: int,
+    out: str | None = None,
+    device: str | torch.device = "cpu",
+    batch_size: int = 256,
+    progress: bool = True,
+    splits: Sequence[float] = (0.8, 0.1, 0.1),
+    categories: Iterable[str] | None = None,
+    hand_models: dict[str, HandModelData] | None = None,
+    config: SynthConfig = SynthConfig(),
+):
+    """Generate ``num`` synthetic two-hand interactions, deterministic for ``seed``.
+
+    Args:
+        num: number of samples (>= 1), spread evenly over the categories.
+        seed: integer seed; the same seed gives identical arrays on the same machine and thread count.
+        out: optional ``.npz`` path; the set is written there atomically (``TwoHandSet.save``).
+        device: torch device of the computation ("cpu", "cuda", ...). Random draws happen on the CPU.
+        batch_size: samples optimised together (memory grows with batch_size x subset_size^2).
+        progress: show a tqdm progress bar.
+        splits: fractions of (train, validation, test), summing to 1; assigned by a seeded permutation.
+        categories: names to generate (default: all of ``CATEGORY_NAMES``).
+        hand_models: {"left": HandModelData, "right": HandModelData}; default the bundled open hand.
+        config: :class:`SynthConfig`.
+    Returns:
+        a :class:`interhandgen.data.TwoHandSet` with ``pose_space="pca"`` (all 45 coefficients),
+        ``flat_hand_mean=False``, category and split labels, per-sample ``record_id``
+        ``"<category>/<active side>/<index>"`` and the generation statistics in ``metadata["synth"]``.
+    """
+    from interhandgen.data.format import STANDARD_SPLITS, HandModelSpec, TwoHandSet
+
+    if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
+        raise ValueError(f"num must be a positive integer, got {num!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    splits = tuple(float(s) for s in splits)
+    if len(splits) != 3 or any(not math.isfinite(s) or s < 0 for s in splits) or abs(sum(splits) - 1.0) > 1e-6:
+        raise ValueError(f"splits must be three non-negative fractions (train, validation, test) summing to 1, got {splits}")
+    names = CATEGORY_NAMES if categories is None else tuple(categories)
+    unknown = [c for c in names if c not in CATEGORIES]
+    if not names or unknown or len(set(names)) != len(names):
+        raise ValueError(f"categories must be distinct names from {list(CATEGORY_NAMES)}, got {list(names)}")
+    spec = HandModelSpec.open_hand()
+    if hand_models is None:
+        hand_models = _default_models()
+    elif set(hand_models) != {"left", "right"}:
+        raise ValueError(f"hand_models must map 'left' and 'right' to HandModelData, got keys {sorted(hand_models)}")
+    for side, data in hand_models.items():
+        if not isinstance(data, HandModelData) or data.side != side:
+            raise ValueError(f"hand_models['{side}'] must be a {side} HandModelData")
+    device = torch.device(device)
+    kin = {side: HandKinematics(hand_models[side], device, subset_size=config.subset_size) for side in ("left", "right")}
+    other = {"left": "right", "right": "left"}
+
+    counts = _balanced_counts(int(num), len(names))
+    fields = ("pose_pca", "betas", "global_orient", "transl")
+    collected = {side: {f: [] for f in fields} for side in ("left", "right")}
+    cat_ids, active, min_dist, depth = [], [], [], []
+    stats: dict[str, dict] = {}
+    started = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=int(num), desc="synth", unit="sample")
+    for c_idx, (name, target) in enumerate(zip(names, counts)):
+        category = CATEGORIES[name]
+        cat_stats = {"requested": target, "generated": 0, "rejected": {}, "attempts": 0}
+        have, chunk = 0, 0
+        while have < target:
+            if chunk >= max(1, math.ceil(target / batch_size)) * config.max_attempts:
+                raise RuntimeError(f"category {name!r}: acceptance too low ({have} of {target} after {chunk} batches)")
+            n = min(batch_size, target - have) if chunk == 0 else min(batch_size, max(target - have, 8))
+            gen = torch.Generator().manual_seed(_seed_for("synth", int(seed), name, chunk))
+            right_active = torch.rand((n,), generator=gen) < 0.5
+            for side_a, mask in (("right", right_active), ("left", ~right_active)):
+                m = int(mask.sum())
+                if m == 0:
+                    continue
+                res = generate_group(category, kin[side_a], kin[other[side_a]], m,
+                                     _seed_for("group", int(seed), name, chunk, side_a), config)
+                ok, reasons = _accept(category, res, config)
+                cat_stats["generated"] += m
+                for reason, bad in reasons.items():
+                    cat_stats["rejected"][reason] = cat_stats["rejected"].get(reason, 0) + int(bad.sum())
+                take = np.flatnonzero(ok)[: max(0, target - have)]
+                if len(take) == 0:
+                    continue
+                hands = {side_a: res.hand_a, other[side_a]: res.hand_b}
+                for side in ("left", "right"):
+                    for f in fields:
+                        collected[side][f].append(getattr(hands[side], f)[take])
+                cat_ids.append(np.full(len(take), c_idx))
+                active.append(np.full(len(take), side_a))
+                min_dist.append(res.min_distance[take])
+                depth.append(res.penetration_depth[take])
+                have += len(take)
+                if bar is not None:
+                    bar.update(len(take))
+            chunk += 1
+        cat_stats["attempts"] = chunk
+        stats[name] = cat_stats
+    if bar is not None:
+        bar.close()
+    elapsed = time.perf_counter() - started
+
+    # Mix the categories with a seeded permutation, then assign splits with another.
+    total = int(num)
+    rng = np.random.Generator(np.random.PCG64(_seed_for("order", int(seed))))
+    order = rng.permutation(total)
+    cat_arr = np.concatenate(cat_ids)[order]
+    active_arr = np.concatenate(active)[order]
+    md_arr = np.concatenate(min_dist)[order]
+    depth_arr = np.concatenate(depth)[order]
+    hands = {}
+    for side in ("left", "right"):
+        arr = {f: np.concatenate(collected[side][f])[order] for f in fields}
+        hands[side] = {"pose": arr["pose_pca"], "betas": arr["betas"], "global_orient": arr["global_orient"],
+                       "transl": arr["transl"]}
+    split_arr = assign_splits(total, splits, seed)
+    record_id = np.array([f"{names[c]}/{a}/{i}" for i, (c, a) in enumerate(zip(cat_arr, active_arr))])
+    summary = _summary(names, cat_arr, md_arr, depth_arr)
+    metadata = {
+        "synth": {
+            "generator": "interhandgen.data.synth",
+            "seed": int(seed),
+            "num": total,
+            "categories": {n_: CATEGORIES[n_].description for n_ in names},
+            "splits": dict(zip(STANDARD_SPLITS, splits)),
+            "thresholds_m": {"contact_distance": CONTACT_DISTANCE, "max_penetration_depth": MAX_PENETRATION_DEPTH,
+                             "no_contact_range": list(NO_CONTACT_RANGE)},
+            "hand_models": {s: hand_models[s].name for s in ("left", "right")},
+            "per_category": stats,
+            "quality": summary,
+            "seconds": round(elapsed, 3),
+            "device": str(device),
+        }
+    }
+    result = TwoHandSet(
+        left=hands["left"], right=hands["right"], pose_space="pca", flat_hand_mean=False, hand_model=spec,
+        category=cat_arr, category_names=names, split=split_arr, split_names=STANDARD_SPLITS,
+        record_id=record_id, metadata=metadata,
+    )
+    if out is not None:
+        result.save(out)
+    return result
+
+
+def assign_splits(num: int, fractions: Sequence[float], seed: int) -> np.ndarray:
+    """[num] split ids (0 train, 1 validation, 2 test) from a permutation seeded by ``seed``; the counts are
+    the rounded fractions (test gets the remainder)."""
+    rng = np.random.Generator(np.random.PCG64(_seed_for("split", int(seed))))
+    n_train = int(round(fractions[0] * num))
+    n_val = min(num - n_train, int(round(fractions[1] * num)))
+    ids = np.full(num, 2, dtype=np.int64)
+    perm = rng.permutation(num)
+    ids[perm[:n_train]] = 0
+    ids[perm[n_train:n_train + n_val]] = 1
+    return ids
+
+
+def _summary(names: Sequence[str], cat: np.ndarray, md: np.ndarray, depth: np.ndarray) -> dict:
+    """Per-category quality of the accepted samples (fast full-mesh metrics), millimetres."""
+    out = {}
+    for c, name in enumerate(names):
+        sel = cat == c
+        if not sel.any():
+            continue
+        d_mm, p_mm = md[sel] * 1000.0, depth[sel] * 1000.0
+        out[name] = {
+            "count": int(sel.sum()),
+            "contact_rate_2mm": float(np.mean(d_mm < CONTACT_DISTANCE * 1000.0)),
+            "min_distance_mm": {"median": float(np.median(d_mm)), "p95": float(np.percentile(d_mm, 95)),
+                                "min": float(d_mm.min()), "max": float(d_mm.max())},
+            "penetration_depth_mm": {"mean": float(p_mm.mean()), "p95": float(np.percentile(p_mm, 95)),
+                                     "max": float(p_mm.max())},
+        }
+    return out
