@@ -145,8 +145,12 @@ def test_synth_forwards_to_the_generator(tmp_path, monkeypatch, capsys):
         return list(range(num))
 
     monkeypatch.setattr(synth, "generate_synthetic_set", fake, raising=False)
-    assert run_cli(["data", "synth", "--num", "5", "--seed", "3", "--out", str(tmp_path / "s.npz"), "--no-progress"]) == 0
-    assert calls == [(5, 3, str(tmp_path / "s.npz"), {"device": "cpu", "progress": False})]
+    assert run_cli(["data", "synth", "--num", "5", "--seed", "3", "--out", str(tmp_path / "s.npz"), "--no-progress",
+                    "--splits", "0.5,0.25,0.25", "--categories", "clasp, fist_bump"]) == 0
+    assert calls == [(5, 3, str(tmp_path / "s.npz"), {"device": "cpu", "batch_size": 256, "splits": (0.5, 0.25, 0.25),
+                                                       "progress": False, "categories": ["clasp", "fist_bump"]})]
     assert "wrote 5 synthetic" in capsys.readouterr().out
     with pytest.raises(ValueError, match="--num"):
         run_cli(["data", "synth", "--num", "0", "--out", str(tmp_path / "s.npz")])
+    with pytest.raises(ValueError, match="--splits"):
+        run_cli(["data", "synth", "--num", "2", "--splits", "a,b", "--out", str(tmp_path / "s.npz")])

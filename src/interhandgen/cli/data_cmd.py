@@ -70,10 +70,14 @@ def register(sub) -> None:
         help="generate the synthetic two-hand interaction set (open hand)",
         description="Generate the synthetic two-hand set (interhandgen.data.synth; see docs/synthetic_data.md).",
     )
-    g.add_argument("--num", type=int, required=True, help="number of two-hand samples")
+    g.add_argument("--num", type=int, required=True, help="number of two-hand samples (spread evenly over the categories)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", required=True, help="output .npz")
     g.add_argument("--device", default="cpu")
+    g.add_argument("--batch-size", type=int, default=256, help="samples optimised together (default %(default)s)")
+    g.add_argument("--splits", default="0.8,0.1,0.1",
+                   help="fractions of train,validation,test summing to 1 (default %(default)s)")
+    g.add_argument("--categories", default=None, help="comma-separated category names (default: all)")
     g.add_argument("--no-progress", action="store_true")
     g.set_defaults(func=run_synth)
 
@@ -237,7 +241,16 @@ def run_synth(args: argparse.Namespace) -> int:
         raise ValueError(f"the synthetic data generator is not available ({exc})") from None
     if args.num < 1:
         raise ValueError(f"--num must be >= 1, got {args.num}")
-    result = generate_synthetic_set(args.num, args.seed, args.out, device=args.device, progress=not args.no_progress)
+    try:
+        splits = tuple(float(v) for v in args.splits.split(","))
+    except ValueError:
+        raise ValueError(f"--splits must be three comma-separated fractions, got {args.splits!r}") from None
+    if not str(args.out).endswith(".npz"):
+        raise ValueError(f"--out must end in .npz, got {args.out}")
+    kw = {"device": args.device, "batch_size": args.batch_size, "splits": splits, "progress": not args.no_progress}
+    if args.categories:
+        kw["categories"] = [c.strip() for c in args.categories.split(",") if c.strip()]
+    result = generate_synthetic_set(args.num, args.seed, args.out, **kw)
     n = len(result) if hasattr(result, "__len__") else args.num
     print(f"wrote {n} synthetic two-hand samples to {args.out}")
     return 0

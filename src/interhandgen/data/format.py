@@ -259,7 +259,7 @@ class HandModelSpec:
         models = {}
         for side in HAND_SIDES:
             if self.kind == "open_hand":
-                from interhandgen.hand import open_hand  # written by another module; imported on demand
+                from interhandgen.hand.open_hand import open_hand  # imported on demand
 
                 data = _model_data(open_hand(side), side)
             else:
