@@ -282,3 +282,16 @@ def test_load_training_arrays(tmp_path):
         load_training_arrays(no_split, models=models)
     with pytest.raises(ValueError, match="test"):
         load_training_arrays(path, split="test", models=models)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    models = random_models()
+    s = world_set(n=16, seed=15)
+    cpu = to_canonical(s, models)
+    gpu = to_canonical(s, models, device="cuda")
+    assert gpu.x.is_cuda and (gpu.x.cpu() - cpu.x).abs().max() < 1e-12
+    back = to_world(gpu.x, models, anchor_world=(gpu.anchor_rotation, gpu.anchor_center))
+    v0 = s.vertices(models, dtype=torch.float64)
+    v1 = back.vertices(models, device="cuda", dtype=torch.float64)
+    assert max(float((v0[k] - v1[k].cpu()).abs().max()) for k in v0) < 1e-10
