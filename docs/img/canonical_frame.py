@@ -29,11 +29,16 @@ def example_pair() -> TwoHandSet:
     world = Rotation.from_euler("xyz", [35, -50, 20], degrees=True)
 
     def hand(rot, transl):
-        return {"pose": rng.normal(0, 0.4, (1, 45)), "betas": np.zeros((1, 10)),
+        return {"pose": rng.normal(0, 0.25, (1, 45)), "betas": np.zeros((1, 10)),
                 "global_orient": rot.as_rotvec()[None], "transl": np.asarray(transl, dtype=float)[None]}
 
     left = hand(world * Rotation.from_euler("y", 10, degrees=True), [0.25, 0.10, 0.30])
-    right = hand(world * Rotation.from_euler("zy", [180, -20], degrees=True), [0.31, 0.14, 0.26])
+    right = hand(world * Rotation.from_euler("zy", [180, -20], degrees=True), [0.0, 0.0, 0.0])
+    pair = TwoHandSet(left, right, pose_space="pca", flat_hand_mean=False, hand_model=HandModelSpec.open_hand())
+    # Place the right hand's centre joint 11 cm from the left one's.
+    J = pair.joints()
+    offset = world.apply([0.0, -0.11, 0.0]) + J["left"][0, CENTER_JOINT].numpy() - J["right"][0, CENTER_JOINT].numpy()
+    right["transl"] = right["transl"] + offset
     return TwoHandSet(left, right, pose_space="pca", flat_hand_mean=False, hand_model=HandModelSpec.open_hand())
 
 
