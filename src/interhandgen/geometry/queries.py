@@ -4,10 +4,10 @@ Shapes: B batch, P query points, V/W vertices, F faces. Lengths in metres; repor
 
 Two levels of exactness:
 
-* exact: the generalised winding number (sum of signed solid angles, Jacobson et al. 2013; exactly 1
-  inside and 0 outside a closed mesh) for inside tests, and exact point-to-triangle distances. Computed in
-  float64, pruned to the points that can matter (inside the other mesh's bounding box, or near the
-  closest pair), O(points x faces) for those.
+* exact: closest surface point + angle-weighted pseudo-normal sign for inside tests (exact for closed,
+  consistently oriented, self-intersection-free meshes; cross-checked against the generalised winding
+  number, :func:`winding_numbers`), and exact point-to-triangle distances; float64, with (point,
+  triangle) pairs pruned by triangle bounding spheres.
 * fast: nearest vertex (``torch.cdist``) plus the sign of the offset along that vertex's area-weighted
   normal, O(V x W) matrix products. Errors against exact are measured in ``docs/geometry.md``.
 
