@@ -1,0 +1,191 @@
+"""Reverse-diffusion samplers for x0-predicting denoisers: DDIM (any steps, any eta) and the reference variant.
+
+A denoiser is any callable ``denoiser(x_t [B, ...], t [B] int64, cond) -> x0_hat [B, ...]`` that predicts the clean
+sample. One reverse step from timestep t to t_next (t_next = -1 means "to the clean sample", abar = 1) is
+
+    DDIM (Song et al. 2021, eq. 12):
+        eps_hat = (x_t - sqrt(abar_t) x0_hat) / sqrt(1 - abar_t)
+        sigma   = eta * sqrt((1 - abar_next) / (1 - abar_t) * (1 - abar_t / abar_next))
+        x_next  = sqrt(abar_next) x0_hat + sqrt(1 - abar_next - sigma^2) eps_hat + sigma z
+
+    reference (jyunlee/InterHandGen, common/utils_diff.py, ``generalized_steps``):
+        x_next  = sqrt(abar_next) x0_hat + sigma z + sqrt(1 - abar_next - sigma^2) (x0_hat - x_t)
+
+The reference variant uses the difference (x0_hat - x_t) where DDIM uses the implied noise; it is not a DDIM step
+(for instance it does not keep x_t when x0_hat is exact and eta = 0), but reproducing the reference samples from
+its checkpoint needs it. With eta = 1 and all T steps DDIM is ancestral DDPM sampling: its mean and variance are
+those of the posterior q(x_{t-1} | x_t, x0_hat).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from interhandgen.diffusion.schedule import Schedule
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor]
+X0Guidance = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
+
+UPDATES = ("ddim", "reference")
+SPACINGS = ("linspace", "leading")
+
+
+def sampling_timesteps(num_timesteps: int, num_steps: int, spacing: str = "linspace") -> torch.Tensor:
+    """The timesteps a sampler visits, in visiting order (descending), as int64 [num_steps].
+
+    Args:
+        num_timesteps: T of the trained schedule.
+        num_steps: S, 1 <= S <= T.
+        spacing: ``"linspace"``: round(linspace(T-1, 0, S)), i.e. from the noisiest trained step down to 0
+            (S = 1 gives [T-1]). ``"leading"``: k * (T // S) for k = S-1 .. 0, the DDIM paper's "uniform" skip and the
+            reference code's list (T = 129, S = 42: 123, 120, ..., 3, 0).
+    """
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or not 1 <= num_steps <= num_timesteps:
+        raise ValueError(f"num_steps must be an int in 1..{num_timesteps} (the schedule's T), got {num_steps!r}")
+    if spacing == "linspace":
+        ts = torch.linspace(num_timesteps - 1, 0, num_steps, dtype=torch.float64).round().to(torch.int64)
+    elif spacing == "leading":
+        ts = torch.arange(num_steps - 1, -1, -1, dtype=torch.int64) * (num_timesteps // num_steps)
+    else:
+        raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
+    return ts
+
+
+def step_coefficients(schedule: Schedule, t: int, t_next: int, eta: float) -> tuple[float, float, float]:
+    """(sqrt(abar_next), sigma, c_dir) of one step t -> t_next (t_next = -1: abar_next = 1), computed in float64.
+
+    c_dir = sqrt(1 - abar_next - sigma^2) multiplies the direction term (eps_hat for DDIM, x0_hat - x_t for the
+    reference update).
+    """
+    if not 0 <= t < schedule.num_timesteps:
+        raise ValueError(f"t must lie in 0..{schedule.num_timesteps - 1}, got {t}")
+    if not -1 <= t_next < t:
+        raise ValueError(f"t_next must lie in -1..{t - 1} (below t = {t}), got {t_next}")
+    abar_t = float(schedule.alphas_cumprod[t])
+    abar_next = 1.0 if t_next < 0 else float(schedule.alphas_cumprod[t_next])
+    sigma = eta * math.sqrt((1.0 - abar_next) / (1.0 - abar_t) * (1.0 - abar_t / abar_next))
+    # 1 - abar_next - sigma^2 >= 0 exactly for eta <= 1; max() only absorbs a rounding residue of ~1e-17.
+    c_dir = math.sqrt(max(0.0, 1.0 - abar_next - sigma * sigma))
+    return math.sqrt(abar_next), sigma, c_dir
+
+
+def ddim_step(
+    x_t: torch.Tensor,
+    x0_hat: torch.Tensor,
+    t: int,
+    t_next: int,
+    schedule: Schedule,
+    eta: float = 0.0,
+    noise: Optional[torch.Tensor] = None,
+    update: str = "ddim",
+) -> torch.Tensor:
+    """One reverse step x_t -> x_{t_next} given the clean-sample estimate (see the module docstring).
+
+    Args:
+        x_t, x0_hat: [B, ...].
+        t, t_next: python ints, t_next < t; t_next = -1 steps to the clean sample.
+        noise: standard normal [B, ...]; required when sigma > 0 (eta > 0 and t_next >= 0).
+        update: ``"ddim"`` or ``"reference"``.
+    Returns: x_{t_next} [B, ...].
+    """
+    if update not in UPDATES:
+        raise ValueError(f"update must be one of {UPDATES}, got {update!r}")
+    if x0_hat.shape != x_t.shape:
+        raise ValueError(f"x0_hat must have the shape of x_t {list(x_t.shape)}, got {list(x0_hat.shape)}")
+    a_next, sigma, c_dir = step_coefficients(schedule, t, t_next, eta)
+    if update == "ddim":
+        a_t = math.sqrt(float(schedule.alphas_cumprod[t]))
+        s_t = math.sqrt(1.0 - float(schedule.alphas_cumprod[t]))
+        direction = (x_t - a_t * x0_hat) / s_t
+    else:
+        direction = x0_hat - x_t
+    x_next = a_next * x0_hat + c_dir * direction
+    if sigma > 0.0:
+        if noise is None:
+            raise ValueError(f"noise is required for a stochastic step (eta = {eta}, t = {t} -> {t_next})")
+        if noise.shape != x_t.shape:
+            raise ValueError(f"noise must have the shape of x_t {list(x_t.shape)}, got {list(noise.shape)}")
+        x_next = x_next + sigma * noise
+    return x_next
+
+
+@torch.no_grad()
+def ddim_sample(
+    denoiser: Denoiser,
+    noise: torch.Tensor,
+    schedule: Schedule,
+    num_steps: int,
+    eta: float = 0.0,
+    cond: Any = None,
+    generator: Optional[torch.Generator] = None,
+    *,
+    update: str = "ddim",
+    x0_guidance: Optional[X0Guidance] = None,
+    progress: bool = False,
+    spacing: Optional[str] = None,
+    timesteps: Optional[Sequence[int]] = None,
+) -> torch.Tensor:
+    """Run the reverse process from ``noise`` (the state at the first visited timestep) to a clean sample.
+
+    Args:
+        denoiser: ``denoiser(x_t [B, ...], t [B] int64, cond) -> x0_hat [B, ...]``.
+        noise: initial state [B, ...]; its dtype and device are those of the whole run.
+        schedule: the trained schedule (T steps).
+        num_steps: number of reverse steps (network evaluations).
+        eta: 0 = deterministic DDIM, 1 = DDPM posterior variance; must lie in [0, 1].
+        cond: passed unchanged to every denoiser call.
+        generator: torch.Generator for the stochastic steps (draws are made on the generator's device and moved).
+        update: ``"ddim"`` (standard) or ``"reference"`` (the reference code's variant, see module docstring).
+        x0_guidance: hook ``(x0_hat, x_t, t [B], step_index) -> x0_hat`` applied to every prediction before the
+            update; step_index counts 0 .. num_steps-1 in visiting order (0 = noisiest). Its gradients, if it needs
+            any, must be enabled inside it (the sampler runs under ``torch.no_grad``).
+        progress: show a tqdm bar.
+        spacing: timestep spacing (see :func:`sampling_timesteps`); default ``"leading"`` for ``update="reference"``
+            (the reference list 123, 120, ..., 0 for T = 129, 42 steps) and ``"linspace"`` otherwise.
+        timesteps: explicit strictly decreasing timesteps to visit (overrides num_steps/spacing; length must equal
+            num_steps).
+    Returns: x0 [B, ...]: the last step goes to t = -1, where both updates return the final x0_hat.
+    """
+    if not isinstance(noise, torch.Tensor) or noise.dim() < 2:
+        raise ValueError(f"noise must be a tensor [B, D, ...], got "
+                         f"{list(noise.shape) if isinstance(noise, torch.Tensor) else type(noise).__name__}")
+    if not noise.is_floating_point():
+        raise TypeError(f"noise must be a floating-point tensor, got dtype {noise.dtype}")
+    if not 0.0 <= float(eta) <= 1.0:
+        raise ValueError(f"eta must lie in [0, 1], got {eta}")
+    if update not in UPDATES:
+        raise ValueError(f"update must be one of {UPDATES}, got {update!r}")
+    if timesteps is None:
+        ts = sampling_timesteps(schedule.num_timesteps, num_steps,
+                                spacing or ("leading" if update == "reference" else "linspace"))
+    else:
+        ts = torch.as_tensor(list(timesteps), dtype=torch.int64)
+        if ts.dim() != 1 or ts.numel() != num_steps:
+            raise ValueError(f"timesteps must hold num_steps = {num_steps} ints, got {list(timesteps)}")
+        if (ts[1:] >= ts[:-1]).any() or int(ts.min()) < 0 or int(ts.max()) >= schedule.num_timesteps:
+            raise ValueError(f"timesteps must be strictly decreasing within 0..{schedule.num_timesteps - 1}, "
+                             f"got {ts.tolist()}")
+    visit = ts.tolist()
+    nexts = visit[1:] + [-1]
+    B, device = noise.shape[0], noise.device
+    x = noise
+    for i, (t, t_next) in enumerate(tqdm(list(zip(visit, nexts)), desc="reverse diffusion", disable=not progress)):
+        t_batch = torch.full((B,), t, dtype=torch.int64, device=device)
+        x0_hat = denoiser(x, t_batch, cond)
+        if not isinstance(x0_hat, torch.Tensor) or x0_hat.shape != x.shape:
+            raise ValueError(f"the denoiser must return x0_hat of shape {list(x.shape)}, got "
+                             f"{list(x0_hat.shape) if isinstance(x0_hat, torch.Tensor) else type(x0_hat).__name__}")
+        if x0_guidance is not None:
+            x0_hat = x0_guidance(x0_hat, x, t_batch, i)
+            if not isinstance(x0_hat, torch.Tensor) or x0_hat.shape != x.shape:
+                raise ValueError(f"x0_guidance must return a tensor of shape {list(x.shape)}")
+        z = None
+        if eta > 0.0 and t_next >= 0:
+            z = torch.randn(x.shape, generator=generator, dtype=x.dtype,
+                            device=generator.device if generator is not None else device).to(device)
+        x = ddim_step(x, x0_hat, t, t_next, schedule, eta=eta, noise=z, update=update)
+    return x
