@@ -263,9 +263,10 @@ def train(
             e.g. to render a PNG of samples.
         max_steps: stop (with a checkpoint, status "interrupted") after this many global steps; for tests.
     """
+    from interhandgen.baselines import build_model, model_kind
     from interhandgen.diffusion import Schedule
-    from interhandgen.models import DenoiserConfig, build_denoiser
 
+    kind = model_kind(model_config)
     cfg = train_config
     out_dir = Path(out_dir)
     device = torch.device(device)
@@ -286,7 +287,7 @@ def train(
     total_steps = steps_per_epoch * cfg.epochs
 
     torch.manual_seed(cfg.seed + rank)
-    net = build_denoiser(DenoiserConfig.from_dict(model_config)).to(device)
+    net = build_model(model_config).to(device)
     ema = EMA(net, cfg.ema_decay)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed * 7919 + rank)
@@ -359,7 +360,7 @@ def train(
                 idx = order[k * cfg.batch_size:(k + 1) * cfg.batch_size][rank::world]
                 for g in opt.param_groups:
                     g["lr"] = cfg.lr * lr_factor(step, total_steps, cfg.warmup_steps, cfg.min_lr_ratio)
-                loss, la, lo = diffusion_loss(ddp_net, train_x[idx.to(device)], schedule, cfg, gen)
+                loss, la, lo = objective_loss(kind, model_config, ddp_net, train_x[idx.to(device)], schedule, cfg, gen)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
@@ -410,10 +411,22 @@ def train(
     return TrainResult(status=status, step=step, epoch=epoch, out_dir=out_dir)
 
 
-def ema_module(ema: EMA, model_config: dict[str, Any], device: torch.device) -> nn.Module:
-    from interhandgen.models import DenoiserConfig, build_denoiser
+def objective_loss(kind: str, model_config: dict[str, Any], net: nn.Module, batch: torch.Tensor, schedule,
+                   cfg: TrainConfig, generator: torch.Generator):
+    """The training loss of a model kind (see :mod:`interhandgen.baselines`): (total, part 1, part 2)."""
+    if kind in ("shared", "separate"):
+        return diffusion_loss(net, batch, schedule, cfg, generator)
+    from interhandgen.baselines import joint_loss, vae_loss
 
-    m = build_denoiser(DenoiserConfig.from_dict(model_config)).to(device)
+    if kind == "joint":
+        return joint_loss(net, batch, schedule, cfg, generator)
+    return vae_loss(net, batch, float(model_config.get("kl_weight", 1e-2)), cfg, generator)
+
+
+def ema_module(ema: EMA, model_config: dict[str, Any], device: torch.device) -> nn.Module:
+    from interhandgen.baselines import build_model
+
+    m = build_model(model_config).to(device)
     m.load_state_dict(ema.state_dict())
     return m.eval()
 
@@ -421,13 +434,15 @@ def ema_module(ema: EMA, model_config: dict[str, Any], device: torch.device) -> 
 @torch.no_grad()
 def validation_loss(ema: EMA, model_config, val_x, schedule, cfg: TrainConfig, device) -> float:
     """Mean diffusion loss of the EMA weights on the validation split, with FIXED noise and timesteps."""
+    from interhandgen.baselines import model_kind
+
     model = ema_module(ema, model_config, device)
     gen = torch.Generator().manual_seed(12345)
     vcfg = TrainConfig(**{**cfg.__dict__, "cond_drop_prob": None})
     total, count = 0.0, 0
     for i in range(0, val_x.shape[0], 1024):
         chunk = val_x[i:i + 1024].to(device)
-        loss, _, _ = diffusion_loss(model, chunk, schedule, vcfg, gen)
+        loss, _, _ = objective_loss(model_kind(model_config), model_config, model, chunk, schedule, vcfg, gen)
         total += loss.item() * chunk.shape[0]
         count += chunk.shape[0]
     return total / count
