@@ -198,6 +198,22 @@ def test_matches_smplx_full_pose_random_model(data, tmp_path, flat_hand_mean):
     assert (ours.joints[:, :16] - ref.joints).abs().max() < 1e-6
 
 
+def test_gradients_match_smplx(data, tmp_path):
+    smplx = pytest.importorskip("smplx")
+    from interhandgen.hand import save_mano_pkl
+
+    save_mano_pkl(data, tmp_path / "MANO_RIGHT.pkl")
+    ref = smplx.MANO(str(tmp_path / "MANO_RIGHT.pkl"), use_pca=True, num_pca_comps=12, dtype=torch.float64)
+    ours = HandModel(data, use_pca=True, num_pca_comps=12)
+    grads = []
+    for model in (ours, ref):
+        inp = {k: v.requires_grad_(True) for k, v in random_inputs(4, 12, seed=13).items()}
+        out = model(**inp)
+        (out.vertices.square().sum() + out.joints[:, :16].sum()).backward()  # smplx has no fingertip joints
+        grads.append(torch.cat([inp[k].grad for k in inp], 1))
+    assert ((grads[0] - grads[1]).abs().max() / grads[1].abs().max()).item() < 1e-6
+
+
 # ------------------------------------------------------------------------------------------ gradients, dtypes
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_gradients_reach_all_four_inputs(data, dtype):
