@@ -13,11 +13,13 @@ Construction, in order (every step is deterministic numpy/scipy, plus manifold3d
    by manifold3d's marching tetrahedra (closed, manifold by construction), relaxed tangentially and projected
    back onto the zero level for even triangles, and re-indexed in a canonical vertex order.
 3. Skinning weights: per finger chain, a soft-max over distances to the bones, times a soft chain membership.
-4. Joint regressor: weights on a ring of vertices around each joint that reproduce the designed joint exactly.
-5. Shape space: linear deformation fields of anatomical parameters (size, palm length/width/thickness,
-   finger lengths, finger girth, thumb length) with a documented covariance; PCA gives 10 ordered components.
-6. Pose space: an anatomical sampler (flexion/abduction/twist per joint, within limits, with natural coupling);
-   its mean is ``hands_mean`` and its principal directions are ``hands_components`` (rows by variance).
+4. Joint regressor: non-negative weights on a ring of skin around each joint that reproduce the designed joint.
+5. Shape space: linear deformation fields of anatomical parameters (palm length/width/thickness, five digit
+   lengths, finger and thumb girth) with a covariance that includes a shared size factor; an exact PCA gives
+   10 components ordered by variance.
+6. Pose space: an anatomical sampler (flexion/abduction/twist per joint, within limits, with natural coupling,
+   rejecting poses whose capsule skeleton collides); its mean is ``hands_mean`` and its principal directions
+   are ``hands_components`` (rows by variance). posedirs are zero (no pose correctives).
 """
 
 from __future__ import annotations
@@ -404,14 +406,15 @@ def _chain_segments(sk: dict[str, np.ndarray]) -> dict[str, list[tuple[int, np.n
 
 def skinning_weights(
     v: np.ndarray, sk: dict[str, np.ndarray], tau_bone: float = 0.0032, tau_thumb: float = 0.009,
-    tau_chain: float = 0.0015,
+    tau_chain: float = 0.004,
 ) -> tuple[np.ndarray, np.ndarray]:
     """LBS weights [V, 16] and chain memberships [V, 5] (FINGERS order) from distances to the bones.
 
     Within a finger chain the weight of each segment is exp(-(d - d_min) / tau_bone): two segments that meet
     at a joint share the skin around it over a band whose width grows with the finger radius, so a bent
-    joint rounds off instead of folding. Chains are mixed by a soft-min of the distance to the chain
-    (tau_chain), so skin between two fingers follows both and skin on a finger follows only that finger.
+    joint rounds off instead of folding (tau_thumb for the thick thenar). Chains are mixed with weights
+    exp(-((d_chain - d_nearest_chain) / tau_chain)^2), so skin in the web between two fingers follows both and
+    skin on a finger follows only that finger (under 2 % from a neighbour at the PIP).
     """
     segs = _chain_segments(sk)
     W = np.zeros((len(v), 16))
@@ -428,7 +431,8 @@ def skinning_weights(
         chain_w.append(w)
         chain_d.append(d[:, 1:].min(1))
     chain_d = np.stack(chain_d, 1)
-    m = np.exp(-(chain_d - chain_d.min(1, keepdims=True)) / tau_chain)
+    # Gaussian in the distance excess: smooth across the webs, negligible a few mm onto a neighbouring finger.
+    m = np.exp(-(((chain_d - chain_d.min(1, keepdims=True)) / tau_chain) ** 2))
     m /= m.sum(1, keepdims=True)
     for c in range(len(FINGERS)):
         W += m[:, c : c + 1] * chain_w[c]
@@ -436,10 +440,12 @@ def skinning_weights(
 
 
 def joint_regressor(v: np.ndarray, sk: dict[str, np.ndarray], memberships: np.ndarray) -> np.ndarray:
-    """Dense J_regressor [16, V]: for each joint, Gaussian weights on the skin ring cut by the plane through the
-    joint (normal: mean of the adjacent bone directions), corrected by the least-norm change that makes the
-    weights sum to 1 and reproduce the designed rest joint exactly. Joints thus follow the skin under shape
-    changes."""
+    """Dense, non-negative J_regressor [16, V]: for each joint, Gaussian weights w0 on the skin ring cut by the
+    plane through the joint (normal: mean of the adjacent bone directions), replaced by the non-negative
+    weights closest to w0 that sum to 1 and reproduce the designed rest joint (a bounded least-squares
+    problem; the constraints are met to about 1e-9 m). Joints thus follow the skin under shape changes."""
+    from scipy.optimize import lsq_linear
+
     J = sk["joints"]
     tips = dict(zip(TIP_ORDER, sk["tips"]))
     R = np.zeros((16, len(v)))
@@ -464,28 +470,33 @@ def joint_regressor(v: np.ndarray, sk: dict[str, np.ndarray], memberships: np.nd
             w0 = np.exp(-0.5 * (dist / 0.012) ** 2) * sel
         idx = np.nonzero(w0 > 1e-3)[0]
         w = w0[idx] / w0[idx].sum()
-        A = np.concatenate([np.ones((1, len(idx))), v[idx].T])
-        b = np.concatenate([[1.0], J[j]])
-        w = w + A.T @ np.linalg.solve(A @ A.T, b - A @ w)
-        R[j, idx] = w
+        # Constraint rows in mm and heavily weighted, so they hold far below the model's precision.
+        A = np.concatenate([np.ones((1, len(idx))), v[idx].T * 1e3]) * 1e4
+        b = np.concatenate([[1.0], J[j] * 1e3]) * 1e4
+        res = lsq_linear(np.concatenate([A, np.eye(len(idx))]), np.concatenate([b, w]), bounds=(0.0, np.inf),
+                         method="bvls", tol=1e-14, max_iter=10_000)
+        R[j, idx] = res.x / res.x.sum()
     return R
 
 
 # ------------------------------------------------------------------------------------------ shape space
-# Anatomical shape parameters, each a relative change (0.01 = 1 %), with the standard deviations assumed for
-# adults (hand length SD about 5 %, breadth 5-6 %, finger lengths 6-8 % of which about half is shared).
+# Anatomical shape parameters, each a relative change (0.01 = 1 %). Overall size is not a separate field: it
+# is all parameters changing together (a uniform scaling about the wrist is exactly the sum of the ten fields),
+# which the covariance expresses as a shared factor. Standard deviations assumed for adults: hand length SD
+# about 5 % of the mean, breadth 5-6 %, finger lengths 6-8 % of which part is shared by all fingers.
 SHAPE_PARAMETERS = (
-    "size", "palm_length", "palm_width", "palm_thickness",
-    "index_length", "middle_length", "ring_length", "pinky_length", "thumb_length", "finger_girth",
+    "palm_length", "palm_width", "palm_thickness",
+    "index_length", "middle_length", "ring_length", "pinky_length", "thumb_length", "finger_girth", "thumb_girth",
 )
 
 
 def shape_parameter_covariance() -> np.ndarray:
     """Covariance [10, 10] of the relative shape parameters (SHAPE_PARAMETERS order)."""
-    sd = np.array([0.05, 0.03, 0.035, 0.06, 0.025, 0.025, 0.025, 0.03, 0.035, 0.06])
-    C = np.diag(sd**2)
-    fingers = slice(4, 9)
-    C[fingers, fingers] += 0.03**2  # lengths of all fingers vary together (longer-fingered hands)
+    size_sd = 0.045
+    sd = np.array([0.025, 0.03, 0.05, 0.02, 0.02, 0.02, 0.025, 0.03, 0.05, 0.05])
+    C = np.diag(sd**2) + size_sd**2  # shared factor: the whole hand scales
+    fingers = slice(3, 8)
+    C[fingers, fingers] += 0.02**2  # lengths of all fingers also vary together (long- vs short-fingered hands)
     return C
 
 
@@ -507,10 +518,7 @@ def shape_fields(v: np.ndarray, W: np.ndarray, sk: dict[str, np.ndarray]) -> np.
     for pname in SHAPE_PARAMETERS:
         A = np.zeros((3, 3))
         S = {j: np.zeros((3, 3)) for j in child}
-        if pname == "size":
-            A = np.eye(3)
-            S = {j: np.eye(3) for j in child}
-        elif pname == "palm_length":
+        if pname == "palm_length":
             A = np.diag([1.0, 0.0, 0.0])
         elif pname == "palm_width":
             A = np.diag([0.0, 0.0, 1.0])
@@ -519,9 +527,10 @@ def shape_fields(v: np.ndarray, W: np.ndarray, sk: dict[str, np.ndarray]) -> np.
         elif pname.endswith("_length"):
             for j in FINGERS[pname[: -len("_length")]]:
                 S[j] = np.outer(bone_dir[j], bone_dir[j])
-        elif pname == "finger_girth":
+        elif pname in ("finger_girth", "thumb_girth"):
             for j in child:
-                S[j] = np.eye(3) - np.outer(bone_dir[j], bone_dir[j])
+                if (j in FINGERS["thumb"]) == (pname == "thumb_girth"):
+                    S[j] = np.eye(3) - np.outer(bone_dir[j], bone_dir[j])
         dJ = np.zeros((16, 3))
         for name, js in FINGERS.items():
             dJ[js[0]] = A @ (J[js[0]] - J[0])
@@ -546,7 +555,7 @@ def shape_space(fields: np.ndarray, num: int = 10) -> tuple[np.ndarray, np.ndarr
     L = np.linalg.cholesky(shape_parameter_covariance())
     U, s, _ = np.linalg.svd(D @ L, full_matrices=False)
     U, s = U[:, :num], s[:num]
-    size_dir = D[:, 0]
+    size_dir = D.sum(1)  # the sum of all fields is the uniform scaling about the wrist
     signs = np.sign(U.T @ size_dir)
     signs[signs == 0] = 1.0
     for k in range(num):  # a deterministic sign: the component grows the hand, else its largest entry is positive
@@ -568,7 +577,7 @@ _FINGER_LIMITS = {
     "pip": ((0.0, 100.0), (-2.0, 2.0), (-2.0, 2.0)),
     "dip": ((0.0, 80.0), (-2.0, 2.0), (-2.0, 2.0)),
 }
-_MCP_ABDUCTION = {"index": (-8.0, 15.2), "middle": (-3.0, 3.0), "ring": (-12.3, 8.0), "pinky": (-35.4, 10.0)}
+_MCP_ABDUCTION = {"index": (-8.0, 15.2), "middle": (-3.0, 3.0), "ring": (-12.3, 8.0), "pinky": (-37.0, 14.5)}
 _THUMB_LIMITS = {
     13: ((-20.0, 25.0), (-15.0, 40.0), (-5.0, 30.0)),
     14: ((-5.0, 55.0), (-8.0, 8.0), (-5.0, 5.0)),
