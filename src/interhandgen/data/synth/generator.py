@@ -16,6 +16,7 @@ from interhandgen.data.synth.categories import CATEGORIES, CATEGORY_NAMES, Categ
 from interhandgen.data.synth.kinematics import HandKinematics
 from interhandgen.data.synth.optimize import OptimConfig, optimise_contacts
 from interhandgen.data.synth.placement import slide_to_distance
+from interhandgen.data.synth.proxy import slide_to_clearance
 from interhandgen.data.synth.poses import POSE_FAMILIES, logits_to_components, sample_pose_logits
 from interhandgen.hand.model_data import HandModelData
 from interhandgen.rotations import matrix_to_axis_angle, quaternion_to_matrix
@@ -34,7 +35,8 @@ class SynthConfig:
     max_attempts: int = 20
     pair_center_std: float = 0.03  # metres, random offset of the pair's centre from the origin
     no_contact_target: tuple[float, float] = (0.015, 0.085)  # metres, uniform target of the separation search
-    approach_clearance: float = 0.003  # metres between the hands (vertex subsets) before the optimisation
+    random_pair_rotation: bool = True  # rotate every pair uniformly at random (False: hand A stays canonical)
+    approach_clearance: float = 0.004  # metres between the sphere proxies when the optimisation starts
 
 
 @dataclasses.dataclass
@@ -75,8 +77,9 @@ def _gather_families(names: Sequence[str], choice: torch.Tensor, gen: torch.Gene
 class GroupResult:
     hand_a: HandBatch
     hand_b: HandBatch
-    min_distance: np.ndarray  # [n] metres, full meshes
-    penetration_depth: np.ndarray  # [n] metres, full meshes
+    min_distance: np.ndarray  # [n] metres: full-mesh vertex distance where the subset bound could not decide
+    penetration_depth: np.ndarray  # [n] metres: full-mesh (fast) depth where the subset estimate was above 1 mm
+    full_checked: np.ndarray  # [n] bool, whether full-mesh metrics were computed for the sample
 
 
 def generate_group(category: Category, kin_a: HandKinematics, kin_b: HandKinematics, n: int, seed: int,
@@ -107,9 +110,20 @@ def generate_group(category: Category, kin_a: HandKinematics, kin_b: HandKinemat
         else:
             lo, hi = config.no_contact_target
             target = (lo + (hi - lo) * torch.rand((n,), generator=gen, dtype=torch.float64)).to(device, dtype)
-        sub_a = posed_a.vertices[:, kin_a.subset]
-        sub_b = posed_b.vertices[:, kin_b.subset] @ R.transpose(1, 2) + t[:, None]
-        shift = slide_to_distance(sub_a, sub_b, arr.approach, target)
+        pa, pb = kin_a.proxy, kin_b.proxy
+        ca = pa.centres(posed_a.rest_joints, posed_a.transforms)
+        cb = pb.centres(posed_b.rest_joints, posed_b.transforms) @ R.transpose(1, 2) + t[:, None]
+        ra = pa.radii(posed_a.rest_joints, ca, posed_a.vertices)
+        rb = pb.radii(posed_b.rest_joints, cb, posed_b.vertices @ R.transpose(1, 2) + t[:, None])
+        if category.in_contact:
+            shift = slide_to_clearance(ca, ra, cb, rb, arr.approach, target)
+        else:
+            # Touching proxies first (never interpenetrating), then out to the target vertex distance, which for
+            # centimetre gaps is the true distance up to the subset's spacing.
+            touch = slide_to_clearance(ca, ra, cb, rb, arr.approach, torch.zeros_like(target))
+            sub_a = posed_a.vertices[:, kin_a.subset]
+            sub_b = posed_b.vertices[:, kin_b.subset] @ R.transpose(1, 2) + (t + touch[:, None] * arr.approach)[:, None]
+            shift = touch + slide_to_distance(sub_a, sub_b, arr.approach, target, lo=0.0, hi=0.12)
         t = t + shift[:, None] * arr.approach
     if category.in_contact:
         logits_a, logits_b, R, t = optimise_contacts(kin_a, kin_b, betas_a, betas_b, logits_a, logits_b, R, t,
@@ -119,18 +133,58 @@ def generate_group(category: Category, kin_a: HandKinematics, kin_b: HandKinemat
         pose_b = kin_b.logits_to_full_pose(logits_b)
         posed_a = kin_a.pose_full(betas_a, pose_a)
         posed_b = kin_b.pose_full(betas_b, pose_b)
-        vb = posed_b.vertices @ R.transpose(1, 2) + t[:, None]
         va = posed_a.vertices
-        min_dist = geometry.min_distance(va, vb)
-        depth = geometry.penetration_depth(va, kin_a.data.faces, vb, kin_b.data.faces, method="fast")
+        vb = posed_b.vertices @ R.transpose(1, 2) + t[:, None]
+        min_dist, depth, checked = _quality(kin_a, kin_b, posed_a, posed_b, va, vb, R, category.in_contact)
         # Random rotation of the whole pair about its centre, and a random position of the centre.
         G = _random_rotations(n, gen).to(device, dtype)
+        if not config.random_pair_rotation:
+            G = torch.eye(3, dtype=dtype, device=device).expand(n, 3, 3)
         center = 0.5 * (va.mean(1) + vb.mean(1))
         g = (torch.randn((n, 3), generator=gen, dtype=torch.float64) * config.pair_center_std).to(device, dtype)
         g = g - (G @ center[..., None]).squeeze(-1)
         hand_a = _hand_params(kin_a, betas_a, pose_a, G, g, posed_a.rest_joints[:, 0])
         hand_b = _hand_params(kin_b, betas_b, pose_b, G @ R, (G @ t[..., None]).squeeze(-1) + g, posed_b.rest_joints[:, 0])
-    return GroupResult(hand_a, hand_b, min_dist.cpu().double().numpy(), depth.cpu().double().numpy())
+    f = lambda x: x.detach().cpu().double().numpy()  # noqa: E731
+    return GroupResult(hand_a, hand_b, f(min_dist), f(depth), checked.cpu().numpy())
+
+
+#: Subset depth estimates above this send a sample to the full-mesh depth check (metres).
+_DEPTH_RECHECK = 0.001
+#: Subset vertices farther than this from the other hand are not tested as inside it (no hand is this thick).
+_DEPTH_RADIUS = 0.02
+
+
+def _quality(kin_a, kin_b, posed_a, posed_b, va, vb, R, in_contact: bool):
+    """Per-sample (min distance, penetration depth, full_checked), cheap where a bound decides.
+
+    The subset estimates decide when they can: the subset's min distance is an upper bound of the full
+    mesh's, so a subset distance below the contact threshold proves contact; every vertex is within
+    ``subset_cover`` of a subset vertex (at rest; 1.5x for posing), which bounds the full distance from below.
+    Everything else, and every subset depth estimate above 1 mm, is recomputed on the full meshes with
+    :func:`interhandgen.geometry.min_distance` and :func:`interhandgen.geometry.penetration_depth`.
+    """
+    from interhandgen.data.synth.optimize import subset_quality
+
+    sa, sb = kin_a.subset, kin_b.subset
+    nb = posed_b.normals[:, sb] @ R.transpose(1, 2)
+    d_sub, depth = subset_quality(va[:, sa], posed_a.normals[:, sa], vb[:, sb], nb, radius=_DEPTH_RADIUS)
+    slack = 1.5 * (kin_a.subset_cover + kin_b.subset_cover)
+    if in_contact:
+        need_dist = d_sub >= CONTACT_DISTANCE
+    else:
+        need_dist = (d_sub - slack < NO_CONTACT_RANGE[0]) | (d_sub > NO_CONTACT_RANGE[1])
+    need_depth = depth > _DEPTH_RECHECK
+    need = need_dist | need_depth
+    min_dist = d_sub.clone()
+    if bool(need.any()):
+        idx = need.nonzero(as_tuple=True)[0]
+        min_dist[idx] = geometry.min_distance(va[idx], vb[idx])
+        depth = depth.clone()
+        # The exact depth: the nearest-vertex ("fast") test reports false depths for vertices facing
+        # concave regions of the other hand.
+        depth[idx] = geometry.penetration_depth(va[idx], kin_a.data.faces, vb[idx], kin_b.data.faces, method="exact")
+    return min_dist, depth, need
 
 
 def _hand_params(kin: HandKinematics, betas, full_pose, R_world, t_world, root) -> HandBatch:

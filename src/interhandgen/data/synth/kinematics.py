@@ -14,23 +14,33 @@ import torch
 
 from interhandgen.data.synth.anatomy import HandAnatomy, hand_anatomy
 from interhandgen.data.synth.poses import logits_to_components
+from interhandgen.data.synth.proxy import build_sphere_proxy
 from interhandgen.hand.lbs import kinematic_levels, lbs, rigid_transforms
 from interhandgen.hand.model_data import HandModelData
 from interhandgen.rotations import axis_angle_to_matrix
 
 
-def farthest_point_subset(points: np.ndarray, k: int, must_include: np.ndarray | None = None) -> np.ndarray:
-    """Deterministic farthest-point sampling of ``k`` indices of ``points`` [N, 3] (sorted)."""
+def farthest_point_order(points: np.ndarray, k: int) -> np.ndarray:
+    """Deterministic farthest-point sampling: ``k`` indices of ``points`` [N, 3] in selection order, starting
+    from the point with the smallest x. Every prefix of the result is itself a farthest-point sample."""
     n = len(points)
     if not 1 <= k <= n:
         raise ValueError(f"k must be in [1, {n}], got {k}")
-    chosen = [int(np.argmin(points[:, 0]))] if must_include is None or len(must_include) == 0 else list(map(int, must_include))
-    dist = np.min(np.linalg.norm(points[:, None] - points[chosen][None], axis=-1), axis=1)
+    chosen = [int(np.argmin(points[:, 0]))]
+    dist = np.linalg.norm(points - points[chosen[0]], axis=1)
     while len(chosen) < k:
         nxt = int(np.argmax(dist))
         chosen.append(nxt)
         dist = np.minimum(dist, np.linalg.norm(points - points[nxt], axis=1))
-    return np.unique(np.asarray(chosen[: max(k, len(chosen))], dtype=np.int64))
+    return np.asarray(chosen, dtype=np.int64)
+
+
+def covering_radius(points: np.ndarray, subset: np.ndarray) -> float:
+    """Largest distance from any point to its nearest point of ``subset`` (metres)."""
+    from scipy.spatial import cKDTree
+
+    d, _ = cKDTree(points[subset]).query(points)
+    return float(d.max())
 
 
 @dataclasses.dataclass
@@ -38,7 +48,8 @@ class PosedHand:
     """A batch of posed hands in their own model frame (zero global orientation, zero translation).
 
     vertices [B, V, 3], joints [B, 16, 3] (posed), rest_joints [B, 16, 3] (shaped), rotations [B, 16, 3, 3]
-    (global rotation of each joint's frame), normals [B, V, 3] (rest normals carried by the skinning rotation).
+    (global rotation of each joint's frame), normals [B, V, 3] (rest normals carried by the skinning rotation),
+    transforms [B, 16, 3, 4] (rigid map of rest points attached to each joint).
     """
 
     vertices: torch.Tensor
@@ -46,16 +57,18 @@ class PosedHand:
     rest_joints: torch.Tensor
     rotations: torch.Tensor
     normals: torch.Tensor
+    transforms: torch.Tensor
 
 
 class HandKinematics:
     """Everything needed to pose one hand model from anatomical components, as tensors on one device.
 
-    ``subset_size`` vertices are chosen by farthest-point sampling for the contact optimisation.
+    ``subset_size`` vertices are chosen by farthest-point sampling for the contact optimisation, and its
+    first ``coarse_size`` (a coarser farthest-point sample) for the placement search.
     """
 
     def __init__(self, data: HandModelData, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                 subset_size: int = 512, anatomy: HandAnatomy | None = None) -> None:
+                 subset_size: int = 512, coarse_size: int = 160, anatomy: HandAnatomy | None = None) -> None:
         if not isinstance(data, HandModelData):
             raise TypeError(f"data must be a HandModelData, got {type(data).__name__}")
         self.data = data
@@ -77,8 +90,12 @@ class HandKinematics:
         self.joint_axes = t(self.anatomy.joint_axes)
         self.hands_mean = t(data.hands_mean)
         self.components_pinv = t(np.linalg.pinv(data.hands_components))
-        k = min(subset_size, V)
-        self.subset = torch.as_tensor(farthest_point_subset(data.v_template, k), device=self.device)
+        order = farthest_point_order(data.v_template, min(max(subset_size, coarse_size), V))
+        self.subset = torch.as_tensor(order[: min(subset_size, V)], device=self.device)
+        self.coarse = torch.as_tensor(order[: min(coarse_size, V)], device=self.device)
+        self.proxy = build_sphere_proxy(data, self.device, dtype)
+        #: every rest vertex lies within this distance (metres) of a subset vertex
+        self.subset_cover = covering_radius(data.v_template, order[: min(subset_size, V)])
         sub = self.subset
         self.sub_template = self.v_template[sub]
         self.sub_shapedirs = self.shapedirs.view(V, 3, S)[sub].reshape(-1, S)
@@ -125,7 +142,7 @@ class HandKinematics:
         _, transforms = rigid_transforms(rot, rest_joints, self.parents, self.levels)
         blend_rot = torch.einsum("vj,bjrc->bvrc", self.weights, transforms[..., :3])
         normals = torch.nn.functional.normalize((blend_rot @ self.rest_normals[..., None]).squeeze(-1), dim=-1)
-        return PosedHand(verts, joints, rest_joints, transforms[..., :3], normals)
+        return PosedHand(verts, joints, rest_joints, transforms[..., :3], normals, transforms)
 
     def pose_subset(self, betas: torch.Tensor, rest_joints: torch.Tensor, full_pose: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,6 +159,38 @@ class HandKinematics:
         verts = (T[..., :3] * v_posed[..., None, :]).sum(-1) + T[..., 3]
         normals = torch.nn.functional.normalize((T[..., :3] * self.sub_normals[:, None, :]).sum(-1), dim=-1)
         return verts, normals
+
+    def prepare_points(self, betas: torch.Tensor, full_pose: torch.Tensor, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-sample constants for posing the subset vertices ``index`` [B, K] (indices into ``subset``) many
+        times near ``full_pose`` [B, 48] with fixed betas.
+
+        The pose-corrective offsets are evaluated once at ``full_pose`` and then held fixed (they change by far
+        less than a millimetre for the small pose adjustments of the contact optimisation, and evaluating
+        them per step would dominate its cost); the final meshes are always posed exactly.
+        """
+        B, K = index.shape
+        gather = lambda x: torch.gather(x, 1, index[..., None].expand(-1, -1, x.shape[-1]))  # noqa: E731
+        v_shaped = self.sub_template + (betas @ self.sub_shapedirs.T).view(B, -1, 3)
+        rot = axis_angle_to_matrix(full_pose.view(B, 16, 3))
+        eye = torch.eye(3, dtype=rot.dtype, device=rot.device)
+        corrective = ((rot[:, 1:] - eye).reshape(B, -1) @ self.sub_posedirs).view(B, -1, 3)
+        return {
+            "v_posed": gather(v_shaped + corrective),
+            "weights": self.sub_weights[index],
+            "normals": self.sub_normals[index],
+        }
+
+    def pose_points(self, prepared: dict[str, torch.Tensor], rest_joints: torch.Tensor, full_pose: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Skin prepared points (see :meth:`prepare_points`); differentiable w.r.t. ``full_pose``.
+        Returns vertices and unit normals [B, K, 3] and the joint transforms [B, 16, 3, 4]."""
+        B, K = prepared["v_posed"].shape[:2]
+        rot = axis_angle_to_matrix(full_pose.view(B, 16, 3))
+        _, transforms = rigid_transforms(rot, rest_joints, self.parents, self.levels)
+        T = torch.bmm(prepared["weights"], transforms.reshape(B, 16, 12)).view(B, K, 3, 4)
+        verts = (T[..., :3] * prepared["v_posed"][..., None, :]).sum(-1) + T[..., 3]
+        normals = torch.nn.functional.normalize((T[..., :3] * prepared["normals"][..., None, :]).sum(-1), dim=-1)
+        return verts, normals, transforms
 
     def anatomy_vector(self, name: str) -> torch.Tensor:
         """A named rest direction of the hand frame as a [3] tensor."""

@@ -96,12 +96,13 @@ def transform_points(R: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch
 
 def subset_min_distance(points_a: torch.Tensor, points_b: torch.Tensor) -> torch.Tensor:
     """[B] smallest distance between two point sets [B, N, 3] and [B, M, 3] (centred for cdist accuracy)."""
-    c = points_a.mean(1, keepdim=True)
-    return torch.cdist(points_a - c, points_b - c).amin(dim=(1, 2))
+    from interhandgen.data.synth.optimize import squared_distances
+
+    return squared_distances(points_a, points_b).amin(dim=(1, 2)).clamp_min(0).sqrt()
 
 
 def slide_to_distance(points_a: torch.Tensor, points_b: torch.Tensor, direction: torch.Tensor, target: torch.Tensor,
-                      lo: float = -0.06, hi: float = 0.06, iters: int = 18) -> torch.Tensor:
+                      lo: float = -0.06, hi: float = 0.06, iters: int = 12) -> torch.Tensor:
     """[B] shift s along unit ``direction`` [B, 3] at which B (moved by s * direction) is ``target`` [B] metres
     from A, found by batched bisection on [lo, hi] (grown at hi until every sample is far enough).
 
