@@ -382,3 +382,20 @@ def test_reference_update_matches_transcription(eta):
     torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
     ddim = ddim_sample(den, noise, s, 42, eta=eta, generator=torch.Generator().manual_seed(5), spacing="leading")
     assert (ddim - ours).abs().max() > 1e-3  # the reference update is a different sampler
+
+
+def test_reference_update_collapses_a_gaussian_where_ddim_does_not():
+    """Documented property (docs/diffusion.md): with the EXACT denoiser of N(mu, Sigma), 42 reference-update steps
+    contract all samples to nearly one point, while DDIM reproduces the covariance."""
+    schedule = Schedule.linear()
+    mu, sigma = gaussian_problem()
+    denoise, _ = optimal_denoiser(mu, sigma, schedule)
+    ts = sampling_timesteps(129, 42, "leading").tolist()
+    a0 = math.sqrt(float(schedule.alphas_cumprod[ts[0]]))
+    g = torch.Generator().manual_seed(21)
+    chol = torch.linalg.cholesky(a0 ** 2 * sigma + (1 - a0 ** 2) * torch.eye(D, dtype=F64))
+    start = a0 * mu + torch.randn(4000, D, generator=g, dtype=F64) @ chol.T
+    ref = ddim_sample(denoise, start, schedule, 42, update="reference")
+    ddim = ddim_sample(denoise, start, schedule, 42, spacing="leading")
+    assert torch.linalg.eigvalsh(torch.cov(ref.T)).max() < 1e-3 * torch.linalg.eigvalsh(sigma).min()
+    assert (torch.linalg.eigvalsh(torch.cov(ddim.T)) / torch.linalg.eigvalsh(sigma)).min() > 0.85
