@@ -18,8 +18,9 @@ written as ``theta_j = c_j0 * a_j0 + c_j1 * a_j1 + c_j2 * a_j2`` with *anatomica
 - thumb CMC (joint 13): c0 = palmar abduction (positive lifts the thumb out of the palm plane, palmar side),
   c1 = adduction (positive moves the thumb towards the index finger within the palm plane), c2 = axial twist
   (positive pronates, turning the thumb pad towards the fingers);
-- thumb MCP and IP: c0 = flexion (across the palm towards the little finger), c1 = sideways deviation,
-  c2 = axial twist.
+- thumb MCP and IP: c0 = flexion (across the palm towards the little finger; the axis is taken from the
+  model's mean pose ``hands_mean`` when that flexes the joint by more than 0.1 rad, else from
+  ``thumb_flexion_angle_deg``), c1 = sideways deviation, c2 = axial twist.
 
 Because MANO composes local joint rotations expressed in the rest template frame, axes computed from the
 rest geometry are exactly the axes of the local rotations, whatever the parent joints do.
@@ -190,6 +191,12 @@ def hand_anatomy(data: HandModelData, thumb_flexion_angle_deg: float = 45.0) -> 
                 motion1, motion2 = palmar, radial  # flexion, abduction towards the thumb side
             # Rotating d about (d x m) moves it towards m (first order: (d x m) x d = m_perp).
             a0 = _unit(np.cross(d, motion1))
+            if name == "thumb" and pos > 0:
+                # The thumb's nail orientation differs between models; its natural flexion axis is best read
+                # off the model's mean pose (MANO's and the open hand's hands_mean are relaxed, flexed poses).
+                mean_axis = _orthogonal_part(data.hands_mean[3 * (j - 1): 3 * j], d)
+                if np.linalg.norm(mean_axis) > 0.1:
+                    a0 = _unit(mean_axis)
             a1 = _unit(_orthogonal_part(_orthogonal_part(np.cross(d, motion2), a0), d))
             a2 = d.copy()
             if name == "thumb" and pos == 0:
@@ -199,9 +206,11 @@ def hand_anatomy(data: HandModelData, thumb_flexion_angle_deg: float = 45.0) -> 
                     a2 = -a2
             axes[j - 1] = np.stack([a0, a1, a2])
 
+    # The thumb pad faces where the flexing thumb tip moves: a0 x d at the IP joint.
+    thumb_pad_dir = _unit(np.cross(axes[14, 0], bone_dirs[15]))
     regions, region_normals, region_joints = _contact_regions(
         data, J, tips, normals, dominant, forward, radial, palmar, palm_center, palm_length, palm_width,
-        bone_dirs, thumb_flex_dir,
+        bone_dirs, thumb_pad_dir,
     )
     return HandAnatomy(
         side=data.side, rest_joints=J, tip_positions=tips, forward=forward, radial=radial, palmar=palmar,

@@ -86,7 +86,7 @@ class Arrangement:
     R: torch.Tensor
     t: torch.Tensor
     contacts: list[Contact]
-    approach: torch.Tensor
+    approach: torch.Tensor | None  # None: keep the placement as is (linked configurations)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,27 +124,35 @@ def _palms_pressed(s: Scene) -> Arrangement:
 
 
 def _fingers_interlocked(s: Scene) -> Arrangement:
-    a = _palm_anchor(s.kin_a, s.posed_a, "knuckles_palmar")
-    b = _palm_anchor(s.kin_b, s.posed_b, "knuckles_palmar")
-    # Shift B by half a finger spacing along A's radial axis so that its fingers fall into A's finger gaps.
-    spacing = s.kin_a.anatomy.palm_width / 3.0
-    radial = hand_vector(s.kin_a, s.posed_a, "radial")
-    shift = (s.sign(s.batch) * 0.5 * spacing + s.randn(s.batch) * 0.001)[:, None] * radial
-    target = facing_target(a, s.randn(s.batch) * _deg(10), gap=0.012, offset=shift)
-    R, t = align(b, target)
-    return Arrangement(R, t, approach=a.normal, contacts=[Contact(s.sub_a("finger_pads"), s.sub_b("dorsal_all"), 1.0, 0.3),
-                  Contact(s.sub_a("dorsal_all"), s.sub_b("finger_pads"), 1.0, 0.3, from_b=True),
-                  Contact(s.sub_a("fingers_palmar"), s.sub_b("fingers_palmar"), 0.3, 0.1)])
+    """Finger lock: both hands hooked (PIP/DIP flexed), palms facing, fingers pointing opposite ways, each
+    hand's fingertips inside the other's hook. Placed linked (a slide from outside cannot link hooks); the
+    optimisation resolves the overlap with the sphere proxy and pulls the finger pads together."""
+    names = ("index", "middle", "ring", "pinky")
+
+    def anchor(kin, posed):
+        tips = torch.stack([region_centroid(kin, posed, f"tip_{n}") for n in names]).mean(0)
+        cavity = region_centroid(kin, posed, "knuckles_palmar")
+        return AnchorFrame(0.5 * (tips + cavity), hand_vector(kin, posed, "palmar"), hand_vector(kin, posed, "forward"))
+
+    a, b = anchor(s.kin_a, s.posed_a), anchor(s.kin_b, s.posed_b)
+    R, t = align(b, facing_target(a, s.randn(s.batch) * _deg(8), flip_tangent=True,
+                                  offset=_in_plane_offset(s, a.normal, 0.003)))
+    return Arrangement(R, t, approach=None, contacts=[
+        Contact(s.sub_a("fingers_palmar"), s.sub_b("fingers_palmar"), 1.0, 0.2)])
 
 
 def _fingertip_steeple(s: Scene) -> Arrangement:
     def anchor(kin, posed):
         names = ("index", "middle", "ring", "pinky")
         origin = torch.stack([region_centroid(kin, posed, f"pad_{n}") for n in names]).mean(0)
-        normal = torch.stack([region_normal(kin, posed, f"pad_{n}") for n in names]).sum(0)
-        tangent = torch.stack([bone_direction(kin, posed, FINGER_JOINTS[n][2]) for n in names]).sum(0)
-        return AnchorFrame(origin, F.normalize(normal, dim=-1), tangent)
+        normal = F.normalize(torch.stack([region_normal(kin, posed, f"pad_{n}") for n in names]).sum(0), dim=-1)
+        tangent = F.normalize(torch.stack([bone_direction(kin, posed, FINGER_JOINTS[n][2]) for n in names]).sum(0), dim=-1)
+        # Tilt the contact normal towards the finger direction: the hands then meet tip to tip and their
+        # palms open like a tent instead of closing flat.
+        normal = torch.cos(tilt)[:, None] * normal + torch.sin(tilt)[:, None] * tangent
+        return AnchorFrame(origin, normal, tangent)
 
+    tilt = _deg(25) + s.rand(s.batch) * _deg(20)
     a, b = anchor(s.kin_a, s.posed_a), anchor(s.kin_b, s.posed_b)
     R, t = align(b, facing_target(a, s.randn(s.batch) * _deg(6)))
     contacts = [Contact(s.sub_a(f"pad_{n}"), s.sub_b(f"pad_{n}"), 1.0, 0.3) for n in ("index", "middle", "ring", "pinky")]
@@ -278,8 +286,8 @@ CATEGORIES: dict[str, Category] = {
     for c in [
         Category("palms_pressed", "palms pressed together, fingers aligned (prayer)", ("flat", "flat_spread"),
                  ("flat", "flat_spread"), _palms_pressed),
-        Category("fingers_interlocked", "fingers interlaced, each hand's fingers across the other's back",
-                 ("interlace",), ("interlace",), _fingers_interlocked),
+        Category("fingers_interlocked", "fingers of both hands hooked into each other (finger lock)",
+                 ("hook",), ("hook",), _fingers_interlocked),
         Category("fingertip_steeple", "fingertips pressed together, palms apart (steeple)", ("steeple",), ("steeple",),
                  _fingertip_steeple),
         Category("wrist_grip", "one hand gripping the other's wrist", ("grip",), ("flat", "relaxed", "fist"), _wrist_grip),

@@ -115,7 +115,9 @@ def generate_group(category: Category, kin_a: HandKinematics, kin_b: HandKinemat
         cb = pb.centres(posed_b.rest_joints, posed_b.transforms) @ R.transpose(1, 2) + t[:, None]
         ra = pa.radii(posed_a.rest_joints, ca, posed_a.vertices)
         rb = pb.radii(posed_b.rest_joints, cb, posed_b.vertices @ R.transpose(1, 2) + t[:, None])
-        if category.in_contact:
+        if arr.approach is None:
+            shift = torch.zeros_like(target)
+        elif category.in_contact:
             shift = slide_to_clearance(ca, ra, cb, rb, arr.approach, target)
         else:
             # Touching proxies first (never interpenetrating), then out to the target vertex distance, which for
@@ -124,7 +126,8 @@ def generate_group(category: Category, kin_a: HandKinematics, kin_b: HandKinemat
             sub_a = posed_a.vertices[:, kin_a.subset]
             sub_b = posed_b.vertices[:, kin_b.subset] @ R.transpose(1, 2) + (t + touch[:, None] * arr.approach)[:, None]
             shift = touch + slide_to_distance(sub_a, sub_b, arr.approach, target, lo=0.0, hi=0.12)
-        t = t + shift[:, None] * arr.approach
+        if arr.approach is not None:
+            t = t + shift[:, None] * arr.approach
     if category.in_contact:
         logits_a, logits_b, R, t = optimise_contacts(kin_a, kin_b, betas_a, betas_b, logits_a, logits_b, R, t,
                                                      contacts, config.optim)

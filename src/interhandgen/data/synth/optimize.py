@@ -35,6 +35,8 @@ class OptimConfig:
     steps: int = 40
     nn_every: int = 4  # recompute nearest neighbours every this many steps (motion per step is < 1 mm)
     near_size: int = 192  # vertices per hand taking part (nearest the other hand, contact regions first)
+    touch_mm: float = 0.4  # the closest vertex pair is pulled to within this distance
+    touch_weight: float = 50.0
     proxy_weight: float = 1.0  # weight of the sphere-proxy overlap relative to the vertex penetration term
     priority_bonus_mm: float = 25.0  # contact-region vertices count as this much closer when choosing them
     lr_translation: float = 0.6  # mm per step (Adam step size)
@@ -191,7 +193,11 @@ def optimise_contacts(
         # Inscribed spheres overlap only where the hands truly interpenetrate, however deep.
         overlap = torch.relu(-sphere_clearance(ca, ra, cb, rb))
         loss_pen = loss_pen + config.proxy_weight * (overlap ** 2).sum(dim=(1, 2))
-        loss_contact = torch.zeros(B, dtype=dtype, device=device)
+        # Keep the hands touching somewhere while the designated contacts are pulled together: the closest
+        # vertex pair is held within ``touch_mm``.
+        gap = (va - _gather(vb, i_ab)).norm(dim=-1).amin(dim=1)
+        loss_touch = torch.relu(gap - config.touch_mm) ** 2
+        loss_contact = config.touch_weight * loss_touch
         for c, (idx, w) in zip(contacts, picks):
             src, dst = (vb, va) if c.from_b else (va, vb)
             loss_contact = loss_contact + c.weight * (w * ((src - _gather(dst, idx)) ** 2).sum(-1)).sum(1)

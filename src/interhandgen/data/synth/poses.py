@@ -67,15 +67,15 @@ class PoseFamily:
 POSE_FAMILIES: dict[str, PoseFamily] = {
     f.name: f
     for f in [
-        PoseFamily("flat", pose_table((0.08, 0.08, 0.05), spread=0.05, thumb=(0.15, -0.05, 0.05, 0.05, 0.05)), 0.05, 0.06),
-        PoseFamily("flat_spread", pose_table((0.05, 0.08, 0.05), spread=0.22, thumb=(0.15, -0.35, 0.0, 0.0, 0.05)), 0.05, 0.05),
+        PoseFamily("flat", pose_table((0.08, 0.08, 0.05), spread=0.05, thumb=(-0.2, 0.15, 0.0, 0.05, 0.05)), 0.05, 0.06),
+        PoseFamily("flat_spread", pose_table((0.05, 0.08, 0.05), spread=0.22, thumb=(-0.2, -0.35, 0.0, 0.0, 0.05)), 0.05, 0.05),
         PoseFamily("relaxed", pose_table((0.35, 0.45, 0.3), spread=0.05, thumb=(0.35, 0.1, 0.2, 0.2, 0.2)), 0.08, 0.12),
         PoseFamily("fist", pose_table(FIST, thumb=FIST_THUMB), 0.05, 0.05),
         PoseFamily("point_index", pose_table(
             {"index": (0.05, 0.05, 0.05), "middle": FIST, "ring": FIST, "pinky": FIST}, thumb=FIST_THUMB), 0.05, 0.03),
         PoseFamily("grip", pose_table((0.75, 0.95, 0.6), spread=0.0, thumb=(0.75, 0.2, 0.55, 0.25, 0.25)), 0.07, 0.12),
         PoseFamily("cup", pose_table((0.3, 0.35, 0.2), spread=-0.05, thumb=(0.25, 0.35, 0.2, 0.2, 0.1)), 0.05, 0.08),
-        PoseFamily("interlace", pose_table((1.1, 0.8, 0.45), spread=0.3, thumb=(0.35, -0.1, 0.2, 0.2, 0.2)), 0.06, 0.1),
+        PoseFamily("hook", pose_table((0.35, 1.5, 0.95), spread=0.0, thumb=(0.35, 0.1, 0.2, 0.2, 0.2)), 0.06, 0.08),
         PoseFamily("heart", pose_table(
             {"index": (0.6, 1.3, 0.8), "middle": FIST, "ring": FIST, "pinky": FIST},
             thumb=(0.25, -0.35, 0.1, 0.0, 0.0)), 0.05, 0.03),
