@@ -19,7 +19,9 @@ Construction, in order (every step is deterministic numpy/scipy, plus manifold3d
    10 components ordered by variance.
 6. Pose space: an anatomical sampler (flexion/abduction/twist per joint, within limits, with natural coupling,
    rejecting poses whose capsule skeleton collides); its mean is ``hands_mean`` and its principal directions
-   are ``hands_components`` (rows by variance). posedirs are zero (no pose correctives).
+   are ``hands_components`` (rows by variance).
+7. Pose correctives: posedirs regressed so that linear blend skinning reproduces dual-quaternion skinning on
+   poses of the pose space (no volume loss at bent joints).
 """
 
 from __future__ import annotations
@@ -565,6 +567,92 @@ def shape_space(fields: np.ndarray, num: int = 10) -> tuple[np.ndarray, np.ndarr
     return (U * s).reshape(V, 3, num), s
 
 
+# ------------------------------------------------------------------------------------- pose correctives
+def _quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton product of quaternions [..., 4] stored (x, y, z, w)."""
+    av, aw = a[..., :3], a[..., 3:]
+    bv, bw = b[..., :3], b[..., 3:]
+    return np.concatenate([aw * bv + bw * av + np.cross(av, bv), aw * bw - np.sum(av * bv, -1, keepdims=True)], -1)
+
+
+def _joint_transforms(angles: np.ndarray, sk: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pose, the world-aligned local rotations [N, 15, 3, 3] of joints 1..15 and the skinning transforms
+    (rotation [N, 16, 3, 3], translation [N, 16, 3]) that map rest points attached to joint j to the posed ones."""
+    n = angles.shape[0]
+    local = Rotation.from_euler("XYZ", angles.reshape(-1, 3)).as_matrix().reshape(n, 15, 3, 3)
+    B = sk["frames"][1:]
+    rot = np.einsum("jab,njbc,jdc->njad", B, local, B)
+    J = sk["joints"]
+    G = np.zeros((n, 16, 3, 3))
+    G[:, 0] = np.eye(3)
+    P = np.zeros((n, 16, 3))
+    P[:, 0] = J[0]
+    for j in range(1, 16):
+        par = PARENTS[j]
+        G[:, j] = G[:, par] @ rot[:, j - 1]
+        P[:, j] = P[:, par] + np.einsum("nab,b->na", G[:, par], J[j] - J[par])
+    t = P - np.einsum("njab,jb->nja", G, J)
+    return rot, G, t
+
+
+def dual_quaternion_skinning(v: np.ndarray, W: np.ndarray, G: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Dual-quaternion skinning (Kavan et al. 2008) of rest vertices v [V, 3] for transforms G [N, J, 3, 3],
+    t [N, J, 3]: [N, V, 3]. Blends rigid motions instead of matrices, so bent joints keep their volume."""
+    n, nj = G.shape[:2]
+    qr = Rotation.from_matrix(G.reshape(-1, 3, 3)).as_quat().reshape(n, nj, 4)
+    tq = np.concatenate([t, np.zeros((n, nj, 1))], -1)
+    qd = 0.5 * _quat_mul(tq, qr)
+    ref = qr[:, np.argmax(W, axis=1)]  # [N, V, 4]: the dominant joint's rotation fixes the hemisphere
+    sign = np.sign(np.einsum("njk,nvk->nvj", qr, ref))
+    sign[sign == 0] = 1.0
+    wv = W[None] * sign  # [N, V, J]
+    b0 = np.einsum("nvj,njk->nvk", wv, qr)
+    be = np.einsum("nvj,njk->nvk", wv, qd)
+    norm = np.linalg.norm(b0, axis=-1, keepdims=True)
+    c0, ce = b0 / norm, be / norm
+    v0, w0 = c0[..., :3], c0[..., 3:]
+    ve, we = ce[..., :3], ce[..., 3:]
+    trans = 2.0 * (w0 * ve - we * v0 + np.cross(v0, ve))
+    R = Rotation.from_quat(c0.reshape(-1, 4)).as_matrix().reshape(n, -1, 3, 3)
+    return np.einsum("nvab,vb->nva", R, v) + trans
+
+
+def pose_correctives(v: np.ndarray, W: np.ndarray, sk: dict[str, np.ndarray], num_poses: int = 3000,
+                     seed: int = 1, chunk: int = 200) -> np.ndarray:
+    """posedirs [V, 3, 135] that make linear blend skinning reproduce dual-quaternion skinning.
+
+    For poses of the pose space, the rest-space offset B that LBS needs to land on the DQS result is
+    B = M_v^-1 (x_dqs - m_v) - v (M_v, m_v: the vertex's blended LBS matrix and translation). B is regressed,
+    per vertex, on MANO's pose features (R_j - I) of the joints that influence the vertex (weight > 1e-3),
+    with a small ridge term; other features get zero. This restores the volume LBS loses at bent joints.
+    """
+    angles = sample_anatomical_angles(num_poses, np.random.default_rng(seed))
+    V = len(v)
+    feats = np.zeros((num_poses, 135))
+    targets = np.zeros((num_poses, V, 3))
+    for s in range(0, num_poses, chunk):
+        rot, G, t = _joint_transforms(angles[s : s + chunk], sk)
+        feats[s : s + chunk] = (rot - np.eye(3)).reshape(len(rot), -1)
+        x_dqs = dual_quaternion_skinning(v, W, G, t)
+        M = np.einsum("vj,njab->nvab", W, G)
+        m = np.einsum("vj,nja->nva", W, t)
+        targets[s : s + chunk] = np.linalg.solve(M, (x_dqs - m)[..., None])[..., 0] - v
+    posedirs = np.zeros((V, 3, 135))
+    influence = W[:, 1:] > 1e-3  # [V, 15]
+    masks, group = np.unique(influence, axis=0, return_inverse=True)
+    for g, mask in enumerate(masks):
+        if not mask.any():
+            continue
+        cols = np.nonzero(np.repeat(mask, 9))[0]
+        verts = np.nonzero(group.ravel() == g)[0]
+        F = feats[:, cols]
+        A = F.T @ F
+        A += 1e-6 * np.trace(A) / len(cols) * np.eye(len(cols))
+        coef = np.linalg.solve(A, F.T @ targets[:, verts].reshape(num_poses, -1))  # [C, n*3]
+        posedirs[np.ix_(verts, np.arange(3), cols)] = coef.reshape(len(cols), len(verts), 3).transpose(1, 2, 0)
+    return posedirs
+
+
 # ------------------------------------------------------------------------------------------- pose space
 # Joint limits in degrees, per MANO joint 1..15, for (flexion, abduction, twist) in the joint's anatomical
 # frame (rest_skeleton()["frames"]); R_local = R_x(flexion) R_y(abduction) R_z(twist) (intrinsic "XYZ").
@@ -799,7 +887,8 @@ def _quantise(x: np.ndarray, decimals: int = 12) -> np.ndarray:
     return np.round(x, decimals) + 0.0  # + 0.0 turns -0.0 into 0.0
 
 
-def build(design: HandDesign = DESIGN, edge_length: float = 0.0062, pose_samples: int = 200_000) -> tuple[HandModelData, dict]:
+def build(design: HandDesign = DESIGN, edge_length: float = 0.0062, pose_samples: int = 200_000,
+          corrective_poses: int = 1500) -> tuple[HandModelData, dict]:
     """Build the open right hand. Returns the model and a JSON-able info dict (pose std, limits, numbers)."""
     sk = rest_skeleton(design)
     v, f = mesh_surface(design, edge_length=edge_length)
@@ -808,13 +897,15 @@ def build(design: HandDesign = DESIGN, edge_length: float = 0.0062, pose_samples
     W = np.where(W < 1e-5, 0.0, W)
     W /= W.sum(1, keepdims=True)
     Jreg = joint_regressor(v, sk, memberships)
+    # float32-exact values: the regression's last bits carry no information and the file compresses better.
+    posedirs = pose_correctives(v, W, sk, num_poses=corrective_poses).astype(np.float32).astype(np.float64)
     fields = shape_fields(v, W, sk)
     shapedirs, shape_sd = shape_space(fields)
     pose = pose_space(sk["frames"], num_samples=pose_samples)
     data = HandModelData(
         v_template=_quantise(v),
         shapedirs=_quantise(shapedirs),
-        posedirs=np.zeros((len(v), 3, 135)),
+        posedirs=posedirs,
         J_regressor=_quantise(Jreg),
         weights=_quantise(W),
         parents=PARENTS.copy(),
@@ -833,6 +924,7 @@ def build(design: HandDesign = DESIGN, edge_length: float = 0.0062, pose_samples
         "joint_limits_deg": joint_limits_deg().tolist(),
         "joint_frames": _quantise(sk["frames"], 9).tolist(),
         "pose_samples": pose_samples,
+        "corrective_poses": corrective_poses,
     }
     return data, info
 
@@ -840,7 +932,7 @@ def build(design: HandDesign = DESIGN, edge_length: float = 0.0062, pose_samples
 def write_npz_deterministic(data: HandModelData, path: str | os.PathLike) -> None:
     """Write ``data`` as a deflate-compressed .npz with fixed zip timestamps (same arrays -> same bytes).
 
-    HandModelData.save_npz stores uncompressed (the zero posedirs alone would be 10 MB) and numpy's savez
+    HandModelData.save_npz stores uncompressed (the dense posedirs alone are 8.8 MB) and numpy's savez
     stamps the current time into each zip entry; HandModelData.load_npz reads this file as any .npz.
     """
     import io
