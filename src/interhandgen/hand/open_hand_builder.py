@@ -1029,9 +1029,9 @@ def _pinch_thumb(angles: np.ndarray) -> np.ndarray:
     return res.x.reshape(3, 3)
 
 
-def render_meshes(panels: list[tuple[str, np.ndarray]], faces: np.ndarray, path: str | os.PathLike,
+def render_meshes(panels: list[tuple], faces: np.ndarray, path: str | os.PathLike,
                   highlight_intersections: bool = False, columns: int = 3) -> None:
-    """Render (title, vertices [V, 3]) panels of one mesh topology into a PNG (matplotlib Agg).
+    """Render (title, vertices [V, 3][, azimuth in degrees]) panels of one mesh topology into a PNG (Agg).
 
     Display axes: horizontal = z (thumb side to the right for a right hand), up = -x (fingers up), depth = y,
     seen from the palm side; a right-handed view, so the right hand is not mirrored.
@@ -1046,9 +1046,13 @@ def render_meshes(panels: list[tuple[str, np.ndarray]], faces: np.ndarray, path:
 
     rows = (len(panels) + columns - 1) // columns
     fig = plt.figure(figsize=(5 * columns, 5.6 * rows))
-    light = _unit(np.array([0.5, -0.9, 0.6]))
     to_display = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])  # det +1
-    for k, (title, v) in enumerate(panels):
+    for k, (title, v, *view) in enumerate(panels):
+        azim = view[0] if view else -70.0
+        elev = 15.0
+        a, e = math.radians(azim), math.radians(elev)
+        camera = np.array([math.cos(e) * math.cos(a), math.cos(e) * math.sin(a), math.sin(e)])
+        light = _unit(camera + np.array([0.0, 0.0, 0.6]) + 0.4 * np.cross(camera, [0.0, 0.0, 1.0]))
         v = np.asarray(v, dtype=np.float64) @ to_display.T
         tri = v[faces]
         n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
@@ -1068,7 +1072,7 @@ def render_meshes(panels: list[tuple[str, np.ndarray]], faces: np.ndarray, path:
         ax.set_ylim(c[1] - r, c[1] + r)
         ax.set_zlim(c[2] - r, c[2] + r)
         ax.set_box_aspect((1, 1, 1))
-        ax.view_init(elev=15, azim=-70)
+        ax.view_init(elev=elev, azim=azim)
         ax.set_title(title)
         ax.set_axis_off()
     fig.tight_layout()
@@ -1078,7 +1082,8 @@ def render_meshes(panels: list[tuple[str, np.ndarray]], faces: np.ndarray, path:
 
 
 def render_figure(data: HandModelData, path: str | os.PathLike, highlight_intersections: bool = False) -> None:
-    """docs/img/open_hand.png: rest, fist, pinch, spread, and two shapes (beta_0 = -2 / +2) in the mean pose."""
+    """docs/img/open_hand.png: rest (palm, back), fist, pinch, spread, the mean pose, and two shapes
+    (beta_0 = -2 / +2) in the mean pose."""
     import torch
 
     from interhandgen.hand.layer import HandModel
@@ -1086,14 +1091,18 @@ def render_figure(data: HandModelData, path: str | os.PathLike, highlight_inters
     frames = rest_skeleton()["frames"]
     model = HandModel(data, use_pca=False, flat_hand_mean=True)
     panels = []
-    for name in ("rest", "fist", "pinch", "spread"):
+    for name, title, azim in (("rest", "rest (zero pose), palm", -70.0), ("rest", "rest, back", 110.0),
+                              ("fist", "fist", -70.0), ("pinch", "pinch (thumb side)", -15.0),
+                              ("spread", "spread", -70.0)):
         aa = anatomical_to_axis_angle(named_pose_angles(name)[None], frames)
         out = model(hand_pose=torch.as_tensor(aa, dtype=torch.float64))
-        panels.append((name if name != "rest" else "rest (zero pose)", out.vertices[0].numpy()))
+        panels.append((title, out.vertices[0].numpy(), azim))
     mean = torch.as_tensor(data.hands_mean[None], dtype=torch.float64)
     for value in (-2.0, 2.0):
         betas = torch.zeros(1, data.num_betas, dtype=torch.float64)
         betas[0, 0] = value
         out = model(betas=betas, hand_pose=mean)
-        panels.append((f"mean pose, beta_0 = {value:+.0f}", out.vertices[0].numpy()))
-    render_meshes(panels, data.faces, path, highlight_intersections)
+        panels.append((f"mean pose, beta_0 = {value:+.0f}", out.vertices[0].numpy(), -70.0))
+    mean_out = model(hand_pose=mean)
+    panels.insert(5, ("mean pose (hands_mean), beta = 0", mean_out.vertices[0].numpy(), -70.0))
+    render_meshes(panels, data.faces, path, highlight_intersections, columns=4)
