@@ -339,6 +339,28 @@ def test_pose_correctives_make_lbs_match_dual_quaternion_skinning(data):
     assert not np.any(data.posedirs.transpose(0, 2, 1)[~influence])
 
 
+def test_bad_pose_inputs_raise():
+    frames = builder.rest_skeleton()["frames"]
+    with pytest.raises(ValueError, match=r"\[\.\.\., 15, 3\]"):
+        builder.anatomical_to_axis_angle(np.zeros((2, 14, 3)), frames)
+    with pytest.raises(ValueError, match="45"):
+        builder.axis_angle_to_anatomical(np.zeros((2, 44)), frames)
+    with pytest.raises(ValueError, match="NaN"):
+        builder.anatomical_to_axis_angle(np.full((1, 15, 3), np.nan), frames)
+    with pytest.raises(ValueError, match="positive integer"):
+        builder.sample_anatomical_angles(0, np.random.default_rng(0))
+    with pytest.raises(TypeError, match="Generator"):
+        builder.sample_anatomical_angles(3, 0)
+    with pytest.raises(ValueError, match="unknown pose"):
+        builder.named_pose_angles("wave")
+
+
+def test_right_copy_is_independent_of_the_cache():
+    a = open_hand_data("right")
+    a.v_template[:] = 0.0
+    assert np.abs(open_hand_data("right").v_template).max() > 0.05
+
+
 def test_segment_distance_matches_dense_sampling():
     rng = np.random.default_rng(4)
     p1, q1, p2, q2 = rng.standard_normal((4, 60, 3))
@@ -362,6 +384,6 @@ def test_skinning_weights_are_a_partition_of_unity(data):
 @pytest.mark.slow
 def test_rebuild_is_bit_for_bit(tmp_path):
     out = tmp_path / "open_hand_right.npz"
-    assert builder.main(["--out", str(out)]) == 0
+    assert builder.main(["--out", str(out), "--no-progress"]) == 0
     assert hashlib.sha256(out.read_bytes()).hexdigest() == hashlib.sha256(ASSET.read_bytes()).hexdigest()
     assert json.loads(out.with_suffix(".json").read_text()) == json.loads(ASSET.with_suffix(".json").read_text())

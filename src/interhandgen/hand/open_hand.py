@@ -7,6 +7,7 @@ mirrors it for the left hand with :meth:`HandModelData.mirrored`. The file is ge
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from importlib import resources
@@ -35,7 +36,9 @@ def open_hand_data(side: str = "right") -> HandModelData:
     if side not in ("right", "left"):
         raise ValueError(f"side must be 'right' or 'left', got {side!r}")
     right = _right_data()
-    return right.mirrored().mirrored() if side == "right" else right.mirrored()
+    if side == "left":
+        return right.mirrored()
+    return dataclasses.replace(right, **{f: getattr(right, f).copy() for f in HandModelData.ARRAY_FIELDS})
 
 
 def open_hand_info() -> dict:

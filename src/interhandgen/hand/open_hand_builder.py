@@ -117,6 +117,15 @@ class HandDesign:
 DESIGN = HandDesign()
 
 
+def _check_angles(angles: np.ndarray, name: str = "angles") -> np.ndarray:
+    angles = np.asarray(angles, dtype=np.float64)
+    if angles.ndim < 2 or angles.shape[-2:] != (15, 3):
+        raise ValueError(f"{name} must have shape [..., 15, 3] (flexion, abduction, twist of joints 1..15), got {list(angles.shape)}")
+    if not np.isfinite(angles).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    return angles
+
+
 def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
@@ -717,6 +726,9 @@ def _segment_segment_distance(p1, q1, p2, q2) -> np.ndarray:
 def skeleton_forward(angles: np.ndarray, sk: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Posed joints [N, 16, 3] and fingertip points [N, 5, 3] (thumb..pinky) of the rest skeleton for anatomical
     angles [N, 15, 3] (radians), root fixed. Same kinematics as the LBS layer's joint chain."""
+    angles = _check_angles(angles)
+    if angles.ndim != 3:
+        raise ValueError(f"angles must have shape [N, 15, 3], got {list(angles.shape)}")
     n = angles.shape[0]
     local = Rotation.from_euler("XYZ", angles.reshape(-1, 3)).as_matrix().reshape(n, 15, 3, 3)
     B = sk["frames"][1:]
@@ -775,6 +787,10 @@ def skeleton_collisions(angles: np.ndarray, design: HandDesign = DESIGN, margin:
 def sample_anatomical_angles(n: int, rng: np.random.Generator) -> np.ndarray:
     """[n, 15, 3] radians (flexion, abduction, twist) of MANO joints 1..15: natural poses within the joint limits
     whose capsule model is collision free (:func:`skeleton_collisions`); rejected draws are replaced."""
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     chunks, have = [], 0
     while have < n:
         cand = _draw_anatomical_angles(max(2 * (n - have), 64), rng)
@@ -843,6 +859,9 @@ def anatomical_to_axis_angle(angles: np.ndarray, frames: np.ndarray) -> np.ndarr
 
     frames: [16, 3, 3] joint frames (rest_skeleton()["frames"]); R = B R_local B^T with B the frame of joint j.
     """
+    angles = _check_angles(angles)
+    if frames.shape != (16, 3, 3):
+        raise ValueError(f"frames must have shape [16, 3, 3], got {list(frames.shape)}")
     shape = angles.shape[:-2]
     a = angles.reshape(-1, 15, 3)
     local = Rotation.from_euler("XYZ", a.reshape(-1, 3)).as_matrix().reshape(-1, 15, 3, 3)
@@ -853,6 +872,11 @@ def anatomical_to_axis_angle(angles: np.ndarray, frames: np.ndarray) -> np.ndarr
 
 def axis_angle_to_anatomical(pose: np.ndarray, frames: np.ndarray) -> np.ndarray:
     """[..., 45] MANO axis-angle of joints 1..15 -> [..., 15, 3] (flexion, abduction, twist) radians."""
+    pose = np.asarray(pose, dtype=np.float64)
+    if pose.ndim < 1 or pose.shape[-1] != 45 or not np.isfinite(pose).all():
+        raise ValueError(f"pose must be a finite array of shape [..., 45], got {list(pose.shape)}")
+    if frames.shape != (16, 3, 3):
+        raise ValueError(f"frames must have shape [16, 3, 3], got {list(frames.shape)}")
     shape = pose.shape[:-1]
     world = Rotation.from_rotvec(pose.reshape(-1, 3)).as_matrix().reshape(-1, 15, 3, 3)
     B = frames[1:]
@@ -888,20 +912,33 @@ def _quantise(x: np.ndarray, decimals: int = 12) -> np.ndarray:
 
 
 def build(design: HandDesign = DESIGN, edge_length: float = 0.0062, pose_samples: int = 200_000,
-          corrective_poses: int = 1500) -> tuple[HandModelData, dict]:
+          corrective_poses: int = 1500, progress: bool = True) -> tuple[HandModelData, dict]:
     """Build the open right hand. Returns the model and a JSON-able info dict (pose std, limits, numbers)."""
+    from tqdm.auto import tqdm
+
+    stages = tqdm(total=6, desc="open hand", unit="stage", disable=not progress)
     sk = rest_skeleton(design)
+    stages.set_postfix_str("surface")
     v, f = mesh_surface(design, edge_length=edge_length)
+    stages.update()
+    stages.set_postfix_str("skinning")
     W, memberships = skinning_weights(v, sk)
     # Drop negligible influences (< 1e-5) so weights are sparse and compress; rows still sum to 1.
     W = np.where(W < 1e-5, 0.0, W)
     W /= W.sum(1, keepdims=True)
     Jreg = joint_regressor(v, sk, memberships)
+    stages.update()
+    stages.set_postfix_str("pose correctives")
     # float32-exact values: the regression's last bits carry no information and the file compresses better.
     posedirs = pose_correctives(v, W, sk, num_poses=corrective_poses).astype(np.float32).astype(np.float64)
+    stages.update()
+    stages.set_postfix_str("shape space")
     fields = shape_fields(v, W, sk)
     shapedirs, shape_sd = shape_space(fields)
+    stages.update()
+    stages.set_postfix_str("pose space")
     pose = pose_space(sk["frames"], num_samples=pose_samples)
+    stages.update()
     data = HandModelData(
         v_template=_quantise(v),
         shapedirs=_quantise(shapedirs),
@@ -926,6 +963,8 @@ def build(design: HandDesign = DESIGN, edge_length: float = 0.0062, pose_samples
         "pose_samples": pose_samples,
         "corrective_poses": corrective_poses,
     }
+    stages.update()
+    stages.close()
     return data, info
 
 
@@ -960,20 +999,22 @@ def sidecar_path(npz_path: str | os.PathLike) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build the open, MANO-compatible right hand model (.npz).")
     parser.add_argument("--out", required=True, help="output .npz path; a .json sidecar with PCA std is written beside it")
+    parser.add_argument("--figure", default=None, help="also render the documentation figure (PNG) of the built model")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     t0 = time.time()
-    data, info = build()
+    data, info = build(progress=not args.no_progress)
     out = Path(args.out)
     write_npz_deterministic(data, out)
     _atomic_write_bytes(sidecar_path(out), (json.dumps(info, indent=1) + "\n").encode())
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
     print(f"wrote {out} ({out.stat().st_size} bytes, {data.num_verts} vertices, {len(data.faces)} faces) "
           f"sha256 {digest} in {time.time() - t0:.1f} s")
+    if args.figure:
+        render_figure(data, args.figure, highlight_intersections=True)
+        print(f"wrote {args.figure}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 # ------------------------------------------------------------------------------------------------ figure
@@ -1106,3 +1147,7 @@ def render_figure(data: HandModelData, path: str | os.PathLike, highlight_inters
     mean_out = model(hand_pose=mean)
     panels.insert(5, ("mean pose (hands_mean), beta = 0", mean_out.vertices[0].numpy(), -70.0))
     render_meshes(panels, data.faces, path, highlight_intersections, columns=4)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
