@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import os
 import time
 from typing import Iterable, Sequence
 
@@ -152,8 +153,10 @@ def generate_group(category: Category, kin_a: HandKinematics, kin_b: HandKinemat
     return GroupResult(hand_a, hand_b, f(min_dist), f(depth), checked.cpu().numpy())
 
 
-#: Subset depth estimates above this send a sample to the full-mesh depth check (metres).
-_DEPTH_RECHECK = 0.001
+#: Subset depth estimates above this send a sample to the exact full-mesh depth check (metres). The subset
+#: estimate can miss the deepest vertex by about half the subset spacing (~3 mm), so 2 mm keeps every sample
+#: whose true depth could exceed the 5 mm limit in the exact check (verified in tests/test_synth.py).
+_DEPTH_RECHECK = 0.002
 #: Subset vertices farther than this from the other hand are not tested as inside it (no hand is this thick).
 _DEPTH_RADIUS = 0.02
 
@@ -246,6 +249,7 @@ def generate_synthetic_set(
     categories: Iterable[str] | None = None,
     hand_models: dict[str, HandModelData] | None = None,
     config: SynthConfig = SynthConfig(),
+    workers: int | None = None,
 ):
     """Generate ``num`` synthetic two-hand interactions, deterministic for ``seed``.
 
@@ -260,6 +264,9 @@ def generate_synthetic_set(
         categories: names to generate (default: all of ``CATEGORY_NAMES``).
         hand_models: {"left": HandModelData, "right": HandModelData}; default the bundled open hand.
         config: :class:`SynthConfig`.
+        workers: CPU worker processes (None: one per core, up to 8, when the device is the CPU and the set
+            is large; 1 otherwise). The arrays do not depend on it: every chunk is computed single-threaded
+            from its own seed and accepted samples are taken in chunk order.
     Returns:
         a :class:`interhandgen.data.TwoHandSet` with ``pose_space="pca"`` (all 45 coefficients),
         ``flat_hand_mean=False``, category and split labels, per-sample ``record_id``
@@ -289,60 +296,83 @@ def generate_synthetic_set(
         if not isinstance(data, HandModelData) or data.side != side:
             raise ValueError(f"hand_models['{side}'] must be a {side} HandModelData")
     device = torch.device(device)
-    kin = {side: HandKinematics(hand_models[side], device, subset_size=config.subset_size) for side in ("left", "right")}
-    other = {"left": "right", "right": "left"}
+    if workers is None:
+        workers = min(os.cpu_count() or 1, 8) if device.type == "cpu" and num >= 4 * batch_size else 1
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ValueError(f"workers must be a positive integer or None, got {workers!r}")
+    if workers > 1 and device.type != "cpu":
+        raise ValueError("workers > 1 runs CPU worker processes; use workers=1 with an accelerator device")
 
     counts = _balanced_counts(int(num), len(names))
-    fields = ("pose_pca", "betas", "global_orient", "transl")
-    collected = {side: {f: [] for f in fields} for side in ("left", "right")}
-    cat_ids, active, min_dist, depth = [], [], [], []
-    stats: dict[str, dict] = {}
     started = time.perf_counter()
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=int(num), desc="synth", unit="sample")
-    for c_idx, (name, target) in enumerate(zip(names, counts)):
-        category = CATEGORIES[name]
-        cat_stats = {"requested": target, "generated": 0, "rejected": {}, "attempts": 0}
-        have, chunk = 0, 0
-        while have < target:
-            if chunk >= max(1, math.ceil(target / batch_size)) * config.max_attempts:
-                raise RuntimeError(f"category {name!r}: acceptance too low ({have} of {target} after {chunk} batches)")
-            n = min(batch_size, target - have) if chunk == 0 else min(batch_size, max(target - have, 8))
-            gen = torch.Generator().manual_seed(_seed_for("synth", int(seed), name, chunk))
-            right_active = torch.rand((n,), generator=gen) < 0.5
-            for side_a, mask in (("right", right_active), ("left", ~right_active)):
-                m = int(mask.sum())
-                if m == 0:
+    # Chunks have fixed sizes and seeds, and accepted samples are taken in chunk order, so the result does
+    # not depend on how many worker processes computed the chunks.
+    accepted: dict[str, list] = {name: [] for name in names}
+    have = dict.fromkeys(names, 0)
+    stats = {name: {"requested": c, "generated": 0, "rejected": {}, "chunks": 0} for name, c in zip(names, counts)}
+    next_chunk = dict.fromkeys(names, 0)
+    runner = _ChunkRunner(hand_models, str(device), config, workers)
+    try:
+        rounds = 0
+        while True:
+            tasks = []
+            for name, target in zip(names, counts):
+                missing = target - have[name]
+                if missing <= 0:
                     continue
-                res = generate_group(category, kin[side_a], kin[other[side_a]], m,
-                                     _seed_for("group", int(seed), name, chunk, side_a), config)
-                ok, reasons = _accept(category, res, config)
-                cat_stats["generated"] += m
-                for reason, bad in reasons.items():
-                    cat_stats["rejected"][reason] = cat_stats["rejected"].get(reason, 0) + int(bad.sum())
-                take = np.flatnonzero(ok)[: max(0, target - have)]
-                if len(take) == 0:
-                    continue
-                hands = {side_a: res.hand_a, other[side_a]: res.hand_b}
-                for side in ("left", "right"):
-                    for f in fields:
-                        collected[side][f].append(getattr(hands[side], f)[take])
-                cat_ids.append(np.full(len(take), c_idx))
-                active.append(np.full(len(take), side_a))
-                min_dist.append(res.min_distance[take])
-                depth.append(res.penetration_depth[take])
-                have += len(take)
-                if bar is not None:
-                    bar.update(len(take))
-            chunk += 1
-        cat_stats["attempts"] = chunk
-        stats[name] = cat_stats
-    if bar is not None:
-        bar.close()
+                # First round: the requested count plus 5 % (rejections); later rounds: what is missing, +25 %.
+                want = math.ceil(missing * (1.05 if rounds == 0 else 1.25)) + (0 if rounds == 0 else 4)
+                for _ in range(math.ceil(want / batch_size)):
+                    size = min(batch_size, want)
+                    want -= size
+                    tasks.append((name, next_chunk[name], size))
+                    next_chunk[name] += 1
+            if not tasks:
+                break
+            if rounds >= config.max_attempts:
+                short = {n: counts[i] - have[n] for i, n in enumerate(names) if have[n] < counts[i]}
+                raise RuntimeError(f"acceptance too low after {rounds} rounds; still missing {short}")
+            for (name, chunk, size), result in zip(tasks, runner.map(int(seed), tasks)):
+                category = CATEGORIES[name]
+                st = stats[name]
+                st["chunks"] += 1
+                for side_a, res in result:
+                    ok, reasons = _accept(category, res, config)
+                    st["generated"] += len(ok)
+                    for reason, bad in reasons.items():
+                        st["rejected"][reason] = st["rejected"].get(reason, 0) + int(bad.sum())
+                    take = np.flatnonzero(ok)[: max(0, counts[names.index(name)] - have[name])]
+                    if len(take):
+                        accepted[name].append((side_a, res, take))
+                        have[name] += len(take)
+                        if bar is not None:
+                            bar.update(len(take))
+            rounds += 1
+    finally:
+        runner.close()
+        if bar is not None:
+            bar.close()
     elapsed = time.perf_counter() - started
+
+    fields = ("pose_pca", "betas", "global_orient", "transl")
+    collected = {side: {f: [] for f in fields} for side in ("left", "right")}
+    cat_ids, active, min_dist, depth = [], [], [], []
+    other = {"left": "right", "right": "left"}
+    for c_idx, name in enumerate(names):
+        for side_a, res, take in accepted[name]:
+            hands = {side_a: res.hand_a, other[side_a]: res.hand_b}
+            for side in ("left", "right"):
+                for f in fields:
+                    collected[side][f].append(getattr(hands[side], f)[take])
+            cat_ids.append(np.full(len(take), c_idx))
+            active.append(np.full(len(take), side_a))
+            min_dist.append(res.min_distance[take])
+            depth.append(res.penetration_depth[take])
 
     # Mix the categories with a seeded permutation, then assign splits with another.
     total = int(num)
@@ -374,6 +404,7 @@ def generate_synthetic_set(
             "quality": summary,
             "seconds": round(elapsed, 3),
             "device": str(device),
+            "workers": int(workers),
         }
     }
     result = TwoHandSet(
@@ -384,6 +415,77 @@ def generate_synthetic_set(
     if out is not None:
         result.save(out)
     return result
+
+
+def _generate_chunk(kin: dict, config: SynthConfig, seed: int, name: str, chunk: int, size: int) -> list:
+    """One chunk: ``size`` samples of category ``name``, active side drawn per sample; [(side_a, GroupResult)]."""
+    category = CATEGORIES[name]
+    gen = torch.Generator().manual_seed(_seed_for("synth", seed, name, chunk))
+    right_active = torch.rand((size,), generator=gen) < 0.5
+    out = []
+    for side_a, mask in (("right", right_active), ("left", ~right_active)):
+        m = int(mask.sum())
+        if m:
+            side_b = "left" if side_a == "right" else "right"
+            out.append((side_a, generate_group(category, kin[side_a], kin[side_b], m,
+                                               _seed_for("group", seed, name, chunk, side_a), config)))
+    return out
+
+
+class _single_thread:
+    """Run torch single-threaded inside the block (results then do not depend on the caller's setting)."""
+
+    def __enter__(self):
+        self.previous = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.previous)
+
+
+_WORKER_STATE: dict = {}
+
+
+def _worker_init(hand_models: dict, config: SynthConfig) -> None:
+    torch.set_num_threads(1)
+    _WORKER_STATE["kin"] = {side: HandKinematics(hand_models[side], "cpu", subset_size=config.subset_size)
+                            for side in ("left", "right")}
+    _WORKER_STATE["config"] = config
+
+
+def _worker_task(args: tuple) -> list:
+    seed, name, chunk, size = args
+    return _generate_chunk(_WORKER_STATE["kin"], _WORKER_STATE["config"], seed, name, chunk, size)
+
+
+class _ChunkRunner:
+    """Computes chunks in this process or in a pool of worker processes (spawned, single-threaded)."""
+
+    def __init__(self, hand_models: dict, device: str, config: SynthConfig, workers: int) -> None:
+        self.config = config
+        self.pool = None
+        if workers > 1:
+            import multiprocessing as mp
+
+            self.pool = mp.get_context("spawn").Pool(workers, initializer=_worker_init, initargs=(hand_models, config))
+        else:
+            self.kin = {side: HandKinematics(hand_models[side], device, subset_size=config.subset_size)
+                        for side in ("left", "right")}
+
+    def map(self, seed: int, tasks: list[tuple[str, int, int]]):
+        if self.pool is not None:
+            yield from self.pool.imap(_worker_task, [(seed, *t) for t in tasks])
+            return
+        for name, chunk, size in tasks:
+            with _single_thread():
+                result = _generate_chunk(self.kin, self.config, seed, name, chunk, size)
+            yield result
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+            self.pool = None
 
 
 def assign_splits(num: int, fractions: Sequence[float], seed: int) -> np.ndarray:

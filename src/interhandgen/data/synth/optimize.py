@@ -32,14 +32,14 @@ _DEBUG = False
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
-    steps: int = 40
+    steps: int = 32
     nn_every: int = 4  # recompute nearest neighbours every this many steps (motion per step is < 1 mm)
-    near_size: int = 192  # vertices per hand taking part (nearest the other hand, contact regions first)
+    near_size: int = 160  # vertices per hand taking part (nearest the other hand, contact regions first)
     touch_mm: float = 0.4  # the closest vertex pair is pulled to within this distance
     touch_weight: float = 50.0
     proxy_weight: float = 1.0  # weight of the sphere-proxy overlap relative to the vertex penetration term
     priority_bonus_mm: float = 25.0  # contact-region vertices count as this much closer when choosing them
-    lr_translation: float = 0.6  # mm per step (Adam step size)
+    lr_translation: float = 0.7  # mm per step (Adam step size)
     lr_rotation: float = 0.012  # rad per step
     lr_pose: float = 0.05  # logit units per step
     margin_mm: float = 0.6  # vertices closer than this inside the other hand's surface count as penetrating

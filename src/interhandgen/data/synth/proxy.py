@@ -117,37 +117,48 @@ def sphere_clearance(ca: torch.Tensor, ra: torch.Tensor, cb: torch.Tensor, rb: t
     return d - ra[:, :, None] - rb[:, None, :]
 
 
-def slide_to_clearance(ca: torch.Tensor, ra: torch.Tensor, cb: torch.Tensor, rb: torch.Tensor, direction: torch.Tensor,
-                       target: torch.Tensor, far: float = 0.25, near: float = -0.08, step: float = 0.003,
-                       refine: int = 8) -> torch.Tensor:
-    """[B] shift s along unit ``direction`` [B, 3] at which hand B's spheres (moved by s * direction) first
-    come within ``target`` [B] metres of hand A's when B approaches from ``far`` (metres along the direction).
+def _min_clearance(ca: torch.Tensor, ra: torch.Tensor, cb: torch.Tensor, rb: torch.Tensor) -> torch.Tensor:
+    """[...] smallest sphere gap for centres [..., Sa, 3], [..., Sb, 3] and radii [..., Sa], [..., Sb]."""
+    return (torch.cdist(ca, cb) - ra[..., :, None] - rb[..., None, :]).amin(dim=(-2, -1))
 
-    B marches in from outside in steps of ``step`` (finer than any finger, so it cannot pass through one), and
-    the first crossing is refined by bisection. A sample that never gets that close stops at its closest shift.
+
+def slide_to_clearance(ca: torch.Tensor, ra: torch.Tensor, cb: torch.Tensor, rb: torch.Tensor, direction: torch.Tensor,
+                       target: torch.Tensor, step: float = 0.005, max_steps: int = 80, chunk: int = 8,
+                       refine: int = 7) -> torch.Tensor:
+    """[B] shift s along unit ``direction`` [B, 3] at which hand B's spheres (moved by s * direction) first
+    come within ``target`` [B] metres of hand A's, when B approaches from where it is clear of A.
+
+    B starts where its spheres' projections on the direction are entirely beyond A's (so it is clear), and
+    marches in by ``step`` (thinner than any finger's spheres, so it cannot pass through one); the first
+    crossing is refined by bisection. A sample that never gets that close stops at its closest shift.
     """
     B = ca.shape[0]
-    grid = torch.arange(far, near - 1e-12, -step, dtype=ca.dtype, device=ca.device)  # outside -> inside
-    gaps = []
-    for chunk in grid.split(16):
-        moved = cb[:, None] + chunk[None, :, None, None] * direction[:, None, None, :]  # [B, n, Sb, 3]
-        d = torch.cdist(ca[:, None].expand(-1, len(chunk), -1, -1).reshape(-1, ca.shape[1], 3),
-                        moved.reshape(-1, cb.shape[1], 3)).view(B, len(chunk), ca.shape[1], cb.shape[1])
-        gaps.append((d - ra[:, None, :, None] - rb[:, None, None, :]).amin(dim=(2, 3)))
-    gap = torch.cat(gaps, dim=1)  # [B, n]
+    pa = (ca * direction[:, None]).sum(-1)
+    pb = (cb * direction[:, None]).sum(-1)
+    start = (pa + ra).amax(1) - (pb - rb).amin(1) + target + step  # B entirely beyond A along the direction
+    gaps, shifts = [], []
+    hit = torch.zeros(B, dtype=torch.bool, device=ca.device)
+    for k0 in range(0, max_steps, chunk):
+        k = torch.arange(k0, min(k0 + chunk, max_steps), dtype=ca.dtype, device=ca.device)
+        s = start[:, None] - k[None] * step  # [B, n]
+        moved = cb[:, None] + s[..., None, None] * direction[:, None, None, :]
+        n = k.shape[0]
+        g = _min_clearance(ca[:, None].expand(-1, n, -1, -1), ra[:, None].expand(-1, n, -1), moved,
+                           rb[:, None].expand(-1, n, -1))
+        gaps.append(g)
+        shifts.append(s)
+        hit |= (g < target[:, None]).any(dim=1)
+        if bool(hit.all()):
+            break
+    gap, shift = torch.cat(gaps, dim=1), torch.cat(shifts, dim=1)
     close = gap < target[:, None]
-    hit = close.any(dim=1)
     first = torch.where(hit, close.to(torch.int64).argmax(dim=1), gap.argmin(dim=1))
-    lo = grid[first]  # too close (or the closest approach)
-    hi = torch.where(hit & (first > 0), grid[(first - 1).clamp_min(0)], lo)  # still clear
-
-    def clearance(shift):
-        return (torch.cdist(ca, cb + shift[:, None, None] * direction[:, None, :])
-                - ra[:, :, None] - rb[:, None, :]).amin(dim=(1, 2))
-
+    rows = torch.arange(B, device=ca.device)
+    lo = shift[rows, first]  # too close (or the closest approach)
+    hi = torch.where(hit & (first > 0), shift[rows, (first - 1).clamp_min(0)], lo)  # still clear
     for _ in range(refine):
         mid = 0.5 * (lo + hi)
-        is_close = clearance(mid) < target
+        is_close = _min_clearance(ca, ra, cb + mid[:, None, None] * direction[:, None, :], rb) < target
         lo = torch.where(is_close, mid, lo)
         hi = torch.where(is_close, hi, mid)
     return hi
