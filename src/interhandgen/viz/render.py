@@ -23,6 +23,7 @@ Conventions
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import math
@@ -125,6 +126,7 @@ def render(
     colours: tuple[tuple[int, int, int], tuple[int, int, int]] = (LEFT_COLOUR, RIGHT_COLOUR),
     out_path: str | os.PathLike | None = None,
     device: str | torch.device = "cpu",
+    cpu_threads: int | None = 1,
 ) -> Image.Image:
     """Render N two-hand samples as a grid, ``len(views)`` views per sample (see the module docstring).
 
@@ -149,10 +151,21 @@ def render(
         colours: (left, right) RGB colours.
         out_path: if given, the PNG is written there atomically.
         device: where the rasterisation runs ("cpu" or a CUDA device).
+        cpu_threads: torch CPU threads used while rendering (None: leave torch's setting). The work is many
+            memory-bound element-wise passes; on a busy 2-core machine one thread measured 2.5-4x faster than
+            two for a 4 x 4 grid and 40x faster for small pictures (thread wake-ups dominate).
 
     Returns:
         The picture as an RGB ``PIL.Image.Image``.
     """
+    with _torch_threads(cpu_threads):
+        return _render(samples, left_vertices, left_faces, right_vertices, right_faces, models, titles, cols, views,
+                       view_size, supersample, shading, margin, cull_back_faces, label_views, colours, out_path,
+                       device)
+
+
+def _render(samples, left_vertices, left_faces, right_vertices, right_faces, models, titles, cols, views, view_size,
+            supersample, shading, margin, cull_back_faces, label_views, colours, out_path, device) -> Image.Image:
     hand_arrays = (left_vertices, left_faces, right_vertices, right_faces)
     if samples is not None:
         if any(a is not None for a in hand_arrays):
@@ -199,6 +212,7 @@ def render_meshes(
     label_views: bool = True,
     out_path: str | os.PathLike | None = None,
     device: str | torch.device = "cpu",
+    cpu_threads: int | None = 1,
 ) -> Image.Image:
     """Render one scene made of several meshes, one picture per view side by side.
 
@@ -220,10 +234,11 @@ def render_meshes(
         faces.append(f + offset)
         colours.append(_as_colour(item[2], f"meshes[{i}] colour", device).expand(f.shape[0], 3))
         offset += v.shape[0]
-    image = _render_grid(torch.cat(verts)[None], torch.cat(faces), torch.cat(colours),
-                         titles=None if title is None else [title], cols=1, views=views, view_size=view_size,
-                         supersample=supersample, shading=shading, margin=margin, cull_back_faces=cull_back_faces,
-                         label_views=label_views)
+    with _torch_threads(cpu_threads):
+        image = _render_grid(torch.cat(verts)[None], torch.cat(faces), torch.cat(colours),
+                             titles=None if title is None else [title], cols=1, views=views, view_size=view_size,
+                             supersample=supersample, shading=shading, margin=margin,
+                             cull_back_faces=cull_back_faces, label_views=label_views)
     if out_path is not None:
         save_png(image, out_path)
     return image
@@ -244,6 +259,21 @@ def save_png(image: Image.Image, path: str | os.PathLike) -> Path:
 # ---------------------------------------------------------------------------------------------------------------------
 # Internals
 # ---------------------------------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None):
+    if n is None:
+        yield
+        return
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"cpu_threads must be None or an integer >= 1, got {n!r}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
 
 def _hands_from_set(samples: Any, models: dict | None, device) -> tuple:
     from interhandgen.data.format import TwoHandSet
