@@ -1,4 +1,8 @@
-"""Mesh export with trimesh (OBJ, PLY, GLB), written atomically. Vertices are written as given (metres)."""
+"""Mesh export with trimesh (OBJ, PLY, GLB), written atomically. Vertices are written as given (metres).
+
+Precision as trimesh writes it: PLY and GLB store float32 vertices; OBJ stores decimal text (round trip within
+1e-7 m, measured). Every vertex is written in order, but trimesh's OBJ reader drops vertices no face uses.
+"""
 
 from __future__ import annotations
 
