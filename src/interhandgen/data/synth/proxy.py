@@ -5,7 +5,8 @@ normal test fails for deep overlaps. A union of spheres that lie INSIDE the mesh
 overlap certainly interpenetrate, and the overlap depth is exact for the proxy. The proxy is built from the
 model alone: sphere centres are fixed linear combinations of the (shaped) rest joints along every bone and
 across the palm, each carried rigidly by one joint; radii are the distance from the rest centre to the
-nearest template vertex (the largest sphere around that centre that stays inside), minus a small margin.
+nearest point of the template surface (the largest sphere around that centre that stays inside), minus a
+small margin.
 
 Shapes: B batch, S spheres, J = 16 joints. Metres.
 """
@@ -96,13 +97,11 @@ def build_sphere_proxy(data: HandModelData, device="cpu", dtype=torch.float32) -
                     add((1 + t * k) * eye[j] - t * k * eye[prev], j)
     coeff = np.stack(coeffs)
     centres = coeff @ J
-    from interhandgen.geometry import points_inside
+    from interhandgen.geometry import point_to_surface_distance, points_inside
 
-    inside = points_inside(torch.as_tensor(centres[None]), torch.as_tensor(V[None]), data.faces)[0].numpy()
-    from scipy.spatial import cKDTree
-
-    dist, _ = cKDTree(V).query(centres)
-    radius = dist - RADIUS_MARGIN
+    pts, verts = torch.as_tensor(centres[None]), torch.as_tensor(V[None])
+    inside = points_inside(pts, verts, data.faces)[0].numpy()
+    radius = point_to_surface_distance(pts, verts, data.faces)[0].numpy() - RADIUS_MARGIN
     keep = inside & (radius > 0.002)
     if keep.sum() < 20:
         raise ValueError(f"only {int(keep.sum())} proxy spheres lie inside the hand mesh; are its joints inside it?")
