@@ -138,6 +138,7 @@ def test_render_errors(tmp_path, capsys):
     _sample_file(samples, n=2)
     assert main(["render", "--samples", str(samples), "--out", str(tmp_path / "g.png"), "--num", "0"]) == 2
     assert "--num" in capsys.readouterr().err
-    assert main(["render", "--samples", str(samples), "--out", str(tmp_path / "g.png"), "--views", "front,oblique"]) == 2
+    out = str(tmp_path / "g.png")
+    assert main(["render", "--samples", str(samples), "--out", out, "--views", "front,oblique"]) == 2
     assert "oblique" in capsys.readouterr().err
     assert main(["render", "--samples", str(tmp_path / "none.npz"), "--out", str(tmp_path / "g.png")]) == 2

@@ -188,7 +188,8 @@ def test_render_is_deterministic_and_writes_png(tmp_path):
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # numpy float64 input gives the same picture as torch float32 input.
-    c = render(**{**kw, "left_vertices": lv.numpy().astype(np.float64), "right_vertices": rv.numpy().astype(np.float64)})
+    as64 = {"left_vertices": lv.numpy().astype(np.float64), "right_vertices": rv.numpy().astype(np.float64)}
+    c = render(**{**kw, **as64})
     np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
     assert not list(tmp_path.glob(".*.tmp"))
 

@@ -40,7 +40,8 @@ def poses(right):
 def test_joint_axes_are_orthonormal_and_flexion_turns_fingers_to_the_palm(right):
     axes = joint_axes(right)
     assert axes.shape == (15, 3, 3)
-    np.testing.assert_allclose(np.einsum("jkc,jlc->jkl", axes, axes), np.broadcast_to(np.eye(3), (15, 3, 3)), atol=1e-12)
+    gram = np.einsum("jkc,jlc->jkl", axes, axes)
+    np.testing.assert_allclose(gram, np.broadcast_to(np.eye(3), (15, 3, 3)), atol=1e-12)
     frame = hand_frame(right)
     # Open hand conventions (docs/hand.md): fingers along -x, back of the hand +y (palm -y), thumb on +z.
     np.testing.assert_allclose(frame["forward"], [-1, 0, 0], atol=0.05)

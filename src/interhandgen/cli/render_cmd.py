@@ -17,7 +17,8 @@ def register(sub) -> None:
     )
     p.add_argument("--samples", required=True, help="TwoHandSet .npz (from sample, data synth or data convert)")
     p.add_argument("--out", required=True, help="output .png")
-    p.add_argument("--num", type=int, default=16, help="samples to draw; all if the set is smaller (default %(default)s)")
+    p.add_argument("--num", type=int, default=16,
+                   help="samples to draw; all if the set is smaller (default %(default)s)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the random choice of samples when the set has more than --num (default %(default)s)")
     p.add_argument("--first", action="store_true", help="draw the first --num samples instead of a random choice")

@@ -127,7 +127,10 @@ def joint_axes(model: HandModel | HandModelData) -> np.ndarray:
             if name == "thumb" and pos > 0:
                 mean_axis = data.hands_mean[3 * (j - 1): 3 * j]
                 mean_axis = mean_axis - (mean_axis @ d) * d
-                flex = _unit(mean_axis) if np.linalg.norm(mean_axis) >= 0.1 else _unit(np.cross(d, (n - r) / np.sqrt(2)))
+                if np.linalg.norm(mean_axis) >= 0.1:
+                    flex = _unit(mean_axis)
+                else:
+                    flex = _unit(np.cross(d, (n - r) / np.sqrt(2)))
             abd = np.cross(d, r)
             abd = abd - (abd @ flex) * flex - (abd @ d) * d
             axes[j - 1] = np.stack([flex, _unit(abd), d])
@@ -160,7 +163,6 @@ class _TipKinematics:
 
         joints = data.J_regressor @ data.v_template
         tips = data.fingertip_ids
-        V = data.num_verts
         self.v_template = torch.as_tensor(np.concatenate([data.v_template[tips], joints]), dtype=torch.float64)
         n_pts = self.v_template.shape[0]
         self.shapedirs = torch.zeros(n_pts * 3, 1, dtype=torch.float64)
@@ -176,7 +178,6 @@ class _TipKinematics:
         self.weights = torch.as_tensor(weights)
         self.parents = [int(p) for p in data.parents]
         self.levels = kinematic_levels(self.parents)
-        del V
 
     def __call__(self, pose: np.ndarray) -> np.ndarray:
         from interhandgen.hand.lbs import lbs

@@ -146,7 +146,8 @@ def rasterize(
         b1 = tf[:, 2] * dx + tf[:, 3] * dy
         b2 = tf[:, 4] * dx + tf[:, 5] * dy
         b0 = 1.0 - b1 - b2
-        inside = torch.nonzero((b0 >= -_EDGE_TOLERANCE) & (b1 >= -_EDGE_TOLERANCE) & (b2 >= -_EDGE_TOLERANCE)).squeeze(1)
+        inside = (b0 >= -_EDGE_TOLERANCE) & (b1 >= -_EDGE_TOLERANCE) & (b2 >= -_EDGE_TOLERANCE)
+        inside = torch.nonzero(inside).squeeze(1)
         zf = tf[inside, 6:9]
         depth = b0[inside] * zf[:, 0] + b1[inside] * zf[:, 1] + b2[inside] * zf[:, 2]
         depth_q = ((depth - z_min) * z_scale).round_().clamp_(0, _DEPTH_LEVELS - 1).to(torch.int64)

@@ -395,9 +395,8 @@ def _render_grid(verts: torch.Tensor, faces: torch.Tensor, face_colour: torch.Te
     N, P, _ = verts.shape
     if titles is not None:
         if isinstance(titles, str) or len(titles) != N:
-            raise ValueError(f"titles must be a list of {N} strings (one per sample), got "
-                             f"{titles!r}" if isinstance(titles, str) else
-                             f"titles must be a list of {N} strings (one per sample), got {len(titles)}")
+            got = repr(titles) if isinstance(titles, str) else f"{len(titles)} titles"
+            raise ValueError(f"titles must be a list of {N} strings (one per sample), got {got}")
         titles = [str(t) for t in titles]
     if shading not in SHADINGS:
         raise ValueError(f"shading must be one of {SHADINGS}, got {shading!r}")
