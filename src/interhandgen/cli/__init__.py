@@ -17,6 +17,12 @@ from interhandgen import __version__
 SUBCOMMANDS = [
     "hand",
     "render",
+    "data",
+    "train",
+    "sample",
+    "complete",
+    "evaluate",
+    "evaluator",
 ]
 
 

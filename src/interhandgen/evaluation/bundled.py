@@ -1,0 +1,56 @@
+"""The bundled feature extractor and the data preparation for training one."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+BUNDLED_EVALUATOR = "evaluator_open_hand_synth.safetensors"
+
+
+def bundled_evaluator_path() -> Path:
+    path = Path(str(resources.files("interhandgen") / "evaluation" / "assets" / BUNDLED_EVALUATOR))
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"the bundled feature extractor {path} is missing from this installation; pass --evaluator PATH "
+            "(train one with `interhandgen evaluator train --data DATA.npz --out DIR`)"
+        )
+    return path
+
+
+def load_evaluator(path: str | Path | None = None, device: str | torch.device = "cpu"):
+    from interhandgen.evaluation.features import load_feature_extractor
+
+    return load_feature_extractor(bundled_evaluator_path() if path is None else Path(path), device=device)
+
+
+def evaluator_training_arrays(two_hands, models=None, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """(vertices [N, 2, V, 3] in the left hand's canonical frame, targets [N, 128] = both canonical 64-vectors)."""
+    from interhandgen.data.canonical import to_canonical
+    from interhandgen.evaluation.protocol import canonical_two_hand_vertices
+
+    models = models or two_hands.hand_models(device=device)
+    verts = canonical_two_hand_vertices(two_hands, models, device)
+    x = to_canonical(two_hands, models, anchor="left", device=device, dtype=torch.float32).x
+    return verts, x.reshape(x.shape[0], 128)
+
+
+def train_evaluator(data_path: str | Path, out: str | Path, epochs: int = 30, max_samples: int | None = None,
+                    seed: int = 0, device: str = "cpu", progress: bool = True, **kw: Any) -> dict[str, Any]:
+    """Train the feature extractor on the train split of a TwoHandSet file (validation on its validation split
+    when present, else a held-out 10%)."""
+    from interhandgen.data.format import TwoHandSet
+    from interhandgen.evaluation.features import train_feature_extractor
+
+    data = TwoHandSet.load(data_path)
+    if data.split is not None:
+        data = data.select_split("train")
+    if max_samples is not None and len(data) > max_samples:
+        g = torch.Generator().manual_seed(seed)
+        data = data[torch.randperm(len(data), generator=g)[:max_samples].sort().values.numpy()]
+    verts, targets = evaluator_training_arrays(data, device=device)
+    return train_feature_extractor(verts, targets, epochs=epochs, seed=seed, out_path=out, progress=progress,
+                                   device=device, **kw)

@@ -1,0 +1,119 @@
+"""Cascaded two-hand sampling: the anchor hand first, then the other hand conditioned on it.
+
+Works on standardised canonical 64-vectors (see docs/data.md); :mod:`interhandgen.pipeline` turns the result into
+world-frame hand parameters. Stage 1 calls the shared denoiser with the null condition; stage 2 conditions on the
+sampled anchor, with classifier-free guidance on a chosen set of dimensions (the reference: the last 9 numbers,
+rotation and translation, scale 0.1) and optional anti-penetration guidance on the predicted x0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from interhandgen.diffusion import Schedule, classifier_free_guidance, ddim_sample, unconditional
+
+CANONICAL_TAIL = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0])  # identity 6D rotation, zero transl
+
+
+@dataclasses.dataclass
+class SamplerSettings:
+    steps: int = 42
+    eta: float = 0.0
+    cfg_scale: float = 0.1
+    cfg_dims: tuple[int, int] = (55, 64)  # [start, stop) of the guided dimensions
+    apg_weight: float = 0.0
+    apg_decay: float = 0.9
+    apg_rho: float = 0.05
+    apg_last_steps: int | None = 10
+    same_noise: bool = True  # the reference starts stage 2 from the anchor's initial noise
+    update: str = "ddim"  # or "reference"
+
+    def validate(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.cfg_scale < 0:
+            raise ValueError(f"cfg_scale must be >= 0, got {self.cfg_scale}")
+        if self.apg_weight < 0:
+            raise ValueError(f"apg_weight must be >= 0, got {self.apg_weight}")
+        if not (0 <= self.cfg_dims[0] < self.cfg_dims[1] <= 64):
+            raise ValueError(f"cfg_dims must be a [start, stop) range within 0..64, got {self.cfg_dims}")
+
+
+@torch.no_grad()
+def sample_anchor(net: nn.Module, noise: torch.Tensor, schedule: Schedule, settings: SamplerSettings,
+                  stats_mean: torch.Tensor, stats_std: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Stage 1: standardised anchor vectors [B, 64], with the canonical rotation/translation imposed."""
+    x = ddim_sample(unconditional(net), noise, schedule, settings.steps, eta=settings.eta, generator=generator,
+                    update=settings.update)
+    tail = (CANONICAL_TAIL.to(x) - stats_mean[55:]) / stats_std[55:]
+    x = x.clone()
+    x[:, 55:] = tail
+    return x
+
+
+@torch.no_grad()
+def sample_partner(net: nn.Module, anchor_std: torch.Tensor, noise: torch.Tensor, schedule: Schedule,
+                   settings: SamplerSettings, x0_guidance: Callable | None = None,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """Stage 2: standardised vectors [B, 64] of the other hand given standardised anchors [B, 64]."""
+    denoise = classifier_free_guidance(net, settings.cfg_scale, settings.cfg_dims)
+    return ddim_sample(denoise, noise, schedule, settings.steps, eta=settings.eta, cond=anchor_std,
+                       generator=generator, update=settings.update, x0_guidance=x0_guidance)
+
+
+def cascaded_sample(
+    net: nn.Module,
+    schedule: Schedule,
+    stats_mean: torch.Tensor,
+    stats_std: torch.Tensor,
+    num: int,
+    settings: SamplerSettings,
+    *,
+    make_apg: Callable[[torch.Tensor], Callable] | None = None,
+    anchors: torch.Tensor | None = None,
+    seed: int = 0,
+    batch_size: int = 2500,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    batch_offset: int = 0,
+) -> torch.Tensor:
+    """Sample ``num`` pairs; returns RAW (de-standardised) canonical vectors [num, 2, 64], anchor first.
+
+    Args:
+        stats_mean, stats_std: [2, 64] standardisation statistics (anchor row, other row).
+        make_apg: given the raw anchor vectors of a batch [b, 64], returns the x0-guidance hook for stage 2
+            (or None); used for anti-penetration guidance.
+        anchors: optional RAW anchor vectors [num, 64] to complete (stage 1 is skipped).
+        seed: batch i uses a generator seeded from (seed, batch_offset + i): the same (seed, batch_size) gives
+            identical output, also when the batches are shared among processes (batch_offset).
+    """
+    settings.validate()
+    device = torch.device(device)
+    mean, std = stats_mean.to(device), stats_std.to(device)
+    net = net.to(device).eval()
+    out = torch.empty(num, 2, 64, device=device)
+    bar = tqdm(total=num, desc="sample", unit="pair", disable=not progress)
+    for bi, start in enumerate(range(0, num, batch_size)):
+        b = min(batch_size, num - start)
+        gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + batch_offset + bi)
+        z = torch.randn(b, 64, generator=gen).to(device)
+        if anchors is None:
+            a_std = sample_anchor(net, z, schedule, settings, mean[0], std[0], generator=gen)
+        else:
+            a_std = (anchors[start:start + b].to(device) - mean[0]) / std[0]
+        a_raw = a_std * std[0] + mean[0]
+        z2 = z if settings.same_noise else torch.randn(b, 64, generator=gen).to(device)
+        hook = make_apg(a_raw) if (make_apg is not None and settings.apg_weight > 0) else None
+        o_std = sample_partner(net, a_std, z2, schedule, settings, x0_guidance=hook, generator=gen)
+        out[start:start + b, 0] = a_raw
+        out[start:start + b, 1] = o_std * std[1] + mean[1]
+        bar.update(b)
+    bar.close()
+    if not torch.isfinite(out).all():
+        raise FloatingPointError("sampling produced NaN or inf; check the checkpoint and guidance weights")
+    return out
