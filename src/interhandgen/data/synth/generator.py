@@ -153,44 +153,68 @@ def generate_group(category: Category, kin_a: HandKinematics, kin_b: HandKinemat
     return GroupResult(hand_a, hand_b, f(min_dist), f(depth), checked.cpu().numpy())
 
 
-#: Subset depth estimates above this send a sample to the exact full-mesh depth check (metres). The subset
-#: estimate can miss the deepest vertex by about half the subset spacing (~3 mm), so 2 mm keeps every sample
-#: whose true depth could exceed the 5 mm limit in the exact check (verified in tests/test_synth.py).
+#: Subset depth estimates above this go to the exact checks (metres). The subset can miss the deepest vertex
+#: by about half the subset spacing (~3 mm), so 2 mm keeps every sample whose true depth could exceed the
+#: 5 mm limit in the exact checks (verified with exact full-mesh metrics in tests/test_synth.py).
 _DEPTH_RECHECK = 0.002
 #: Subset vertices farther than this from the other hand are not tested as inside it (no hand is this thick).
 _DEPTH_RADIUS = 0.02
+#: Subset vertices per hand whose inside test and depth are computed exactly in the second stage.
+_EXACT_CANDIDATES = 32
+#: Exact subset depths above this send a sample to the exact full-mesh depth (metres).
+_DEPTH_RECHECK_EXACT = 0.0015
 
 
 def _quality(kin_a, kin_b, posed_a, posed_b, va, vb, R, in_contact: bool):
     """Per-sample (min distance, penetration depth, full_checked), cheap where a bound decides.
 
-    The subset estimates decide when they can: the subset's min distance is an upper bound of the full
-    mesh's, so a subset distance below the contact threshold proves contact; every vertex is within
-    ``subset_cover`` of a subset vertex (at rest; 1.5x for posing), which bounds the full distance from below.
-    Everything else, and every subset depth estimate above 1 mm, is recomputed on the full meshes with
-    :func:`interhandgen.geometry.min_distance` and :func:`interhandgen.geometry.penetration_depth`.
+    Distance: the subset's min distance is an upper bound of the full mesh's, so a subset distance below the
+    contact threshold proves contact; every vertex is within ``subset_cover`` of a subset vertex (at rest;
+    1.5x for posing), which bounds the full distance from below. Undecided samples get the full-mesh
+    :func:`interhandgen.geometry.min_distance`.
+
+    Depth, in three stages: (1) the nearest-vertex + normal estimate on the subsets (cheap, but it reports
+    false depths near concave regions); (2) where it exceeds 2 mm, the exact inside test and exact surface
+    distance of the ``_EXACT_CANDIDATES`` subset vertices with the largest estimates; (3) where that exact
+    subset depth exceeds 1.5 mm (the deepest vertex may lie between subset vertices), the exact full-mesh
+    :func:`interhandgen.geometry.penetration_depth`.
     """
     from interhandgen.data.synth.optimize import subset_quality
 
     sa, sb = kin_a.subset, kin_b.subset
+    pa_sub, pb_sub = va[:, sa], vb[:, sb]
     nb = posed_b.normals[:, sb] @ R.transpose(1, 2)
-    d_sub, depth = subset_quality(va[:, sa], posed_a.normals[:, sa], vb[:, sb], nb, radius=_DEPTH_RADIUS)
+    d_sub, depth, est_a, est_b = subset_quality(pa_sub, posed_a.normals[:, sa], pb_sub, nb, radius=_DEPTH_RADIUS,
+                                                per_point=True)
     slack = 1.5 * (kin_a.subset_cover + kin_b.subset_cover)
     if in_contact:
         need_dist = d_sub >= CONTACT_DISTANCE
     else:
         need_dist = (d_sub - slack < NO_CONTACT_RANGE[0]) | (d_sub > NO_CONTACT_RANGE[1])
-    need_depth = depth > _DEPTH_RECHECK
-    need = need_dist | need_depth
     min_dist = d_sub.clone()
-    if bool(need.any()):
-        idx = need.nonzero(as_tuple=True)[0]
+    if bool(need_dist.any()):
+        idx = need_dist.nonzero(as_tuple=True)[0]
         min_dist[idx] = geometry.min_distance(va[idx], vb[idx])
-        depth = depth.clone()
-        # The exact depth: the nearest-vertex ("fast") test reports false depths for vertices facing
-        # concave regions of the other hand.
+    depth = depth.clone()
+    stage2 = depth > _DEPTH_RECHECK
+    full = torch.zeros_like(stage2)
+    if bool(stage2.any()):
+        idx = stage2.nonzero(as_tuple=True)[0]
+        exact = torch.zeros(len(idx), dtype=depth.dtype, device=depth.device)
+        for points, est, verts, faces in ((pa_sub[idx], est_a[idx], vb[idx], kin_b.data.faces),
+                                          (pb_sub[idx], est_b[idx], va[idx], kin_a.data.faces)):
+            k = min(_EXACT_CANDIDATES, est.shape[1])
+            top = est.topk(k, dim=1)
+            cand = torch.gather(points, 1, top.indices[..., None].expand(-1, -1, 3))
+            inside = geometry.points_inside(cand, verts, faces) & (top.values > 0)
+            dist = geometry.point_to_surface_distance(cand, verts, faces).to(depth.dtype)
+            exact = torch.maximum(exact, torch.where(inside, dist, torch.zeros_like(dist)).amax(1))
+        depth[idx] = exact
+        full[idx] = exact > _DEPTH_RECHECK_EXACT
+    if bool(full.any()):
+        idx = full.nonzero(as_tuple=True)[0]
         depth[idx] = geometry.penetration_depth(va[idx], kin_a.data.faces, vb[idx], kin_b.data.faces, method="exact")
-    return min_dist, depth, need
+    return min_dist, depth, need_dist | full
 
 
 def _hand_params(kin: HandKinematics, betas, full_pose, R_world, t_world, root) -> HandBatch:

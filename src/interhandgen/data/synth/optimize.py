@@ -217,12 +217,13 @@ def optimise_contacts(
     return za.detach(), zb.detach(), Rb.detach(), tb.detach()
 
 
-def subset_quality(va: torch.Tensor, na: torch.Tensor, vb: torch.Tensor, nb: torch.Tensor, radius: float
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+def subset_quality(va: torch.Tensor, na: torch.Tensor, vb: torch.Tensor, nb: torch.Tensor, radius: float,
+                   per_point: bool = False):
     """Cheap per-sample (min distance, penetration depth) [B] on vertex subsets with unit normals.
 
     The depth is the nearest-vertex + normal estimate (both ways), over vertices within ``radius`` of the
     other hand. The subset's min distance is an upper bound of the full mesh's vertex-to-vertex min distance.
+    With ``per_point`` also returns the per-vertex estimates ([B, Na] of A in B, [B, Nb] of B in A).
     """
     d2 = squared_distances(va, vb)
     dmin = d2.amin(dim=(1, 2)).clamp_min(0).sqrt()
@@ -231,6 +232,8 @@ def subset_quality(va: torch.Tensor, na: torch.Tensor, vb: torch.Tensor, nb: tor
     def one_way(p, q, nq, idx):
         offset = p - _gather(q, idx)
         depth = torch.relu(-(offset * _gather(nq, idx)).sum(-1))
-        return torch.where((offset * offset).sum(-1) < radius * radius, depth, torch.zeros_like(depth)).amax(1)
+        return torch.where((offset * offset).sum(-1) < radius * radius, depth, torch.zeros_like(depth))
 
-    return dmin, torch.maximum(one_way(va, vb, nb, i_ab), one_way(vb, va, na, i_ba))
+    pa, pb = one_way(va, vb, nb, i_ab), one_way(vb, va, na, i_ba)
+    depth = torch.maximum(pa.amax(1), pb.amax(1))
+    return (dmin, depth, pa, pb) if per_point else (dmin, depth)
