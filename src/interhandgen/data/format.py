@@ -28,12 +28,13 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+
+from interhandgen._atomic import atomic_write
 
 __all__ = [
     "FORMAT_VERSION",
@@ -755,20 +756,3 @@ def concatenate(sets: Iterable[TwoHandSet]) -> TwoHandSet:
     kw["metadata"] = metas[0] if all(m == metas[0] for m in metas) else {"parts": metas}
     return TwoHandSet(kw.pop("left"), kw.pop("right"), pose_space=first.pose_space,
                       flat_hand_mean=first.flat_hand_mean, hand_model=first.hand_model, **kw)
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(file_handle)`` on a temp file beside ``path``, fsync it, then rename it onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

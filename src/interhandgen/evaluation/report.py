@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from interhandgen._atomic import atomic_write_bytes
 
 
 def public(result: dict[str, Any]) -> dict[str, Any]:
@@ -23,12 +24,7 @@ def public(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, text.encode())
 
 
 def markdown_table(result: dict[str, Any], title: str = "Evaluation") -> str:

@@ -21,10 +21,11 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from interhandgen._atomic import atomic_write_bytes as _atomic_write_bytes
 
 NUM_JOINTS = 16
 NUM_POSE_FEATURES = 9 * (NUM_JOINTS - 1)
@@ -160,18 +161,3 @@ class HandModelData:
             side="left" if self.side == "right" else "right",
             name=self.name,
         )
-
-
-def _atomic_write_bytes(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
