@@ -4,6 +4,17 @@ and the point-cloud feature extractor that produces the features.
 See docs/evaluation.md for definitions and choices.
 """
 
+from interhandgen.evaluation.features import (
+    FeatureExtractorConfig,
+    TwoHandPointNet,
+    extract_features,
+    load_feature_extractor,
+    mirror_feature_gap,
+    mirror_two_hands,
+    save_feature_extractor,
+    select_vertex_indices,
+    train_feature_extractor,
+)
 from interhandgen.evaluation.metrics import (
     diversity,
     feature_statistics,
@@ -18,6 +29,15 @@ from interhandgen.evaluation.metrics import (
 from interhandgen.evaluation.replication import ReplicationResult, replicate, t_confidence_interval
 
 __all__ = [
+    "FeatureExtractorConfig",
+    "TwoHandPointNet",
+    "extract_features",
+    "load_feature_extractor",
+    "mirror_feature_gap",
+    "mirror_two_hands",
+    "save_feature_extractor",
+    "select_vertex_indices",
+    "train_feature_extractor",
     "diversity",
     "feature_statistics",
     "fid",

@@ -42,7 +42,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -50,6 +49,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from interhandgen._atomic import atomic_write_bytes
 
 __all__ = [
     "FeatureExtractorConfig",
@@ -514,21 +515,6 @@ def mirror_feature_gap(model: TwoHandPointNet, verts: Any, batch_size: int = 64)
 # Save / load
 # ---------------------------------------------------------------------------------------------------------------------
 
-def _atomic_write_bytes(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_feature_extractor(model: TwoHandPointNet, out_path: str | os.PathLike,
                            training: dict[str, Any] | None = None) -> Path:
     """Write ``out_path/model.safetensors`` and ``out_path/config.json`` (config, SHA-256 of the weights file,
@@ -545,7 +531,8 @@ def save_feature_extractor(model: TwoHandPointNet, out_path: str | os.PathLike,
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     payload = safetensors_save(state, metadata={"format": FORMAT_NAME})
     digest = hashlib.sha256(payload).hexdigest()
-    _atomic_write_bytes(out_dir / WEIGHTS_FILE, payload)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out_dir / WEIGHTS_FILE, payload)
     record = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -554,7 +541,7 @@ def save_feature_extractor(model: TwoHandPointNet, out_path: str | os.PathLike,
         "weights_sha256": digest,
         "training": training or {},
     }
-    _atomic_write_bytes(out_dir / CONFIG_FILE, (json.dumps(record, indent=2) + "\n").encode("utf-8"))
+    atomic_write_bytes(out_dir / CONFIG_FILE, (json.dumps(record, indent=2) + "\n").encode("utf-8"))
     return out_dir
 
 
