@@ -77,3 +77,20 @@ def test_open_mesh_vertex_beyond_the_hole_is_not_inside():
     sealed, fs = seal_torch(tube, f)
     inside, _ = fast_inside(probe, sealed, fs)
     assert inside.tolist() == [[False, True]]
+
+
+def test_strided_loss_approximates_the_full_loss_on_hands():
+    """vertex_stride trades exactness for speed: same sign, same order of magnitude, zero when apart."""
+    from interhandgen.hand import open_hand
+
+    left, right = open_hand("left"), open_hand("right")
+    a = left(hand_pose=torch.zeros(3, 45)).vertices
+    shift = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.01, 0.0], [0.3, 0.0, 0.0]])
+    b = right(hand_pose=torch.zeros(3, 45), transl=shift).vertices
+    full = penetration_loss(a, left.faces, b, right.faces)
+    strided = penetration_loss(a, left.faces, b, right.faces, vertex_stride=3)
+    assert full[2] == 0 and strided[2] == 0
+    assert (full[:2] > 0).all() and (strided[:2] > 0).all()
+    assert ((strided[:2] / full[:2]) - 1).abs().max() < 0.5
+    with pytest.raises(ValueError, match="vertex_stride"):
+        penetration_loss(a, left.faces, b, right.faces, vertex_stride=0)

@@ -49,11 +49,13 @@ class AntiPenetrationGuidance:
         weight: step size scale (0 disables); decay: per-step factor, see module docstring.
         num_steps: number of reverse steps of the sampler (for the schedule).
         rho: Geman-McClure scale in metres.
+        vertex_stride: test every k-th vertex (see :func:`interhandgen.geometry.penetration_loss`); 3 cuts the
+            nearest-vertex search ninefold on the 2,718-vertex open hand.
     """
 
     def __init__(self, anchor_verts: torch.Tensor, anchor_faces, other_model: HandModel, mean: torch.Tensor,
                  std: torch.Tensor, weight: float, num_steps: int, decay: float = 0.9, rho: float = 0.05,
-                 last_steps: int | None = 10) -> None:
+                 last_steps: int | None = 10, vertex_stride: int = 3) -> None:
         if weight < 0:
             raise ValueError(f"apg weight must be >= 0, got {weight}")
         self.anchor_verts = anchor_verts.detach()
@@ -62,6 +64,7 @@ class AntiPenetrationGuidance:
         self.mean, self.std = mean, std
         self.weight, self.decay, self.rho, self.num_steps = float(weight), float(decay), float(rho), int(num_steps)
         self.last_steps = last_steps
+        self.vertex_stride = int(vertex_stride)
         self.calls = 0
 
     def step_weight(self, step_index: int) -> float:
@@ -78,6 +81,7 @@ class AntiPenetrationGuidance:
         with torch.enable_grad():
             x = x0_hat.detach().requires_grad_(True)
             verts, _ = canonical_vertices(x * self.std + self.mean, self.model)
-            loss = penetration_loss(self.anchor_verts, self.anchor_faces, verts, self.model.faces, rho=self.rho)
+            loss = penetration_loss(self.anchor_verts, self.anchor_faces, verts, self.model.faces, rho=self.rho,
+                                    vertex_stride=self.vertex_stride)
             (grad,) = torch.autograd.grad(loss.sum(), x)
         return x0_hat - w * grad
