@@ -18,7 +18,7 @@ from interhandgen.data.synth.kinematics import HandKinematics
 from interhandgen.data.synth.optimize import OptimConfig, optimise_contacts
 from interhandgen.data.synth.placement import slide_to_distance
 from interhandgen.data.synth.proxy import slide_to_clearance
-from interhandgen.data.synth.poses import POSE_FAMILIES, logits_to_components, sample_pose_logits
+from interhandgen.data.synth.poses import POSE_FAMILIES, sample_pose_logits
 from interhandgen.hand.model_data import HandModelData
 from interhandgen.rotations import matrix_to_axis_angle, quaternion_to_matrix
 

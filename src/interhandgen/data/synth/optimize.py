@@ -27,7 +27,6 @@ from interhandgen.data.synth.proxy import sphere_clearance
 from interhandgen.rotations import axis_angle_to_matrix
 
 MM = 1000.0
-_DEBUG = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,9 +203,6 @@ def optimise_contacts(
         loss_reg = (config.reg_translation * (tau ** 2).sum(1) + config.reg_rotation * (omega ** 2).sum(1)
                     + config.reg_pose * ((syn_a ** 2).sum(1) + (syn_b ** 2).sum(1)))
         loss = (config.contact_weight * loss_contact + config.penetration_weight * loss_pen + loss_reg).sum()
-        if _DEBUG:
-            print(step, "contact", loss_contact[:4].detach().numpy().round(2), "pen", loss_pen[:4].detach().numpy().round(2),
-                  "overlap", (overlap ** 2).sum(dim=(1, 2))[:4].detach().numpy().round(2), "tau", tau[:2].detach().numpy().round(2))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
