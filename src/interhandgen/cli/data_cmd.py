@@ -68,7 +68,7 @@ def register(sub) -> None:
     g = data_sub.add_parser(
         "synth",
         help="generate the synthetic two-hand interaction set (open hand)",
-        description="Generate the synthetic two-hand set (interhandgen.data.synth; see docs/synthetic_data.md).",
+        description="Generate the synthetic two-hand set (interhandgen.data.synth; see docs/synth.md).",
     )
     g.add_argument("--num", type=int, required=True, help="number of two-hand samples (spread evenly over the categories)")
     g.add_argument("--seed", type=int, default=0)

@@ -83,8 +83,14 @@ def geometry_metrics(verts: torch.Tensor, faces_left, faces_right, settings: Eva
         "_arrays": {"min_distance_mm": mind * 1000.0},
     }
     if settings.penetration:
-        depth = penetration_depth(left, faces_left, right, faces_right, method="fast").double().cpu().numpy()
         vol = np.asarray(penetration_volume(left, faces_left, right, faces_right, progress=progress), dtype=np.float64)
+        # Exact depth, computed only where the exact volume says the hands intersect (elsewhere it is 0).
+        depth = np.zeros(len(vol))
+        hit = np.nonzero(vol > 0)[0]
+        if hit.size:
+            idx = torch.as_tensor(hit)
+            depth[hit] = penetration_depth(left[idx], faces_left, right[idx], faces_right,
+                                           method="exact").double().cpu().numpy()
         out["penetration_volume_cm3"] = _summary(vol)
         out["penetration_depth_mm"] = _summary(depth * 1000.0)
         out["_arrays"].update({"penetration_volume_cm3": vol, "penetration_depth_mm": depth * 1000.0})
