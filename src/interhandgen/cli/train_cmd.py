@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 
 def register(sub) -> None:
@@ -33,7 +34,8 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def load_experiment(path: str | Path) -> tuple[dict, "TrainConfig"]:  # noqa: F821
+def load_experiment(path: str | Path) -> tuple[dict, Any]:
+    """(model section, TrainConfig) of an experiment YAML."""
     import yaml
 
     from interhandgen.training import TrainConfig
@@ -108,8 +110,6 @@ def _sample_png_callback(hand_model, train_cfg, mean, std):
     """Render a few samples of the EMA model into RUN/samples/epoch_XXXX.png."""
 
     def callback(net, epoch: int, step: int, out_dir: Path) -> None:
-        import torch
-
         from interhandgen.data.canonical import to_world
         from interhandgen.pipeline import ANCHOR_SIDE, schedule_from_train_config
         from interhandgen.sampling import SamplerSettings, cascaded_sample

@@ -49,13 +49,12 @@ def markdown_table(result: dict[str, Any], title: str = "Evaluation") -> str:
         (f"Contact rate (< {g['thresholds_mm']['contact']:g} mm)", f"{g['contact_rate']:.3f}"),
         (f"Proximity ratio (< {g['thresholds_mm']['proximity']:g} mm)", f"{g['proximity_ratio']:.3f}"),
     ]
-    s = d["_settings"] if "_settings" in d else {}
     lines = [f"# {title}", "",
              f"{result['num_samples']} generated vs {result['num_reference']} reference pairs; "
              f"distribution metrics: mean ± half-width of the 95% t interval over {result['settings']['replications']} "
              f"seeded subsets.", "", "| metric | value |", "|---|---|"]
     lines += [f"| {a} | {b} |" for a, b in rows]
-    lines += ["", f"Timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in result["timings"].items()), ""]
+    lines += ["", "Timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in result["timings"].items()), ""]
     return "\n".join(lines)
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from interhandgen.geometry.mesh import check_pair, check_verts, seal_torch, vertex_normals, _faces_tensor
+from interhandgen.geometry.mesh import check_pair, seal_torch, vertex_normals, _faces_tensor
 
 __all__ = [
     "nearest_vertex",
@@ -336,7 +336,6 @@ def fast_inside(points: torch.Tensor, verts_sealed: torch.Tensor, faces_sealed: 
 
 
 def _depth_one_way(points: torch.Tensor, verts_sealed: torch.Tensor, faces_sealed: torch.Tensor, method: str) -> torch.Tensor:
-    B = points.shape[0]
     if method == "fast":
         inside, dist = fast_inside(points, verts_sealed, faces_sealed)
         return torch.where(inside, dist, torch.zeros_like(dist)).amax(dim=1)

@@ -37,22 +37,25 @@ def rigid_transforms(
         posed_joints [B, J, 3] and rel_transforms [B, J, 3, 4]: the affine map taking a rest-pose point
         attached to joint j to its posed location.
     """
-    B, J = joints.shape[:2]
     levels = levels if levels is not None else kinematic_levels(parents)
-    parents_t = torch.as_tensor(list(parents), device=joints.device)
-    rel = joints.clone()
-    rel[:, 1:] = joints[:, 1:] - joints[:, parents_t[1:]]
-    g_rot = torch.empty_like(rot_mats)
-    g_trans = torch.empty_like(joints)
-    root = levels[0]
-    g_rot[:, root] = rot_mats[:, root]
-    g_trans[:, root] = rel[:, root]
-    for level in levels[1:]:
-        idx = torch.as_tensor(level, device=joints.device)
-        par = parents_t[idx]
-        pr = g_rot[:, par]
-        g_rot[:, idx] = pr @ rot_mats[:, idx]
-        g_trans[:, idx] = (pr @ rel[:, idx, :, None]).squeeze(-1) + g_trans[:, par]
+    dev = joints.device
+    parents_t = torch.as_tensor(list(parents), device=dev)
+    rel = torch.cat([joints[:, :1], joints[:, 1:] - joints[:, parents_t[1:]]], dim=1)
+    # Out-of-place, one level of the tree at a time (a parent always sits in the previous level): in-place
+    # writes into preallocated tensors make autograd copy them at every level.
+    root = torch.as_tensor(levels[0], device=dev)
+    rots, transs = [rot_mats[:, root]], [rel[:, root]]
+    for prev, level in zip(levels[:-1], levels[1:]):
+        idx = torch.as_tensor(level, device=dev)
+        pos = torch.as_tensor([prev.index(int(parents[j])) for j in level], device=dev)
+        pr = rots[-1][:, pos]
+        rots.append(pr @ rot_mats[:, idx])
+        transs.append((pr @ rel[:, idx, :, None]).squeeze(-1) + transs[-1][:, pos])
+    order = torch.as_tensor([j for level in levels for j in level], device=dev)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(order.numel(), device=dev)
+    g_rot = torch.cat(rots, dim=1)[:, inverse]
+    g_trans = torch.cat(transs, dim=1)[:, inverse]
     # Remove the rest-pose joint location so the transform applies to rest-pose vertices directly.
     offset = g_trans - (g_rot @ joints[..., None]).squeeze(-1)
     return g_trans, torch.cat([g_rot, offset[..., None]], dim=-1)

@@ -8,7 +8,6 @@ reproduces the uninterrupted run's losses bit for bit (tests/test_training.py ki
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import math
 import os
