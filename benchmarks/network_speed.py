@@ -24,11 +24,12 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+from interhandgen._atomic import atomic_write_bytes
 
 from interhandgen.models import DenoiserConfig, build_denoiser, count_parameters, import_reference_checkpoint
 
@@ -95,18 +96,7 @@ def matmul_roofline(n: int, repeats: int, device: torch.device) -> dict:
 
 
 def atomic_write_json(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, json.dumps(obj, indent=2).encode())
 
 
 def main(argv=None) -> dict:

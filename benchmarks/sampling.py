@@ -13,10 +13,10 @@ import json
 import os
 import platform
 import time
-from pathlib import Path
 
 import torch
 
+from interhandgen._atomic import atomic_write_bytes
 from interhandgen.diffusion import Schedule
 from interhandgen.guidance import AntiPenetrationGuidance, canonical_vertices
 from interhandgen.hand import open_hand
@@ -58,8 +58,7 @@ def main() -> None:
                         "load_average": os.getloadavg(), "machine": platform.processor() or platform.machine()}
     print(f"APG overhead: {results['apg_overhead_ratio']:.2f}x (target <= 2x); "
           f"10,000 pairs with APG ~ {results['extrapolated_10k_with_apg_s']:.0f} s (target <= 180 s)")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2))
+    atomic_write_bytes(args.out, json.dumps(results, indent=2).encode())
 
 
 if __name__ == "__main__":

@@ -15,9 +15,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from interhandgen.data.canonical import IDENTITY_ROT6D
 from interhandgen.diffusion import Schedule, classifier_free_guidance, ddim_sample, unconditional
 
-CANONICAL_TAIL = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0])  # identity 6D rotation, zero transl
+# The anchor's canonical rotation/translation slots: identity 6D rotation, zero translation.
+CANONICAL_TAIL = torch.tensor([*IDENTITY_ROT6D, 0.0, 0.0, 0.0])
 
 
 @dataclasses.dataclass
