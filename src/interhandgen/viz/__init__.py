@@ -1,5 +1,6 @@
 """Headless visualisation: shaded pictures of two-hand samples (software z-buffer, no OpenGL, no display)."""
 
+from interhandgen.viz.curves import plot_training_curve, read_training_log
 from interhandgen.viz.raster import Fragments, rasterize
 from interhandgen.viz.render import (
     BACKGROUND,
@@ -16,5 +17,5 @@ from interhandgen.viz.render import (
 
 __all__ = [
     "BACKGROUND", "LEFT_COLOUR", "LIGHT_DIRECTION", "RIGHT_COLOUR", "VIEWS", "Fragments", "GridLayout",
-    "grid_layout", "rasterize", "render", "render_meshes", "save_png",
+    "grid_layout", "plot_training_curve", "rasterize", "read_training_log", "render", "render_meshes", "save_png",
 ]
