@@ -76,32 +76,15 @@ def vae_loss(net: nn.Module, batch: torch.Tensor, kl_weight: float, cfg, generat
     return rec + kl_weight * kl, rec.detach(), kl.detach()
 
 
-@torch.no_grad()
-def sample_joint(net: nn.Module, schedule, stats_mean, stats_std, num: int, steps: int = 42, seed: int = 0,
-                 batch_size: int = 2500, device="cpu") -> torch.Tensor:
-    """Raw canonical pairs [num, 2, 64] from the joint diffusion (anchor's canonical slots imposed)."""
-    from interhandgen.diffusion import ddim_sample
-    from interhandgen.sampling import CANONICAL_TAIL
+# Sampling of every kind (imported last: it uses the registry above).
+from interhandgen.baselines.sampling import (  # noqa: E402
+    check_settings,
+    checkpoint_kind,
+    sample_canonical,
+    sample_checkpoint,
+    sample_joint,
+    sample_vae,
+)
 
-    net = net.to(device).eval()
-    out = []
-    for bi, start in enumerate(range(0, num, batch_size)):
-        b = min(batch_size, num - start)
-        g = torch.Generator().manual_seed(int(seed) * 1_000_003 + bi)
-        z = torch.randn(b, 128, generator=g).to(device)
-        x = ddim_sample(lambda x_t, t, c=None: net(x_t, t), z, schedule, steps, generator=g).reshape(b, 2, 64)
-        out.append(x * stats_std.to(device) + stats_mean.to(device))
-    x = torch.cat(out)
-    x[:, 0, 55:] = CANONICAL_TAIL.to(x)
-    return x
-
-
-@torch.no_grad()
-def sample_vae(net: TwoHandVAE, stats_mean, stats_std, num: int, seed: int = 0, device="cpu") -> torch.Tensor:
-    from interhandgen.sampling import CANONICAL_TAIL
-
-    g = torch.Generator().manual_seed(int(seed))
-    z = torch.randn(num, net.latent_dim, generator=g).to(device)
-    x = net.to(device).eval().decode(z).reshape(num, 2, 64) * stats_std.to(device) + stats_mean.to(device)
-    x[:, 0, 55:] = CANONICAL_TAIL.to(x)
-    return x
+__all__ = ["KINDS", "CASCADED_KINDS", "model_kind", "build_model", "joint_loss", "vae_loss", "check_settings",
+           "checkpoint_kind", "sample_canonical", "sample_checkpoint", "sample_joint", "sample_vae"]

@@ -262,10 +262,17 @@ def train(
             e.g. to render a PNG of samples.
         max_steps: stop (with a checkpoint, status "interrupted") after this many global steps; for tests.
     """
-    from interhandgen.baselines import build_model, model_kind
+    from interhandgen.baselines import CASCADED_KINDS, build_model, model_kind
     from interhandgen.diffusion import Schedule
 
     kind = model_kind(model_config)
+    if on_epoch_end is not None and kind not in CASCADED_KINDS:
+        # The epoch callback receives the network and may run the cascaded sampler, which a joint or VAE model
+        # cannot serve; say so instead of failing after the first epochs.
+        if dist_info()[0] == 0:
+            print(f"interhandgen train: no sample previews for model kind {kind!r} (the epoch callback expects a "
+                  "cascaded model); sample it with interhandgen.baselines.sample_checkpoint", file=sys.stderr)
+        on_epoch_end = None
     cfg = train_config
     out_dir = Path(out_dir)
     device = torch.device(device)
