@@ -245,6 +245,84 @@ def test_squared_distances_match_brute_force():
     torch.testing.assert_close(squared_distances(a, b), brute, atol=1e-9, rtol=0)
 
 
+def test_blocked_nearest_neighbours_match_brute_force(monkeypatch):
+    import interhandgen.data.synth.optimize as opt
+
+    monkeypatch.setattr(opt, "BLOCK_ELEMS", 700)  # several blocks of samples
+    gen = torch.Generator().manual_seed(3)
+    a = torch.randn(7, 30, 3, generator=gen, dtype=torch.float64)
+    b = torch.randn(7, 20, 3, generator=gen, dtype=torch.float64)
+    assert len(opt.sample_blocks(7, 30, 20)) > 1
+    brute = ((a[:, :, None] - b[:, None]) ** 2).sum(-1)
+    d_ab, i_ab, d_ba, i_ba = opt.nearest_both_ways(a, b)
+    assert torch.equal(i_ab, brute.argmin(2)) and torch.equal(i_ba, brute.argmin(1))
+    torch.testing.assert_close(d_ab, brute.amin(2), atol=1e-9, rtol=0)
+    torch.testing.assert_close(d_ba, brute.amin(1), atol=1e-9, rtol=0)
+    torch.testing.assert_close(opt.min_squared_distance(a, b), brute.amin(dim=(1, 2)), atol=1e-9, rtol=0)
+
+
+def test_hand_written_adam_matches_torch_adam_with_cosine_decay():
+    from interhandgen.data.synth.optimize import _Adam
+
+    gen = torch.Generator().manual_seed(4)
+    target = torch.randn(5, 3, generator=gen, dtype=torch.float64)
+    x_ref = torch.zeros(5, 3, dtype=torch.float64, requires_grad=True)
+    ref = torch.optim.Adam([x_ref], lr=0.1)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(ref, T_max=12, eta_min=0.0)
+    ours = _Adam([torch.zeros(5, 3, dtype=torch.float64)], [0.1], steps=12)
+    for _ in range(12):
+        loss = ((x_ref - target) ** 4).sum()
+        ref.zero_grad()
+        loss.backward()
+        ref.step()
+        sched.step()
+        ours.step([4 * (ours.params[0] - target) ** 3])
+    torch.testing.assert_close(ours.params[0], x_ref.detach(), atol=1e-12, rtol=0)
+    # Dropping rows keeps the remaining rows' parameters and moments.
+    m_before = ours.m[0][[0, 3]].clone()
+    ours.keep(torch.tensor([0, 3]))
+    assert ours.params[0].shape == (2, 3) and torch.equal(ours.m[0], m_before)
+
+
+def test_interrupted_run_resumes_to_identical_arrays(tmp_path, models, monkeypatch):
+    import interhandgen.data.synth.generator as gmod
+
+    kw = dict(batch_size=3, progress=False, hand_models=models, workers=1, categories=["heart_gesture", "wrist_grip"])
+    reference = generate_synthetic_set(12, seed=5, resume=False, **kw)
+    real = gmod._generate_chunk
+    calls = []
+
+    def interrupted(*args):
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # as if Ctrl-C arrived during the fourth chunk
+        calls.append(args)
+        return real(*args)
+
+    out = tmp_path / "set.npz"
+    monkeypatch.setattr(gmod, "_generate_chunk", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        generate_synthetic_set(12, seed=5, out=str(out), **kw)
+    parts = tmp_path / "set.npz.parts"
+    stored = sorted(parts.glob("seed5-*/*.npz"))
+    assert len(stored) == 3 and not out.exists()
+
+    calls.clear()
+    monkeypatch.setattr(gmod, "_generate_chunk", lambda *args: calls.append(args) or real(*args))
+    resumed = generate_synthetic_set(12, seed=5, out=str(out), **kw)
+    assert len(calls) >= 1
+    assert not {(c[3], c[4]) for c in calls} & {(p.name.split(".")[0], int(p.name.split(".")[1])) for p in stored}
+    assert not parts.exists() and out.exists()
+    loaded = TwoHandSet.load(out)
+    for s in (resumed, loaded):
+        for side in ("left", "right"):
+            for key in ("pose", "betas", "global_orient", "transl"):
+                np.testing.assert_array_equal(getattr(s.hand(side), key), getattr(reference.hand(side), key))
+        np.testing.assert_array_equal(s.category, reference.category)
+        np.testing.assert_array_equal(s.split, reference.split)
+        np.testing.assert_array_equal(s.record_id, reference.record_id)
+    assert resumed.metadata["synth"]["per_category"] == reference.metadata["synth"]["per_category"]
+
+
 def test_sphere_proxy_lies_inside_the_mesh(models):
     data = models["right"]
     proxy = build_sphere_proxy(data, dtype=torch.float64)

@@ -17,6 +17,7 @@ from interhandgen.geometry.queries import (
     point_to_surface_distance,
     points_inside,
     proximity_ratio,
+    signed_distance_few,
     winding_numbers,
 )
 from interhandgen.geometry.sealing import SealPlan, seal, seal_faces
@@ -44,4 +45,5 @@ __all__ = [
     "winding_numbers",
     "points_inside",
     "point_to_surface_distance",
+    "signed_distance_few",
 ]

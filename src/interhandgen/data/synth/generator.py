@@ -6,13 +6,17 @@ import dataclasses
 import hashlib
 import math
 import os
+import shutil
 import time
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 import torch
 
 from interhandgen import geometry
+from interhandgen.geometry.mesh import seal_torch
+from interhandgen.geometry.queries import signed_distance_few
 from interhandgen.data.synth.categories import CATEGORIES, CATEGORY_NAMES, Category, Scene
 from interhandgen.data.synth.kinematics import HandKinematics
 from interhandgen.data.synth.optimize import OptimConfig, optimise_contacts
@@ -206,9 +210,10 @@ def _quality(kin_a, kin_b, posed_a, posed_b, va, vb, R, in_contact: bool):
             k = min(_EXACT_CANDIDATES, est.shape[1])
             top = est.topk(k, dim=1)
             cand = torch.gather(points, 1, top.indices[..., None].expand(-1, -1, 3))
-            inside = geometry.points_inside(cand, verts, faces) & (top.values > 0)
-            dist = geometry.point_to_surface_distance(cand, verts, faces).to(depth.dtype)
-            exact = torch.maximum(exact, torch.where(inside, dist, torch.zeros_like(dist)).amax(1))
+            sealed, sealed_faces = seal_torch(verts, faces)
+            dist, inside = signed_distance_few(cand, sealed, sealed_faces)
+            inside = inside & (top.values > 0)
+            exact = torch.maximum(exact, torch.where(inside, dist.to(depth.dtype), torch.zeros_like(exact[:, None])).amax(1))
         depth[idx] = exact
         full[idx] = exact > _DEPTH_RECHECK_EXACT
     if bool(full.any()):
@@ -274,6 +279,8 @@ def generate_synthetic_set(
     hand_models: dict[str, HandModelData] | None = None,
     config: SynthConfig = SynthConfig(),
     workers: int | None = None,
+    resume: bool = True,
+    work_dir: str | os.PathLike | None = None,
 ):
     """Generate ``num`` synthetic two-hand interactions, deterministic for ``seed``.
 
@@ -291,6 +298,12 @@ def generate_synthetic_set(
         workers: CPU worker processes (None: one per core, up to 8, when the device is the CPU and the set
             is large; 1 otherwise). The arrays do not depend on it: every chunk is computed single-threaded
             from its own seed and accepted samples are taken in chunk order.
+        resume: with ``out`` (or ``work_dir``), store every finished chunk atomically in the work folder and
+            reuse the chunks found there, so an interrupted run continues where it stopped and gives the
+            same arrays as an uninterrupted one. The work folder is removed after ``out`` is written.
+        work_dir: the work folder (default ``<out>.parts``). Chunks live in a subfolder named after the
+            seed and a hash of everything that determines them (config, batch size, hand models, device
+            type, generator source), so stale chunks of another setting are never reused.
     Returns:
         a :class:`interhandgen.data.TwoHandSet` with ``pose_space="pca"`` (all 45 coefficients),
         ``flat_hand_mean=False``, category and split labels, per-sample ``record_id``
@@ -327,6 +340,11 @@ def generate_synthetic_set(
     if workers > 1 and device.type != "cpu":
         raise ValueError("workers > 1 runs CPU worker processes; use workers=1 with an accelerator device")
 
+    store = None
+    if resume and (out is not None or work_dir is not None):
+        root = Path(work_dir) if work_dir is not None else Path(str(out) + ".parts")
+        store = _ChunkStore(root, _run_key(int(seed), int(batch_size), config, hand_models, device),
+                            owns_root=work_dir is None)
     counts = _balanced_counts(int(num), len(names))
     started = time.perf_counter()
     bar = None
@@ -340,7 +358,7 @@ def generate_synthetic_set(
     have = dict.fromkeys(names, 0)
     stats = {name: {"requested": c, "generated": 0, "rejected": {}, "chunks": 0} for name, c in zip(names, counts)}
     next_chunk = dict.fromkeys(names, 0)
-    runner = _ChunkRunner(hand_models, str(device), config, workers)
+    runner = _ChunkRunner(hand_models, str(device), config, workers, store)
     try:
         rounds = 0
         while True:
@@ -438,6 +456,8 @@ def generate_synthetic_set(
     )
     if out is not None:
         result.save(out)
+    if store is not None:
+        store.remove()
     return result
 
 
@@ -483,11 +503,15 @@ def _worker_task(args: tuple) -> list:
 
 
 class _ChunkRunner:
-    """Computes chunks in this process or in a pool of worker processes (spawned, single-threaded)."""
+    """Computes chunks in this process or in a pool of worker processes (spawned, single-threaded); with a
+    :class:`_ChunkStore`, chunks found there are loaded instead and computed ones are stored as they arrive."""
 
-    def __init__(self, hand_models: dict, device: str, config: SynthConfig, workers: int) -> None:
+    def __init__(self, hand_models: dict, device: str, config: SynthConfig, workers: int,
+                 store: "_ChunkStore | None" = None) -> None:
         self.config = config
+        self.store = store
         self.pool = None
+        self.computed = 0  # chunks computed (not loaded) by this runner
         if workers > 1:
             import multiprocessing as mp
 
@@ -497,13 +521,26 @@ class _ChunkRunner:
                         for side in ("left", "right")}
 
     def map(self, seed: int, tasks: list[tuple[str, int, int]]):
+        """Results of ``tasks`` [(category, chunk, size)], in task order."""
+        stored = [self.store is not None and self.store.has(*t) for t in tasks]
+        todo = [t for t, done in zip(tasks, stored) if not done]
         if self.pool is not None:
-            yield from self.pool.imap(_worker_task, [(seed, *t) for t in tasks])
-            return
-        for name, chunk, size in tasks:
-            with _single_thread():
-                result = _generate_chunk(self.kin, self.config, seed, name, chunk, size)
+            computed = self.pool.imap(_worker_task, [(seed, *t) for t in todo])
+        else:
+            computed = (self._compute_here(seed, *t) for t in todo)
+        for task, done in zip(tasks, stored):
+            if done:
+                yield self.store.load(*task)
+                continue
+            result = next(computed)
+            self.computed += 1
+            if self.store is not None:
+                self.store.save(*task, result)
             yield result
+
+    def _compute_here(self, seed: int, name: str, chunk: int, size: int) -> list:
+        with _single_thread():
+            return _generate_chunk(self.kin, self.config, seed, name, chunk, size)
 
     def close(self) -> None:
         if self.pool is not None:
@@ -542,3 +579,69 @@ def _summary(names: Sequence[str], cat: np.ndarray, md: np.ndarray, depth: np.nd
                                      "max": float(p_mm.max())},
         }
     return out
+
+
+# ------------------------------------------------------------------------------------------- resumable chunks
+_HAND_FIELDS = ("pose_axis_angle", "pose_pca", "betas", "global_orient", "transl")
+_RESULT_FIELDS = ("min_distance", "penetration_depth", "full_checked")
+
+
+def _run_key(seed: int, batch_size: int, config: SynthConfig, hand_models: dict, device: torch.device) -> str:
+    """Folder name of a run's chunks: the seed and a hash of everything else that determines a chunk's content
+    (the config, the batch size, the hand models' arrays, the device type and the generator's source code)."""
+    h = hashlib.sha256()
+    h.update(repr((batch_size, config, device.type, torch.__version__)).encode())
+    for side in ("left", "right"):
+        data = hand_models[side]
+        h.update(side.encode())
+        for field in ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "faces", "hands_components",
+                      "hands_mean", "parents"):
+            h.update(np.ascontiguousarray(np.asarray(getattr(data, field))).tobytes())
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(source.read_bytes())
+    return f"seed{seed}-{h.hexdigest()[:16]}"
+
+
+class _ChunkStore:
+    """Finished chunks of one run as ``<root>/<run key>/<category>.<chunk>.<size>.npz``, written atomically."""
+
+    def __init__(self, root: Path, key: str, owns_root: bool) -> None:
+        self.root = root
+        self.folder = root / key
+        self.owns_root = owns_root  # the default <out>.parts folder is removed whole, a given work_dir is kept
+
+    def path(self, name: str, chunk: int, size: int) -> Path:
+        return self.folder / f"{name}.{chunk:06d}.{size}.npz"
+
+    def has(self, name: str, chunk: int, size: int) -> bool:
+        return self.path(name, chunk, size).is_file()
+
+    def save(self, name: str, chunk: int, size: int, result: list) -> None:
+        from interhandgen._atomic import atomic_write
+
+        arrays = {"groups": np.array([side for side, _ in result])}
+        for g, (_, res) in enumerate(result):
+            for hand, batch in (("a", res.hand_a), ("b", res.hand_b)):
+                for field in _HAND_FIELDS:
+                    arrays[f"{g}/{hand}/{field}"] = getattr(batch, field)
+            for field in _RESULT_FIELDS:
+                arrays[f"{g}/{field}"] = getattr(res, field)
+        atomic_write(self.path(name, chunk, size), lambda fh: np.savez(fh, **arrays))
+
+    def load(self, name: str, chunk: int, size: int) -> list:
+        path = self.path(name, chunk, size)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                out = []
+                for g, side in enumerate(z["groups"].tolist()):
+                    hands = [HandBatch(**{f: z[f"{g}/{hand}/{f}"] for f in _HAND_FIELDS}) for hand in ("a", "b")]
+                    out.append((side, GroupResult(*hands, *(z[f"{g}/{f}"] for f in _RESULT_FIELDS))))
+        except (OSError, KeyError, ValueError) as exc:
+            raise ValueError(f"stored chunk {path} is unreadable ({exc}); delete the work folder {self.root} "
+                             "to regenerate") from None
+        if sum(len(res.min_distance) for _, res in out) != size:
+            raise ValueError(f"stored chunk {path} does not hold {size} samples; delete the work folder {self.root}")
+        return out
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root if self.owns_root else self.folder, ignore_errors=True)

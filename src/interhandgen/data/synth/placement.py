@@ -96,9 +96,9 @@ def transform_points(R: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch
 
 def subset_min_distance(points_a: torch.Tensor, points_b: torch.Tensor) -> torch.Tensor:
     """[B] smallest distance between two point sets [B, N, 3] and [B, M, 3] (centred for cdist accuracy)."""
-    from interhandgen.data.synth.optimize import squared_distances
+    from interhandgen.data.synth.optimize import min_squared_distance
 
-    return squared_distances(points_a, points_b).amin(dim=(1, 2)).clamp_min(0).sqrt()
+    return min_squared_distance(points_a, points_b).clamp_min(0).sqrt()
 
 
 def slide_to_distance(points_a: torch.Tensor, points_b: torch.Tensor, direction: torch.Tensor, target: torch.Tensor,
