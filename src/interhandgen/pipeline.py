@@ -21,7 +21,7 @@ import torch
 from interhandgen.data.canonical import mirror, to_canonical, to_world
 from interhandgen.data.format import HandModelSpec, TwoHandSet
 from interhandgen.diffusion import Schedule
-from interhandgen.guidance import AntiPenetrationGuidance, canonical_vertices
+from interhandgen.guidance import AntiPenetrationGuidance, SubsetHand
 from interhandgen.sampling import SamplerSettings, cascaded_sample
 from interhandgen.training.checkpoint import load_checkpoint, read_exported_model
 
@@ -87,6 +87,22 @@ def schedule_from_train_config(cfg: dict[str, Any]) -> Schedule:
     raise ValueError(f"unknown schedule {kind!r} in the model's training config")
 
 
+def apg_factory(anchor: SubsetHand, other: SubsetHand, mean: torch.Tensor, std: torch.Tensor,
+                settings: SamplerSettings):
+    """``make_apg`` for :func:`interhandgen.sampling.cascaded_sample`: raw anchors [b, 64] -> the APG hook.
+
+    mean, std: [64] statistics of the conditioned (other) hand.
+    """
+
+    def make(anchor_raw: torch.Tensor) -> AntiPenetrationGuidance:
+        return AntiPenetrationGuidance.from_anchors(
+            anchor_raw, anchor, other, mean, std, weight=settings.apg_weight, num_steps=settings.steps,
+            decay=settings.apg_decay, last_steps=settings.apg_last_steps, rho=settings.apg_rho,
+            margin=settings.apg_margin, max_step=settings.apg_max_step)
+
+    return make
+
+
 class InterHandGen:
     """A trained cascaded two-hand prior bound to its hand model."""
 
@@ -97,25 +113,23 @@ class InterHandGen:
         self.hand_model = hand_model or HandModelSpec.open_hand()
         self.hands = self.hand_model.load(pose_space="pca", device=self.device)
         self.schedule = schedule_from_train_config(model.train_config).to(self.device)
+        self._subsets: dict[int, tuple[SubsetHand, SubsetHand]] = {}
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str | torch.device = "cpu",
              hand_model: HandModelSpec | None = None) -> "InterHandGen":
         return cls(load_model(path, device), hand_model, device)
 
+    def surface_subsets(self, num_points: int) -> tuple[SubsetHand, SubsetHand]:
+        """The (anchor, other) hands' surface subsets used by APG, built once per size."""
+        if num_points not in self._subsets:
+            self._subsets[num_points] = (SubsetHand(self.hands[ANCHOR_SIDE], num_points),
+                                         SubsetHand(self.hands["right"], num_points))
+        return self._subsets[num_points]
+
     def _apg_factory(self, settings: SamplerSettings):
-        anchor_model, other_model = self.hands[ANCHOR_SIDE], self.hands["right"]
-        mean, std = self.model.stats_mean[1], self.model.stats_std[1]
-
-        def make(anchor_raw: torch.Tensor):
-            with torch.no_grad():
-                verts, _ = canonical_vertices(anchor_raw, anchor_model)
-            return AntiPenetrationGuidance(verts, anchor_model.faces, other_model, mean, std,
-                                           weight=settings.apg_weight, num_steps=settings.steps,
-                                           decay=settings.apg_decay, rho=settings.apg_rho,
-                                           last_steps=settings.apg_last_steps)
-
-        return make
+        return apg_factory(*self.surface_subsets(settings.apg_points), self.model.stats_mean[1],
+                           self.model.stats_std[1], settings)
 
     def sample_canonical(self, num: int, seed: int = 0, settings: SamplerSettings | None = None,
                          batch_size: int = 2500, progress: bool = True,

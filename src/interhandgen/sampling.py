@@ -16,7 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from interhandgen.data.canonical import IDENTITY_ROT6D
-from interhandgen.diffusion import Schedule, classifier_free_guidance, ddim_sample, unconditional
+from interhandgen.diffusion import Schedule, classifier_free_guidance, conditional, ddim_sample, unconditional
 
 # The anchor's canonical rotation/translation slots: identity 6D rotation, zero translation.
 CANONICAL_TAIL = torch.tensor([*IDENTITY_ROT6D, 0.0, 0.0, 0.0])
@@ -24,14 +24,25 @@ CANONICAL_TAIL = torch.tensor([*IDENTITY_ROT6D, 0.0, 0.0, 0.0])
 
 @dataclasses.dataclass
 class SamplerSettings:
+    """All sampler options and their defaults (the ONE place for them: the CLI and the benchmarks read these).
+
+    APG fields (see :mod:`interhandgen.guidance.apg`): ``apg_weight`` is the first-order fraction of the
+    penetration penalty removed by the last step (0 disables APG), ``apg_decay`` its factor per step back,
+    ``apg_last_steps`` how many final steps are guided, ``apg_points`` the surface subset size per hand,
+    ``apg_margin`` the bounding-box prefilter (metres), ``apg_max_step`` the trust region (standardised units).
+    """
+
     steps: int = 42
     eta: float = 0.0
     cfg_scale: float = 0.1
     cfg_dims: tuple[int, int] = (55, 64)  # [start, stop) of the guided dimensions
-    apg_weight: float = 0.0
+    apg_weight: float = 1.0
     apg_decay: float = 0.9
     apg_rho: float = 0.05
     apg_last_steps: int | None = 10
+    apg_points: int = 256
+    apg_margin: float = 0.005
+    apg_max_step: float = 1.0
     same_noise: bool = True  # the reference starts stage 2 from the anchor's initial noise
     update: str = "ddim"  # or "reference"
 
@@ -40,8 +51,17 @@ class SamplerSettings:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.cfg_scale < 0:
             raise ValueError(f"cfg_scale must be >= 0, got {self.cfg_scale}")
-        if self.apg_weight < 0:
-            raise ValueError(f"apg_weight must be >= 0, got {self.apg_weight}")
+        if not 0 <= self.apg_weight <= 2:
+            raise ValueError(f"apg_weight must lie in [0, 2] (0 disables APG), got {self.apg_weight}")
+        if not 0 < self.apg_decay <= 1:
+            raise ValueError(f"apg_decay must lie in (0, 1], got {self.apg_decay}")
+        if self.apg_last_steps is not None and self.apg_last_steps < 1:
+            raise ValueError(f"apg_last_steps must be >= 1 or None (all steps), got {self.apg_last_steps}")
+        if self.apg_points < 1:
+            raise ValueError(f"apg_points must be >= 1, got {self.apg_points}")
+        if self.apg_margin < 0 or self.apg_max_step <= 0 or self.apg_rho <= 0:
+            raise ValueError(f"apg_margin must be >= 0, apg_max_step and apg_rho > 0; got {self.apg_margin}, "
+                             f"{self.apg_max_step}, {self.apg_rho}")
         if not (0 <= self.cfg_dims[0] < self.cfg_dims[1] <= 64):
             raise ValueError(f"cfg_dims must be a [start, stop) range within 0..64, got {self.cfg_dims}")
 
@@ -62,8 +82,14 @@ def sample_anchor(net: nn.Module, noise: torch.Tensor, schedule: Schedule, setti
 def sample_partner(net: nn.Module, anchor_std: torch.Tensor, noise: torch.Tensor, schedule: Schedule,
                    settings: SamplerSettings, x0_guidance: Callable | None = None,
                    generator: torch.Generator | None = None) -> torch.Tensor:
-    """Stage 2: standardised vectors [B, 64] of the other hand given standardised anchors [B, 64]."""
-    denoise = classifier_free_guidance(net, settings.cfg_scale, settings.cfg_dims)
+    """Stage 2: standardised vectors [B, 64] of the other hand given standardised anchors [B, 64].
+
+    With ``cfg_scale`` 0 the guided prediction equals the conditional one: the unconditional forward is skipped.
+    """
+    if settings.cfg_scale == 0:
+        denoise = conditional(net)
+    else:
+        denoise = classifier_free_guidance(net, settings.cfg_scale, settings.cfg_dims)
     return ddim_sample(denoise, noise, schedule, settings.steps, eta=settings.eta, cond=anchor_std,
                        generator=generator, update=settings.update, x0_guidance=x0_guidance)
 

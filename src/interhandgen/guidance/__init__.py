@@ -1,5 +1,20 @@
-"""Guidance for the reverse diffusion: anti-penetration guidance and canonical-frame decoding."""
+"""Guidance for the reverse diffusion: anti-penetration guidance, sampled hand surfaces, canonical decoding."""
 
-from interhandgen.guidance.apg import AntiPenetrationGuidance, canonical_vertices
+from interhandgen.guidance.apg import (
+    AntiPenetrationGuidance,
+    boxes_overlap,
+    canonical_vertices,
+    mutual_nearest,
+    surface_penetration_loss,
+)
+from interhandgen.guidance.subset import SubsetHand, farthest_point_indices
 
-__all__ = ["AntiPenetrationGuidance", "canonical_vertices"]
+__all__ = [
+    "AntiPenetrationGuidance",
+    "SubsetHand",
+    "boxes_overlap",
+    "canonical_vertices",
+    "farthest_point_indices",
+    "mutual_nearest",
+    "surface_penetration_loss",
+]
