@@ -139,7 +139,7 @@ def test_penalty_tracks_the_exact_metrics_on_hands_pushed_together(hands):
     """Zero while the hands are apart, positive once they intersect by more than a sliver, rank-correlated with
     the exact penetration volume along the pushes (before deep overlap, where nearest-point tests fail)."""
     left, right, sub_left, sub_right = hands
-    losses, volumes, gaps, depths = [], [], [], []
+    losses, volumes, verts = [], [], []
     for direction, rot in PATHS:
         anchor, other = pushed_together(direction, rot)
         pa, na = sub_left(anchor)
@@ -149,14 +149,21 @@ def test_penalty_tracks_the_exact_metrics_on_hands_pushed_together(hands):
         vo, _ = canonical_vertices(other, right)
         losses.append(loss.numpy())
         volumes.append(penetration_volume(va, left.faces, vo, right.faces, num_workers=1))
-        gaps.append(min_distance(va, vo, left.faces, right.faces).numpy())
-        depths.append(penetration_depth(va, left.faces, vo, right.faces, method="exact").numpy())
+        verts.append((va, vo))
         # The prefilter only skips work: the same values as a search over every pair.
         torch.testing.assert_close(loss, surface_penetration_loss(pa, na, po, no, margin=None))
-    loss, vol, gap, depth = map(np.concatenate, (losses, volumes, gaps, depths))
-    apart = (vol == 0) & (gap > 0.004)
-    assert apart.sum() >= 10 and (loss[apart] == 0).all()
-    assert (loss[vol > 0.5] > 0).all() and (loss[depth > 0.005] > 0).all()
+    loss, vol = np.concatenate(losses), np.concatenate(volumes)
+    va, vo = (torch.cat(v) for v in zip(*verts))
+    # Exact surface gaps of the non-intersecting pairs, exact depths of the barely intersecting ones.
+    free = np.nonzero(vol == 0)[0]
+    gap = min_distance(va[free], vo[free], left.faces, right.faces).numpy()
+    apart = free[gap > 0.004]
+    assert apart.size >= 10 and (loss[apart] == 0).all()
+    assert (loss[vol > 0.5] > 0).all()
+    slight = np.nonzero((vol > 0) & (vol <= 0.5))[0]
+    if slight.size:
+        depth = penetration_depth(va[slight], left.faces, vo[slight], right.faces, method="exact").numpy()
+        assert (loss[slight[depth > 0.005]] > 0).all()
     shallow = vol < 60.0
     rank = lambda v: np.argsort(np.argsort(v, kind="stable"), kind="stable")  # noqa: E731
     spearman = np.corrcoef(rank(loss[shallow]), rank(vol[shallow]))[0, 1]

@@ -36,11 +36,11 @@ class SamplerSettings:
     eta: float = 0.0
     cfg_scale: float = 0.1
     cfg_dims: tuple[int, int] = (55, 64)  # [start, stop) of the guided dimensions
-    apg_weight: float = 1.0
+    apg_weight: float = 1.5
     apg_decay: float = 0.9
     apg_rho: float = 0.05
-    apg_last_steps: int | None = 10
-    apg_points: int = 256
+    apg_last_steps: int | None = 3
+    apg_points: int = 192
     apg_margin: float = 0.005
     apg_max_step: float = 1.0
     same_noise: bool = True  # the reference starts stage 2 from the anchor's initial noise

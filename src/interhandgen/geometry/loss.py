@@ -1,4 +1,7 @@
-"""Differentiable two-hand penetration penalty for diffusion guidance (anti-penetration guidance) and fitting.
+"""Differentiable two-hand penetration penalty on the full meshes, for fitting and as a reference.
+
+(Sampling-time anti-penetration guidance uses the cheaper :func:`interhandgen.guidance.surface_penetration_loss`
+on farthest-point surface subsets, with the depth below the nearest point's tangent plane: see docs/diffusion.md.)
 
 Every vertex of one hand that lies inside the other (nearest vertex of the other hand + that vertex's
 normal, as in the InterHandGen reference guidance) is penalised by a robust Geman-McClure function of its
@@ -51,7 +54,9 @@ def penetration_loss(
             e.g. to push only the second (conditioned) hand out of the anchor.
         vertex_stride: k > 1 tests every k-th vertex against every k-th vertex of the other mesh (k^2 less
             work; the sum is scaled by k to estimate the full sum). For guidance, where speed matters more than
-            the exact count of penetrating vertices; metrics use the exact functions.
+            the exact count of penetrating vertices; metrics use the exact functions. Strided index subsets are
+            uneven and the vertex distance flags points just outside the other surface: this variant is not 0
+            for hands a few centimetres apart (see :func:`interhandgen.guidance.surface_penetration_loss`).
     Returns:
         [B] loss in the input dtype; 0 for a sample with no penetrating vertex.
     """

@@ -1,8 +1,8 @@
 """Anti-penetration guidance (APG): push the conditioned hand out of the anchor during sampling.
 
 The penalty (:func:`surface_penetration_loss`) works on a fixed farthest-point subset of each hand's vertices with
-their outward normals (:class:`interhandgen.guidance.SubsetHand`, 256 of the open hand's 2,718 vertices, about
-1 cm apart). Every subset point of one hand is tested against its nearest subset point of the other hand, as in the
+their outward normals (:class:`interhandgen.guidance.SubsetHand`; the sampler's default is 192 of the open hand's
+2,718 vertices, about 1.2 cm apart). Every subset point of one hand is tested against its nearest subset point of the other hand, as in the
 reference guidance (nearest vertex + normal test), but the penalty is a robust function of its depth below that
 vertex's TANGENT PLANE, not of its distance to the vertex: the plane distance is 0 on the surface, so the penalty
 is continuous where a point crosses the surface, it does not flag points that lie just outside between two
@@ -187,7 +187,7 @@ class AntiPenetrationGuidance:
 
     def __init__(self, anchor_points: torch.Tensor, anchor_normals: torch.Tensor, other: SubsetHand,
                  mean: torch.Tensor, std: torch.Tensor, weight: float, num_steps: int, decay: float = 0.9,
-                 last_steps: int | None = 10, rho: float = 0.05, margin: float | None = 0.005,
+                 last_steps: int | None = 3, rho: float = 0.05, margin: float | None = 0.005,
                  max_step: float = 1.0) -> None:
         if not isinstance(other, SubsetHand):
             raise TypeError(f"other must be a SubsetHand, got {type(other).__name__}")

@@ -69,7 +69,7 @@ class SubsetHand(nn.Module):
         indices: explicit vertex indices [S] (overrides ``num_points``).
     """
 
-    def __init__(self, model: HandModel, num_points: int = 256, indices: torch.Tensor | None = None) -> None:
+    def __init__(self, model: HandModel, num_points: int = 192, indices: torch.Tensor | None = None) -> None:
         super().__init__()
         if not isinstance(model, HandModel):
             raise TypeError(f"model must be a HandModel, got {type(model).__name__}")
