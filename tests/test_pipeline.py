@@ -107,3 +107,26 @@ def test_cli_sample_and_complete(run_dir, tmp_path):
                  str(run_dir), "--steps", "5", "--no-apg", "--no-progress"]) == 0
     assert np.array_equal(TwoHandSet.load(done).left.pose, s.left.pose)
     assert main(["sample", "--num", "0", "--out", str(out), "--checkpoint", str(run_dir)]) == 2
+
+
+def test_partner_stage_runs_one_forward_without_cfg_and_one_double_batch_with_it():
+    class Recording(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rows = []
+
+        def forward(self, x, t, cond, mask):
+            self.rows.append(x.shape[0])
+            return torch.where(mask[:, None], 0.5 * x + cond, 0.5 * x)
+
+    from interhandgen.diffusion import Schedule
+    from interhandgen.sampling import sample_partner
+
+    net, sched = Recording(), Schedule.cosine(20)
+    z, anchor = torch.randn(3, 64), torch.randn(3, 64)
+    plain = sample_partner(net, anchor, z, sched, SamplerSettings(steps=4, cfg_scale=0.0, apg_weight=0.0))
+    assert net.rows == [3] * 4
+    net.rows.clear()
+    zero_scale_cfg = sample_partner(net, anchor, z, sched, SamplerSettings(steps=4, cfg_scale=1e-30, apg_weight=0.0))
+    assert net.rows == [6] * 4
+    torch.testing.assert_close(plain, zero_scale_cfg)
