@@ -380,3 +380,23 @@ def test_writes_a_loadable_file(tmp_path, models):
     loaded = TwoHandSet.load(out)
     np.testing.assert_array_equal(loaded.right.pose, s.right.pose)
     assert loaded.metadata["synth"]["seed"] == 1
+
+
+def test_cli_forwards_workers_and_no_resume(tmp_path, monkeypatch):
+    import argparse
+
+    import interhandgen.data.synth as synth
+    from interhandgen.cli import data_cmd
+
+    calls = []
+    monkeypatch.setattr(synth, "generate_synthetic_set", lambda num, seed, out, **kw: calls.append(kw) or [0] * num)
+    parser = argparse.ArgumentParser()
+    data_cmd.register(parser.add_subparsers(dest="command"))
+    out = str(tmp_path / "s.npz")
+    for extra, expected in (([], {}), (["--workers", "2", "--no-resume"], {"workers": 2, "resume": False})):
+        args = parser.parse_args(["data", "synth", "--num", "3", "--out", out, "--no-progress", *extra])
+        assert args.func(args) == 0
+        assert {k: calls[-1][k] for k in ("workers", "resume") if k in calls[-1]} == expected
+    with pytest.raises(ValueError, match="--workers"):
+        args = parser.parse_args(["data", "synth", "--num", "3", "--out", out, "--workers", "0"])
+        args.func(args)

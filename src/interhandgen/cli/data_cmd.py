@@ -78,6 +78,11 @@ def register(sub) -> None:
     g.add_argument("--splits", default="0.8,0.1,0.1",
                    help="fractions of train,validation,test summing to 1 (default %(default)s)")
     g.add_argument("--categories", default=None, help="comma-separated category names (default: all)")
+    g.add_argument("--workers", type=int, default=None,
+                   help="CPU worker processes (default: one per core for large sets; the arrays do not depend on it)")
+    g.add_argument("--no-resume", action="store_true",
+                   help="do not keep finished chunks in <out>.parts/ (by default an interrupted run continues "
+                        "from there and the folder is removed after the output is written)")
     g.add_argument("--no-progress", action="store_true")
     g.set_defaults(func=run_synth)
 
@@ -250,6 +255,12 @@ def run_synth(args: argparse.Namespace) -> int:
     kw = {"device": args.device, "batch_size": args.batch_size, "splits": splits, "progress": not args.no_progress}
     if args.categories:
         kw["categories"] = [c.strip() for c in args.categories.split(",") if c.strip()]
+    if getattr(args, "workers", None) is not None:
+        if args.workers < 1:
+            raise ValueError(f"--workers must be >= 1, got {args.workers}")
+        kw["workers"] = args.workers
+    if getattr(args, "no_resume", False):
+        kw["resume"] = False
     result = generate_synthetic_set(args.num, args.seed, args.out, **kw)
     n = len(result) if hasattr(result, "__len__") else args.num
     print(f"wrote {n} synthetic two-hand samples to {args.out}")
