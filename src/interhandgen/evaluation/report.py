@@ -42,7 +42,7 @@ def markdown_table(result: dict[str, Any], title: str = "Evaluation") -> str:
         rows += [
             ("Penetration volume, cm^3 (mean / median / p95)",
              "{mean:.3g} / {median:.3g} / {p95:.3g}".format(**g["penetration_volume_cm3"])),
-            ("Penetration depth, mm (mean / p95)", "{mean:.3g} / {p95:.3g}".format(**g["penetration_depth_mm"])),
+            _depth_row(g["penetration_depth_mm"]),
         ]
     rows += [
         ("Minimum distance, mm (median)", f"{g['min_distance_mm']['median']:.3g}"),
@@ -56,6 +56,14 @@ def markdown_table(result: dict[str, Any], title: str = "Evaluation") -> str:
     lines += [f"| {a} | {b} |" for a, b in rows]
     lines += ["", "Timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in result["timings"].items()), ""]
     return "\n".join(lines)
+
+
+def _depth_row(depth: dict[str, Any]) -> tuple[str, str]:
+    if "p95" in depth:
+        return "Penetration depth, mm (mean / p95)", "{mean:.3g} / {p95:.3g}".format(**depth)
+    sub = depth["penetrating_pairs_summary"]
+    return (f"Penetration depth, mm (mean, estimated from {depth['estimated_from_pairs']} penetrating pairs / "
+            "p95 of those)", f"{depth['mean']:.3g} / {sub['p95']:.3g}")
 
 
 def write_report(result: dict[str, Any], out_dir: str | os.PathLike, samples=None, title: str = "Evaluation") -> Path:

@@ -1,0 +1,111 @@
+"""`interhandgen evaluate` end to end: samples npz + reference npz -> metrics.json, report.md, valid PNG plots;
+mismatched hand models and sizes fail with a clear message."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from interhandgen.cli import main
+from interhandgen.data.format import HandModelSpec, TwoHandSet
+from interhandgen.evaluation.features import (
+    FeatureExtractorConfig,
+    TwoHandPointNet,
+    save_feature_extractor,
+    select_vertex_indices,
+)
+from interhandgen.evaluation.protocol import canonical_two_hand_vertices
+
+
+def random_pairs(n: int, seed: int, overlapping: int) -> TwoHandSet:
+    """n pairs with random poses; the first ``overlapping`` right hands sit on the left hand, the rest 30-40 cm away."""
+    rng = np.random.default_rng(seed)
+    left = dict(pose=rng.normal(0, 0.3, (n, 45)), betas=rng.normal(0, 0.5, (n, 10)),
+                global_orient=np.zeros((n, 3)), transl=np.zeros((n, 3)))
+    transl = np.zeros((n, 3))
+    transl[:, 0] = np.where(np.arange(n) < overlapping, rng.uniform(0.0, 0.01, n), rng.uniform(0.3, 0.4, n))
+    right = dict(pose=rng.normal(0, 0.3, (n, 45)), betas=rng.normal(0, 0.5, (n, 10)),
+                 global_orient=rng.normal(0, 0.2, (n, 3)), transl=transl)
+    return TwoHandSet(left, right, pose_space="pca", flat_hand_mean=False, hand_model="open_hand")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaluate_cli")
+    samples, reference = random_pairs(24, 0, overlapping=3), random_pairs(24, 1, overlapping=3)
+    samples.save(root / "samples.npz")
+    reference.save(root / "reference.npz")
+    verts = canonical_two_hand_vertices(reference, reference.hand_models())
+    small = dict(sa1_centroids=16, sa1_neighbours=(4, 8), sa1_mlps=((16, 16), (16, 32)), sa2_centroids=8,
+                 sa2_neighbours=(4,), sa2_mlps=((32, 32),), global_mlp=(64, 128), head_hidden=64, feature_dim=32)
+    config = FeatureExtractorConfig(num_vertices=verts.shape[2],
+                                    vertex_indices=tuple(select_vertex_indices(verts[:, 0].mean(0).numpy(), 48)),
+                                    **small)
+    torch.manual_seed(0)
+    save_feature_extractor(TwoHandPointNet(config).eval(), root / "evaluator")
+    return root
+
+
+def run_cli(files, out, *extra):
+    return main(["evaluate", "--samples", str(files / "samples.npz"), "--reference", str(files / "reference.npz"),
+                 "--evaluator", str(files / "evaluator"), "--out", str(out), "--replications", "2",
+                 "--subset-size", "16", "--no-progress", *extra])
+
+
+def test_evaluate_writes_metrics_table_and_valid_pngs(files, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert run_cli(files, out) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_samples"] == 24 and metrics["num_reference"] == 24
+    d, g = metrics["distribution"], metrics["geometry"]
+    for key in ("fhid", "khid", "diversity", "precision", "recall"):
+        assert d[key]["num_replications"] == 2 and d[key]["subset_size"] == 16
+        assert d[key]["ci_low"] <= d[key]["mean"] <= d[key]["ci_high"]
+    assert 0 <= d["precision"]["mean"] <= 1 and 0 <= d["recall"]["mean"] <= 1
+    # 3 of 24 right hands sit on the left one: those penetrate, the far ones (30-40 cm) cannot.
+    assert g["penetrating_fraction"] == pytest.approx(3 / 24)
+    assert g["penetration_volume_cm3"]["max"] > 0 and g["penetration_depth_mm"]["max"] > 0
+    assert g["penetration_depth_mm"]["pairs_evaluated"] == 3
+    assert g["min_distance_mm"]["max"] > 200
+    assert g["contact_rate"] == pytest.approx(3 / 24) and g["proximity_ratio"] == pytest.approx(3 / 24)
+    assert "_arrays" not in g and "_features" not in metrics
+    table = (out / "report.md").read_text()
+    for row in ("FHID", "KHID", "Precision", "Recall", "Penetration volume", "Contact rate", "Proximity ratio"):
+        assert row in table
+    assert "| metric | value |" in capsys.readouterr().out
+    for name in ("features_pca.png", "geometry_histograms.png", "best_median_worst.png"):
+        with Image.open(out / name) as img:
+            img.verify()  # raises on a truncated or corrupt PNG
+        with Image.open(out / name) as img:
+            assert img.format == "PNG" and img.size[0] > 100 and img.size[1] > 100
+
+
+def test_mismatched_hand_models_fail_with_a_clear_message(files, tmp_path, capsys):
+    mano_ref = TwoHandSet.load(files / "reference.npz").with_hand_model(HandModelSpec.mano())
+    mano_ref.save(tmp_path / "mano_ref.npz")
+    code = main(["evaluate", "--samples", str(files / "samples.npz"), "--reference", str(tmp_path / "mano_ref.npz"),
+                 "--evaluator", str(files / "evaluator"), "--out", str(tmp_path / "r"), "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "hand model" in err and "same hand model" in err
+    assert not (tmp_path / "r" / "metrics.json").exists()
+
+
+def test_too_few_samples_and_too_large_subsets_fail_with_a_clear_message(files, tmp_path, capsys):
+    TwoHandSet.load(files / "samples.npz")[:1].save(tmp_path / "one.npz")
+    code = main(["evaluate", "--samples", str(tmp_path / "one.npz"), "--reference", str(files / "reference.npz"),
+                 "--evaluator", str(files / "evaluator"), "--out", str(tmp_path / "r1"), "--no-progress"])
+    assert code == 2 and "at least 2" in capsys.readouterr().err
+    code = run_cli(files, tmp_path / "r2", "--subset-size", "100", "--no-penetration")
+    assert code == 2 and "subset_size 100 exceeds the smaller set (24 samples)" in capsys.readouterr().err
+    assert not (tmp_path / "r2" / "metrics.json").exists()
+
+
+def test_missing_files_fail_with_the_path(files, tmp_path, capsys):
+    code = main(["evaluate", "--samples", str(tmp_path / "nope.npz"), "--reference", str(files / "reference.npz"),
+                 "--evaluator", str(files / "evaluator"), "--out", str(tmp_path / "r"), "--no-progress"])
+    assert code == 2 and "nope.npz" in capsys.readouterr().err
