@@ -9,7 +9,7 @@ ratio and contact rate. The table shows mean +- half-width of the 95% t interval
 
 Entries: ``NAME=PATH[:key=value,...]`` with sampler keys steps, cfg_scale, apg_weight, eta, update (e.g.
 ``"no APG=runs/small:apg_weight=0"``), or ``--bundled RUN`` (+ ``--baselines-dir DIR``) for the standard set:
-InterHandGen (APG ``--apg-weight``), no APG, no CFG, CFG scales 0.5 and 1.0, 10 and 20 steps, and the baselines
+InterHandGen (APG ``--apg-weight``, default the sampler's), no APG, no CFG, CFG scales 0.5 and 1.0, 10 and 20 steps, and the baselines
 found in DIR (joint, separate, shared_budget, vae).
 
     python benchmarks/results_table.py --data data/synth.npz --evaluator runs/evaluator --bundled runs/small \
@@ -177,7 +177,8 @@ def entry_samples(entry: Entry, num: int, replication: int, seed: int):
         return data[np.arange(replication * num, (replication + 1) * num)]
     kind = checkpoint_kind(path)
     if kind in ("joint", "vae"):
-        settings = None if not entry.overrides else SamplerSettings(**{"cfg_scale": 0.0, **entry.overrides})
+        settings = None if not entry.overrides else SamplerSettings(**{"cfg_scale": 0.0, "apg_weight": 0.0,
+                                                                       **entry.overrides})
     else:
         settings = SamplerSettings(**entry.overrides)
     return sample_checkpoint(path, num, seed=seed + replication, settings=settings, progress=False)
@@ -263,7 +264,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--entry", action="append", default=[], help="NAME=PATH[:key=value,...] (repeatable)")
     p.add_argument("--bundled", default=None, help="run of the bundled model: adds the standard ablations")
     p.add_argument("--baselines-dir", default=None, help="folder holding runs joint/, separate/, shared_budget/, vae/")
-    p.add_argument("--apg-weight", type=float, default=1.0, help="APG weight of the bundled entries (default 1)")
+    p.add_argument("--apg-weight", type=float, default=None,
+                   help="APG weight of the bundled entries (default: the sampler's default, SamplerSettings)")
     p.add_argument("--num", type=int, default=2000, help="N, pairs per replication")
     p.add_argument("--replications", type=int, default=5, help="R >= 2")
     p.add_argument("--seed", type=int, default=0)
@@ -292,7 +294,10 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     entries = [parse_entry(e) for e in args.entry]
     if args.bundled:
-        entries = standard_entries(args.bundled, args.baselines_dir, args.apg_weight) + entries
+        from interhandgen.sampling import SamplerSettings
+
+        apg = SamplerSettings().apg_weight if args.apg_weight is None else args.apg_weight
+        entries = standard_entries(args.bundled, args.baselines_dir, apg) + entries
     if not entries:
         raise ValueError("no entries: pass --bundled RUN and/or --entry NAME=PATH")
 
