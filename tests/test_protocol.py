@@ -68,3 +68,15 @@ def test_mismatched_hand_models_fail_loudly():
         check_compatible(a, b)
     with pytest.raises(ValueError, match="at least 2"):
         check_compatible(a[:1], a)
+
+
+def test_min_vertex_distance_equals_the_geometry_module():
+    from interhandgen.evaluation.protocol import min_vertex_distance
+    from interhandgen.geometry import min_distance
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(6, 300, 3, generator=g, dtype=torch.float64) * 0.05
+    b = torch.randn(6, 250, 3, generator=g, dtype=torch.float64) * 0.05 + torch.linspace(0, 0.3, 6)[:, None, None]
+    np.testing.assert_allclose(min_vertex_distance(a, b), min_distance(a, b).numpy(), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match=r"\[B, V, 3\]"):
+        min_vertex_distance(a, b[:5])
