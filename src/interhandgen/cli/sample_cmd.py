@@ -37,6 +37,12 @@ def run(args: argparse.Namespace) -> int:
     if args.num < 1:
         raise ValueError(f"--num must be >= 1, got {args.num}")
     settings = settings_from_args(args, DEFAULTS.apg_weight)
+    if args.checkpoint is not None:
+        from interhandgen.baselines import checkpoint_kind
+
+        kind = checkpoint_kind(args.checkpoint)
+        if kind in ("joint", "vae"):
+            return _run_baseline(args, kind)
     distributed = init_distributed_from_env(args.device)
     rank, world = dist_info()
     gen = InterHandGen.load(args.checkpoint, device=args.device)
@@ -68,6 +74,33 @@ def run(args: argparse.Namespace) -> int:
 
         dist.barrier()
         dist.destroy_process_group()
+    return 0
+
+
+def _run_baseline(args: argparse.Namespace, kind: str) -> int:
+    """Sampling of the single-stage baselines (joint diffusion, VAE): no cascade, so CFG and APG do not apply."""
+    import os
+
+    from interhandgen.baselines import sample_checkpoint
+    from interhandgen.sampling import SamplerSettings
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError(f"--checkpoint {args.checkpoint}: sharded sampling under torchrun supports the cascaded "
+                         f"model kinds only, not {kind!r}")
+    if args.apg_weight is not None or args.cfg_scale != DEFAULTS.cfg_scale:
+        raise ValueError(f"--checkpoint {args.checkpoint} is a {kind!r} model: classifier-free and anti-penetration "
+                         "guidance apply to the cascaded model only; drop --cfg-scale/--apg-weight")
+    if kind == "vae":
+        if args.steps != DEFAULTS.steps or args.eta != DEFAULTS.eta or args.update != "ddim":
+            raise ValueError(f"--checkpoint {args.checkpoint} is a VAE: --steps/--eta/--update do not apply")
+        settings = None
+    else:
+        settings = SamplerSettings(steps=args.steps, eta=args.eta, cfg_scale=0.0, apg_weight=0.0, update=args.update)
+    two = sample_checkpoint(args.checkpoint, args.num, args.seed, settings=settings, batch_size=args.batch_size,
+                            device=args.device, progress=not args.no_progress)
+    out = two.save(args.out)
+    print(f"wrote {len(two)} samples ({kind} baseline) to {out}")
+    _write_extras(two, two.hand_models(device=args.device), args)
     return 0
 
 
