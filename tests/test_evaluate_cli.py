@@ -109,3 +109,42 @@ def test_missing_files_fail_with_the_path(files, tmp_path, capsys):
     code = main(["evaluate", "--samples", str(tmp_path / "nope.npz"), "--reference", str(files / "reference.npz"),
                  "--evaluator", str(files / "evaluator"), "--out", str(tmp_path / "r"), "--no-progress"])
     assert code == 2 and "nope.npz" in capsys.readouterr().err
+
+
+def test_bundled_evaluator_is_the_directory_and_loads():
+    from interhandgen.evaluation.bundled import BUNDLED_EVALUATOR, bundled_evaluator_path, load_evaluator
+    from interhandgen.evaluation.features import load_feature_extractor
+
+    path = bundled_evaluator_path()
+    assert BUNDLED_EVALUATOR == "evaluator_open_hand_synth" and path.name == BUNDLED_EVALUATOR and path.is_dir()
+    assert (path / "config.json").is_file() and (path / "model.safetensors").is_file()
+    model = load_evaluator()
+    assert not model.training
+    # Same weights as loading the directory explicitly; it takes the open-hand vertices of both hands.
+    explicit = load_feature_extractor(path)
+    for (name, p), (_, q) in zip(model.state_dict().items(), explicit.state_dict().items()):
+        assert torch.equal(p, q), name
+    pairs = random_pairs(6, 3, overlapping=2)
+    verts = canonical_two_hand_vertices(pairs, pairs.hand_models())
+    assert model.config.num_vertices == verts.shape[2]
+    with torch.no_grad():
+        feats = model.features(verts)
+    assert feats.shape == (6, model.config.feature_dim) and torch.isfinite(feats).all()
+    assert feats.std(dim=0).max() > 0  # different pairs give different features
+
+
+def test_evaluate_without_evaluator_uses_the_bundled_one(files, tmp_path):
+    from interhandgen.evaluation.bundled import bundled_evaluator_path
+
+    common = ["--samples", str(files / "samples.npz"), "--reference", str(files / "reference.npz"),
+              "--replications", "2", "--subset-size", "16", "--no-progress", "--no-penetration"]
+    assert main(["evaluate", *common, "--out", str(tmp_path / "default")]) == 0
+    assert main(["evaluate", *common, "--evaluator", str(bundled_evaluator_path()),
+                 "--out", str(tmp_path / "explicit")]) == 0
+    default = json.loads((tmp_path / "default" / "metrics.json").read_text())["distribution"]
+    explicit = json.loads((tmp_path / "explicit" / "metrics.json").read_text())["distribution"]
+    assert default == explicit
+    # and it is not the small test evaluator of the other tests
+    assert main(["evaluate", *common, "--evaluator", str(files / "evaluator"), "--out", str(tmp_path / "small")]) == 0
+    small = json.loads((tmp_path / "small" / "metrics.json").read_text())["distribution"]
+    assert small["fhid"]["mean"] != default["fhid"]["mean"]

@@ -8,20 +8,26 @@ from typing import Any
 
 import torch
 
-BUNDLED_EVALUATOR = "evaluator_open_hand_synth.safetensors"
+#: Directory (config.json + model.safetensors, as written by ``save_feature_extractor``) of the evaluator for the
+#: synthetic data set, built by ``interhandgen evaluator train --data data/synth.npz --out DIR --epochs 4
+#: --max-samples 8000`` (see docs/bundled_model.md).
+BUNDLED_EVALUATOR = "evaluator_open_hand_synth"
 
 
 def bundled_evaluator_path() -> Path:
+    """Directory of the bundled feature extractor (holds config.json and model.safetensors)."""
     path = Path(str(resources.files("interhandgen") / "evaluation" / "assets" / BUNDLED_EVALUATOR))
-    if not path.is_file():
+    missing = [name for name in ("config.json", "model.safetensors") if not (path / name).is_file()]
+    if missing:
         raise FileNotFoundError(
-            f"the bundled feature extractor {path} is missing from this installation; pass --evaluator PATH "
-            "(train one with `interhandgen evaluator train --data DATA.npz --out DIR`)"
+            f"the bundled feature extractor {path} is missing {', '.join(missing)} in this installation; pass "
+            "--evaluator PATH (train one with `interhandgen evaluator train --data DATA.npz --out DIR`)"
         )
     return path
 
 
 def load_evaluator(path: str | Path | None = None, device: str | torch.device = "cpu"):
+    """Load a feature extractor (directory or its config.json) in eval mode; ``None`` loads the bundled one."""
     from interhandgen.evaluation.features import load_feature_extractor
 
     return load_feature_extractor(bundled_evaluator_path() if path is None else Path(path), device=device)
