@@ -57,9 +57,13 @@ def check_compatible(samples: TwoHandSet, reference: TwoHandSet) -> None:
             raise ValueError(f"{name} has {len(s)} pair(s); at least 2 are needed")
 
 
-def canonical_two_hand_vertices(two: TwoHandSet, models, device="cpu", batch_size: int = 4096) -> torch.Tensor:
-    """Vertices [N, 2, V, 3] (slot 0 left, slot 1 right) in the left hand's canonical frame, float32, metres."""
-    x = to_canonical(two, models, anchor="left", device=device, dtype=torch.float64).x
+def canonical_two_hand_vertices(two: TwoHandSet, models, device="cpu", batch_size: int = 256) -> torch.Tensor:
+    """Vertices [N, 2, V, 3] (slot 0 left, slot 1 right) in the left hand's canonical frame, float32, metres.
+
+    The canonical parameters are computed in float64, the hand forward in float32 (the vertices are returned in
+    float32 anyway; float32 and batches of 256 measured 3.3x faster than float64 in batches of 4,096).
+    """
+    x = to_canonical(two, models, anchor="left", device=device, dtype=torch.float64).x.float()
     chunks = []
     with torch.no_grad():
         for i in range(0, x.shape[0], batch_size):
@@ -72,20 +76,31 @@ def canonical_two_hand_vertices(two: TwoHandSet, models, device="cpu", batch_siz
     return torch.cat(chunks)
 
 
-def min_vertex_distance(verts_a: torch.Tensor, verts_b: torch.Tensor) -> np.ndarray:
+#: Clusters per hand of the exact minimum-distance search (fastest of 64, 128, 256 on 2,718-vertex hands).
+MIN_DISTANCE_CLUSTERS = 128
+
+
+def min_vertex_distance(verts_a: torch.Tensor, verts_b: torch.Tensor, template_a: torch.Tensor | None = None,
+                        template_b: torch.Tensor | None = None) -> np.ndarray:
     """Smallest vertex-to-vertex distance [B] (float64, metres) between two hands [B, V, 3] and [B, W, 3].
 
-    Same value as :func:`interhandgen.geometry.min_distance` without faces (tested), by a k-d tree per pair:
-    O((V + W) log W) instead of the V x W distance matrix, twice as fast on the 2-core CPU (4.9 s vs 9.8 s for
-    500 hand pairs under load), hence the loop over pairs.
+    Same value as :func:`interhandgen.geometry.min_distance` without faces (tested), computed exactly with
+    cluster bounds (:func:`interhandgen.geometry.queries.min_vertex_distance_clustered`): only the cluster pairs
+    that can hold the minimum are evaluated. The clusters are a fixed partition of each hand's template
+    (``template_a``/``template_b`` [V, 3]; default: the first sample); the bounds are recomputed per pose, so
+    the value does not depend on the template. 5x faster than a k-d tree per pair on the 2-core CPU.
     """
-    from scipy.spatial import cKDTree
+    from interhandgen.geometry.queries import min_vertex_distance_clustered, vertex_clusters
 
-    a = verts_a.detach().double().cpu().numpy()
-    b = verts_b.detach().double().cpu().numpy()
-    if a.ndim != 3 or b.ndim != 3 or a.shape[0] != b.shape[0] or a.shape[2] != 3 or b.shape[2] != 3:
-        raise ValueError(f"verts_a and verts_b must have shapes [B, V, 3] and [B, W, 3], got {a.shape} and {b.shape}")
-    return np.array([cKDTree(b[i]).query(a[i], k=1)[0].min() for i in range(a.shape[0])], dtype=np.float64)
+    if verts_a.ndim != 3 or verts_b.ndim != 3 or verts_a.shape[0] != verts_b.shape[0] or verts_a.shape[2] != 3 \
+            or verts_b.shape[2] != 3:
+        raise ValueError(f"verts_a and verts_b must have shapes [B, V, 3] and [B, W, 3], got "
+                         f"{tuple(verts_a.shape)} and {tuple(verts_b.shape)}")
+    template_a = verts_a[0] if template_a is None else template_a
+    template_b = verts_b[0] if template_b is None else template_b
+    clusters_a = vertex_clusters(template_a, min(MIN_DISTANCE_CLUSTERS, verts_a.shape[1]))
+    clusters_b = vertex_clusters(template_b, min(MIN_DISTANCE_CLUSTERS, verts_b.shape[1]))
+    return min_vertex_distance_clustered(verts_a, verts_b, clusters_a, clusters_b).cpu().numpy()
 
 
 def geometry_metrics(verts: torch.Tensor, faces_left, faces_right, settings: EvaluationSettings,
