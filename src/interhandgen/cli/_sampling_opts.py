@@ -44,10 +44,16 @@ def settings_from_args(args: argparse.Namespace, default_apg_weight: float) -> S
     s.validate()
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        import torch
-
-        torch.set_num_threads(args.threads)
+    apply_threads(args.threads)
     return s
+
+
+def apply_threads(threads: int | None) -> None:
+    """``--threads``: set torch's CPU thread count (None keeps torch's choice)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)

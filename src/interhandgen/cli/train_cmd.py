@@ -64,10 +64,9 @@ def run(args: argparse.Namespace) -> int:
     from interhandgen.training import TrainConfig, load_checkpoint, train
     from interhandgen.training.trainer import dist_info, init_distributed_from_env
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    from interhandgen.cli._sampling_opts import apply_threads
+
+    apply_threads(args.threads)
     distributed = init_distributed_from_env(args.device)
     rank, _ = dist_info()
     out = Path(args.resume or args.out)

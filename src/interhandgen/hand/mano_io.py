@@ -42,7 +42,8 @@ import numpy as np
 import scipy.sparse
 
 from interhandgen.hand.joints import MANO_FINGERTIP_VERTEX_IDS
-from interhandgen.hand.model_data import NUM_JOINTS, NUM_POSE_FEATURES, HandModelData, _atomic_write_bytes
+from interhandgen._atomic import atomic_write_bytes as _atomic_write_bytes
+from interhandgen.hand.model_data import NUM_JOINTS, NUM_POSE_FEATURES, HandModelData
 
 __all__ = ["read_mano_data", "load_mano", "save_mano_pkl", "MANO_DOWNLOAD_HINT"]
 

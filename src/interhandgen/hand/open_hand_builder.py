@@ -39,7 +39,8 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from interhandgen.hand.model_data import HandModelData, _atomic_write_bytes
+from interhandgen._atomic import atomic_write_bytes as _atomic_write_bytes
+from interhandgen.hand.model_data import HandModelData
 
 MM = 1e-3
 # Finger chains in MANO joint order: (joints from proximal to distal), tip index into TIPS.
@@ -584,9 +585,9 @@ def _quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.concatenate([aw * bv + bw * av + np.cross(av, bv), aw * bw - np.sum(av * bv, -1, keepdims=True)], -1)
 
 
-def _joint_transforms(angles: np.ndarray, sk: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per pose, the world-aligned local rotations [N, 15, 3, 3] of joints 1..15 and the skinning transforms
-    (rotation [N, 16, 3, 3], translation [N, 16, 3]) that map rest points attached to joint j to the posed ones."""
+def _kinematic_chain(angles: np.ndarray, sk: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For anatomical angles [N, 15, 3]: the world-aligned local rotations [N, 15, 3, 3] of joints 1..15, the
+    global joint rotations [N, 16, 3, 3] and the posed joint positions [N, 16, 3] (root fixed)."""
     n = angles.shape[0]
     local = Rotation.from_euler("XYZ", angles.reshape(-1, 3)).as_matrix().reshape(n, 15, 3, 3)
     B = sk["frames"][1:]
@@ -600,7 +601,14 @@ def _joint_transforms(angles: np.ndarray, sk: dict[str, np.ndarray]) -> tuple[np
         par = PARENTS[j]
         G[:, j] = G[:, par] @ rot[:, j - 1]
         P[:, j] = P[:, par] + np.einsum("nab,b->na", G[:, par], J[j] - J[par])
-    t = P - np.einsum("njab,jb->nja", G, J)
+    return rot, G, P
+
+
+def _joint_transforms(angles: np.ndarray, sk: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pose, the world-aligned local rotations [N, 15, 3, 3] of joints 1..15 and the skinning transforms
+    (rotation [N, 16, 3, 3], translation [N, 16, 3]) that map rest points attached to joint j to the posed ones."""
+    rot, G, P = _kinematic_chain(angles, sk)
+    t = P - np.einsum("njab,jb->nja", G, sk["joints"])
     return rot, G, t
 
 
@@ -729,20 +737,9 @@ def skeleton_forward(angles: np.ndarray, sk: dict[str, np.ndarray]) -> tuple[np.
     angles = _check_angles(angles)
     if angles.ndim != 3:
         raise ValueError(f"angles must have shape [N, 15, 3], got {list(angles.shape)}")
-    n = angles.shape[0]
-    local = Rotation.from_euler("XYZ", angles.reshape(-1, 3)).as_matrix().reshape(n, 15, 3, 3)
-    B = sk["frames"][1:]
-    rot = np.einsum("jab,njbc,jdc->njad", B, local, B)
+    _, G, P = _kinematic_chain(angles, sk)
     J = sk["joints"]
-    G = np.zeros((n, 16, 3, 3))
-    G[:, 0] = np.eye(3)
-    P = np.zeros((n, 16, 3))
-    P[:, 0] = J[0]
-    for j in range(1, 16):
-        par = PARENTS[j]
-        G[:, j] = G[:, par] @ rot[:, j - 1]
-        P[:, j] = P[:, par] + np.einsum("nab,b->na", G[:, par], J[j] - J[par])
-    tips = np.zeros((n, 5, 3))
+    tips = np.zeros((angles.shape[0], 5, 3))
     for k, name in enumerate(TIP_ORDER):
         last = FINGERS[name][2]
         tips[:, k] = P[:, last] + np.einsum("nab,b->na", G[:, last], sk["tips"][k] - J[last])
