@@ -126,10 +126,12 @@ def geometry_metrics(verts: torch.Tensor, faces_left, faces_right, settings: Eva
     }
     if settings.penetration:
         t0 = time.perf_counter()
-        vol = np.asarray(penetration_volume(left, faces_left, right, faces_right, progress=progress), dtype=np.float64)
+        vol, boxes = penetration_volume(left, faces_left, right, faces_right, progress=progress, return_bounds=True)
+        vol = np.asarray(vol, dtype=np.float64)
         timings["penetration_volume_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        # Exact depth, computed only where the exact volume says the hands intersect (elsewhere it is exactly 0).
+        # Exact depth, computed only where the exact volume says the hands intersect (elsewhere it is exactly 0),
+        # and there only for the vertices inside the intersection's bounding box (the others cannot be inside).
         hit = np.nonzero(vol > 0)[0]
         if settings.depth_pairs is not None:
             if settings.depth_pairs < 1:
@@ -140,8 +142,8 @@ def geometry_metrics(verts: torch.Tensor, faces_left, faces_right, settings: Eva
         depth_hit = np.zeros(0)
         if hit.size:
             idx = torch.as_tensor(hit)
-            depth_hit = penetration_depth(left[idx], faces_left, right[idx], faces_right,
-                                          method="exact").double().cpu().numpy()
+            depth_hit = penetration_depth(left[idx], faces_left, right[idx], faces_right, method="exact",
+                                          region=(boxes[hit, 0], boxes[hit, 1])).double().cpu().numpy()
         num_pen = int((vol > 0).sum())
         if hit.size == num_pen:
             depth = np.zeros(len(vol))

@@ -29,9 +29,10 @@ def _manifold(m3, verts_m: np.ndarray, tri_verts: np.ndarray):
 
 def intersection_volumes(
     verts_a: np.ndarray, faces_a: np.ndarray, verts_b: np.ndarray, faces_b: np.ndarray,
-    out: np.ndarray, status: np.ndarray, rows,
+    out: np.ndarray, status: np.ndarray, rows, bounds: np.ndarray | None = None,
 ) -> None:
-    """Fill ``out[i]`` (cm^3) and ``status[i]`` for each i in ``rows`` (vertices in metres)."""
+    """Fill ``out[i]`` (cm^3) and ``status[i]`` for each i in ``rows`` (vertices in metres), and, when given,
+    ``bounds[i]`` = (min xyz, max xyz) of the intersection solid in metres (NaN where it is empty)."""
     import manifold3d as m3
 
     ok = int(m3.Error.NoError.value) if hasattr(m3.Error.NoError, "value") else int(m3.Error.NoError)
@@ -54,6 +55,8 @@ def intersection_volumes(
             status[i] = 3000 + code
             continue
         out[i] = inter.volume()
+        if bounds is not None:
+            bounds[i] = np.asarray(inter.bounding_box(), dtype=np.float64) / CM_PER_M if out[i] > 0 else np.nan
         status[i] = 0
 
 
@@ -71,11 +74,12 @@ def run(spec: dict) -> None:
     verts_a, verts_b = load("verts_a"), load("verts_b")
     faces_a, faces_b = load("faces_a"), load("faces_b")
     out, status, done = load("out", "r+"), load("status", "r+"), load("done", "r+")
+    bounds = load("bounds", "r+") if os.path.exists(os.path.join(folder, "bounds.npy")) else None
     worker, num_workers, chunk = int(spec["worker"]), int(spec["num_workers"]), int(spec["chunk"])
     n = verts_a.shape[0]
     for start in range(worker * chunk, n, num_workers * chunk):
         stop = min(start + chunk, n)
-        intersection_volumes(verts_a, faces_a, verts_b, faces_b, out, status, range(start, stop))
+        intersection_volumes(verts_a, faces_a, verts_b, faces_b, out, status, range(start, stop), bounds)
         done[worker] += stop - start
 
 

@@ -418,8 +418,143 @@ def _depth_one_way(points: torch.Tensor, verts_sealed: torch.Tensor, faces_seale
     return torch.where(inside, dist, torch.zeros_like(dist)).amax(dim=1).to(points.dtype)
 
 
+#: Growth of the intersection boxes (metres): absorbs the rounding of the box corners.
+_BOX_SLACK = 1e-7
+
+
+#: Triangle clusters of the clustered signed distance (fastest of 96, 192, 384 on the sealed open hand).
+_FACE_CLUSTERS = 192
+
+
+@functools.lru_cache(maxsize=8)
+def _face_clusters_cached(key: bytes, num_faces: int, num_clusters: int, centroids_bytes: bytes) -> torch.Tensor:
+    centroids = torch.from_numpy(np.frombuffer(centroids_bytes, dtype=np.float64).reshape(num_faces, 3).copy())
+    return vertex_clusters(centroids, min(num_clusters, num_faces))[1]
+
+
+def face_clusters(verts: torch.Tensor, faces: torch.Tensor, num_clusters: int = _FACE_CLUSTERS) -> torch.Tensor:
+    """A fixed partition of a mesh's faces into clusters [C, M] (face indices, padded by repeating a member),
+    from the triangle centroids of ``verts`` [V, 3] (any pose: only the grouping is taken from it; the bounds
+    are recomputed per posed mesh). Cached per topology."""
+    f = faces.detach().cpu().to(torch.int64)
+    centroids = verts.detach().cpu().double()[f].mean(dim=1).numpy()
+    return _face_clusters_cached(f.numpy().tobytes(), f.shape[0], int(num_clusters), centroids.tobytes())
+
+
+class _ClusterBounds:
+    """Bounding spheres of the triangles [B, F] and of fixed clusters of them [B, C] (see :func:`face_clusters`).
+
+    A triangle with sphere (c, r) is at least |p - c| - r and at most |p - c| + r from p; a cluster (centre C,
+    radius R over its triangles' spheres) likewise for its closest triangle.
+    """
+
+    def __init__(self, tri: torch.Tensor, members: torch.Tensor) -> None:
+        self.tri, self.members = tri, members.to(tri.device)
+        M = self.members.shape[1]
+        # vertex_clusters pads a cluster by repeating its first member.
+        self.member_ok = (torch.arange(M, device=tri.device) == 0) | (self.members != self.members[:, :1])
+        self.centre_t = tri.mean(dim=2)  # [B, F, 3]
+        self.radius_t = (tri - self.centre_t[:, :, None]).norm(dim=-1).amax(dim=-1)  # [B, F]
+        ct = self.centre_t[:, self.members]
+        self.centre_c = ct.mean(dim=2)  # [B, C, 3]
+        self.radius_c = ((ct - self.centre_c[:, :, None]).norm(dim=-1) + self.radius_t[:, self.members]).amax(dim=-1)
+
+    def upper_bound(self, p: torch.Tensor, sample: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cluster lower bounds [n, C] and an upper bound [n] of the surface distance of points p [n, 3]: the
+        smallest triangle upper bound within the cluster of smallest lower bound (a real distance bound)."""
+        lower_c = (p[:, None] - self.centre_c[sample]).norm(dim=-1) - self.radius_c[sample]
+        nearest = self.members[lower_c.argmin(dim=1)]  # [n, M]
+        upper = ((p[:, None] - self.centre_t[sample[:, None], nearest]).norm(dim=-1)
+                 + self.radius_t[sample[:, None], nearest]).amin(dim=1)
+        return lower_c, upper
+
+    def signed_distance(self, p: torch.Tensor, sample: torch.Tensor, lower_c: torch.Tensor, upper: torch.Tensor,
+                        pseudo: "_PseudoNormals") -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact distance [n] (float64) and inside flag [n] of points p [n, 3] (mesh ``sample[i]``).
+
+        Only the clusters with lower bound <= ``upper`` can hold the closest triangle, within them only the
+        triangles with lower bound <= the smallest triangle upper bound; those are evaluated exactly. The
+        inside test is the sign along the pseudo-normal of the closest feature, as in :func:`points_inside`.
+        """
+        n = p.shape[0]
+        # Slack of 1e-12 m absorbs the rounding of the float64 bounds.
+        point, cluster = torch.nonzero(lower_c <= upper[:, None] + 1e-12, as_tuple=True)
+        faces = self.members[cluster]  # [P, M]
+        dt = (p[point][:, None] - self.centre_t[sample[point][:, None], faces]).norm(dim=-1)
+        rt = self.radius_t[sample[point][:, None], faces]
+        ok = self.member_ok[cluster]
+        upper_t = torch.where(ok, dt + rt, torch.full_like(dt, math.inf)).amin(dim=1)
+        upper = torch.full((n,), math.inf, dtype=p.dtype, device=p.device).scatter_reduce(0, point, upper_t,
+                                                                                          reduce="amin")
+        pi, mi = torch.nonzero(ok & (dt - rt <= upper[point][:, None] + 1e-12), as_tuple=True)
+        owner, face = point[pi], faces[pi, mi]
+        q, feature = _closest_on_triangle(p[owner], self.tri[sample[owner], face])
+        d = (p[owner] - q).norm(dim=-1)
+        best = torch.full((n,), math.inf, dtype=d.dtype, device=p.device).scatter_reduce(0, owner, d, reduce="amin")
+        win = torch.nonzero(d == best[owner], as_tuple=True)[0]
+        # One minimising triangle per point (any tied one gives the same sign).
+        slot = torch.full((n,), -1, dtype=torch.long, device=p.device).scatter_reduce(0, owner[win], win,
+                                                                                       reduce="amax")
+        normal = pseudo.at(sample, face[slot], feature[slot])
+        inside = ((p - q[slot]) * normal).sum(-1) < 0
+        return best, inside
+
+
+#: Candidates per sample evaluated exactly in each round of the boxed depth (then the rest is pruned).
+_DEPTH_ROUNDS = (4, 16, 64)
+
+
+def _depth_one_way_boxed(points: torch.Tensor, verts_sealed: torch.Tensor, faces_sealed: torch.Tensor,
+                         lo: torch.Tensor, hi: torch.Tensor, chunk: int = 32) -> torch.Tensor:
+    """Exact depth [B] (float64) of the deepest of ``points`` [B, N, 3] inside the closed mesh, testing only the
+    points inside the boxes ``lo``/``hi`` [B, 3] (NaN rows: no point is tested, depth 0).
+
+    Exact provided every point strictly inside the mesh lies in its box, which holds for the box of the
+    boolean intersection of the two solids. Branch and bound over the in-box points of a chunk of samples
+    (flat, no padding): every point gets a cheap upper bound of its surface distance (triangle-cluster
+    spheres); per sample the points with the largest bounds are evaluated exactly first, in rounds, and after
+    each round every point whose bound is at most the sample's deepest verified depth is dropped (it cannot be
+    deeper, inside or not).
+    """
+    p_all = points.double()
+    inbox = ((p_all >= (lo - _BOX_SLACK)[:, None]) & (p_all <= (hi + _BOX_SLACK)[:, None])).all(dim=-1)
+    depth = torch.zeros(p_all.shape[0], dtype=torch.float64, device=p_all.device)
+    members = face_clusters(verts_sealed[0], faces_sealed)
+    for s in range(0, p_all.shape[0], chunk):
+        rows, idx = torch.nonzero(inbox[s:s + chunk], as_tuple=True)
+        if rows.numel() == 0:
+            continue
+        verts = verts_sealed[s:s + chunk].double()
+        bounds = _ClusterBounds(verts[:, faces_sealed], members)
+        pseudo = _PseudoNormals(verts, faces_sealed)
+        p = p_all[s:s + chunk][rows, idx]
+        lower_c, upper = bounds.upper_bound(p, rows)
+        best = torch.zeros(verts.shape[0], dtype=torch.float64, device=p.device)
+        # Order by sample, then by decreasing bound: the rank of a point within its sample picks each round.
+        order = torch.argsort(upper, descending=True, stable=True)
+        order = order[torch.argsort(rows[order], stable=True)]
+        active = order
+        round_sizes = list(_DEPTH_ROUNDS)
+        while active.numel():
+            k = round_sizes.pop(0) if round_sizes else None
+            smp = rows[active]
+            if k is None:
+                pick = torch.ones_like(smp, dtype=torch.bool)
+            else:
+                first = torch.searchsorted(smp, smp, right=False)  # smp is sorted: start of each sample's run
+                pick = (torch.arange(smp.numel(), device=p.device) - first) < k
+            sel = active[pick]
+            d, inside = bounds.signed_distance(p[sel], rows[sel], lower_c[sel], upper[sel], pseudo)
+            best = best.scatter_reduce(0, rows[sel], torch.where(inside, d, torch.zeros_like(d)), reduce="amax")
+            rest = active[~pick]
+            active = rest[upper[rest] > best[rows[rest]]]
+        depth[s:s + chunk] = best
+    return depth
+
+
 def penetration_depth(
-    verts_a: torch.Tensor, faces_a: Any, verts_b: torch.Tensor, faces_b: Any, method: str = "fast"
+    verts_a: torch.Tensor, faces_a: Any, verts_b: torch.Tensor, faces_b: Any, method: str = "fast",
+    region: tuple[Any, Any] | None = None,
 ) -> torch.Tensor:
     """Deepest vertex of either hand inside the other, per sample, in metres (0 when none is inside).
 
@@ -434,17 +569,35 @@ def penetration_depth(
             distance). Every reported depth is thus an exact depth of a vertex that is truly inside, so the
             fast value never exceeds the exact one (no false positives); it can be lower when the estimate
             misses the deepest vertex. Its measured error is in docs/geometry.md.
+        region: with ``method="exact"`` only: (lo, hi) [B, 3] metres, a box per sample known to contain every
+            vertex of either hand that lies inside the other, e.g. the box of the boolean intersection
+            (``penetration_volume(..., return_bounds=True)``); NaN rows mean no intersection (depth 0). Only the
+            vertices in the box are tested, exactly: same result, a fraction of the work (4.4x faster on 200
+            penetrating pairs of bundled-model samples, identical values). Both need hands free of
+            self-intersections (fingers passing through each other), where "inside" is ill-defined: there the
+            boolean and the pseudo-normal test can disagree and so can the two ways.
     Returns:
         [B] depths in metres, dtype of the input, no gradient.
     """
     verts_a, verts_b = check_pair(verts_a, verts_b)
     if method not in ("fast", "exact"):
         raise ValueError(f"argument 'method' must be 'fast' or 'exact', got {method!r}")
+    if region is not None:
+        if method != "exact":
+            raise ValueError("argument 'region' is only used with method='exact'")
+        lo, hi = (torch.as_tensor(r, dtype=torch.float64, device=verts_a.device) for r in region)
+        if lo.shape != (verts_a.shape[0], 3) or hi.shape != (verts_a.shape[0], 3):
+            raise ValueError(f"argument 'region' must be two [B, 3] corner arrays with B = {verts_a.shape[0]}, "
+                             f"got {tuple(lo.shape)} and {tuple(hi.shape)}")
     with torch.no_grad():
         va, vb = verts_a.detach(), verts_b.detach()
         sealed_a, fa = seal_torch(va, faces_a, "faces_a")
         sealed_b, fb = seal_torch(vb, faces_b, "faces_b")
-        depth = torch.maximum(_depth_one_way(va, sealed_b, fb, method), _depth_one_way(vb, sealed_a, fa, method))
+        if region is not None:
+            depth = torch.maximum(_depth_one_way_boxed(va, sealed_b, fb, lo, hi),
+                                  _depth_one_way_boxed(vb, sealed_a, fa, lo, hi))
+        else:
+            depth = torch.maximum(_depth_one_way(va, sealed_b, fb, method), _depth_one_way(vb, sealed_a, fa, method))
     return depth.to(verts_a.dtype)
 
 

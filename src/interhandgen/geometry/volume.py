@@ -84,7 +84,8 @@ def penetration_volume(
     num_workers: int | None = None,
     progress: bool = False,
     chunk_size: int | None = None,
-) -> np.ndarray:
+    return_bounds: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Intersection volume of two (sealed) meshes per sample, in cm^3.
 
     Args:
@@ -95,8 +96,12 @@ def penetration_volume(
         num_workers: worker processes; default: the CPUs this process may run on. 1 computes in-process.
         progress: show a tqdm progress bar.
         chunk_size: pairs per unit of work; default picks about 8 chunks per worker (at most 64 pairs).
+        return_bounds: also return the axis-aligned bounding box of each intersection solid.
     Returns:
         [B] float64 volumes in cm^3. Pairs with disjoint bounding boxes are exactly 0.
+        With ``return_bounds``: (volumes, bounds [B, 2, 3] float64 metres: min and max corner of the boolean
+        intersection, NaN where the volume is 0). Every vertex of one hand strictly inside the other lies in
+        the intersection solid, hence in its box (used to cull the exact penetration depth).
     Raises:
         ValueError/TypeError: bad shapes, non-finite vertices (naming the sample), non-manifold faces.
         PenetrationVolumeError: manifold3d rejected a mesh or a boolean (naming the sample index).
@@ -122,8 +127,10 @@ def penetration_volume(
     plan_a, plan_b = plan_for(faces_a, verts_a, "faces_a"), plan_for(faces_b, verts_b, "faces_b")
     num_pairs = verts_a.shape[0]
     volumes = np.zeros(num_pairs, dtype=np.float64)
+    boxes = np.full((num_pairs, 2, 3), np.nan)
+    finish = (lambda: (volumes, boxes)) if return_bounds else (lambda: volumes)  # noqa: E731
     if num_pairs == 0:
-        return volumes
+        return finish()
 
     # Closed meshes with disjoint boxes cannot intersect; the caps lie in the convex hull of their loops.
     lo_a, hi_a = verts_a.min(axis=1), verts_a.max(axis=1)
@@ -136,7 +143,7 @@ def penetration_volume(
     _check_topology(sealed_a0, faces_sealed_a, "faces_a")
     _check_topology(sealed_b0, faces_sealed_b, "faces_b")
     if rows.size == 0:
-        return volumes
+        return finish()
 
     num_workers = min(num_workers, rows.size)
     if chunk_size is None:
@@ -162,12 +169,14 @@ def penetration_volume(
         create("faces_b", faces_sealed_b.shape, np.int64, faces_sealed_b)
         out = create("out", (rows.size,), np.float64, 0.0)
         status = create("status", (rows.size,), np.int32, worker_lib.NOT_COMPUTED)
+        bounds = create("bounds", (rows.size, 6), np.float64, np.nan) if return_bounds else None
         done = create("done", (num_workers,), np.int64, 0)
         for arr in (va, vb):
             arr.flush()
 
         if num_workers == 1:
-            worker_lib.intersection_volumes(va, faces_sealed_a, vb, faces_sealed_b, out, status, range(rows.size))
+            worker_lib.intersection_volumes(va, faces_sealed_a, vb, faces_sealed_b, out, status, range(rows.size),
+                                            bounds)
         else:
             _run_workers(folder, num_workers, chunk_size, done, rows.size, progress)
 
@@ -182,10 +191,12 @@ def penetration_volume(
                 f"({bad.size} sample(s) failed in all)"
             )
         volumes[rows] = out
-        del va, vb, out, status, done
+        if bounds is not None:
+            boxes[rows] = np.asarray(bounds).reshape(-1, 2, 3)
+        del va, vb, out, status, done, bounds
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    return volumes
+    return finish()
 
 
 def _run_workers(folder: str, num_workers: int, chunk_size: int, done: np.ndarray, total: int, progress: bool) -> None:
