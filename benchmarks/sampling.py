@@ -43,6 +43,11 @@ def fresh_small():
     return net, Schedule.cosine(129), mean, std, "fresh small (random weights)"
 
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def geometry(x: torch.Tensor, left, right) -> dict:
     from interhandgen.evaluation.protocol import EvaluationSettings, geometry_metrics
 
@@ -69,6 +74,7 @@ def main() -> None:
     ap.add_argument("--quality-num", type=int, default=500, help="pairs whose exact geometry is measured")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (the exact geometry runs on the CPU either way)")
     ap.add_argument("--out", default="benchmarks/results/sampling.json")
     args = ap.parse_args()
     if args.threads:
@@ -79,7 +85,8 @@ def main() -> None:
                                          m.stats_std, m.source)
     else:
         net, sched, mean, std, source = fresh_small()
-    left, right = open_hand("left"), open_hand("right")
+    device = torch.device(args.device)
+    left, right = open_hand("left").to(device), open_hand("right").to(device)
     subsets = (SubsetHand(left, args.apg_points), SubsetHand(right, args.apg_points))
 
     runs = []
@@ -93,10 +100,12 @@ def main() -> None:
         row: dict = {"steps": steps}
         samples = {}
         for name, s in configs.items():
-            make_apg = apg_factory(*subsets, mean[1], std[1], s)
+            make_apg = apg_factory(*subsets, mean[1].to(device), std[1].to(device), s)
+            _sync(device)
             t0 = time.perf_counter()
-            x = cascaded_sample(net, sched, mean, std, args.num, s, make_apg=make_apg, seed=args.seed,
-                                batch_size=args.batch_size, progress=False)
+            x = cascaded_sample(net, sched.to(device), mean, std, args.num, s, make_apg=make_apg, seed=args.seed,
+                                batch_size=args.batch_size, progress=False, device=device)
+            _sync(device)
             dt = time.perf_counter() - t0
             samples[name] = x
             row[name] = {"seconds": dt, "pairs_per_s": args.num / dt, "extrapolated_10k_s": 10000 * dt / args.num}
@@ -113,8 +122,9 @@ def main() -> None:
         if args.checkpoint and args.quality_num > 0:
             n = min(args.quality_num, args.num)
             t0 = time.perf_counter()
-            row["quality"] = {"num": n, "cfg": geometry(samples["cfg"][:n], left, right),
-                              "cfg_apg": geometry(samples["cfg_apg"][:n], left, right)}
+            cl, cr = left.to("cpu"), right.to("cpu")
+            row["quality"] = {"num": n, "cfg": geometry(samples["cfg"][:n].cpu(), cl, cr),
+                              "cfg_apg": geometry(samples["cfg_apg"][:n].cpu(), cl, cr)}
             q = row["quality"]
             no, yes = q["cfg"]["penetration_volume_cm3_mean"], q["cfg_apg"]["penetration_volume_cm3_mean"]
             q["apg_volume_ratio"] = yes / no if no > 0 else None
@@ -133,7 +143,8 @@ def main() -> None:
                      if k != "steps"},
         "setup": {"num": args.num, "batch_size": args.batch_size, "seed": args.seed, "threads": torch.get_num_threads(),
                   "load_average": os.getloadavg(), "machine": platform.processor() or platform.machine(),
-                  "torch": torch.__version__},
+                  "torch": torch.__version__, "device": str(device),
+                  "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
         "targets": {"cfg_apg_10k_s": TARGET_10K_S, "apg_overhead_vs_unguided": TARGET_OVERHEAD,
                     "apg_volume_ratio": 0.5},
     }
