@@ -21,7 +21,7 @@ import torch
 from interhandgen.data.canonical import mirror, to_canonical, to_world
 from interhandgen.data.format import HandModelSpec, TwoHandSet
 from interhandgen.diffusion import Schedule
-from interhandgen.guidance import AntiPenetrationGuidance, SubsetHand
+from interhandgen.guidance import AntiPenetrationGuidance, SettleConfig, SubsetHand, settle_contact
 from interhandgen.sampling import SamplerSettings, cascaded_sample
 from interhandgen.training.checkpoint import load_checkpoint, read_exported_model
 
@@ -103,6 +103,17 @@ def apg_factory(anchor: SubsetHand, other: SubsetHand, mean: torch.Tensor, std: 
     return make
 
 
+def settle_factory(anchor: SubsetHand, other: SubsetHand, settings: SamplerSettings):
+    """``settle`` for :func:`interhandgen.sampling.cascaded_sample` from the sampler settings (raw vectors)."""
+    config = SettleConfig(attract_mm=settings.settle_attract_mm, steps=max(settings.settle_steps, 1),
+                          points=settings.settle_points)
+
+    def settle(anchor_raw: torch.Tensor, other_raw: torch.Tensor) -> torch.Tensor:
+        return settle_contact(anchor_raw, other_raw, anchor, other, config)
+
+    return settle
+
+
 class InterHandGen:
     """A trained cascaded two-hand prior bound to its hand model."""
 
@@ -131,13 +142,16 @@ class InterHandGen:
         return apg_factory(*self.surface_subsets(settings.apg_points), self.model.stats_mean[1],
                            self.model.stats_std[1], settings)
 
+    def _settle(self, settings: SamplerSettings):
+        return settle_factory(*self.surface_subsets(settings.settle_points), settings)
+
     def sample_canonical(self, num: int, seed: int = 0, settings: SamplerSettings | None = None,
                          batch_size: int = 2500, progress: bool = True,
                          anchors: torch.Tensor | None = None, batch_offset: int = 0) -> torch.Tensor:
         """Raw canonical pairs [num, 2, 64] (anchor = left hand first)."""
         settings = settings or SamplerSettings()
         return cascaded_sample(self.model.net, self.schedule, self.model.stats_mean, self.model.stats_std, num,
-                               settings, make_apg=self._apg_factory(settings), anchors=anchors, seed=seed,
+                               settings, make_apg=self._apg_factory(settings), settle=self._settle(settings), anchors=anchors, seed=seed,
                                batch_size=batch_size, device=self.device, progress=progress,
                                batch_offset=batch_offset)
 

@@ -45,6 +45,11 @@ class SamplerSettings:
     apg_max_step: float = 1.0
     same_noise: bool = True  # the reference starts stage 2 from the anchor's initial noise
     update: str = "ddim"  # or "reference"
+    # Contact settling after the last step (interhandgen.guidance.settle): pairs closer than settle_attract_mm
+    # are moved rigidly into touch without penetration; 0 steps disables it.
+    settle_steps: int = 120
+    settle_attract_mm: float = 10.0
+    settle_points: int = 768
 
     def validate(self) -> None:
         if self.steps < 1:
@@ -62,6 +67,11 @@ class SamplerSettings:
         if self.apg_margin < 0 or self.apg_max_step <= 0 or self.apg_rho <= 0:
             raise ValueError(f"apg_margin must be >= 0, apg_max_step and apg_rho > 0; got {self.apg_margin}, "
                              f"{self.apg_max_step}, {self.apg_rho}")
+        if self.settle_steps < 0:
+            raise ValueError(f"settle_steps must be >= 0 (0 disables contact settling), got {self.settle_steps}")
+        if not self.settle_attract_mm > 0 or self.settle_points < 1:
+            raise ValueError(f"settle_attract_mm must be > 0 and settle_points >= 1, got {self.settle_attract_mm}, "
+                             f"{self.settle_points}")
         if not (0 <= self.cfg_dims[0] < self.cfg_dims[1] <= 64):
             raise ValueError(f"cfg_dims must be a [start, stop) range within 0..64, got {self.cfg_dims}")
 
@@ -103,6 +113,7 @@ def cascaded_sample(
     settings: SamplerSettings,
     *,
     make_apg: Callable[[torch.Tensor], Callable] | None = None,
+    settle: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     anchors: torch.Tensor | None = None,
     seed: int = 0,
     batch_size: int = 2500,
@@ -116,6 +127,8 @@ def cascaded_sample(
         stats_mean, stats_std: [2, 64] standardisation statistics (anchor row, other row).
         make_apg: given the raw anchor vectors of a batch [b, 64], returns the x0-guidance hook for stage 2
             (or None); used for anti-penetration guidance.
+        settle: ``settle(anchor_raw [b, 64], other_raw [b, 64]) -> other_raw`` applied to every batch's result
+            when ``settings.settle_steps > 0`` (contact settling, :func:`interhandgen.guidance.settle_contact`).
         anchors: optional RAW anchor vectors [num, 64] to complete (stage 1 is skipped).
         seed: batch i uses a generator seeded from (seed, batch_offset + i): the same (seed, batch_size) gives
             identical output, also when the batches are shared among processes (batch_offset).
@@ -138,8 +151,12 @@ def cascaded_sample(
         z2 = z if settings.same_noise else torch.randn(b, 64, generator=gen).to(device)
         hook = make_apg(a_raw) if (make_apg is not None and settings.apg_weight > 0) else None
         o_std = sample_partner(net, a_std, z2, schedule, settings, x0_guidance=hook, generator=gen)
+        o_raw = o_std * std[1] + mean[1]
+        if settle is not None and settings.settle_steps > 0:
+            with torch.enable_grad():
+                o_raw = settle(a_raw, o_raw)
         out[start:start + b, 0] = a_raw
-        out[start:start + b, 1] = o_std * std[1] + mean[1]
+        out[start:start + b, 1] = o_raw
         bar.update(b)
     bar.close()
     if not torch.isfinite(out).all():

@@ -23,6 +23,12 @@ def add_sampler_options(p: argparse.ArgumentParser) -> None:
     apg.add_argument("--apg-weight", type=float, default=None,
                      help="anti-penetration guidance step weight (default: the model's recommended value)")
     apg.add_argument("--no-apg", action="store_true", help="disable anti-penetration guidance")
+    g.add_argument("--settle-steps", type=int, default=DEFAULTS.settle_steps,
+                   help="contact settling after the last step: rigid optimisation steps of the second hand for pairs "
+                        "closer than --settle-attract-mm (default %(default)s; 0 disables it, see "
+                        "interhandgen.guidance.settle)")
+    g.add_argument("--settle-attract-mm", type=float, default=DEFAULTS.settle_attract_mm,
+                   help="pairs closer than this (mm) are settled into touch without penetration (default %(default)s)")
     g.add_argument("--update", choices=["ddim", "reference"], default="ddim",
                    help="reverse update: standard DDIM, or the reference code's variant (compatibility)")
     g.add_argument("--batch-size", type=int, default=2500, help="pairs per batch (default %(default)s)")
@@ -40,7 +46,8 @@ def settings_from_args(args: argparse.Namespace, default_apg_weight: float) -> S
         apg = default_apg_weight
     else:
         apg = args.apg_weight
-    s = SamplerSettings(steps=args.steps, eta=args.eta, cfg_scale=args.cfg_scale, apg_weight=apg, update=args.update)
+    s = SamplerSettings(steps=args.steps, eta=args.eta, cfg_scale=args.cfg_scale, apg_weight=apg, update=args.update,
+                        settle_steps=args.settle_steps, settle_attract_mm=args.settle_attract_mm)
     s.validate()
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")

@@ -1,4 +1,5 @@
-"""Guidance for the reverse diffusion: anti-penetration guidance, sampled hand surfaces, canonical decoding."""
+"""Guidance for the reverse diffusion: anti-penetration guidance, contact settling, sampled hand surfaces,
+canonical decoding."""
 
 from interhandgen.guidance.apg import (
     AntiPenetrationGuidance,
@@ -7,14 +8,17 @@ from interhandgen.guidance.apg import (
     mutual_nearest,
     surface_penetration_loss,
 )
+from interhandgen.guidance.settle import SettleConfig, settle_contact
 from interhandgen.guidance.subset import SubsetHand, farthest_point_indices
 
 __all__ = [
     "AntiPenetrationGuidance",
+    "SettleConfig",
     "SubsetHand",
     "boxes_overlap",
     "canonical_vertices",
     "farthest_point_indices",
     "mutual_nearest",
+    "settle_contact",
     "surface_penetration_loss",
 ]

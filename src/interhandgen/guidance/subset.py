@@ -76,6 +76,7 @@ class SubsetHand(nn.Module):
         if not model.use_pca:
             raise ValueError("SubsetHand needs a hand layer in PCA pose space (the canonical vectors hold PCA "
                              "coefficients); build it with use_pca=True")
+        self._hand_model = [model]  # a plain reference, not a submodule
         V, S_betas = model.num_verts, model.num_betas
         template = model.v_template.detach()
         if indices is None:
@@ -110,10 +111,37 @@ class SubsetHand(nn.Module):
     def num_points(self) -> int:
         return self.indices.numel()
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    @property
+    def hand_model(self) -> HandModel:
+        """The full hand layer this subset was taken from."""
+        return self._hand_model[0]
+
+    def skeleton(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Shaped rest joints [B, J, 3] and the joints' rigid transforms [B, J, 3, 4] into the canonical
+        two-hand frame (rest point attached to joint j -> its placed location), for raw vectors x [B, 64]."""
+        self._check(x)
+        B, J = x.shape[0], self.joint_template.shape[0]
+        dt = x.dtype
+        betas = x[:, SHAPE]
+        joint_pose = x[:, POSE][:, : self.num_pca_comps] @ self.hand_components.to(dt) + self.pose_mean.to(dt)
+        full_pose = torch.cat([torch.zeros(B, 3, dtype=dt, device=x.device), joint_pose], dim=1)
+        rot_mats = axis_angle_to_matrix(full_pose.view(B, J, 3))
+        joints = self.joint_template.to(dt) + torch.einsum("jks,bs->bjk", self.joint_shapedirs.to(dt), betas)
+        posed_joints, transforms = rigid_transforms(rot_mats, joints, self.parents, self.levels)
+        R = rot6d_to_matrix(x[:, ROT6D])
+        centre = posed_joints[:, CENTER_JOINT]
+        rot = R[:, None] @ transforms[..., :3]
+        trans = ((transforms[..., 3] - centre[:, None]) @ R.transpose(1, 2)) + x[:, None, TRANSL]
+        return joints, torch.cat([rot, trans[..., None]], dim=-1)
+
+    @staticmethod
+    def _check(x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != 64:
             raise ValueError(f"x must be raw canonical hand vectors [B, 64], got "
                              f"{list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self._check(x)
         B, S, J = x.shape[0], self.num_points, self.joint_template.shape[0]
         dt = x.dtype
         betas = x[:, SHAPE]
