@@ -36,7 +36,7 @@ def test_settings_a_kind_cannot_honour_raise():
     assert check_settings("joint", None).cfg_scale == 0 and check_settings("joint", None).apg_weight == 0
     assert check_settings("shared", None) == SamplerSettings()
     with pytest.raises(ValueError, match="cfg_scale must be 0"):
-        check_settings("joint", SamplerSettings())  # default cfg_scale 0.1
+        check_settings("joint", SamplerSettings(cfg_scale=0.1))
     with pytest.raises(ValueError, match="apg_weight must be 0"):
         check_settings("vae", SamplerSettings(cfg_scale=0.0, apg_weight=0.5))
     with pytest.raises(ValueError, match="settings.steps does not apply"):
