@@ -227,7 +227,10 @@ def test_render_a_two_hand_set_equals_rendering_its_vertices():
     a = render(two, view_size=48, titles=["x", "y"])
     b = render(left_vertices=verts["left"], left_faces=models["left"].faces_np, right_vertices=verts["right"],
                right_faces=models["right"].faces_np, view_size=48, titles=["x", "y"])
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # The same picture; on other numpy/torch builds float rounding of the two vertex paths has moved single
+    # shading values by 1 (1 of 45,288 on the GPU machine): a different pose or side would change thousands.
+    diff = np.abs(np.asarray(a).astype(int) - np.asarray(b).astype(int))
+    assert np.asarray(a).shape == np.asarray(b).shape and (diff > 0).mean() < 1e-3 and diff.max() <= 8
 
 
 def test_render_meshes_scene(tmp_path):

@@ -22,6 +22,8 @@ per-sample loop, CPU or GPU.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from interhandgen.geometry.loss import geman_mcclure
@@ -114,7 +116,24 @@ def mutual_nearest(points_a: torch.Tensor, points_b: torch.Tensor, chunk_elems: 
 
 
 def _gather(values: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    return values.gather(1, idx.unsqueeze(-1).expand(-1, -1, values.shape[-1]))
+    """values [B, M, C], idx [B, N] -> [B, N, C], as a 1-D gather: its backward has a deterministic CUDA
+    implementation under :func:`deterministic_backward` (a gather along dim 1 of a 3-D tensor has none)."""
+    B, M, C = values.shape
+    flat = (idx + M * torch.arange(B, device=idx.device)[:, None])[..., None] * C + torch.arange(C, device=idx.device)
+    return values.reshape(-1).gather(0, flat.reshape(-1)).view(B, idx.shape[1], C)
+
+
+@contextlib.contextmanager
+def deterministic_backward():
+    """Run a backward pass with PyTorch's deterministic algorithms (restoring the previous setting after), so that
+    gradients accumulated from a gather are summed in a fixed order on CUDA too (same seed, same samples)."""
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
 def surface_penetration_loss(
@@ -244,7 +263,11 @@ class AntiPenetrationGuidance:
             x = x0_hat.detach().requires_grad_(True)
             loss = self.loss(x)
             # No pair near: the loss is a constant 0 without a graph, and so is its gradient.
-            grad = torch.autograd.grad(loss.sum(), x)[0] if loss.requires_grad else torch.zeros_like(x)
+            if loss.requires_grad:
+                with deterministic_backward():
+                    grad = torch.autograd.grad(loss.sum(), x)[0]
+            else:
+                grad = torch.zeros_like(x)
         loss = loss.detach()
         grad_sq = (grad * grad).sum(dim=1)
         active = (loss > 0) & (grad_sq > 0)

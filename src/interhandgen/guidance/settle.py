@@ -25,7 +25,7 @@ import dataclasses
 
 import torch
 
-from interhandgen.data.synth.optimize import _Adam, _gather, nearest_both_ways, penetration_depths
+from interhandgen.data.synth.optimize import _Adam, _gather, nearest_both_ways
 from interhandgen.data.synth.proxy import SphereProxy, build_sphere_proxy, sphere_clearance
 from interhandgen.guidance.apg import canonical_vertices
 from interhandgen.guidance.subset import SubsetHand
@@ -82,6 +82,17 @@ def _proxy_for(data, device: torch.device, dtype: torch.dtype) -> SphereProxy:
         hit = (data, build_sphere_proxy(data, device=device, dtype=dtype))
         _PROXIES[key] = hit
     return hit[1]
+
+
+def _depth_below(points: torch.Tensor, nearest: torch.Tensor, normals: torch.Tensor, config: SettleConfig
+                 ) -> torch.Tensor:
+    """[B, N] how far (mm) each point lies below ``margin_mm`` outside the surface, judged by its nearest point of
+    the other hand ``nearest`` [B, N, 3] and that point's outward normal; 0 beyond ``nn_radius_mm``. The same
+    rule as :func:`interhandgen.data.synth.optimize.penetration_depths`, on already gathered neighbours."""
+    offset = points - nearest
+    depth = torch.relu(config.margin_mm - (offset * normals).sum(-1))
+    near = (offset.detach() ** 2).sum(-1) < config.nn_radius_mm ** 2
+    return depth * near.to(depth.dtype)
 
 
 def _spheres(hand: SubsetHand, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -148,19 +159,26 @@ def settle_contact(anchor: torch.Tensor, other: torch.Tensor, anchor_hand: Subse
     for step in range(config.steps):
         tau, omega = (p.requires_grad_(True) for p in opt.params)
         Rd = axis_angle_to_matrix(omega)
-        qb = (st["pb"] - st["pivot"]) @ Rd.transpose(1, 2) + st["pivot"] + tau[:, None]
-        qn = st["nb"] @ Rd.transpose(1, 2)
+
+        def move(points: torch.Tensor) -> torch.Tensor:
+            return (points - st["pivot"]) @ Rd.transpose(1, 2) + st["pivot"] + tau[:, None]
+
+        qb = move(st["pb"])
         overlap = torch.zeros_like(tau[:, 0])
         if config.proxy_weight > 0:
-            moved_cb = (st["cb"] - st["pivot"]) @ Rd.transpose(1, 2) + st["pivot"] + tau[:, None]
-            overlap = torch.relu(-sphere_clearance(st["ca"], st["ra"], moved_cb, st["rb"])).square().sum(dim=(1, 2))
+            overlap = torch.relu(-sphere_clearance(st["ca"], st["ra"], move(st["cb"]), st["rb"])).square().sum(dim=(1, 2))
         refresh = step % config.nn_every == 0
         if refresh:
             with torch.no_grad():
                 _, i_ab, _, i_ba = nearest_both_ways(st["pa"], qb.detach())
-        depth_a = penetration_depths(st["pa"], qb, qn, i_ab, config.margin_mm, config.nn_radius_mm)
-        depth_b = penetration_depths(qb, st["pa"], st["na"], i_ba, config.margin_mm, config.nn_radius_mm)
-        gap = (st["pa"] - _gather(qb, i_ab)).norm(dim=-1).amin(dim=1)
+        # Nearest points are gathered from the fixed (unmoved) points and moved afterwards: the same values, and no
+        # gather on a tensor that needs a gradient (its backward accumulates with atomics on CUDA, which made the
+        # result differ from run to run there).
+        qb_near = move(_gather(st["pb"], i_ab))
+        qn_near = _gather(st["nb"], i_ab) @ Rd.transpose(1, 2)
+        depth_a = _depth_below(st["pa"], qb_near, qn_near, config)
+        depth_b = _depth_below(qb, _gather(st["pa"], i_ba), _gather(st["na"], i_ba), config)
+        gap = (st["pa"] - qb_near).norm(dim=-1).amin(dim=1)
         loss = (config.penetration_weight * ((depth_a ** 2).sum(1) + (depth_b ** 2).sum(1)
                                              + config.proxy_weight * overlap)
                 + config.touch_weight * torch.relu(gap - config.touch_mm) ** 2
