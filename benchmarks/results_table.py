@@ -99,7 +99,7 @@ def standard_entries(bundled: str, baselines_dir: str | None, apg_weight: float)
         Entry("ablation: CFG 0.5", bundled, {**a, "cfg_scale": 0.5}),
         Entry("ablation: CFG 1.0", bundled, {**a, "cfg_scale": 1.0}),
         Entry("ablation: 10 steps", bundled, {**a, "steps": 10}),
-        Entry("ablation: 20 steps", bundled, {**a, "steps": 20}),
+        Entry("ablation: 42 steps", bundled, {**a, "steps": 42}),
     ]
     names = {"joint": "baseline: w/o decomposition (joint diffusion)",
              "separate": "baseline: w/o shared network (separate networks)",
