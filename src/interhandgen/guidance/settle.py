@@ -41,7 +41,7 @@ __all__ = ["SettleConfig", "settle_contact"]
 class SettleConfig:
     """Options of :func:`settle_contact` (lengths in millimetres, rotations in radians)."""
 
-    attract_mm: float = 10.0  # pairs closer than this are settled (the data's non-contact pairs are >= 10 mm apart)
+    attract_mm: float = 15.0  # pairs closer than this are settled (see SamplerSettings.settle_attract_mm)
     touch_mm: float = 0.5  # the closest point pair is pulled to within this distance
     margin_mm: float = 0.6  # a point closer than this inside the other surface counts as penetrating
     nn_radius_mm: float = 20.0  # a point farther than this from the other hand cannot be inside it
