@@ -148,3 +148,54 @@ def test_evaluate_without_evaluator_uses_the_bundled_one(files, tmp_path):
     assert main(["evaluate", *common, "--evaluator", str(files / "evaluator"), "--out", str(tmp_path / "small")]) == 0
     small = json.loads((tmp_path / "small" / "metrics.json").read_text())["distribution"]
     assert small["fhid"]["mean"] != default["fhid"]["mean"]
+
+
+def test_reference_features_are_cached_by_content(files, tmp_path, capsys):
+    import json
+    import warnings
+
+    from interhandgen.data.format import TwoHandSet
+    from interhandgen.evaluation.bundled import load_evaluator
+    from interhandgen.evaluation.cache import cached_reference_features, reference_features_key
+    from interhandgen.evaluation.features import extract_features
+
+    cache = tmp_path / "cache"
+    assert run_cli(files, tmp_path / "a", "--feature-cache", str(cache)) == 0
+    assert "stored in" in capsys.readouterr().out
+    assert run_cli(files, tmp_path / "b", "--feature-cache", str(cache)) == 0
+    assert "read from" in capsys.readouterr().out
+    a = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    b = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert a["distribution"] == b["distribution"] and b["reference_feature_cache"]["hit"]
+    # --no-feature-cache leaves the cache alone and gives the same numbers.
+    assert run_cli(files, tmp_path / "c", "--no-feature-cache") == 0
+    c = json.loads((tmp_path / "c" / "metrics.json").read_text())
+    assert c["reference_feature_cache"] is None and c["distribution"] == a["distribution"]
+
+    # The key follows the content: another reference or other weights give another key.
+    ref = TwoHandSet.load(files / "reference.npz")
+    ext = load_evaluator(files / "evaluator")
+    key = reference_features_key(ext, ref, 64, "cpu")
+    assert reference_features_key(ext, ref[np.arange(len(ref) - 1)], 64, "cpu") != key
+    assert reference_features_key(ext, ref, 32, "cpu") != key
+    with torch.no_grad():
+        next(ext.parameters()).add_(1e-3)
+    assert reference_features_key(ext, ref, 64, "cpu") != key
+
+    # A damaged cache file is recomputed (with a warning), not trusted.
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return extract_features(ext, canonical_two_hand_vertices(ref, ref.hand_models()), batch_size=64,
+                                progress=False)
+
+    feats, hit, path = cached_reference_features(ext, ref, compute, 64, "cpu", tmp_path / "c2")
+    assert not hit and calls == [1]
+    again, hit, _ = cached_reference_features(ext, ref, compute, 64, "cpu", tmp_path / "c2")
+    assert hit and calls == [1] and torch.equal(again, feats)
+    path.write_bytes(b"not a numpy file")
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        fixed, hit, _ = cached_reference_features(ext, ref, compute, 64, "cpu", tmp_path / "c2")
+    assert not hit and calls == [1, 1] and torch.equal(fixed, feats) and any("unreadable" in str(x.message) for x in w)

@@ -29,6 +29,12 @@ def register(sub) -> None:
     p.add_argument("--subset-size", type=int, default=None, help="samples per replication (default: half the smaller set)")
     p.add_argument("--kid-degree", type=int, default=3, help="polynomial kernel degree of KHID (1 = reference code)")
     p.add_argument("--no-penetration", action="store_true", help="skip the penetration metrics")
+    cache = p.add_mutually_exclusive_group()
+    cache.add_argument("--feature-cache", default=None,
+                       help="folder of the reference-feature cache (default: $INTERHANDGEN_CACHE, else "
+                            "$XDG_CACHE_HOME/interhandgen or ~/.cache/interhandgen); the key hashes the reference "
+                            "arrays and the extractor's weights, so a changed input never hits a stale entry")
+    cache.add_argument("--no-feature-cache", action="store_true", help="always extract the reference features")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true")
@@ -48,7 +54,14 @@ def run(args: argparse.Namespace) -> int:
     settings = EvaluationSettings(replications=args.replications, subset_size=args.subset_size,
                                   kid_degree=args.kid_degree, penetration=not args.no_penetration, seed=args.seed)
     extractor = load_evaluator(args.evaluator, device=args.device)
-    result = evaluate(samples, reference, extractor, settings, device=args.device, progress=not args.no_progress)
+    from interhandgen.evaluation.cache import default_cache_dir
+
+    cache = None if args.no_feature_cache else str(args.feature_cache or default_cache_dir())
+    result = evaluate(samples, reference, extractor, settings, device=args.device, progress=not args.no_progress,
+                      feature_cache=cache)
+    if result["reference_feature_cache"] is not None:
+        info = result["reference_feature_cache"]
+        print(f"reference features {'read from' if info['hit'] else 'stored in'} {info['file']}")
     write_report(result, args.out, samples=samples, title=f"Evaluation of {args.samples}")
     print(markdown_table(result, f"Evaluation of {args.samples}"))
     print(f"wrote {args.out}/metrics.json, report.md and plots")

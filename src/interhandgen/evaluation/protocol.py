@@ -223,8 +223,12 @@ def distribution_metrics(fake: torch.Tensor, real: torch.Tensor, settings: Evalu
 
 def evaluate(samples: TwoHandSet, reference: TwoHandSet, extractor, settings: EvaluationSettings | None = None,
              device: str | torch.device = "cpu", progress: bool = True,
-             reference_features: torch.Tensor | None = None) -> dict[str, Any]:
-    """Run the whole protocol. Returns a JSON-ready dict (raw per-sample arrays under keys starting with '_')."""
+             reference_features: torch.Tensor | None = None, feature_cache: str | None = None) -> dict[str, Any]:
+    """Run the whole protocol. Returns a JSON-ready dict (raw per-sample arrays under keys starting with '_').
+
+    ``feature_cache``: a folder for the content-addressed reference-feature cache
+    (:mod:`interhandgen.evaluation.cache`), or None (no cache). Ignored when ``reference_features`` is given.
+    """
     from interhandgen.evaluation.features import extract_features
 
     settings = settings or EvaluationSettings()
@@ -237,13 +241,28 @@ def evaluate(samples: TwoHandSet, reference: TwoHandSet, extractor, settings: Ev
     t1 = time.perf_counter()
     feats_fake = extract_features(extractor, fake_v, batch_size=settings.feature_batch_size, progress=progress)
     timings["features_samples_s"] = time.perf_counter() - t1
+    cache_info = None
     if reference_features is None:
-        t1 = time.perf_counter()
-        real_v = canonical_two_hand_vertices(reference, models, device)
-        timings["vertices_reference_s"] = time.perf_counter() - t1
-        t1 = time.perf_counter()
-        feats_real = extract_features(extractor, real_v, batch_size=settings.feature_batch_size, progress=progress)
-        timings["features_reference_s"] = time.perf_counter() - t1
+        def compute() -> torch.Tensor:
+            t1 = time.perf_counter()
+            real_v = canonical_two_hand_vertices(reference, models, device)
+            timings["vertices_reference_s"] = time.perf_counter() - t1
+            t1 = time.perf_counter()
+            feats = extract_features(extractor, real_v, batch_size=settings.feature_batch_size, progress=progress)
+            timings["features_reference_s"] = time.perf_counter() - t1
+            return feats
+
+        if feature_cache is None:
+            feats_real = compute()
+        else:
+            from interhandgen.evaluation.cache import cached_reference_features
+
+            t1 = time.perf_counter()
+            feats_real, hit, path = cached_reference_features(extractor, reference, compute,
+                                                              settings.feature_batch_size, device, feature_cache)
+            timings["reference_features_cache_s" if hit else "reference_features_with_cache_write_s"] = \
+                time.perf_counter() - t1
+            cache_info = {"file": str(path), "hit": hit}
     else:
         if reference_features.shape[0] != len(reference):
             raise ValueError(f"reference_features has {reference_features.shape[0]} rows but the reference set "
@@ -261,6 +280,6 @@ def evaluate(samples: TwoHandSet, reference: TwoHandSet, extractor, settings: Ev
         "num_samples": len(samples), "num_reference": len(reference),
         "hand_model": samples.hand_model.kind,
         "distribution": dist, "geometry": geo, "timings": timings,
-        "settings": dataclasses.asdict(settings),
+        "settings": dataclasses.asdict(settings), "reference_feature_cache": cache_info,
         "_features": {"samples": feats_fake, "reference": feats_real}, "_vertices": fake_v,
     }
