@@ -93,8 +93,10 @@ def standard_entries(bundled: str, baselines_dir: str | None, apg_weight: float)
     entries = [
         Entry("InterHandGen (bundled)", bundled, dict(a)),
         Entry("ablation: no APG", bundled, {"apg_weight": 0.0}),
-        Entry("ablation: no contact settling", bundled, {**a, "settle_steps": 0}),
-        Entry("ablation: no APG, no settling", bundled, {"apg_weight": 0.0, "settle_steps": 0}),
+        Entry("ablation: no resampling", bundled, {**a, "resample_rounds": 0}),
+        Entry("ablation: no settling, no resampling", bundled, {**a, "settle_steps": 0, "resample_rounds": 0}),
+        Entry("ablation: no APG, no settling, no resampling", bundled,
+              {"apg_weight": 0.0, "settle_steps": 0, "resample_rounds": 0}),
         Entry("ablation: no CFG", bundled, {**a, "cfg_scale": 0.0}),
         Entry("ablation: CFG 0.5", bundled, {**a, "cfg_scale": 0.5}),
         Entry("ablation: CFG 1.0", bundled, {**a, "cfg_scale": 1.0}),

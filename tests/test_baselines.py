@@ -40,10 +40,10 @@ def test_settings_a_kind_cannot_honour_raise():
     with pytest.raises(ValueError, match="apg_weight must be 0"):
         check_settings("vae", SamplerSettings(cfg_scale=0.0, apg_weight=0.5))
     with pytest.raises(ValueError, match="settings.steps does not apply"):
-        check_settings("vae", SamplerSettings(cfg_scale=0.0, apg_weight=0.0, settle_steps=0, steps=10))
+        check_settings("vae", SamplerSettings(cfg_scale=0.0, apg_weight=0.0, settle_steps=0, resample_rounds=0, steps=10))
     with pytest.raises(ValueError, match="settling"):
         check_settings("joint", SamplerSettings(cfg_scale=0.0, apg_weight=0.0, steps=10))
-    assert check_settings("joint", SamplerSettings(cfg_scale=0.0, apg_weight=0.0, settle_steps=0, steps=10)).steps == 10
+    assert check_settings("joint", SamplerSettings(cfg_scale=0.0, apg_weight=0.0, settle_steps=0, resample_rounds=0, steps=10)).steps == 10
 
 
 class ZeroDenoiser(nn.Module):
@@ -56,7 +56,7 @@ class ZeroDenoiser(nn.Module):
 
 def test_joint_sampling_ends_at_the_prediction_and_imposes_the_canonical_anchor_tail():
     mean, std = torch.randn(2, 64), torch.rand(2, 64) + 0.5
-    x = sample_joint(ZeroDenoiser(), Schedule.cosine(50), mean, std, 7, SamplerSettings(steps=5, cfg_scale=0.0, apg_weight=0.0, settle_steps=0),
+    x = sample_joint(ZeroDenoiser(), Schedule.cosine(50), mean, std, 7, SamplerSettings(steps=5, cfg_scale=0.0, apg_weight=0.0, settle_steps=0, resample_rounds=0),
                      seed=3, batch_size=4, progress=False)
     expected = mean.expand(7, 2, 64).clone()
     expected[:, 0, 55:] = CANONICAL_TAIL
@@ -72,7 +72,7 @@ def test_joint_sampling_is_seeded():
             return net(x_t)
 
     mean, std = torch.zeros(2, 64), torch.ones(2, 64)
-    s = SamplerSettings(steps=4, cfg_scale=0.0, apg_weight=0.0, settle_steps=0)
+    s = SamplerSettings(steps=4, cfg_scale=0.0, apg_weight=0.0, settle_steps=0, resample_rounds=0)
     a = sample_joint(Identity(), Schedule.cosine(50), mean, std, 5, s, seed=1, progress=False)
     b = sample_joint(Identity(), Schedule.cosine(50), mean, std, 5, s, seed=1, progress=False)
     c = sample_joint(Identity(), Schedule.cosine(50), mean, std, 5, s, seed=2, progress=False)
@@ -190,7 +190,7 @@ def test_whole_pipeline_synth_train_sample_evaluate_table(tmp_path):
                    "--num", "16", "--replications", "2", "--pr-size", "16", "--depth-pairs", "2",
                    "--out", str(out)])
     names = [row["name"] for row in doc["entries"]]
-    assert len(names) == 9 + 3 + 1  # bundled + 8 ablations, joint/separate/vae (no shared_budget run), the file
+    assert len(names) == 10 + 3 + 1  # bundled + 9 ablations, joint/separate/vae (no shared_budget run), the file
     for row in doc["entries"]:
         for key, _, _ in rt.COLUMNS:
             stat = row["summary"][key]

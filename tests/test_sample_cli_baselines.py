@@ -37,7 +37,7 @@ def test_cli_sample_equals_the_api_for_baseline_kinds(tmp_path, kind):
     assert main(["sample", "--num", "6", "--checkpoint", str(path), "--out", str(out), "--no-progress",
                  "--batch-size", "4", *steps]) == 0
     got = TwoHandSet.load(out)
-    settings = SamplerSettings(steps=10, cfg_scale=0.0, apg_weight=0.0, settle_steps=0) if kind == "joint" else None
+    settings = SamplerSettings(steps=10, cfg_scale=0.0, apg_weight=0.0, settle_steps=0, resample_rounds=0) if kind == "joint" else None
     want = sample_checkpoint(path, 6, seed=0, settings=settings, batch_size=4, progress=False)
     assert len(got) == 6 and got.metadata["model_kind"] == kind
     for side in ("left", "right"):

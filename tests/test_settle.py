@@ -161,3 +161,45 @@ def test_sampler_calls_settling_only_when_enabled():
     assert calls == [5]
     torch.testing.assert_close(settled[:, 1], plain[:, 1] + 1.0)
     torch.testing.assert_close(settled[:, 0], plain[:, 0])
+
+
+def test_interpenetrating_flags_pushed_pairs_and_not_settled_ones(pairs):
+    from interhandgen.guidance import interpenetrating
+
+    sa, so = SubsetHand(LEFT, 768), SubsetHand(RIGHT, 768)
+    anchor, deep = _placed(pairs, -6.0)
+    _, apart = _placed(pairs, 7.0)
+    assert interpenetrating(anchor, deep, sa, so).all()
+    assert not interpenetrating(anchor, apart, sa, so).any()
+    # An estimate: next to concave regions it can flag a touching pair (it is then resampled needlessly).
+    assert interpenetrating(anchor, _settle(anchor, deep), sa, so).sum() <= 1
+    with pytest.raises(ValueError, match="depth_mm"):
+        interpenetrating(anchor, deep, sa, so, depth_mm=0.0)
+
+
+def test_sampler_resamples_rejected_partners_deterministically():
+    from interhandgen.models import DenoiserConfig, build_denoiser
+    from interhandgen.diffusion import Schedule
+
+    torch.manual_seed(0)
+    net = build_denoiser(DenoiserConfig(hidden_dim=32, embed_dim=16, num_layers=2, skips=[1], num_heads=2, ff_dim=32,
+                                        num_encoder_layers=1))
+    mean, std = torch.zeros(2, 64), torch.ones(2, 64)
+    sched = Schedule.cosine(20)
+    seen = []
+
+    def reject(a, o):
+        seen.append(o.shape[0])
+        return torch.arange(o.shape[0]) % 2 == 0  # always reject the even rows
+
+    base = SamplerSettings(steps=4, apg_weight=0.0, settle_steps=0, resample_rounds=0)
+    plain = cascaded_sample(net, sched, mean, std, 6, base, reject=reject, progress=False)
+    assert seen == []
+    s = SamplerSettings(steps=4, apg_weight=0.0, settle_steps=0, resample_rounds=2)
+    once = cascaded_sample(net, sched, mean, std, 6, s, reject=reject, progress=False)
+    assert seen == [6, 6]  # two rounds, each judging the whole batch
+    again = cascaded_sample(net, sched, mean, std, 6, s, reject=reject, progress=False)
+    assert torch.equal(once, again)
+    # Anchors and the accepted (odd) partners are untouched; the rejected ones were drawn again.
+    assert torch.equal(once[:, 0], plain[:, 0]) and torch.equal(once[1::2, 1], plain[1::2, 1])
+    assert not torch.isclose(once[0::2, 1], plain[0::2, 1]).all()

@@ -21,7 +21,7 @@ import torch
 from interhandgen.data.canonical import mirror, to_canonical, to_world
 from interhandgen.data.format import HandModelSpec, TwoHandSet
 from interhandgen.diffusion import Schedule
-from interhandgen.guidance import AntiPenetrationGuidance, SettleConfig, SubsetHand, settle_contact
+from interhandgen.guidance import AntiPenetrationGuidance, SettleConfig, SubsetHand, interpenetrating, settle_contact
 from interhandgen.sampling import SamplerSettings, cascaded_sample
 from interhandgen.training.checkpoint import load_checkpoint, read_exported_model
 
@@ -145,13 +145,18 @@ class InterHandGen:
     def _settle(self, settings: SamplerSettings):
         return settle_factory(*self.surface_subsets(settings.settle_points), settings)
 
+    def _reject(self, settings: SamplerSettings):
+        subsets = self.surface_subsets(settings.settle_points)
+        return lambda a, o: interpenetrating(a, o, *subsets, depth_mm=settings.resample_depth_mm)
+
     def sample_canonical(self, num: int, seed: int = 0, settings: SamplerSettings | None = None,
                          batch_size: int = 2500, progress: bool = True,
                          anchors: torch.Tensor | None = None, batch_offset: int = 0) -> torch.Tensor:
         """Raw canonical pairs [num, 2, 64] (anchor = left hand first)."""
         settings = settings or SamplerSettings()
         return cascaded_sample(self.model.net, self.schedule, self.model.stats_mean, self.model.stats_std, num,
-                               settings, make_apg=self._apg_factory(settings), settle=self._settle(settings), anchors=anchors, seed=seed,
+                               settings, make_apg=self._apg_factory(settings), settle=self._settle(settings), reject=self._reject(settings),
+                               anchors=anchors, seed=seed,
                                batch_size=batch_size, device=self.device, progress=progress,
                                batch_offset=batch_offset)
 

@@ -58,6 +58,12 @@ class SamplerSettings:
     # is taken as a contact the denoiser placed a few millimetres off (docs/diffusion.md, radius sweep).
     settle_attract_mm: float = 15.0
     settle_points: int = 768
+    # Resampling: partners still interpenetrating deeper than resample_depth_mm after settling (or whose inscribed
+    # spheres overlap) are drawn again from fresh noise, up to resample_rounds times; 0 disables it.
+    # One round: on 1,000 bundled-model pairs the mean penetration volume fell from 0.073 to 0.0063 cm^3 (0.7% -> 0.1%
+    # of the pairs above 1 cm^3), the contact rate from 0.902 to 0.892 (docs/diffusion.md).
+    resample_rounds: int = 1
+    resample_depth_mm: float = 1.0
 
     def validate(self) -> None:
         if self.steps < 1:
@@ -77,11 +83,25 @@ class SamplerSettings:
                              f"{self.apg_max_step}, {self.apg_rho}")
         if self.settle_steps < 0:
             raise ValueError(f"settle_steps must be >= 0 (0 disables contact settling), got {self.settle_steps}")
+        if self.resample_rounds < 0 or not self.resample_depth_mm > 0:
+            raise ValueError(f"resample_rounds must be >= 0 and resample_depth_mm > 0, got {self.resample_rounds}, "
+                             f"{self.resample_depth_mm}")
         if not self.settle_attract_mm > 0 or self.settle_points < 1:
             raise ValueError(f"settle_attract_mm must be > 0 and settle_points >= 1, got {self.settle_attract_mm}, "
                              f"{self.settle_points}")
         if not (0 <= self.cfg_dims[0] < self.cfg_dims[1] <= 64):
             raise ValueError(f"cfg_dims must be a [start, stop) range within 0..64, got {self.cfg_dims}")
+
+
+def _partner(net, a_std, a_raw, noise, schedule, settings, mean, std, make_apg, settle, gen) -> torch.Tensor:
+    """Raw partner vectors [b, 64] for the anchors: the guided conditional stage, then settling."""
+    hook = make_apg(a_raw) if (make_apg is not None and settings.apg_weight > 0) else None
+    o_std = sample_partner(net, a_std, noise, schedule, settings, x0_guidance=hook, generator=gen)
+    o_raw = o_std * std[1] + mean[1]
+    if settle is not None and settings.settle_steps > 0:
+        with torch.enable_grad():
+            o_raw = settle(a_raw, o_raw)
+    return o_raw
 
 
 @torch.no_grad()
@@ -122,6 +142,7 @@ def cascaded_sample(
     *,
     make_apg: Callable[[torch.Tensor], Callable] | None = None,
     settle: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    reject: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     anchors: torch.Tensor | None = None,
     seed: int = 0,
     batch_size: int = 2500,
@@ -137,6 +158,8 @@ def cascaded_sample(
             (or None); used for anti-penetration guidance.
         settle: ``settle(anchor_raw [b, 64], other_raw [b, 64]) -> other_raw`` applied to every batch's result
             when ``settings.settle_steps > 0`` (contact settling, :func:`interhandgen.guidance.settle_contact`).
+        reject: ``reject(anchor_raw, other_raw) -> bool [b]``; with ``settings.resample_rounds > 0`` the rejected
+            partners are sampled again (fresh noise from the batch's generator, same guidance and settling).
         anchors: optional RAW anchor vectors [num, 64] to complete (stage 1 is skipped).
         seed: batch i uses a generator seeded from (seed, batch_offset + i): the same (seed, batch_size) gives
             identical output, also when the batches are shared among processes (batch_offset).
@@ -157,12 +180,16 @@ def cascaded_sample(
             a_std = (anchors[start:start + b].to(device) - mean[0]) / std[0]
         a_raw = a_std * std[0] + mean[0]
         z2 = z if settings.same_noise else torch.randn(b, 64, generator=gen).to(device)
-        hook = make_apg(a_raw) if (make_apg is not None and settings.apg_weight > 0) else None
-        o_std = sample_partner(net, a_std, z2, schedule, settings, x0_guidance=hook, generator=gen)
-        o_raw = o_std * std[1] + mean[1]
-        if settle is not None and settings.settle_steps > 0:
-            with torch.enable_grad():
-                o_raw = settle(a_raw, o_raw)
+        o_raw = _partner(net, a_std, a_raw, z2, schedule, settings, mean, std, make_apg, settle, gen)
+        if reject is not None and settings.resample_rounds > 0:
+            for _ in range(settings.resample_rounds):
+                bad = torch.nonzero(reject(a_raw, o_raw)).squeeze(1)
+                if bad.numel() == 0:
+                    break
+                fresh = torch.randn(bad.numel(), 64, generator=gen).to(device)
+                o_raw = o_raw.clone()
+                o_raw[bad] = _partner(net, a_std[bad], a_raw[bad], fresh, schedule, settings, mean, std, make_apg,
+                                      settle, gen)
         out[start:start + b, 0] = a_raw
         out[start:start + b, 1] = o_raw
         bar.update(b)

@@ -38,7 +38,7 @@ def check_settings(kind: str, settings: SamplerSettings | None) -> SamplerSettin
         settings.validate()
         return settings
     if settings is None:
-        return SamplerSettings(cfg_scale=0.0, apg_weight=0.0, settle_steps=0)
+        return SamplerSettings(cfg_scale=0.0, apg_weight=0.0, settle_steps=0, resample_rounds=0)
     settings.validate()
     if settings.cfg_scale != 0:
         raise ValueError(f"model kind {kind!r} has no conditional stage: classifier-free guidance does not apply "
@@ -46,9 +46,10 @@ def check_settings(kind: str, settings: SamplerSettings | None) -> SamplerSettin
     if settings.apg_weight != 0:
         raise ValueError(f"model kind {kind!r} has no conditional stage: anti-penetration guidance does not apply "
                          f"(settings.apg_weight must be 0, got {settings.apg_weight})")
-    if settings.settle_steps != 0:
-        raise ValueError(f"model kind {kind!r}: contact settling belongs to the cascaded sampler "
-                         f"(settings.settle_steps must be 0, got {settings.settle_steps})")
+    if settings.settle_steps != 0 or settings.resample_rounds != 0:
+        raise ValueError(f"model kind {kind!r}: contact settling and resampling belong to the cascaded sampler "
+                         f"(settings.settle_steps and settings.resample_rounds must be 0, got {settings.settle_steps} "
+                         f"and {settings.resample_rounds})")
     if kind == "vae":
         default = SamplerSettings()
         for name in ("steps", "eta", "update"):

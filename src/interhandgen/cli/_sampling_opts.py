@@ -29,6 +29,9 @@ def add_sampler_options(p: argparse.ArgumentParser) -> None:
                         "interhandgen.guidance.settle)")
     g.add_argument("--settle-attract-mm", type=float, default=DEFAULTS.settle_attract_mm,
                    help="pairs closer than this (mm) are settled into touch without penetration (default %(default)s)")
+    g.add_argument("--resample-rounds", type=int, default=DEFAULTS.resample_rounds,
+                   help="partners still interpenetrating after settling are sampled again, up to this many times "
+                        "(default %(default)s; 0 disables it)")
     g.add_argument("--update", choices=["ddim", "reference"], default="ddim",
                    help="reverse update: standard DDIM, or the reference code's variant (compatibility)")
     g.add_argument("--batch-size", type=int, default=2500, help="pairs per batch (default %(default)s)")
@@ -47,7 +50,8 @@ def settings_from_args(args: argparse.Namespace, default_apg_weight: float) -> S
     else:
         apg = args.apg_weight
     s = SamplerSettings(steps=args.steps, eta=args.eta, cfg_scale=args.cfg_scale, apg_weight=apg, update=args.update,
-                        settle_steps=args.settle_steps, settle_attract_mm=args.settle_attract_mm)
+                        settle_steps=args.settle_steps, settle_attract_mm=args.settle_attract_mm,
+                        resample_rounds=args.resample_rounds)
     s.validate()
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")

@@ -90,16 +90,17 @@ def _run_baseline(args: argparse.Namespace, kind: str) -> int:
     if args.apg_weight is not None or args.cfg_scale != DEFAULTS.cfg_scale:
         raise ValueError(f"--checkpoint {args.checkpoint} is a {kind!r} model: classifier-free and anti-penetration "
                          "guidance apply to the cascaded model only; drop --cfg-scale/--apg-weight")
-    if args.settle_steps != DEFAULTS.settle_steps or args.settle_attract_mm != DEFAULTS.settle_attract_mm:
-        raise ValueError(f"--checkpoint {args.checkpoint} is a {kind!r} model: contact settling belongs to the "
-                         "cascaded sampler; drop --settle-steps/--settle-attract-mm")
+    if (args.settle_steps != DEFAULTS.settle_steps or args.settle_attract_mm != DEFAULTS.settle_attract_mm
+            or args.resample_rounds != DEFAULTS.resample_rounds):
+        raise ValueError(f"--checkpoint {args.checkpoint} is a {kind!r} model: contact settling and resampling "
+                         "belong to the cascaded sampler; drop --settle-steps/--settle-attract-mm/--resample-rounds")
     if kind == "vae":
         if args.steps != DEFAULTS.steps or args.eta != DEFAULTS.eta or args.update != "ddim":
             raise ValueError(f"--checkpoint {args.checkpoint} is a VAE: --steps/--eta/--update do not apply")
         settings = None
     else:
         settings = SamplerSettings(steps=args.steps, eta=args.eta, cfg_scale=0.0, apg_weight=0.0, update=args.update,
-                                   settle_steps=0)
+                                   settle_steps=0, resample_rounds=0)
     two = sample_checkpoint(args.checkpoint, args.num, args.seed, settings=settings, batch_size=args.batch_size,
                             device=args.device, progress=not args.no_progress)
     out = two.save(args.out)

@@ -8,7 +8,7 @@ from interhandgen.guidance.apg import (
     mutual_nearest,
     surface_penetration_loss,
 )
-from interhandgen.guidance.settle import SettleConfig, settle_contact
+from interhandgen.guidance.settle import SettleConfig, interpenetrating, settle_contact
 from interhandgen.guidance.subset import SubsetHand, farthest_point_indices
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "boxes_overlap",
     "canonical_vertices",
     "farthest_point_indices",
+    "interpenetrating",
     "mutual_nearest",
     "settle_contact",
     "surface_penetration_loss",
