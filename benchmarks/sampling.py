@@ -1,5 +1,5 @@
 """Sampling speed and APG effect: cascaded sampling unguided, with CFG, with CFG + APG, and with CFG + APG +
-contact settling (the default sampler), timed in one run.
+contact settling and resampling (the default sampler; key ``cfg_apg_settle``), timed in one run.
 
 Without ``--checkpoint`` a freshly initialised `small` network with identity-like statistics is timed (speed does
 not depend on the weights; the bundled model has this architecture). With ``--checkpoint`` the trained model is
@@ -25,7 +25,7 @@ import torch
 
 from interhandgen._atomic import atomic_write_bytes
 from interhandgen.diffusion import Schedule
-from interhandgen.guidance import SubsetHand, canonical_vertices
+from interhandgen.guidance import SubsetHand, canonical_vertices, interpenetrating
 from interhandgen.hand import open_hand
 from interhandgen.models import DenoiserConfig, build_denoiser
 from interhandgen.pipeline import apg_factory, load_model, schedule_from_train_config, settle_factory
@@ -95,23 +95,27 @@ def main() -> None:
     runs = []
     for steps in args.steps:
         base = SamplerSettings(steps=steps, apg_last_steps=args.apg_last_steps, apg_points=args.apg_points,
-                               cfg_scale=args.cfg_scale, settle_steps=0)
+                               cfg_scale=args.cfg_scale, settle_steps=0, resample_rounds=0)
         configs = {
             "unguided": dataclasses.replace(base, cfg_scale=0.0, apg_weight=0.0),
             "cfg": dataclasses.replace(base, apg_weight=0.0),
             "cfg_apg": dataclasses.replace(base, apg_weight=args.apg_weight),
+            # The full sampler: APG, contact settling and resampling of the partners still interpenetrating.
             "cfg_apg_settle": dataclasses.replace(base, apg_weight=args.apg_weight,
-                                                  settle_steps=DEFAULTS.settle_steps),
+                                                  settle_steps=DEFAULTS.settle_steps,
+                                                  resample_rounds=DEFAULTS.resample_rounds),
         }
         row: dict = {"steps": steps}
         samples = {}
         for name, s in configs.items():
             make_apg = apg_factory(*subsets, mean[1].to(device), std[1].to(device), s)
             settle = settle_factory(*settle_subsets, s) if s.settle_steps > 0 else None
+            reject = ((lambda a, o: interpenetrating(a, o, *settle_subsets, depth_mm=s.resample_depth_mm))
+                      if s.resample_rounds > 0 else None)
             _sync(device)
             t0 = time.perf_counter()
             x = cascaded_sample(net, sched.to(device), mean, std, args.num, s, make_apg=make_apg, settle=settle,
-                                seed=args.seed, batch_size=args.batch_size, progress=False, device=device)
+                                reject=reject, seed=args.seed, batch_size=args.batch_size, progress=False, device=device)
             _sync(device)
             dt = time.perf_counter() - t0
             samples[name] = x
