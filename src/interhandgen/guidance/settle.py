@@ -95,6 +95,34 @@ def _depth_below(points: torch.Tensor, nearest: torch.Tensor, normals: torch.Ten
     return depth * near.to(depth.dtype)
 
 
+def _inside_any(points: torch.Tensor, target: torch.Tensor, normals: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """[B] bool: is any point below the tangent plane of its nearest target point (idx [B, N])?"""
+    offset = points - _gather(target, idx)
+    return ((offset * _gather(normals, idx)).sum(-1) < 0).any(dim=1)
+
+
+def _proxy_spheres(anchor_hand: SubsetHand, other_hand: SubsetHand, anchor: torch.Tensor, other: torch.Tensor,
+                   rows: torch.Tensor):
+    """Sphere proxies in mm (centres [B, S, 3], radii [B, S] for each hand) posed for the pairs where ``rows``
+    [B] is True; the other pairs get zero radii with the two hands' centres a kilometre apart, so that they add
+    no overlap (and no gradient)."""
+    sel = torch.nonzero(rows).squeeze(1)
+    proxy_a = _proxy_for(anchor_hand.hand_model.data, anchor.device, anchor.dtype)
+    proxy_b = _proxy_for(other_hand.hand_model.data, other.device, other.dtype)
+    B = anchor.shape[0]
+    ca = torch.zeros(B, proxy_a.coeff.shape[0], 3, dtype=anchor.dtype, device=anchor.device)
+    cb = torch.zeros(B, proxy_b.coeff.shape[0], 3, dtype=anchor.dtype, device=anchor.device)
+    cb[..., 0] = 1e6
+    ra = torch.zeros(B, proxy_a.coeff.shape[0], dtype=anchor.dtype, device=anchor.device)
+    rb = torch.zeros(B, proxy_b.coeff.shape[0], dtype=anchor.dtype, device=anchor.device)
+    if sel.numel():
+        c, r = _spheres(anchor_hand, anchor[sel])
+        ca[sel], ra[sel] = c * MM, r * MM
+        c, r = _spheres(other_hand, other[sel])
+        cb[sel], rb[sel] = c * MM, r * MM
+    return ca, ra, cb, rb
+
+
 def _spheres(hand: SubsetHand, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Inscribed spheres of the hands x [B, 64] in the canonical frame: centres [B, S, 3] and radii [B, S]
     (metres), the radii capped by the posed full mesh (:mod:`interhandgen.data.synth.proxy`)."""
@@ -131,11 +159,15 @@ def settle_contact(anchor: torch.Tensor, other: torch.Tensor, anchor_hand: Subse
         pa, na = anchor_hand(anchor.float())
         pb, nb = other_hand(other.float())
         pa, pb = pa * MM, pb * MM
-        d_ab, _, d_ba, _ = nearest_both_ways(pa, pb)
+        d_ab, i_ab0, d_ba, i_ba0 = nearest_both_ways(pa, pb)
         gap0 = d_ab.amin(1).clamp_min(0).sqrt()
         rows = torch.nonzero(gap0 < config.attract_mm).squeeze(1)
         if rows.numel() == 0:
             return out
+        # Pairs with a subset point inside the other hand at the start: only they can hide a deep overlap, so only
+        # they get the sphere proxies (posing the proxies and capping their radii by the full mesh is the costly
+        # part; a pair that starts outside is moved only into touch).
+        inside0 = (_inside_any(pa, pb, nb, i_ab0) | _inside_any(pb, pa, na, i_ba0))[rows]
         pa, na, pb, nb = pa[rows], na[rows], pb[rows], nb[rows]
         k_a, k_b = min(config.near_size, pa.shape[1]), min(config.near_size, pb.shape[1])
         idx_a = d_ab[rows].topk(k_a, dim=1, largest=False).indices
@@ -143,8 +175,8 @@ def settle_contact(anchor: torch.Tensor, other: torch.Tensor, anchor_hand: Subse
         pa, na, pb, nb = _gather(pa, idx_a), _gather(na, idx_a), _gather(pb, idx_b), _gather(nb, idx_b)
         pivot = pb.mean(1, keepdim=True)
         if config.proxy_weight > 0:
-            ca, ra = (t * MM for t in _spheres(anchor_hand, anchor[rows].float()))
-            cb, rb = (t * MM for t in _spheres(other_hand, other[rows].float()))
+            ca, ra, cb, rb = _proxy_spheres(anchor_hand, other_hand, anchor[rows].float(), other[rows].float(),
+                                            inside0)
 
     K = rows.numel()
     zeros = lambda: torch.zeros(K, 3, dtype=pa.dtype, device=pa.device)  # noqa: E731
@@ -250,8 +282,13 @@ def interpenetrating(anchor: torch.Tensor, other: torch.Tensor, anchor_hand: Sub
         near = (offset ** 2).sum(-1) < radius_mm ** 2
         return torch.where(near, torch.relu(-signed), torch.zeros_like(signed)).amax(dim=1)
 
-    deep = torch.maximum(deepest(pa, pb, nb, i_ab), deepest(pb, pa, na, i_ba)) > depth_mm
-    ca, ra = _spheres(anchor_hand, anchor.float())
-    cb, rb = _spheres(other_hand, other.float())
-    overlap = (sphere_clearance(ca, ra, cb, rb) < 0).flatten(1).any(dim=1)
-    return deep | overlap
+    depth = torch.maximum(deepest(pa, pb, nb, i_ab), deepest(pb, pa, na, i_ba))
+    out = depth > depth_mm
+    # Sphere proxies only where some point is inside but none deeper than depth_mm (a deep overlap can fool the
+    # nearest-point test; a pair with no point inside is not checked further).
+    check = torch.nonzero((depth > 0) & ~out).squeeze(1)
+    if check.numel():
+        ca, ra = _spheres(anchor_hand, anchor[check].float())
+        cb, rb = _spheres(other_hand, other[check].float())
+        out[check] = (sphere_clearance(ca, ra, cb, rb) < 0).flatten(1).any(dim=1)
+    return out
