@@ -52,7 +52,7 @@ class SamplerSettings:
     update: str = "ddim"  # or "reference"
     # Contact settling after the last step (interhandgen.guidance.settle): pairs closer than settle_attract_mm
     # are moved rigidly into touch without penetration; 0 steps disables it.
-    settle_steps: int = 120
+    settle_steps: int = 80
     # 15 mm: in the data set 99.8% of the pairs are either touching (< 2 mm) or farther than 15 mm apart (0.17% lie
     # in 10-15 mm; the closest no-contact pair of 3,000 test pairs is 13.9 mm apart), so a sample closer than 15 mm
     # is taken as a contact the denoiser placed a few millimetres off (docs/diffusion.md, radius sweep).

@@ -45,7 +45,7 @@ class SettleConfig:
     touch_mm: float = 0.5  # the closest point pair is pulled to within this distance
     margin_mm: float = 0.6  # a point closer than this inside the other surface counts as penetrating
     nn_radius_mm: float = 20.0  # a point farther than this from the other hand cannot be inside it
-    steps: int = 120
+    steps: int = 80
     nn_every: int = 4  # nearest neighbours are refreshed every this many steps (a step moves about 1 mm)
     settle_gap_mm: float = 1.0  # a pair leaves the optimisation (at a refresh) once this close without penetration
     points: int = 768  # farthest-point subset per hand
