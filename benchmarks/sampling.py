@@ -25,10 +25,11 @@ import torch
 
 from interhandgen._atomic import atomic_write_bytes
 from interhandgen.diffusion import Schedule
-from interhandgen.guidance import SubsetHand, canonical_vertices, interpenetrating
+from interhandgen.guidance import SubsetHand, canonical_vertices
 from interhandgen.hand import open_hand
 from interhandgen.models import DenoiserConfig, build_denoiser
-from interhandgen.pipeline import apg_factory, load_model, schedule_from_train_config, settle_factory
+from interhandgen.pipeline import (apg_factory, load_model, reject_factory, schedule_from_train_config,
+                                   settle_factory)
 from interhandgen.sampling import SamplerSettings, cascaded_sample
 
 DEFAULTS = SamplerSettings()
@@ -109,9 +110,7 @@ def main() -> None:
         samples = {}
         for name, s in configs.items():
             make_apg = apg_factory(*subsets, mean[1].to(device), std[1].to(device), s)
-            settle = settle_factory(*settle_subsets, s) if s.settle_steps > 0 else None
-            reject = ((lambda a, o: interpenetrating(a, o, *settle_subsets, depth_mm=s.resample_depth_mm))
-                      if s.resample_rounds > 0 else None)
+            settle, reject = settle_factory(*settle_subsets, s), reject_factory(*settle_subsets, s)
             _sync(device)
             t0 = time.perf_counter()
             x = cascaded_sample(net, sched.to(device), mean, std, args.num, s, make_apg=make_apg, settle=settle,

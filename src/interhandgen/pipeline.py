@@ -104,14 +104,26 @@ def apg_factory(anchor: SubsetHand, other: SubsetHand, mean: torch.Tensor, std: 
 
 
 def settle_factory(anchor: SubsetHand, other: SubsetHand, settings: SamplerSettings):
-    """``settle`` for :func:`interhandgen.sampling.cascaded_sample` from the sampler settings (raw vectors)."""
-    config = SettleConfig(attract_mm=settings.settle_attract_mm, steps=max(settings.settle_steps, 1),
+    """``settle`` for :func:`interhandgen.sampling.cascaded_sample` from the sampler settings (raw vectors), or
+    None when settling is off."""
+    if settings.settle_steps == 0:
+        return None
+    config = SettleConfig(attract_mm=settings.settle_attract_mm, steps=settings.settle_steps,
                           points=settings.settle_points)
 
     def settle(anchor_raw: torch.Tensor, other_raw: torch.Tensor) -> torch.Tensor:
         return settle_contact(anchor_raw, other_raw, anchor, other, config)
 
     return settle
+
+
+def reject_factory(anchor: SubsetHand, other: SubsetHand, settings: SamplerSettings):
+    """``reject`` for :func:`interhandgen.sampling.cascaded_sample` (partners still interpenetrating), or None
+    when resampling is off."""
+    if settings.resample_rounds == 0:
+        return None
+    return lambda anchor_raw, other_raw: interpenetrating(anchor_raw, other_raw, anchor, other,
+                                                          depth_mm=settings.resample_depth_mm)
 
 
 class InterHandGen:
@@ -146,8 +158,7 @@ class InterHandGen:
         return settle_factory(*self.surface_subsets(settings.settle_points), settings)
 
     def _reject(self, settings: SamplerSettings):
-        subsets = self.surface_subsets(settings.settle_points)
-        return lambda a, o: interpenetrating(a, o, *subsets, depth_mm=settings.resample_depth_mm)
+        return reject_factory(*self.surface_subsets(settings.settle_points), settings)
 
     def sample_canonical(self, num: int, seed: int = 0, settings: SamplerSettings | None = None,
                          batch_size: int = 2500, progress: bool = True,

@@ -27,11 +27,9 @@ import contextlib
 import torch
 
 from interhandgen.geometry.loss import geman_mcclure
-from interhandgen.guidance.subset import SubsetHand
+from interhandgen.guidance.subset import POSE, ROT6D, SHAPE, TRANSL, SubsetHand
 from interhandgen.hand import CENTER_JOINT, HandModel
 from interhandgen.rotations import rot6d_to_matrix
-
-POSE, SHAPE, ROT6D, TRANSL = slice(0, 45), slice(45, 55), slice(55, 61), slice(61, 64)
 
 __all__ = ["canonical_vertices", "boxes_overlap", "mutual_nearest", "surface_penetration_loss",
            "AntiPenetrationGuidance"]

@@ -28,10 +28,9 @@ import torch
 from interhandgen.data.synth.optimize import _Adam, _gather, nearest_both_ways
 from interhandgen.data.synth.proxy import SphereProxy, build_sphere_proxy, sphere_clearance
 from interhandgen.guidance.apg import canonical_vertices
-from interhandgen.guidance.subset import SubsetHand
+from interhandgen.guidance.subset import ROT6D, TRANSL, SubsetHand
 from interhandgen.rotations import axis_angle_to_matrix, matrix_to_rot6d, rot6d_to_matrix
 
-ROT6D, TRANSL = slice(55, 61), slice(61, 64)
 MM = 1000.0
 
 __all__ = ["SettleConfig", "settle_contact", "interpenetrating"]
@@ -84,21 +83,15 @@ def _proxy_for(data, device: torch.device, dtype: torch.dtype) -> SphereProxy:
     return hit[1]
 
 
-def _depth_below(points: torch.Tensor, nearest: torch.Tensor, normals: torch.Tensor, config: SettleConfig
-                 ) -> torch.Tensor:
-    """[B, N] how far (mm) each point lies below ``margin_mm`` outside the surface, judged by its nearest point of
-    the other hand ``nearest`` [B, N, 3] and that point's outward normal; 0 beyond ``nn_radius_mm``. The same
-    rule as :func:`interhandgen.data.synth.optimize.penetration_depths`, on already gathered neighbours."""
+def _depth_below(points: torch.Tensor, nearest: torch.Tensor, normals: torch.Tensor, margin: float = 0.0,
+                 radius: float = float("inf")) -> torch.Tensor:
+    """[B, N] how far (mm) each point lies below ``margin`` outside the surface, judged by its nearest point of the
+    other hand ``nearest`` [B, N, 3] and that point's outward normal; 0 beyond ``radius``. The rule of
+    :func:`interhandgen.data.synth.optimize.penetration_depths`, on already gathered neighbours."""
     offset = points - nearest
-    depth = torch.relu(config.margin_mm - (offset * normals).sum(-1))
-    near = (offset.detach() ** 2).sum(-1) < config.nn_radius_mm ** 2
+    depth = torch.relu(margin - (offset * normals).sum(-1))
+    near = (offset.detach() ** 2).sum(-1) < radius ** 2
     return depth * near.to(depth.dtype)
-
-
-def _inside_any(points: torch.Tensor, target: torch.Tensor, normals: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """[B] bool: is any point below the tangent plane of its nearest target point (idx [B, N])?"""
-    offset = points - _gather(target, idx)
-    return ((offset * _gather(normals, idx)).sum(-1) < 0).any(dim=1)
 
 
 def _proxy_spheres(anchor_hand: SubsetHand, other_hand: SubsetHand, anchor: torch.Tensor, other: torch.Tensor,
@@ -167,7 +160,8 @@ def settle_contact(anchor: torch.Tensor, other: torch.Tensor, anchor_hand: Subse
         # Pairs with a subset point inside the other hand at the start: only they can hide a deep overlap, so only
         # they get the sphere proxies (posing the proxies and capping their radii by the full mesh is the costly
         # part; a pair that starts outside is moved only into touch).
-        inside0 = (_inside_any(pa, pb, nb, i_ab0) | _inside_any(pb, pa, na, i_ba0))[rows]
+        inside0 = ((_depth_below(pa, _gather(pb, i_ab0), _gather(nb, i_ab0)) > 0).any(1)
+                   | (_depth_below(pb, _gather(pa, i_ba0), _gather(na, i_ba0)) > 0).any(1))[rows]
         pa, na, pb, nb = pa[rows], na[rows], pb[rows], nb[rows]
         k_a, k_b = min(config.near_size, pa.shape[1]), min(config.near_size, pb.shape[1])
         idx_a = d_ab[rows].topk(k_a, dim=1, largest=False).indices
@@ -208,8 +202,9 @@ def settle_contact(anchor: torch.Tensor, other: torch.Tensor, anchor_hand: Subse
         # result differ from run to run there).
         qb_near = move(_gather(st["pb"], i_ab))
         qn_near = _gather(st["nb"], i_ab) @ Rd.transpose(1, 2)
-        depth_a = _depth_below(st["pa"], qb_near, qn_near, config)
-        depth_b = _depth_below(qb, _gather(st["pa"], i_ba), _gather(st["na"], i_ba), config)
+        depth_a = _depth_below(st["pa"], qb_near, qn_near, config.margin_mm, config.nn_radius_mm)
+        depth_b = _depth_below(qb, _gather(st["pa"], i_ba), _gather(st["na"], i_ba), config.margin_mm,
+                               config.nn_radius_mm)
         gap = (st["pa"] - qb_near).norm(dim=-1).amin(dim=1)
         loss = (config.penetration_weight * ((depth_a ** 2).sum(1) + (depth_b ** 2).sum(1)
                                              + config.proxy_weight * overlap)
@@ -268,21 +263,14 @@ def interpenetrating(anchor: torch.Tensor, other: torch.Tensor, anchor_hand: Sub
     """
     if not depth_mm > 0:
         raise ValueError(f"depth_mm must be > 0, got {depth_mm}")
-    out = torch.zeros(anchor.shape[0], dtype=torch.bool, device=anchor.device)
     if anchor.shape[0] == 0:
-        return out
+        return torch.zeros(0, dtype=torch.bool, device=anchor.device)
     pa, na = anchor_hand(anchor.float())
     pb, nb = other_hand(other.float())
     pa, pb = pa * MM, pb * MM
     _, i_ab, _, i_ba = nearest_both_ways(pa, pb)
-
-    def deepest(points, target, normals, idx):
-        offset = points - _gather(target, idx)
-        signed = (offset * _gather(normals, idx)).sum(-1)
-        near = (offset ** 2).sum(-1) < radius_mm ** 2
-        return torch.where(near, torch.relu(-signed), torch.zeros_like(signed)).amax(dim=1)
-
-    depth = torch.maximum(deepest(pa, pb, nb, i_ab), deepest(pb, pa, na, i_ba))
+    depth = torch.maximum(_depth_below(pa, _gather(pb, i_ab), _gather(nb, i_ab), radius=radius_mm).amax(1),
+                          _depth_below(pb, _gather(pa, i_ba), _gather(na, i_ba), radius=radius_mm).amax(1))
     out = depth > depth_mm
     # Sphere proxies only where some point is inside but none deeper than depth_mm (a deep overlap can fool the
     # nearest-point test; a pair with no point inside is not checked further).

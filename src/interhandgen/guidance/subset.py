@@ -24,6 +24,7 @@ from interhandgen.hand import CENTER_JOINT, HandModel
 from interhandgen.hand.lbs import rigid_transforms
 from interhandgen.rotations import axis_angle_to_matrix, rot6d_to_matrix
 
+# Slots of a canonical hand vector [64]: PCA pose, shape, 6D rotation, translation.
 POSE, SHAPE, ROT6D, TRANSL = slice(0, 45), slice(45, 55), slice(55, 61), slice(61, 64)
 
 __all__ = ["farthest_point_indices", "SubsetHand"]
@@ -119,15 +120,7 @@ class SubsetHand(nn.Module):
     def skeleton(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Shaped rest joints [B, J, 3] and the joints' rigid transforms [B, J, 3, 4] into the canonical
         two-hand frame (rest point attached to joint j -> its placed location), for raw vectors x [B, 64]."""
-        self._check(x)
-        B, J = x.shape[0], self.joint_template.shape[0]
-        dt = x.dtype
-        betas = x[:, SHAPE]
-        joint_pose = x[:, POSE][:, : self.num_pca_comps] @ self.hand_components.to(dt) + self.pose_mean.to(dt)
-        full_pose = torch.cat([torch.zeros(B, 3, dtype=dt, device=x.device), joint_pose], dim=1)
-        rot_mats = axis_angle_to_matrix(full_pose.view(B, J, 3))
-        joints = self.joint_template.to(dt) + torch.einsum("jks,bs->bjk", self.joint_shapedirs.to(dt), betas)
-        posed_joints, transforms = rigid_transforms(rot_mats, joints, self.parents, self.levels)
+        _, _, joints, posed_joints, transforms = self._articulate(x)
         R = rot6d_to_matrix(x[:, ROT6D])
         centre = posed_joints[:, CENTER_JOINT]
         rot = R[:, None] @ transforms[..., :3]
@@ -140,19 +133,27 @@ class SubsetHand(nn.Module):
             raise ValueError(f"x must be raw canonical hand vectors [B, 64], got "
                              f"{list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _articulate(self, x: torch.Tensor):
+        """(betas, local rotations [B, J, 3, 3], shaped rest joints [B, J, 3], posed joints, rigid transforms
+        [B, J, 3, 4]) of raw vectors x [B, 64], before the canonical placement."""
         self._check(x)
-        B, S, J = x.shape[0], self.num_points, self.joint_template.shape[0]
+        B, J = x.shape[0], self.joint_template.shape[0]
         dt = x.dtype
         betas = x[:, SHAPE]
         joint_pose = x[:, POSE][:, : self.num_pca_comps] @ self.hand_components.to(dt) + self.pose_mean.to(dt)
         full_pose = torch.cat([torch.zeros(B, 3, dtype=dt, device=x.device), joint_pose], dim=1)
         rot_mats = axis_angle_to_matrix(full_pose.view(B, J, 3))
         joints = self.joint_template.to(dt) + torch.einsum("jks,bs->bjk", self.joint_shapedirs.to(dt), betas)
+        posed_joints, transforms = rigid_transforms(rot_mats, joints, self.parents, self.levels)
+        return betas, rot_mats, joints, posed_joints, transforms
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        betas, rot_mats, joints, posed_joints, transforms = self._articulate(x)
+        B, S, J = x.shape[0], self.num_points, self.joint_template.shape[0]
+        dt = x.dtype
         v_shaped = self.v_template.to(dt) + (betas @ self.shapedirs.to(dt).T).view(B, S, 3)
         eye = torch.eye(3, dtype=dt, device=x.device)
         v_posed = v_shaped + ((rot_mats[:, 1:] - eye).reshape(B, -1) @ self.posedirs.to(dt)).view(B, S, 3)
-        posed_joints, transforms = rigid_transforms(rot_mats, joints, self.parents, self.levels)
         T = (self.lbs_weights.to(dt) @ transforms.reshape(B, J, 12)).view(B, S, 3, 4)
         rot = T[..., :3]
         verts = (rot @ v_posed[..., None]).squeeze(-1) + T[..., 3]
