@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from interhandgen.cli._sampling_opts import DEFAULTS, add_sampler_options, settings_from_args
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     from interhandgen.data.canonical import to_world
     from interhandgen.pipeline import ANCHOR_SIDE, InterHandGen
-    from interhandgen.training.trainer import dist_info, init_distributed_from_env
+    from interhandgen.sharding import Shards
 
     if args.num < 1:
         raise ValueError(f"--num must be >= 1, got {args.num}")
@@ -43,24 +44,23 @@ def run(args: argparse.Namespace) -> int:
         kind = checkpoint_kind(args.checkpoint)
         if kind in ("joint", "vae"):
             return _run_baseline(args, kind)
-    distributed = init_distributed_from_env(args.device)
-    rank, world = dist_info()
-    gen = InterHandGen.load(args.checkpoint, device=args.device)
-    if world == 1:
+    shards = Shards.from_env()
+    device = args.device
+    if shards.world > 1 and device == "cuda":
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"  # one GPU per process
+    gen = InterHandGen.load(args.checkpoint, device=device)
+    if shards.world == 1:
         x = gen.sample_canonical(args.num, args.seed, settings, args.batch_size, progress=not args.no_progress)
     else:
-        import torch.distributed as dist
-
+        # Batch bi has the same size and seed (batch_offset) as in one process: the file does not depend on
+        # the number of ranks.
         starts = list(range(0, args.num, args.batch_size))
-        mine = {}
-        for bi in range(rank, len(starts), world):
-            b = min(args.batch_size, args.num - starts[bi])
-            mine[bi] = gen.sample_canonical(b, args.seed, settings, args.batch_size, progress=False,
-                                            batch_offset=bi).cpu()
-        gathered = [None] * world
-        dist.all_gather_object(gathered, mine)
-        x = torch.cat([part[bi] for bi in range(len(starts)) for part in gathered if bi in part])
-    if rank == 0:
+        mine = {bi: gen.sample_canonical(min(args.batch_size, args.num - starts[bi]), args.seed, settings,
+                                         args.batch_size, progress=False, batch_offset=bi).cpu()
+                for bi in shards.mine(len(starts))}
+        parts = shards.gather(mine, "sample")
+        x = None if parts is None else torch.cat([p[bi] for bi in range(len(starts)) for p in parts if bi in p])
+    if shards.rank == 0:
         import dataclasses
 
         two = to_world(x, gen.hands, anchor=ANCHOR_SIDE, hand_model=gen.hand_model,
@@ -69,11 +69,7 @@ def run(args: argparse.Namespace) -> int:
         out = two.save(args.out)
         print(f"wrote {len(two)} samples to {out}")
         _write_extras(two, gen.hands, args)
-    if distributed:
-        import torch.distributed as dist
-
-        dist.barrier()
-        dist.destroy_process_group()
+    shards.finish("sample")
     return 0
 
 
