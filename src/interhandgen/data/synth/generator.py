@@ -444,9 +444,8 @@ def generate_synthetic_set(
             "hand_models": {s: hand_models[s].name for s in ("left", "right")},
             "per_category": stats,
             "quality": summary,
-            "seconds": round(elapsed, 3),
+            # No wall time or worker count here: the file (and its SHA-256) depends on the seed and settings only.
             "device": str(device),
-            "workers": int(workers),
         }
     }
     result = TwoHandSet(
@@ -458,6 +457,8 @@ def generate_synthetic_set(
         result.save(out)
     if store is not None:
         store.remove()
+    if progress:
+        tqdm.write(f"synth: {total} samples in {elapsed:.1f} s with {workers} worker process(es)")
     return result
 
 
