@@ -197,7 +197,7 @@ def test_sampler_resamples_rejected_partners_deterministically():
     assert seen == []
     s = SamplerSettings(steps=4, apg_weight=0.0, settle_steps=0, resample_rounds=2)
     once = cascaded_sample(net, sched, mean, std, 6, s, reject=reject, progress=False)
-    assert seen == [6, 6]  # two rounds, each judging the whole batch
+    assert seen == [6, 3]  # round 1 judges the batch, round 2 only the 3 partners drawn again
     again = cascaded_sample(net, sched, mean, std, 6, s, reject=reject, progress=False)
     assert torch.equal(once, again)
     # Anchors and the accepted (odd) partners are untouched; the rejected ones were drawn again.
