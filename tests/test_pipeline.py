@@ -124,9 +124,9 @@ def test_partner_stage_runs_one_forward_without_cfg_and_one_double_batch_with_it
 
     net, sched = Recording(), Schedule.cosine(20)
     z, anchor = torch.randn(3, 64), torch.randn(3, 64)
-    plain = sample_partner(net, anchor, z, sched, SamplerSettings(steps=4, cfg_scale=0.0, apg_weight=0.0))
+    plain = sample_partner(net, anchor, z, sched, SamplerSettings(steps=4, eta=0.0, cfg_scale=0.0, apg_weight=0.0))
     assert net.rows == [3] * 4
     net.rows.clear()
-    zero_scale_cfg = sample_partner(net, anchor, z, sched, SamplerSettings(steps=4, cfg_scale=1e-30, apg_weight=0.0))
+    zero_scale_cfg = sample_partner(net, anchor, z, sched, SamplerSettings(steps=4, eta=0.0, cfg_scale=1e-30, apg_weight=0.0))
     assert net.rows == [6] * 4
     torch.testing.assert_close(plain, zero_scale_cfg)
