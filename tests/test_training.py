@@ -175,7 +175,8 @@ def test_ddp_two_cpu_processes(tmp_path):
         x, v, m, s = make_data()
         r = train(TINY_MODEL, tiny_cfg(epochs=1), x, v, m, s, {str(tmp_path / 'run')!r}, progress=False)
         print("rank", dist.get_rank(), "world", dist.get_world_size(), "steps", r.step)
-        dist.destroy_process_group()
+        from interhandgen.training.trainer import exit_distributed
+        exit_distributed(0)
         """
     ))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

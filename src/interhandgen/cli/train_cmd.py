@@ -104,13 +104,14 @@ def run(args: argparse.Namespace) -> int:
         resume=bool(args.resume), device=args.device, progress=not args.no_progress,
         on_epoch_end=_sample_png_callback(data.hand_model, train_cfg, std.mean.float(), std.std.float()),
     )
-    if distributed:
-        import torch.distributed as dist
-
-        dist.destroy_process_group()
     if rank == 0:
         print(f"{result.status} at step {result.step} (epoch {result.epoch}); run folder {out}")
-    return 0 if result.status == "finished" else 130
+    code = 0 if result.status == "finished" else 130
+    if distributed:
+        from interhandgen.training.trainer import exit_distributed
+
+        exit_distributed(code)  # does not return
+    return code
 
 
 def _sample_png_callback(hand_model, train_cfg, mean, std):

@@ -61,6 +61,23 @@ def init_distributed_from_env(device: str) -> bool:
     return True
 
 
+def exit_distributed(code: int = 0) -> None:
+    """End a torchrun worker: wait for every rank, flush the output, and leave the process at once.
+
+    Never returns. ``destroy_process_group`` and the interpreter's normal shutdown tear down gloo's threads, which now
+    and then aborted a worker with "terminate called without an active exception" (seen in the 2-process CPU tests
+    under load); once every rank has passed the barrier, nothing is left to communicate or to clean up, so the
+    process ends with ``os._exit`` instead. Rank 0 has written its files before this point.
+    """
+    import sys
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(int(code))
+
+
 # --------------------------------------------------------------------------- pieces of the loop
 def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float) -> float:
     """Linear warm-up, then cosine decay to ``min_ratio``."""
