@@ -55,11 +55,10 @@ class SamplerSettings:
     # Contact settling after the last step (interhandgen.guidance.settle): pairs closer than settle_attract_mm
     # are moved rigidly into touch without penetration; 0 steps disables it.
     settle_steps: int = 80
-    # 15 mm: in the data set 99.8% of the pairs are either touching (< 2 mm) or farther than 15 mm apart (0.17% lie
-    # in 10-15 mm; the closest no-contact pair of 3,000 test pairs is 13.9 mm apart), so a sample closer than 15 mm
-    # is taken as a contact the denoiser placed a few millimetres off (docs/diffusion.md, radius sweep).
-    # 20 mm since session 4: with eta 1 the model leaves 3.6% of the pairs 15-20 mm apart (the data: under 0.7%), so
-    # 15 mm gave contact rate 0.868 vs the test split's 0.915; 20 mm gives 0.909 / 0.905 (seeds 0 / 1, 10,000 pairs).
+    # 20 mm (15 mm until session 4): in the data 99.8% of the pairs touch (< 2 mm) or lie farther than 15 mm apart,
+    # and under 0.7% of all pairs are no-contact pairs within 20 mm; with eta 1 the model leaves 3.6% of its pairs
+    # 15-20 mm apart, so 15 mm gave contact rate 0.868 vs the test split's 0.915 and 20 mm gives 0.909 / 0.905
+    # (seeds 0 / 1, 10,000 pairs; docs/diffusion.md, radius sweep).
     settle_attract_mm: float = 20.0
     settle_points: int = 768
     # Resampling: partners still interpenetrating deeper than resample_depth_mm after settling (or whose inscribed

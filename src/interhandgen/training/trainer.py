@@ -69,8 +69,6 @@ def exit_distributed(code: int = 0) -> None:
     under load); once every rank has passed the barrier, nothing is left to communicate or to clean up, so the
     process ends with ``os._exit`` instead. Rank 0 has written its files before this point.
     """
-    import sys
-
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
     sys.stdout.flush()
