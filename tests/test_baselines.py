@@ -14,11 +14,11 @@ import torch
 import yaml
 from torch import nn
 
-from interhandgen.baselines import check_settings, sample_joint, sample_vae
-from interhandgen.baselines.networks import TwoHandVAE
+from interhandgen.generation import check_settings, sample_joint, sample_vae
+from interhandgen.models import TwoHandVAE
 from interhandgen.diffusion import Schedule
 from interhandgen.evaluation.replication import t_confidence_interval
-from interhandgen.sampling import CANONICAL_TAIL, SamplerSettings
+from interhandgen.generation import CANONICAL_TAIL, SamplerSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -153,7 +153,7 @@ TINY_MODELS = {
 @pytest.mark.slow
 def test_whole_pipeline_synth_train_sample_evaluate_table(tmp_path):
     from interhandgen.cli import main
-    from interhandgen.baselines import sample_checkpoint
+    from interhandgen.generation import sample_checkpoint
     from interhandgen.data.format import TwoHandSet
     from interhandgen.evaluation.features import (FeatureExtractorConfig, TwoHandPointNet, save_feature_extractor,
                                                   select_vertex_indices)

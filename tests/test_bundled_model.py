@@ -8,7 +8,7 @@ import json
 import numpy as np
 import torch
 
-from interhandgen.pipeline import InterHandGen, bundled_model_path
+from interhandgen.generation import InterHandGen, bundled_model_path
 
 
 def test_bundled_model_matches_its_sidecar():

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from interhandgen.geometry import PenetrationLoss, geman_mcclure, penetration_loss, penetration_volume
-from interhandgen.geometry.synthetic import blob_pairs, open_tube
+from fixtures.meshes import blob_pairs, open_tube
 
 
 def test_geman_mcclure_closed_form():

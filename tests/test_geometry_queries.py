@@ -17,7 +17,7 @@ from interhandgen.geometry import (
     winding_numbers,
 )
 from interhandgen.geometry.mesh import seal_torch
-from interhandgen.geometry.synthetic import blob_pairs, open_tube
+from fixtures.meshes import blob_pairs, open_tube
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

@@ -6,7 +6,7 @@ import torch
 import trimesh
 
 from interhandgen.geometry import SealPlan, mesh_volume, seal, seal_faces, vertex_normals
-from interhandgen.geometry.synthetic import blob_topology, open_tube
+from fixtures.meshes import blob_topology, open_tube
 
 
 def test_open_tube_is_sealed_watertight_with_exact_volume():

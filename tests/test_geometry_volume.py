@@ -7,7 +7,7 @@ import torch
 import trimesh
 
 from interhandgen.geometry import PenetrationVolumeError, penetration_volume, seal, seal_faces
-from interhandgen.geometry.synthetic import blob_pairs, open_tube
+from fixtures.meshes import blob_pairs, open_tube
 
 
 def _box(extents, centre):

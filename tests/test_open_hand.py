@@ -11,11 +11,12 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from interhandgen.hand import MANO_PARENTS, HandModel, open_hand
-from interhandgen.hand import open_hand_builder as builder
+import interhandgen.hand
+from tools import open_hand_builder as builder
 from interhandgen.hand.mesh_checks import closed_mesh_report, self_intersections
 from interhandgen.hand.open_hand import open_hand_data, open_hand_info
 
-ASSET = Path(builder.__file__).parent / "assets" / "open_hand_right.npz"
+ASSET = Path(interhandgen.hand.__file__).parent / "assets" / "open_hand_right.npz"
 TIP = {"thumb": 0, "index": 1, "middle": 2, "ring": 3, "pinky": 4}
 
 

@@ -8,10 +8,11 @@ import torch
 
 from interhandgen.cli import main
 from interhandgen.data.format import TwoHandSet
-from interhandgen.guidance import canonical_vertices, surface_penetration_loss
+from interhandgen.data.canonical import canonical_vertices
+from interhandgen.generation import surface_penetration_loss
 from interhandgen.hand import CENTER_JOINT, open_hand
-from interhandgen.pipeline import InterHandGen
-from interhandgen.sampling import SamplerSettings
+from interhandgen.generation import InterHandGen
+from interhandgen.generation import SamplerSettings
 from interhandgen.training import TrainConfig, train
 
 TINY = {"preset": "small", "hidden_dim": 64, "embed_dim": 32, "num_layers": 3, "skips": [1], "num_heads": 2,
@@ -120,7 +121,7 @@ def test_partner_stage_runs_one_forward_without_cfg_and_one_double_batch_with_it
             return torch.where(mask[:, None], 0.5 * x + cond, 0.5 * x)
 
     from interhandgen.diffusion import Schedule
-    from interhandgen.sampling import sample_partner
+    from interhandgen.generation import sample_partner
 
     net, sched = Recording(), Schedule.cosine(20)
     z, anchor = torch.randn(3, 64), torch.randn(3, 64)

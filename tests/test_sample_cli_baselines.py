@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from interhandgen.baselines import build_model, sample_checkpoint
+from interhandgen.generation import sample_checkpoint
+from interhandgen.models import build_model
 from interhandgen.cli import main
 from interhandgen.data.format import TwoHandSet
-from interhandgen.sampling import SamplerSettings
-from interhandgen.training.checkpoint import export_model
+from interhandgen.generation import SamplerSettings
+from interhandgen.models.artifact import export_model
 
 MODELS = {
     "joint": {"kind": "joint", "width": 32, "depth": 1, "time_dim": 16},

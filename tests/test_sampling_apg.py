@@ -9,15 +9,9 @@ import torch
 
 from interhandgen.geometry import min_distance, penetration_depth, penetration_volume, vertex_normals
 from interhandgen.geometry.loss import geman_mcclure
-from interhandgen.guidance import (
-    AntiPenetrationGuidance,
-    SubsetHand,
-    boxes_overlap,
-    canonical_vertices,
-    farthest_point_indices,
-    mutual_nearest,
-    surface_penetration_loss,
-)
+from interhandgen.data.canonical import canonical_vertices
+from interhandgen.generation import AntiPenetrationGuidance, SubsetHand, boxes_overlap, surface_penetration_loss
+from interhandgen.geometry.points import farthest_point_indices, mutual_nearest
 from interhandgen.hand import open_hand
 
 

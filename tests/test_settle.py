@@ -1,14 +1,15 @@
-"""Contact settling (interhandgen.guidance.settle): exact geometry before and after, untouched rows, skeleton."""
+"""Contact settling (interhandgen.generation.settle): exact geometry before and after, untouched rows, skeleton."""
 
 import numpy as np
 import pytest
 import torch
 
 from interhandgen.geometry import min_distance, penetration_volume
-from interhandgen.guidance import SettleConfig, SubsetHand, canonical_vertices, settle_contact
+from interhandgen.data.canonical import canonical_vertices
+from interhandgen.generation import SettleConfig, SubsetHand, settle_contact
 from interhandgen.hand import open_hand
 from interhandgen.rotations import axis_angle_to_matrix, matrix_to_rot6d, rot6d_to_matrix
-from interhandgen.sampling import SamplerSettings, cascaded_sample
+from interhandgen.generation import SamplerSettings, cascaded_sample
 
 LEFT, RIGHT = open_hand("left"), open_hand("right")
 
@@ -164,7 +165,7 @@ def test_sampler_calls_settling_only_when_enabled():
 
 
 def test_interpenetrating_flags_pushed_pairs_and_not_settled_ones(pairs):
-    from interhandgen.guidance import interpenetrating
+    from interhandgen.generation import interpenetrating
 
     sa, so = SubsetHand(LEFT, 768), SubsetHand(RIGHT, 768)
     anchor, deep = _placed(pairs, -6.0)

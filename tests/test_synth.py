@@ -26,9 +26,9 @@ from interhandgen.data.synth import (
     generate_synthetic_set,
     hand_anatomy,
 )
-from interhandgen.data.synth.optimize import squared_distances
+from interhandgen.geometry.points import squared_distances
 from interhandgen.data.synth.poses import POSE_FAMILIES, components_to_logits, logits_to_components, sample_pose_logits
-from interhandgen.data.synth.proxy import build_sphere_proxy
+from interhandgen.geometry.proxy import build_sphere_proxy
 from interhandgen.hand import HandModel
 from interhandgen.hand.open_hand import open_hand_data
 
@@ -264,7 +264,7 @@ def test_blocked_nearest_neighbours_match_brute_force(monkeypatch):
 
 
 def test_hand_written_adam_matches_torch_adam_with_cosine_decay():
-    from interhandgen.data.synth.optimize import _Adam
+    from interhandgen.geometry.optim import BatchedAdam as _Adam
 
     gen = torch.Generator().manual_seed(4)
     target = torch.randn(5, 3, generator=gen, dtype=torch.float64)

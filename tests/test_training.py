@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from interhandgen.training import TrainConfig, load_checkpoint, read_exported_model, train
+from interhandgen.models.artifact import read_model_file
+from interhandgen.training import TrainConfig, load_checkpoint, train
 
 TINY_MODEL = {"preset": "small", "hidden_dim": 64, "embed_dim": 32, "num_layers": 3, "skips": [1],
               "num_heads": 2, "ff_dim": 64, "num_encoder_layers": 1}
@@ -92,8 +93,8 @@ def test_killed_run_resumes_to_identical_loss_curve(tmp_path):
     assert 0 < ckpt["step"] < result.step, "the kill should land between checkpoints, mid-run"
     train(TINY_MODEL, tiny_cfg(), x, v, m, s, run, resume=True, progress=False)
     assert read_losses(run) == read_losses(ref)
-    a = read_exported_model(ref / "model.safetensors")[0]
-    b = read_exported_model(run / "model.safetensors")[0]
+    a = read_model_file(ref / "model.safetensors").state_dict
+    b = read_model_file(run / "model.safetensors").state_dict
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -119,7 +120,8 @@ def test_stats_and_config_travel_with_the_model(tmp_path):
     x, v, m, s = make_data()
     mean, std = torch.randn(2, 64), torch.rand(2, 64) + 0.5
     train(TINY_MODEL, tiny_cfg(epochs=1), x, v, mean, std, tmp_path, progress=False)
-    state, cfg, m2, s2, prov = read_exported_model(tmp_path / "model.safetensors")
+    art = read_model_file(tmp_path / "model.safetensors")
+    state, cfg, m2, s2, prov = art.state_dict, art.model_config, art.stats_mean, art.stats_std, art.provenance
     assert torch.equal(m2, mean) and torch.equal(s2, std)
     assert cfg == TINY_MODEL and prov["steps"] == 384 // 32
 
@@ -168,13 +170,13 @@ def test_ddp_two_cpu_processes(tmp_path):
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_training import make_data, TINY_MODEL, tiny_cfg
         from interhandgen.training import train
-        from interhandgen.training.trainer import init_distributed_from_env
+        from interhandgen.training import init_distributed_from_env
         import torch.distributed as dist
         init_distributed_from_env("cpu")
         x, v, m, s = make_data()
         r = train(TINY_MODEL, tiny_cfg(epochs=1), x, v, m, s, {str(tmp_path / 'run')!r}, progress=False)
         print("rank", dist.get_rank(), "world", dist.get_world_size(), "steps", r.step)
-        from interhandgen.training.trainer import exit_distributed
+        from interhandgen.training import exit_distributed
         exit_distributed(0)
         """
     ))
@@ -185,6 +187,6 @@ def test_ddp_two_cpu_processes(tmp_path):
                            str(script)], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "world 2 steps 12" in proc.stdout
-    state, *_ = read_exported_model(tmp_path / "run" / "model.safetensors")
+    state = read_model_file(tmp_path / "run" / "model.safetensors").state_dict
     assert all(torch.isfinite(t).all() for t in state.values())
     assert len(load_checkpoint(tmp_path / "run")["rng"]) == 2

@@ -24,6 +24,8 @@ import torch
 import yaml
 
 from interhandgen.data.format import HAND_FIELDS, HAND_SIDES, TwoHandSet
+from interhandgen.generation import InterHandGen, LoadedModel, load_model, sample_model
+from interhandgen.models import build_model
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,23 +55,16 @@ def one_thread():
 
 
 def _sample_baseline(kind: str) -> TwoHandSet:
-    from interhandgen.baselines import build_model, sample_canonical
-    from interhandgen.data.canonical import to_world
-    from interhandgen.data.format import HandModelSpec
-    from interhandgen.pipeline import load_model
-
     doc = yaml.safe_load((ROOT / "configs" / "baselines" / f"{kind}.yaml").read_text())
     bundled = load_model()
     torch.manual_seed(0)
     net = build_model(doc["model"])
-    model = type(bundled)(net.eval(), doc["model"], bundled.stats_mean, bundled.stats_std, doc["train"], kind)
-    x = sample_canonical(model, 300, seed=0, progress=False)
-    spec = HandModelSpec.open_hand()
-    return to_world(x, spec.load(pose_space="pca"), anchor="left", hand_model=spec)
+    model = LoadedModel(net.eval(), doc["model"], bundled.stats_mean, bundled.stats_std, doc["train"], kind)
+    return sample_model(model, 300, seed=0, progress=False)
 
 
 def test_bundled_model_samples_are_bit_identical(one_thread):
-    from interhandgen.pipeline import InterHandGen
+    from interhandgen.generation import InterHandGen
 
     two = InterHandGen.load().sample(300, seed=0, progress=False)
     assert _digest(two) == EXPECTED["bundled"]

@@ -6,6 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
+from interhandgen.cli._args import positive_int
+from interhandgen.exceptions import InputError
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -55,7 +58,7 @@ def register(sub) -> None:
     s.add_argument("data", help="TwoHandSet .npz")
     s.add_argument("--out", default=None, help="folder for stats.json and samples.png")
     s.add_argument("--mano-dir", default=None, help="MANO folder, for MANO sets that record no model files")
-    s.add_argument("--max-samples", type=int, default=2000, help="samples for distance/depth statistics (default %(default)s)")
+    s.add_argument("--max-samples", type=positive_int, default=2000, help="samples for distance/depth statistics (default %(default)s)")
     s.add_argument("--volume-samples", type=int, default=200,
                    help="samples for the exact penetration volume; 0 skips it (default %(default)s)")
     s.add_argument("--no-geometry", action="store_true", help="counts only")
@@ -70,15 +73,15 @@ def register(sub) -> None:
         help="generate the synthetic two-hand interaction set (open hand)",
         description="Generate the synthetic two-hand set (interhandgen.data.synth; see docs/synth.md).",
     )
-    g.add_argument("--num", type=int, required=True, help="number of two-hand samples (spread evenly over the categories)")
+    g.add_argument("--num", type=positive_int, required=True, help="number of two-hand samples (spread evenly over the categories)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", required=True, help="output .npz")
     g.add_argument("--device", default="cpu")
-    g.add_argument("--batch-size", type=int, default=256, help="samples optimised together (default %(default)s)")
+    g.add_argument("--batch-size", type=positive_int, default=256, help="samples optimised together (default %(default)s)")
     g.add_argument("--splits", default="0.8,0.1,0.1",
                    help="fractions of train,validation,test summing to 1 (default %(default)s)")
     g.add_argument("--categories", default=None, help="comma-separated category names (default: all)")
-    g.add_argument("--workers", type=int, default=None,
+    g.add_argument("--workers", type=positive_int, default=None,
                    help="CPU worker processes (default: one per core for large sets; the arrays do not depend on it)")
     g.add_argument("--no-resume", action="store_true",
                    help="do not keep finished chunks in <out>.parts/ (by default an interrupted run continues "
@@ -96,15 +99,15 @@ def run_convert(args: argparse.Namespace) -> int:
     options = {"dtype": np.float64 if args.float64 else np.float32}
     if args.unique_frames:
         if args.format != "intaghand":
-            raise ValueError("--unique-frames applies to --format intaghand only")
+            raise InputError("--unique-frames applies to --format intaghand only")
         options["unique_frames"] = True
     if args.no_objects:
         if args.format != "arctic":
-            raise ValueError("--no-objects applies to --format arctic only")
+            raise InputError("--no-objects applies to --format arctic only")
         options["include_objects"] = False
     out = Path(args.out)
     if out.suffix != ".npz":
-        raise ValueError(f"--out must end in .npz, got {out}")
+        raise InputError(f"--out must end in .npz, got {out}")
     two_hands, summary = convert(args.format, args.input, out, mano_dir=args.mano_dir, skip_bad=args.skip_bad,
                                  progress=not args.no_progress, **options)
     print(summary)
@@ -207,19 +210,18 @@ def run_stats(args: argparse.Namespace) -> int:
     from interhandgen.data.format import HandModelSpec, TwoHandSet
     from interhandgen.data.format import atomic_write
 
-    for name in ("max_samples", "volume_samples"):
-        if getattr(args, name) < 0 or (name == "max_samples" and args.max_samples < 1):
-            raise ValueError(f"--{name.replace('_', '-')} must be {'>= 1' if name == 'max_samples' else '>= 0'}")
+    if args.volume_samples < 0:
+        raise InputError(f"--volume-samples must be >= 0, got {args.volume_samples}")
     render = None
     if args.out and not args.no_png:
         try:
             from interhandgen.viz import render
         except ImportError as exc:
-            raise ValueError(f"cannot write samples.png: interhandgen.viz is not available ({exc}); use --no-png") from None
+            raise InputError(f"cannot write samples.png: interhandgen.viz is not available ({exc}); use --no-png") from None
     two_hands = TwoHandSet.load(args.data)
     if args.mano_dir:
         if two_hands.hand_model.kind != "mano":
-            raise ValueError("--mano-dir given but the set uses the open hand")
+            raise InputError("--mano-dir given but the set uses the open hand")
         spec = HandModelSpec.mano(args.mano_dir, fix_left_shapedirs=two_hands.hand_model.fix_left_shapedirs)
         two_hands = two_hands.with_hand_model(spec)
     models = None if args.no_geometry else two_hands.hand_models(device=args.device)
@@ -243,21 +245,17 @@ def run_synth(args: argparse.Namespace) -> int:
     try:
         from interhandgen.data.synth import generate_synthetic_set
     except ImportError as exc:
-        raise ValueError(f"the synthetic data generator is not available ({exc})") from None
-    if args.num < 1:
-        raise ValueError(f"--num must be >= 1, got {args.num}")
+        raise InputError(f"the synthetic data generator is not available ({exc})") from None
     try:
         splits = tuple(float(v) for v in args.splits.split(","))
     except ValueError:
-        raise ValueError(f"--splits must be three comma-separated fractions, got {args.splits!r}") from None
+        raise InputError(f"--splits must be three comma-separated fractions, got {args.splits!r}") from None
     if not str(args.out).endswith(".npz"):
-        raise ValueError(f"--out must end in .npz, got {args.out}")
+        raise InputError(f"--out must end in .npz, got {args.out}")
     kw = {"device": args.device, "batch_size": args.batch_size, "splits": splits, "progress": not args.no_progress}
     if args.categories:
         kw["categories"] = [c.strip() for c in args.categories.split(",") if c.strip()]
     if getattr(args, "workers", None) is not None:
-        if args.workers < 1:
-            raise ValueError(f"--workers must be >= 1, got {args.workers}")
         kw["workers"] = args.workers
     if getattr(args, "no_resume", False):
         kw["resume"] = False

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from interhandgen.exceptions import InputError, MissingFileError
 
 
 @dataclasses.dataclass
@@ -46,7 +47,7 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise ValueError(f"{source}: unknown key(s) {unknown} in 'train'; known: {sorted(names)}")
+            raise InputError(f"{source}: unknown key(s) {unknown} in 'train'; known: {sorted(names)}")
         if "betas" in d:
             d["betas"] = tuple(float(b) for b in d["betas"])
         cfg = cls(**d)
@@ -57,10 +58,10 @@ class TrainConfig:
     def from_yaml(cls, path: str | Path) -> "TrainConfig":
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
+            raise MissingFileError(f"config file not found: {path}")
         doc = yaml.safe_load(path.read_text()) or {}
         if not isinstance(doc, dict):
-            raise ValueError(f"{path}: expected a mapping with 'model' and 'train' sections")
+            raise InputError(f"{path}: expected a mapping with 'model' and 'train' sections")
         return cls.from_dict(doc.get("train"), source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
@@ -71,7 +72,7 @@ class TrainConfig:
     def validate(self, source: str = "train config") -> None:
         def need(cond: bool, msg: str) -> None:
             if not cond:
-                raise ValueError(f"{source}: train.{msg}")
+                raise InputError(f"{source}: train.{msg}")
 
         need(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         need(self.batch_size >= 2, f"batch_size must be >= 2, got {self.batch_size}")

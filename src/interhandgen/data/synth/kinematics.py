@@ -14,10 +14,11 @@ import torch
 
 from interhandgen.data.synth.anatomy import HandAnatomy, hand_anatomy
 from interhandgen.data.synth.poses import logits_to_components
-from interhandgen.data.synth.proxy import build_sphere_proxy
+from interhandgen.geometry.proxy import build_sphere_proxy
 from interhandgen.hand.lbs import kinematic_levels, lbs, rigid_transforms
 from interhandgen.hand.model_data import HandModelData
 from interhandgen.rotations import axis_angle_to_matrix
+from interhandgen.exceptions import InputError
 
 
 def farthest_point_order(points: np.ndarray, k: int) -> np.ndarray:
@@ -25,7 +26,7 @@ def farthest_point_order(points: np.ndarray, k: int) -> np.ndarray:
     from the point with the smallest x. Every prefix of the result is itself a farthest-point sample."""
     n = len(points)
     if not 1 <= k <= n:
-        raise ValueError(f"k must be in [1, {n}], got {k}")
+        raise InputError(f"k must be in [1, {n}], got {k}")
     chosen = [int(np.argmin(points[:, 0]))]
     dist = np.linalg.norm(points - points[chosen[0]], axis=1)
     while len(chosen) < k:
@@ -111,7 +112,7 @@ class HandKinematics:
             self.region_mask[name] = m
             self.region_mask_sub[name] = m[sub]
             if not bool(m[sub].any()):
-                raise ValueError(f"region {name!r} has no vertex in the optimisation subset; raise subset_size")
+                raise InputError(f"region {name!r} has no vertex in the optimisation subset; raise subset_size")
 
     # ------------------------------------------------------------------ poses
     def components_to_full_pose(self, components: torch.Tensor) -> torch.Tensor:
@@ -197,5 +198,5 @@ class HandKinematics:
         a = self.anatomy
         table = {"forward": a.forward, "radial": a.radial, "palmar": a.palmar, "ulnar": -a.radial, "dorsal": -a.palmar}
         if name not in table:
-            raise ValueError(f"unknown anatomy vector {name!r}; expected one of {sorted(table)}")
+            raise InputError(f"unknown anatomy vector {name!r}; expected one of {sorted(table)}")
         return torch.as_tensor(table[name], dtype=self.dtype, device=self.device)

@@ -18,8 +18,10 @@ import dataclasses
 import numpy as np
 import torch
 
-from interhandgen.data.synth.anatomy import FINGER_JOINTS, FINGER_NAMES, MCP_JOINTS
+from interhandgen.geometry.queries import point_to_surface_distance, points_inside
+from interhandgen.hand.joints import FINGER_JOINTS, FINGER_NAMES, MCP_JOINTS
 from interhandgen.hand.model_data import HandModelData
+from interhandgen.exceptions import InputError
 
 #: Radii are shrunk by this (metres) so that the spheres stay strictly inside the surface.
 RADIUS_MARGIN = 0.0005
@@ -97,14 +99,12 @@ def build_sphere_proxy(data: HandModelData, device="cpu", dtype=torch.float32) -
                     add((1 + t * k) * eye[j] - t * k * eye[prev], j)
     coeff = np.stack(coeffs)
     centres = coeff @ J
-    from interhandgen.geometry import point_to_surface_distance, points_inside
-
     pts, verts = torch.as_tensor(centres[None]), torch.as_tensor(V[None])
     inside = points_inside(pts, verts, data.faces)[0].numpy()
     radius = point_to_surface_distance(pts, verts, data.faces)[0].numpy() - RADIUS_MARGIN
     keep = inside & (radius > 0.002)
     if keep.sum() < 20:
-        raise ValueError(f"only {int(keep.sum())} proxy spheres lie inside the hand mesh; are its joints inside it?")
+        raise InputError(f"only {int(keep.sum())} proxy spheres lie inside the hand mesh; are its joints inside it?")
     t = lambda a, dt=dtype: torch.as_tensor(np.ascontiguousarray(a), dtype=dt, device=device)  # noqa: E731
     return SphereProxy(t(coeff[keep]), t(np.asarray(joints)[keep], torch.long), t(radius[keep]),
                        float(np.linalg.norm(J[4] - J[0])))

@@ -1,6 +1,6 @@
 """Generator of the bundled open hand: an original, MANO-compatible right hand built from anatomy numbers.
 
-``python -m interhandgen.hand.open_hand_builder --out src/interhandgen/hand/assets/open_hand_right.npz``
+``python tools/open_hand_builder.py --out src/interhandgen/hand/assets/open_hand_right.npz``
 rebuilds the shipped file bit for bit (see docs/open_hand.md for the recorded SHA-256).
 
 Construction, in order (every step is deterministic numpy/scipy, plus manifold3d's level-set mesher):

@@ -1,6 +1,6 @@
 """Cascaded two-hand sampling: the anchor hand first, then the other hand conditioned on it.
 
-Works on standardised canonical 64-vectors (see docs/data.md); :mod:`interhandgen.pipeline` turns the result into
+Works on standardised canonical 64-vectors (see docs/data.md); :mod:`interhandgen.generation.api` turns the result into
 world-frame hand parameters. Stage 1 calls the shared denoiser with the null condition; stage 2 conditions on the
 sampled anchor, with classifier-free guidance on a chosen set of dimensions (the reference: the last 9 numbers,
 rotation and translation, scale 0.1) and optional anti-penetration guidance on the predicted x0.
@@ -15,8 +15,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from interhandgen.data.canonical import IDENTITY_ROT6D
+from interhandgen._seeding import derived_seed
+from interhandgen.data.canonical import HAND_DIM, IDENTITY_ROT6D, RIGID_SLICE
 from interhandgen.diffusion import Schedule, classifier_free_guidance, conditional, ddim_sample, unconditional
+from interhandgen.exceptions import InputError
 
 # The anchor's canonical rotation/translation slots: identity 6D rotation, zero translation.
 CANONICAL_TAIL = torch.tensor([*IDENTITY_ROT6D, 0.0, 0.0, 0.0])
@@ -26,7 +28,7 @@ CANONICAL_TAIL = torch.tensor([*IDENTITY_ROT6D, 0.0, 0.0, 0.0])
 class SamplerSettings:
     """All sampler options and their defaults (the ONE place for them: the CLI and the benchmarks read these).
 
-    APG fields (see :mod:`interhandgen.guidance.apg`): ``apg_weight`` is the first-order fraction of the
+    APG fields (see :mod:`interhandgen.generation.apg`): ``apg_weight`` is the first-order fraction of the
     penetration penalty removed by the last step (0 disables APG), ``apg_decay`` its factor per step back,
     ``apg_last_steps`` how many final steps are guided, ``apg_points`` the surface subset size per hand,
     ``apg_margin`` the bounding-box prefilter (metres), ``apg_max_step`` the trust region (standardised units).
@@ -42,7 +44,7 @@ class SamplerSettings:
     # (proximity ratio 0.838 -> 0.782, contact rate after settling 0.811 -> 0.759 on 1,000 pairs; precision 0.929
     # vs 0.921), see docs/diffusion.md. --cfg-scale 0.1 reproduces the reference setting.
     cfg_scale: float = 0.0
-    cfg_dims: tuple[int, int] = (55, 64)  # [start, stop) of the guided dimensions
+    cfg_dims: tuple[int, int] = (RIGID_SLICE.start, RIGID_SLICE.stop)  # [start, stop) of the guided dimensions
     apg_weight: float = 1.5
     apg_decay: float = 0.9
     apg_rho: float = 0.05
@@ -52,7 +54,7 @@ class SamplerSettings:
     apg_max_step: float = 1.0
     same_noise: bool = True  # the reference starts stage 2 from the anchor's initial noise
     update: str = "ddim"  # or "reference"
-    # Contact settling after the last step (interhandgen.guidance.settle): pairs closer than settle_attract_mm
+    # Contact settling after the last step (interhandgen.generation.settle): pairs closer than settle_attract_mm
     # are moved rigidly into touch without penetration; 0 steps disables it.
     settle_steps: int = 80
     # 20 mm (15 mm until session 4): in the data 99.8% of the pairs touch (< 2 mm) or lie farther than 15 mm apart,
@@ -72,30 +74,30 @@ class SamplerSettings:
 
     def validate(self) -> None:
         if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
+            raise InputError(f"steps must be >= 1, got {self.steps}")
         if self.cfg_scale < 0:
-            raise ValueError(f"cfg_scale must be >= 0, got {self.cfg_scale}")
+            raise InputError(f"cfg_scale must be >= 0, got {self.cfg_scale}")
         if not 0 <= self.apg_weight <= 2:
-            raise ValueError(f"apg_weight must lie in [0, 2] (0 disables APG), got {self.apg_weight}")
+            raise InputError(f"apg_weight must lie in [0, 2] (0 disables APG), got {self.apg_weight}")
         if not 0 < self.apg_decay <= 1:
-            raise ValueError(f"apg_decay must lie in (0, 1], got {self.apg_decay}")
+            raise InputError(f"apg_decay must lie in (0, 1], got {self.apg_decay}")
         if self.apg_last_steps is not None and self.apg_last_steps < 1:
-            raise ValueError(f"apg_last_steps must be >= 1 or None (all steps), got {self.apg_last_steps}")
+            raise InputError(f"apg_last_steps must be >= 1 or None (all steps), got {self.apg_last_steps}")
         if self.apg_points < 1:
-            raise ValueError(f"apg_points must be >= 1, got {self.apg_points}")
+            raise InputError(f"apg_points must be >= 1, got {self.apg_points}")
         if self.apg_margin < 0 or self.apg_max_step <= 0 or self.apg_rho <= 0:
-            raise ValueError(f"apg_margin must be >= 0, apg_max_step and apg_rho > 0; got {self.apg_margin}, "
+            raise InputError(f"apg_margin must be >= 0, apg_max_step and apg_rho > 0; got {self.apg_margin}, "
                              f"{self.apg_max_step}, {self.apg_rho}")
         if self.settle_steps < 0:
-            raise ValueError(f"settle_steps must be >= 0 (0 disables contact settling), got {self.settle_steps}")
+            raise InputError(f"settle_steps must be >= 0 (0 disables contact settling), got {self.settle_steps}")
         if self.resample_rounds < 0 or not self.resample_depth_mm > 0:
-            raise ValueError(f"resample_rounds must be >= 0 and resample_depth_mm > 0, got {self.resample_rounds}, "
+            raise InputError(f"resample_rounds must be >= 0 and resample_depth_mm > 0, got {self.resample_rounds}, "
                              f"{self.resample_depth_mm}")
         if not self.settle_attract_mm > 0 or self.settle_points < 1:
-            raise ValueError(f"settle_attract_mm must be > 0 and settle_points >= 1, got {self.settle_attract_mm}, "
+            raise InputError(f"settle_attract_mm must be > 0 and settle_points >= 1, got {self.settle_attract_mm}, "
                              f"{self.settle_points}")
-        if not (0 <= self.cfg_dims[0] < self.cfg_dims[1] <= 64):
-            raise ValueError(f"cfg_dims must be a [start, stop) range within 0..64, got {self.cfg_dims}")
+        if not (0 <= self.cfg_dims[0] < self.cfg_dims[1] <= HAND_DIM):
+            raise InputError(f"cfg_dims must be a [start, stop) range within 0..{HAND_DIM}, got {self.cfg_dims}")
 
 
 def _partner(net, a_std, a_raw, noise, schedule, settings, mean, std, make_apg, settle, gen) -> torch.Tensor:
@@ -115,9 +117,9 @@ def sample_anchor(net: nn.Module, noise: torch.Tensor, schedule: Schedule, setti
     """Stage 1: standardised anchor vectors [B, 64], with the canonical rotation/translation imposed."""
     x = ddim_sample(unconditional(net), noise, schedule, settings.steps, eta=settings.eta, generator=generator,
                     update=settings.update)
-    tail = (CANONICAL_TAIL.to(x) - stats_mean[55:]) / stats_std[55:]
+    tail = (CANONICAL_TAIL.to(x) - stats_mean[RIGID_SLICE]) / stats_std[RIGID_SLICE]
     x = x.clone()
-    x[:, 55:] = tail
+    x[:, RIGID_SLICE] = tail
     return x
 
 
@@ -162,7 +164,7 @@ def cascaded_sample(
         make_apg: given the raw anchor vectors of a batch [b, 64], returns the x0-guidance hook for stage 2
             (or None); used for anti-penetration guidance.
         settle: ``settle(anchor_raw [b, 64], other_raw [b, 64]) -> other_raw`` applied to every batch's result
-            when ``settings.settle_steps > 0`` (contact settling, :func:`interhandgen.guidance.settle_contact`).
+            when ``settings.settle_steps > 0`` (contact settling, :func:`interhandgen.generation.settle_contact`).
         reject: ``reject(anchor_raw, other_raw) -> bool [b]``; with ``settings.resample_rounds > 0`` the rejected
             partners are sampled again (fresh noise from the batch's generator, same guidance and settling).
         anchors: optional RAW anchor vectors [num, 64] to complete (stage 1 is skipped).
@@ -173,18 +175,18 @@ def cascaded_sample(
     device = torch.device(device)
     mean, std = stats_mean.to(device), stats_std.to(device)
     net = net.to(device).eval()
-    out = torch.empty(num, 2, 64, device=device)
+    out = torch.empty(num, 2, HAND_DIM, device=device)
     bar = tqdm(total=num, desc="sample", unit="pair", disable=not progress)
     for bi, start in enumerate(range(0, num, batch_size)):
         b = min(batch_size, num - start)
-        gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + batch_offset + bi)
-        z = torch.randn(b, 64, generator=gen).to(device)
+        gen = torch.Generator().manual_seed(derived_seed(seed, batch_offset + bi))
+        z = torch.randn(b, HAND_DIM, generator=gen).to(device)
         if anchors is None:
             a_std = sample_anchor(net, z, schedule, settings, mean[0], std[0], generator=gen)
         else:
             a_std = (anchors[start:start + b].to(device) - mean[0]) / std[0]
         a_raw = a_std * std[0] + mean[0]
-        z2 = z if settings.same_noise else torch.randn(b, 64, generator=gen).to(device)
+        z2 = z if settings.same_noise else torch.randn(b, HAND_DIM, generator=gen).to(device)
         o_raw = _partner(net, a_std, a_raw, z2, schedule, settings, mean, std, make_apg, settle, gen)
         if reject is not None and settings.resample_rounds > 0:
             # Only the partners drawn in the previous round are judged again: the others have not changed.
@@ -194,7 +196,7 @@ def cascaded_sample(
                 if bad.numel() == 0:
                     break
                 judge = bad
-                fresh = torch.randn(bad.numel(), 64, generator=gen).to(device)
+                fresh = torch.randn(bad.numel(), HAND_DIM, generator=gen).to(device)
                 o_raw = o_raw.clone()
                 o_raw[bad] = _partner(net, a_std[bad], a_raw[bad], fresh, schedule, settings, mean, std, make_apg,
                                       settle, gen)

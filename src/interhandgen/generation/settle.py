@@ -25,11 +25,13 @@ import dataclasses
 
 import torch
 
-from interhandgen.data.synth.optimize import _Adam, _gather, nearest_both_ways
-from interhandgen.data.synth.proxy import SphereProxy, build_sphere_proxy, sphere_clearance
-from interhandgen.guidance.apg import canonical_vertices
-from interhandgen.guidance.subset import ROT6D, TRANSL, SubsetHand
+from interhandgen.data.canonical import ROT_SLICE, TRANSL_SLICE, canonical_vertices
+from interhandgen.geometry.optim import BatchedAdam
+from interhandgen.geometry.points import gather_rows, nearest_both_ways
+from interhandgen.geometry.proxy import SphereProxy, build_sphere_proxy, sphere_clearance
+from interhandgen.generation.subset import SubsetHand
 from interhandgen.rotations import axis_angle_to_matrix, matrix_to_rot6d, rot6d_to_matrix
+from interhandgen.exceptions import InputError
 
 MM = 1000.0
 
@@ -60,14 +62,14 @@ class SettleConfig:
     def validate(self) -> None:
         for name in ("attract_mm", "touch_mm", "nn_radius_mm", "lr_translation", "lr_rotation", "settle_gap_mm"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"SettleConfig.{name} must be > 0, got {getattr(self, name)}")
+                raise InputError(f"SettleConfig.{name} must be > 0, got {getattr(self, name)}")
         for name in ("margin_mm", "penetration_weight", "proxy_weight", "touch_weight", "reg_translation",
                      "reg_rotation"):
             if not getattr(self, name) >= 0:
-                raise ValueError(f"SettleConfig.{name} must be >= 0, got {getattr(self, name)}")
+                raise InputError(f"SettleConfig.{name} must be >= 0, got {getattr(self, name)}")
         for name in ("steps", "nn_every", "points", "near_size"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"SettleConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise InputError(f"SettleConfig.{name} must be >= 1, got {getattr(self, name)}")
 
 
 _PROXIES: dict[tuple[int, str, torch.dtype], tuple[object, SphereProxy]] = {}
@@ -141,10 +143,10 @@ def settle_contact(anchor: torch.Tensor, other: torch.Tensor, anchor_hand: Subse
     config.validate()
     for name, x in (("anchor", anchor), ("other", other)):
         if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != 64:
-            raise ValueError(f"{name} must be raw canonical hand vectors [B, 64], got "
+            raise InputError(f"{name} must be raw canonical hand vectors [B, 64], got "
                              f"{list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
     if anchor.shape[0] != other.shape[0]:
-        raise ValueError(f"anchor and other have different batch sizes: {anchor.shape[0]} and {other.shape[0]}")
+        raise InputError(f"anchor and other have different batch sizes: {anchor.shape[0]} and {other.shape[0]}")
     out = other.clone()
     if anchor.shape[0] == 0:
         return out
@@ -160,13 +162,13 @@ def settle_contact(anchor: torch.Tensor, other: torch.Tensor, anchor_hand: Subse
         # Pairs with a subset point inside the other hand at the start: only they can hide a deep overlap, so only
         # they get the sphere proxies (posing the proxies and capping their radii by the full mesh is the costly
         # part; a pair that starts outside is moved only into touch).
-        inside0 = ((_depth_below(pa, _gather(pb, i_ab0), _gather(nb, i_ab0)) > 0).any(1)
-                   | (_depth_below(pb, _gather(pa, i_ba0), _gather(na, i_ba0)) > 0).any(1))[rows]
+        inside0 = ((_depth_below(pa, gather_rows(pb, i_ab0), gather_rows(nb, i_ab0)) > 0).any(1)
+                   | (_depth_below(pb, gather_rows(pa, i_ba0), gather_rows(na, i_ba0)) > 0).any(1))[rows]
         pa, na, pb, nb = pa[rows], na[rows], pb[rows], nb[rows]
         k_a, k_b = min(config.near_size, pa.shape[1]), min(config.near_size, pb.shape[1])
         idx_a = d_ab[rows].topk(k_a, dim=1, largest=False).indices
         idx_b = d_ba[rows].topk(k_b, dim=1, largest=False).indices
-        pa, na, pb, nb = _gather(pa, idx_a), _gather(na, idx_a), _gather(pb, idx_b), _gather(nb, idx_b)
+        pa, na, pb, nb = gather_rows(pa, idx_a), gather_rows(na, idx_a), gather_rows(pb, idx_b), gather_rows(nb, idx_b)
         pivot = pb.mean(1, keepdim=True)
         if config.proxy_weight > 0:
             ca, ra, cb, rb = _proxy_spheres(anchor_hand, other_hand, anchor[rows].float(), other[rows].float(),
@@ -174,7 +176,7 @@ def settle_contact(anchor: torch.Tensor, other: torch.Tensor, anchor_hand: Subse
 
     K = rows.numel()
     zeros = lambda: torch.zeros(K, 3, dtype=pa.dtype, device=pa.device)  # noqa: E731
-    opt = _Adam([zeros(), zeros()], [config.lr_translation, config.lr_rotation], config.steps)
+    opt = BatchedAdam([zeros(), zeros()], [config.lr_translation, config.lr_rotation], config.steps)
     final_tau, final_omega = zeros(), zeros()
     # Per-sample state of the pairs still optimised; ``live`` indexes them into the K settled rows.
     st = {"pa": pa, "na": na, "pb": pb, "nb": nb, "pivot": pivot}
@@ -200,10 +202,10 @@ def settle_contact(anchor: torch.Tensor, other: torch.Tensor, anchor_hand: Subse
         # Nearest points are gathered from the fixed (unmoved) points and moved afterwards: the same values, and no
         # gather on a tensor that needs a gradient (its backward accumulates with atomics on CUDA, which made the
         # result differ from run to run there).
-        qb_near = move(_gather(st["pb"], i_ab))
-        qn_near = _gather(st["nb"], i_ab) @ Rd.transpose(1, 2)
+        qb_near = move(gather_rows(st["pb"], i_ab))
+        qn_near = gather_rows(st["nb"], i_ab) @ Rd.transpose(1, 2)
         depth_a = _depth_below(st["pa"], qb_near, qn_near, config.margin_mm, config.nn_radius_mm)
-        depth_b = _depth_below(qb, _gather(st["pa"], i_ba), _gather(st["na"], i_ba), config.margin_mm,
+        depth_b = _depth_below(qb, gather_rows(st["pa"], i_ba), gather_rows(st["na"], i_ba), config.margin_mm,
                                config.nn_radius_mm)
         gap = (st["pa"] - qb_near).norm(dim=-1).amin(dim=1)
         loss = (config.penetration_weight * ((depth_a ** 2).sum(1) + (depth_b ** 2).sum(1)
@@ -239,13 +241,13 @@ def settle_contact(anchor: torch.Tensor, other: torch.Tensor, anchor_hand: Subse
         tau, omega = final_tau, final_omega
         Rd = axis_angle_to_matrix(omega).to(other.dtype)
         sel = other[rows]
-        R = rot6d_to_matrix(sel[:, ROT6D])
-        t_mm = sel[:, TRANSL] * MM
+        R = rot6d_to_matrix(sel[:, ROT_SLICE])
+        t_mm = sel[:, TRANSL_SLICE] * MM
         p = pivot[:, 0].to(other.dtype)
         t_new = (Rd @ (t_mm - p)[..., None]).squeeze(-1) + p + tau.to(other.dtype)
         sel = sel.clone()
-        sel[:, ROT6D] = matrix_to_rot6d(Rd @ R)
-        sel[:, TRANSL] = t_new / MM
+        sel[:, ROT_SLICE] = matrix_to_rot6d(Rd @ R)
+        sel[:, TRANSL_SLICE] = t_new / MM
         out[rows] = sel
     return out
 
@@ -262,15 +264,15 @@ def interpenetrating(anchor: torch.Tensor, other: torch.Tensor, anchor_hand: Sub
     flag a touching pair (1 of 6 settled test pairs), which is then resampled needlessly.
     """
     if not depth_mm > 0:
-        raise ValueError(f"depth_mm must be > 0, got {depth_mm}")
+        raise InputError(f"depth_mm must be > 0, got {depth_mm}")
     if anchor.shape[0] == 0:
         return torch.zeros(0, dtype=torch.bool, device=anchor.device)
     pa, na = anchor_hand(anchor.float())
     pb, nb = other_hand(other.float())
     pa, pb = pa * MM, pb * MM
     _, i_ab, _, i_ba = nearest_both_ways(pa, pb)
-    depth = torch.maximum(_depth_below(pa, _gather(pb, i_ab), _gather(nb, i_ab), radius=radius_mm).amax(1),
-                          _depth_below(pb, _gather(pa, i_ba), _gather(na, i_ba), radius=radius_mm).amax(1))
+    depth = torch.maximum(_depth_below(pa, gather_rows(pb, i_ab), gather_rows(nb, i_ab), radius=radius_mm).amax(1),
+                          _depth_below(pb, gather_rows(pa, i_ba), gather_rows(na, i_ba), radius=radius_mm).amax(1))
     out = depth > depth_mm
     # Sphere proxies only where some point is inside but none deeper than depth_mm (a deep overlap can fool the
     # nearest-point test; a pair with no point inside is not checked further).

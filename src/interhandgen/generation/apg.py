@@ -1,7 +1,7 @@
 """Anti-penetration guidance (APG): push the conditioned hand out of the anchor during sampling.
 
 The penalty (:func:`surface_penetration_loss`) works on a fixed farthest-point subset of each hand's vertices with
-their outward normals (:class:`interhandgen.guidance.SubsetHand`; the sampler's default is 192 of the open hand's
+their outward normals (:class:`interhandgen.generation.SubsetHand`; the sampler's default is 192 of the open hand's
 2,718 vertices, about 1.2 cm apart). Every subset point of one hand is tested against its nearest subset point of the other hand, as in the
 reference guidance (nearest vertex + normal test), but the penalty is a robust function of its depth below that
 vertex's TANGENT PLANE, not of its distance to the vertex: the plane distance is 0 on the surface, so the penalty
@@ -27,99 +27,25 @@ import contextlib
 import torch
 
 from interhandgen.geometry.loss import geman_mcclure
-from interhandgen.guidance.subset import POSE, ROT6D, SHAPE, TRANSL, SubsetHand
-from interhandgen.hand import CENTER_JOINT, HandModel
-from interhandgen.rotations import rot6d_to_matrix
+from interhandgen.geometry.points import check_points, gather_rows_deterministic, mutual_nearest
+from interhandgen.data.canonical import canonical_vertices
+from interhandgen.generation.subset import SubsetHand
+from interhandgen.exceptions import InputError
 
-__all__ = ["canonical_vertices", "boxes_overlap", "mutual_nearest", "surface_penetration_loss",
-           "AntiPenetrationGuidance"]
-
-
-def canonical_vertices(x: torch.Tensor, model: HandModel) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode raw (de-standardised) canonical hand vectors [B, 64] into vertices and joints in the anchor frame.
-
-    The hand is posed with zero global orientation, centred on its middle-finger MCP joint, then rotated by the
-    6D rotation about that joint and moved to the translation: v = R (v0 - c0) + t. Differentiable.
-    Returns vertices [B, V, 3] and joints [B, 21, 3], metres.
-    """
-    if x.dim() != 2 or x.shape[1] != 64:
-        raise ValueError(f"x must have shape [B, 64], got {list(x.shape)}")
-    out = model(betas=x[:, SHAPE], hand_pose=x[:, POSE])
-    R = rot6d_to_matrix(x[:, ROT6D])
-    c = out.joints[:, CENTER_JOINT : CENTER_JOINT + 1]
-    t = x[:, None, TRANSL]
-    verts = (out.vertices - c) @ R.transpose(1, 2) + t
-    joints = (out.joints - c) @ R.transpose(1, 2) + t
-    return verts, joints
-
-
-def _check_points(points: torch.Tensor, name: str, batch: int | None = None) -> None:
-    if not isinstance(points, torch.Tensor) or points.dim() != 3 or points.shape[2] != 3 or points.shape[1] < 1:
-        raise ValueError(f"{name} must be a tensor [B, N, 3] with N >= 1, got "
-                         f"{list(points.shape) if isinstance(points, torch.Tensor) else type(points).__name__}")
-    if batch is not None and points.shape[0] != batch:
-        raise ValueError(f"{name} has batch size {points.shape[0]}, expected {batch}")
+__all__ = ["boxes_overlap", "surface_penetration_loss", "AntiPenetrationGuidance"]
 
 
 def boxes_overlap(points_a: torch.Tensor, points_b: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
     """[B] bool: do the axis-aligned bounding boxes of points_a [B, N, 3] and points_b [B, M, 3], each grown by
     ``margin`` metres on every side, intersect?"""
-    _check_points(points_a, "points_a")
-    _check_points(points_b, "points_b", points_a.shape[0])
+    check_points(points_a, "points_a")
+    check_points(points_b, "points_b", points_a.shape[0])
     if not margin >= 0:
-        raise ValueError(f"margin must be >= 0 metres, got {margin}")
+        raise InputError(f"margin must be >= 0 metres, got {margin}")
     a, b = points_a.detach(), points_b.detach()
     lo = torch.maximum(a.amin(1), b.amin(1))
     hi = torch.minimum(a.amax(1), b.amax(1))
     return (lo <= hi + 2.0 * margin).all(dim=1)
-
-
-@torch.no_grad()
-def mutual_nearest(points_a: torch.Tensor, points_b: torch.Tensor, chunk_elems: int = 1 << 18
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Nearest point of b for every point of a, and of a for every point of b (exact, Euclidean).
-
-    Each direction ranks the squared distance minus its per-query constant, |q|^2 - 2 p.q, as ONE batched product
-    of augmented coordinates, [p, 1] . [-2 q, |q|^2], whose rows are reduced along their contiguous axis; this is
-    faster than one full distance matrix reduced along both axes. Coordinates are centred first so the rounding of
-    the expanded form stays far below the point spacing.
-
-    Args:
-        points_a: [B, N, 3]; points_b: [B, M, 3] (same dtype and device).
-        chunk_elems: the batch is processed in chunks of at most this many (a, b) pairs (cache-sized by default).
-    Returns:
-        idx_ab [B, N] int64 (index into b) and idx_ba [B, M] int64 (index into a).
-    """
-    _check_points(points_a, "points_a")
-    _check_points(points_b, "points_b", points_a.shape[0])
-    B, N, M = points_a.shape[0], points_a.shape[1], points_b.shape[1]
-    centre = points_b.mean(dim=1, keepdim=True)
-    a, b = points_a - centre, points_b - centre
-
-    def augmented(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """([p, 1] for p as a query, [-2 p, |p|^2] for p as a target)."""
-        return (torch.cat([p, torch.ones_like(p[..., :1])], dim=-1),
-                torch.cat([-2.0 * p, (p * p).sum(-1, keepdim=True)], dim=-1))
-
-    (a_query, a_target), (b_query, b_target) = augmented(a), augmented(b)
-    b_target_t, a_target_t = b_target.transpose(1, 2), a_target.transpose(1, 2)
-    idx_ab = torch.empty(B, N, dtype=torch.int64, device=a.device)
-    idx_ba = torch.empty(B, M, dtype=torch.int64, device=a.device)
-    step = max(1, chunk_elems // (N * M))
-    for s in range(0, B, step):
-        rows = slice(s, s + step)
-        # min(dim).indices = argmin (first minimum), about 2x faster on the CPU (torch 2.13).
-        idx_ab[rows] = torch.bmm(a_query[rows], b_target_t[rows]).min(dim=2).indices
-        idx_ba[rows] = torch.bmm(b_query[rows], a_target_t[rows]).min(dim=2).indices
-    return idx_ab, idx_ba
-
-
-def _gather(values: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """values [B, M, C], idx [B, N] -> [B, N, C], as a 1-D gather: its backward has a deterministic CUDA
-    implementation under :func:`deterministic_backward` (a gather along dim 1 of a 3-D tensor has none)."""
-    B, M, C = values.shape
-    flat = (idx + M * torch.arange(B, device=idx.device)[:, None])[..., None] * C + torch.arange(C, device=idx.device)
-    return values.reshape(-1).gather(0, flat.reshape(-1)).view(B, idx.shape[1], C)
 
 
 @contextlib.contextmanager
@@ -159,14 +85,14 @@ def surface_penetration_loss(
         margin: pairs whose bounding boxes, grown by ``margin`` metres, do not overlap get exactly 0 without a
             nearest-point search (they cannot penetrate); None searches every pair.
     """
-    _check_points(points_a, "points_a")
+    check_points(points_a, "points_a")
     B = points_a.shape[0]
-    _check_points(points_b, "points_b", B)
+    check_points(points_b, "points_b", B)
     if normals_a.shape != points_a.shape or normals_b.shape != points_b.shape:
-        raise ValueError(f"normals must match their points: normals_a {list(normals_a.shape)} vs "
+        raise InputError(f"normals must match their points: normals_a {list(normals_a.shape)} vs "
                          f"{list(points_a.shape)}, normals_b {list(normals_b.shape)} vs {list(points_b.shape)}")
     if not isinstance(rho, (int, float)) or not rho > 0:
-        raise ValueError(f"rho must be a positive number of metres, got {rho!r}")
+        raise InputError(f"rho must be a positive number of metres, got {rho!r}")
     loss = points_a.new_zeros(B)
     if margin is None:
         rows = torch.arange(B, device=points_a.device)
@@ -179,7 +105,7 @@ def surface_penetration_loss(
     idx_ab, idx_ba = mutual_nearest(pa.detach(), pb.detach())
 
     def one_way(p: torch.Tensor, q_all: torch.Tensor, n_all: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        signed = ((p - _gather(q_all, idx)) * _gather(n_all, idx)).sum(-1)
+        signed = ((p - gather_rows_deterministic(q_all, idx)) * gather_rows_deterministic(n_all, idx)).sum(-1)
         return geman_mcclure(torch.relu(-signed), rho).sum(dim=1)
 
     near_loss = one_way(pa, pb, nb, idx_ab) + one_way(pb, pa, na, idx_ba)
@@ -209,20 +135,20 @@ class AntiPenetrationGuidance:
                  max_step: float = 1.0) -> None:
         if not isinstance(other, SubsetHand):
             raise TypeError(f"other must be a SubsetHand, got {type(other).__name__}")
-        _check_points(anchor_points, "anchor_points")
+        check_points(anchor_points, "anchor_points")
         if anchor_normals.shape != anchor_points.shape:
-            raise ValueError(f"anchor_normals {list(anchor_normals.shape)} must match anchor_points "
+            raise InputError(f"anchor_normals {list(anchor_normals.shape)} must match anchor_points "
                              f"{list(anchor_points.shape)}")
         if not 0 <= weight <= 2:
-            raise ValueError(f"apg weight must lie in [0, 2], got {weight}")
+            raise InputError(f"apg weight must lie in [0, 2], got {weight}")
         if not 0 < decay <= 1:
-            raise ValueError(f"apg decay must lie in (0, 1], got {decay}")
+            raise InputError(f"apg decay must lie in (0, 1], got {decay}")
         if last_steps is not None and last_steps < 1:
-            raise ValueError(f"apg last_steps must be >= 1 or None, got {last_steps}")
+            raise InputError(f"apg last_steps must be >= 1 or None, got {last_steps}")
         if not max_step > 0:
-            raise ValueError(f"apg max_step must be > 0, got {max_step}")
+            raise InputError(f"apg max_step must be > 0, got {max_step}")
         if tuple(mean.shape) != (64,) or tuple(std.shape) != (64,):
-            raise ValueError(f"mean and std must have shape [64], got {list(mean.shape)} and {list(std.shape)}")
+            raise InputError(f"mean and std must have shape [64], got {list(mean.shape)} and {list(std.shape)}")
         self.anchor_points, self.anchor_normals = anchor_points.detach(), anchor_normals.detach()
         self.other = other
         self.mean, self.std = mean, std

@@ -11,19 +11,11 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-
-def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """Sinusoidal embedding [B, dim] of integer timesteps [B]."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    args = t.float()[:, None] * freqs[None]
-    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
-    return torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1) if dim % 2 else emb
+from interhandgen.models.denoiser import timestep_embedding
+from interhandgen.exceptions import InputError
 
 
 class ResidualMLP(nn.Module):
@@ -56,8 +48,8 @@ class JointDenoiser(nn.Module):
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond=None, cond_mask=None) -> torch.Tensor:
         if x_t.dim() != 2 or x_t.shape[1] != 128:
-            raise ValueError(f"x_t must have shape [B, 128], got {list(x_t.shape)}")
-        return self.mlp(x_t, self.time(timestep_embedding(t, self.time_dim)))
+            raise InputError(f"x_t must have shape [B, 128], got {list(x_t.shape)}")
+        return self.mlp(x_t, self.time(timestep_embedding(t, self.time_dim, convention="cos_sin")))
 
 
 class TwoHandVAE(nn.Module):

@@ -19,47 +19,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from interhandgen.data.canonical import BETAS_SLICE, POSE_SLICE, ROT_SLICE, TRANSL_SLICE
 from interhandgen.geometry.mesh import seal_torch, vertex_normals
+from interhandgen.geometry.points import farthest_point_indices
 from interhandgen.hand import CENTER_JOINT, HandModel
 from interhandgen.hand.lbs import rigid_transforms
 from interhandgen.rotations import axis_angle_to_matrix, rot6d_to_matrix
-
-# Slots of a canonical hand vector [64]: PCA pose, shape, 6D rotation, translation.
-POSE, SHAPE, ROT6D, TRANSL = slice(0, 45), slice(45, 55), slice(55, 61), slice(61, 64)
-
-__all__ = ["farthest_point_indices", "SubsetHand"]
+from interhandgen.exceptions import InputError
 
 
-def farthest_point_indices(points: torch.Tensor, num: int, start: int = 0) -> torch.Tensor:
-    """Greedy farthest-point sampling: ``num`` indices into ``points`` [N, 3], each the point farthest from those
-    chosen before it (Euclidean), starting at index ``start``. Deterministic (ties go to the lowest index).
-
-    Returns int64 [num] on the device of ``points``.
-    """
-    if not isinstance(points, torch.Tensor) or points.dim() != 2 or points.shape[1] != 3:
-        raise ValueError(f"points must be a tensor [N, 3], got "
-                         f"{list(points.shape) if isinstance(points, torch.Tensor) else type(points).__name__}")
-    n = points.shape[0]
-    if isinstance(num, bool) or not isinstance(num, int) or not 1 <= num <= n:
-        raise ValueError(f"num must be an int in 1..{n} (the number of points), got {num!r}")
-    if not 0 <= start < n:
-        raise ValueError(f"start must index a point (0..{n - 1}), got {start}")
-    p = points.detach().to(torch.float64)
-    chosen = torch.empty(num, dtype=torch.int64, device=points.device)
-    chosen[0] = start
-    dist = ((p - p[start]) ** 2).sum(-1)
-    for k in range(1, num):
-        nxt = int(torch.argmax(dist))
-        chosen[k] = nxt
-        dist = torch.minimum(dist, ((p - p[nxt]) ** 2).sum(-1))
-    return chosen
+__all__ = ["SubsetHand"]
 
 
 class SubsetHand(nn.Module):
     """Skin a fixed vertex subset of a hand layer from raw canonical 64-vectors, with outward normals.
 
     ``forward(x [B, 64]) -> (points [B, S, 3], normals [B, S, 3])`` in the canonical two-hand frame, the same
-    placement as :func:`interhandgen.guidance.canonical_vertices`: the hand posed with zero global orientation,
+    placement as :func:`interhandgen.data.canonical.canonical_vertices`: the hand posed with zero global orientation,
     centred on its middle-finger MCP joint, rotated by the 6D rotation and moved to the translation. ``points``
     equal ``canonical_vertices(x, model)[0][:, indices]`` up to float rounding; differentiable w.r.t. ``x``.
 
@@ -75,7 +51,7 @@ class SubsetHand(nn.Module):
         if not isinstance(model, HandModel):
             raise TypeError(f"model must be a HandModel, got {type(model).__name__}")
         if not model.use_pca:
-            raise ValueError("SubsetHand needs a hand layer in PCA pose space (the canonical vectors hold PCA "
+            raise InputError("SubsetHand needs a hand layer in PCA pose space (the canonical vectors hold PCA "
                              "coefficients); build it with use_pca=True")
         self._hand_model = [model]  # a plain reference, not a submodule
         V, S_betas = model.num_verts, model.num_betas
@@ -84,7 +60,7 @@ class SubsetHand(nn.Module):
             indices = farthest_point_indices(template, num_points)
         indices = torch.as_tensor(indices, dtype=torch.int64, device=template.device)
         if indices.dim() != 1 or indices.numel() < 1 or int(indices.min()) < 0 or int(indices.max()) >= V:
-            raise ValueError(f"indices must be a non-empty 1-D tensor of vertex indices in 0..{V - 1}")
+            raise InputError(f"indices must be a non-empty 1-D tensor of vertex indices in 0..{V - 1}")
         self.parents = list(model.parents)
         self.levels = model._levels
         self.num_pca_comps = model.num_pca_comps
@@ -121,16 +97,16 @@ class SubsetHand(nn.Module):
         """Shaped rest joints [B, J, 3] and the joints' rigid transforms [B, J, 3, 4] into the canonical
         two-hand frame (rest point attached to joint j -> its placed location), for raw vectors x [B, 64]."""
         _, _, joints, posed_joints, transforms = self._articulate(x)
-        R = rot6d_to_matrix(x[:, ROT6D])
+        R = rot6d_to_matrix(x[:, ROT_SLICE])
         centre = posed_joints[:, CENTER_JOINT]
         rot = R[:, None] @ transforms[..., :3]
-        trans = ((transforms[..., 3] - centre[:, None]) @ R.transpose(1, 2)) + x[:, None, TRANSL]
+        trans = ((transforms[..., 3] - centre[:, None]) @ R.transpose(1, 2)) + x[:, None, TRANSL_SLICE]
         return joints, torch.cat([rot, trans[..., None]], dim=-1)
 
     @staticmethod
     def _check(x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != 64:
-            raise ValueError(f"x must be raw canonical hand vectors [B, 64], got "
+            raise InputError(f"x must be raw canonical hand vectors [B, 64], got "
                              f"{list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
 
     def _articulate(self, x: torch.Tensor):
@@ -139,8 +115,8 @@ class SubsetHand(nn.Module):
         self._check(x)
         B, J = x.shape[0], self.joint_template.shape[0]
         dt = x.dtype
-        betas = x[:, SHAPE]
-        joint_pose = x[:, POSE][:, : self.num_pca_comps] @ self.hand_components.to(dt) + self.pose_mean.to(dt)
+        betas = x[:, BETAS_SLICE]
+        joint_pose = x[:, POSE_SLICE][:, : self.num_pca_comps] @ self.hand_components.to(dt) + self.pose_mean.to(dt)
         full_pose = torch.cat([torch.zeros(B, 3, dtype=dt, device=x.device), joint_pose], dim=1)
         rot_mats = axis_angle_to_matrix(full_pose.view(B, J, 3))
         joints = self.joint_template.to(dt) + torch.einsum("jks,bs->bjk", self.joint_shapedirs.to(dt), betas)
@@ -158,7 +134,7 @@ class SubsetHand(nn.Module):
         rot = T[..., :3]
         verts = (rot @ v_posed[..., None]).squeeze(-1) + T[..., 3]
         normals = torch.nn.functional.normalize((rot @ self.rest_normals.to(dt)[..., None]).squeeze(-1), dim=-1)
-        R = rot6d_to_matrix(x[:, ROT6D])
+        R = rot6d_to_matrix(x[:, ROT_SLICE])
         centre = posed_joints[:, CENTER_JOINT : CENTER_JOINT + 1]
-        points = (verts - centre) @ R.transpose(1, 2) + x[:, None, TRANSL]
+        points = (verts - centre) @ R.transpose(1, 2) + x[:, None, TRANSL_SLICE]
         return points, normals @ R.transpose(1, 2)

@@ -1,7 +1,8 @@
 """The high-level API: load a trained model, sample two-hand interactions, complete a given hand.
 
-    >>> from interhandgen.pipeline import InterHandGen
+    >>> from interhandgen.generation import InterHandGen
     >>> gen = InterHandGen.load()                      # the bundled model (open hand, synthetic data)
+    >>> # a MANO-trained model needs its hand model: InterHandGen.load(path, hand_model=HandModelSpec.mano(DIR))
     >>> pairs = gen.sample(16, seed=0)                 # a TwoHandSet in the world frame, metres
     >>> partners = gen.complete(pairs, side="left")    # resample the right hand of each pair
 
@@ -18,21 +19,25 @@ from typing import Any
 
 import torch
 
-from interhandgen.data.canonical import mirror, to_canonical, to_world
+from interhandgen.data.canonical import ANCHOR_SIDE, mirror, to_canonical, to_world
 from interhandgen.data.format import HandModelSpec, TwoHandSet
 from interhandgen.diffusion import Schedule
-from interhandgen.guidance import AntiPenetrationGuidance, SettleConfig, SubsetHand, interpenetrating, settle_contact
-from interhandgen.sampling import SamplerSettings, cascaded_sample
-from interhandgen.training.checkpoint import load_checkpoint, read_exported_model
+from interhandgen.exceptions import InputError, MissingFileError, ModelMismatchError
+from interhandgen.generation.apg import AntiPenetrationGuidance
+from interhandgen.generation.cascade import SamplerSettings, cascaded_sample
+from interhandgen.generation.settle import SettleConfig, interpenetrating, settle_contact
+from interhandgen.generation.single_stage import check_settings, sample_joint, sample_vae
+from interhandgen.generation.subset import SubsetHand
+from interhandgen.models import model_kind, registered
+from interhandgen.models.artifact import ModelArtifact, build_network, read_model
 
 BUNDLED_MODEL = "small.safetensors"
-ANCHOR_SIDE = "left"
 
 
 def bundled_model_path() -> Path:
     path = Path(str(resources.files("interhandgen") / "checkpoints" / BUNDLED_MODEL))
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"the bundled model {path} is missing from this installation; reinstall interhandgen or pass "
             "--checkpoint PATH (a run folder, checkpoint.pt or model.safetensors written by `interhandgen train`)"
         )
@@ -41,55 +46,44 @@ def bundled_model_path() -> Path:
 
 @dataclasses.dataclass
 class LoadedModel:
+    """A model ready to sample: its network (eval mode, on its device), config, statistics [2, 64] and header."""
+
     net: torch.nn.Module
     model_config: dict[str, Any]
     stats_mean: torch.Tensor
     stats_std: torch.Tensor
     train_config: dict[str, Any]
     source: str
+    artifact: ModelArtifact | None = None
+
+    @property
+    def kind(self) -> str:
+        return model_kind(self.model_config)
+
+    def schedule(self) -> Schedule:
+        """The noise schedule the model was trained with."""
+        return Schedule.from_config(self.artifact.schedule if self.artifact is not None else self.train_config)
+
+    def hand_model(self, given: HandModelSpec | None = None) -> HandModelSpec:
+        """The hand model to decode with: ``given`` checked against the recorded one (see
+        :meth:`interhandgen.models.ModelArtifact.resolve_hand_model`); None: the recorded one."""
+        if self.artifact is None:
+            return given or HandModelSpec.open_hand()
+        return self.artifact.resolve_hand_model(given)
 
 
 def load_model(path: str | Path | None = None, device: str | torch.device = "cpu") -> LoadedModel:
-    """Load a model from an exported .safetensors, a training checkpoint (.pt) or a run folder (EMA weights)."""
-    from interhandgen.baselines import build_model
-
-    path = bundled_model_path() if path is None else Path(path)
-    if path.is_dir():
-        path = path / "model.safetensors" if (path / "model.safetensors").is_file() else path / "checkpoint.pt"
-    if not path.exists():
-        raise FileNotFoundError(f"model not found: {path}")
-    if path.suffix == ".safetensors":
-        state, model_config, mean, std, prov = read_exported_model(path)
-        train_config = prov.get("train_config", {})
-    else:
-        ckpt = load_checkpoint(path)
-        state, model_config, train_config = ckpt["ema"], ckpt["model_config"], ckpt["train_config"]
-        mean, std = ckpt["stats"]["mean"], ckpt["stats"]["std"]
-    net = build_model(model_config)
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ValueError(f"{path}: weights do not fit the model config stored with them: {exc}") from None
-    for name, t in (("stats.mean", mean), ("stats.std", std)):
-        if tuple(t.shape) != (2, 64):
-            raise ValueError(f"{path}: {name} must have shape [2, 64], got {list(t.shape)}")
-    return LoadedModel(net.to(device).eval(), model_config, mean.float().to(device), std.float().to(device),
-                       train_config, str(path))
-
-
-def schedule_from_train_config(cfg: dict[str, Any]) -> Schedule:
-    kind = cfg.get("schedule", "linear")
-    T = int(cfg.get("num_timesteps", 129))
-    if kind == "linear":
-        return Schedule.linear(float(cfg.get("beta_start", 1e-4)), float(cfg.get("beta_end", 0.01)), T)
-    if kind == "cosine":
-        return Schedule.cosine(T)
-    raise ValueError(f"unknown schedule {kind!r} in the model's training config")
+    """Load a model from a model file (.safetensors), a training checkpoint (.pt) or a run folder (EMA weights);
+    None: the bundled model."""
+    art = read_model(bundled_model_path() if path is None else path)
+    net = build_network(art, device)
+    return LoadedModel(net, art.model_config, art.stats_mean.float().to(device), art.stats_std.float().to(device),
+                       art.train_config, art.source, art)
 
 
 def apg_factory(anchor: SubsetHand, other: SubsetHand, mean: torch.Tensor, std: torch.Tensor,
                 settings: SamplerSettings):
-    """``make_apg`` for :func:`interhandgen.sampling.cascaded_sample`: raw anchors [b, 64] -> the APG hook.
+    """``make_apg`` for :func:`interhandgen.generation.cascaded_sample`: raw anchors [b, 64] -> the APG hook.
 
     mean, std: [64] statistics of the conditioned (other) hand.
     """
@@ -104,7 +98,7 @@ def apg_factory(anchor: SubsetHand, other: SubsetHand, mean: torch.Tensor, std: 
 
 
 def settle_factory(anchor: SubsetHand, other: SubsetHand, settings: SamplerSettings):
-    """``settle`` for :func:`interhandgen.sampling.cascaded_sample` from the sampler settings (raw vectors), or
+    """``settle`` for :func:`interhandgen.generation.cascaded_sample` from the sampler settings (raw vectors), or
     None when settling is off."""
     if settings.settle_steps == 0:
         return None
@@ -118,7 +112,7 @@ def settle_factory(anchor: SubsetHand, other: SubsetHand, settings: SamplerSetti
 
 
 def reject_factory(anchor: SubsetHand, other: SubsetHand, settings: SamplerSettings):
-    """``reject`` for :func:`interhandgen.sampling.cascaded_sample` (partners still interpenetrating), or None
+    """``reject`` for :func:`interhandgen.generation.cascaded_sample` (partners still interpenetrating), or None
     when resampling is off."""
     if settings.resample_rounds == 0:
         return None
@@ -131,11 +125,14 @@ class InterHandGen:
 
     def __init__(self, model: LoadedModel, hand_model: HandModelSpec | None = None,
                  device: str | torch.device = "cpu") -> None:
+        if not registered(model.model_config).cascaded:
+            raise InputError(f"{model.source}: a {model.kind!r} model has no cascade; sample it with "
+                             "interhandgen.generation.sample_model")
         self.model = model
         self.device = torch.device(device)
-        self.hand_model = hand_model or HandModelSpec.open_hand()
+        self.hand_model = model.hand_model(hand_model)
         self.hands = self.hand_model.load(pose_space="pca", device=self.device)
-        self.schedule = schedule_from_train_config(model.train_config).to(self.device)
+        self.schedule = model.schedule().to(self.device)
         self._subsets: dict[int, tuple[SubsetHand, SubsetHand]] = {}
 
     @classmethod
@@ -175,9 +172,13 @@ class InterHandGen:
                progress: bool = True) -> TwoHandSet:
         """``num`` two-hand interactions in the world frame: the left hand at the origin, unrotated."""
         if num < 1:
-            raise ValueError(f"num must be >= 1, got {num}")
+            raise InputError(f"num must be >= 1, got {num}")
         settings = settings or SamplerSettings()
         x = self.sample_canonical(num, seed, settings, batch_size, progress)
+        return self.to_world(x, seed, settings)
+
+    def to_world(self, x: torch.Tensor, seed: int, settings: SamplerSettings) -> TwoHandSet:
+        """World-frame pairs (the left hand at the origin, unrotated) of raw canonical pairs x [N, 2, 64]."""
         return to_world(x, self.hands, anchor=ANCHOR_SIDE, hand_model=self.hand_model,
                         metadata={"generator": "interhandgen", "model": self.model.source, "seed": seed,
                                   "sampler": dataclasses.asdict(settings)})
@@ -190,9 +191,9 @@ class InterHandGen:
         The given hand keeps its world pose exactly; the partner is placed relative to it.
         """
         if side not in ("left", "right"):
-            raise ValueError(f"side must be 'left' or 'right', got {side!r}")
+            raise InputError(f"side must be 'left' or 'right', got {side!r}")
         if given.hand_model != self.hand_model:
-            raise ValueError(f"the given hands use hand model {given.hand_model.kind!r}, the generator "
+            raise ModelMismatchError(f"the given hands use hand model {given.hand_model.kind!r}, the generator "
                              f"{self.hand_model.kind!r}; use the same hand model files")
         settings = settings or SamplerSettings()
         src = given if side == ANCHOR_SIDE else mirror(given, self.hands)
@@ -208,3 +209,48 @@ class InterHandGen:
             done = mirror(done, self.hands)
         # Hand the given hand back bit-for-bit (the round trip through float32 canonical vectors only rounds it).
         return done._replace(**{side: given.hand(side)})
+
+
+def sample_model(model: LoadedModel, num: int, seed: int = 0, settings: SamplerSettings | None = None,
+                 batch_size: int = 2500, device: str | torch.device = "cpu", progress: bool = True,
+                 hand_model: HandModelSpec | None = None) -> TwoHandSet:
+    """Sample ``num`` world-frame pairs (the left hand at the origin, unrotated) from a loaded model of any kind,
+    through the sampler its kind registers (:data:`interhandgen.models.REGISTRY`).
+
+    Args:
+        seed: batch i draws from a generator seeded by (seed, i): same seed and batch size, same output.
+        settings: sampler settings; None gives the kind's defaults. Options a kind cannot honour raise.
+        hand_model: the hand model to decode with; None: the one the model records (a MANO-trained model needs
+            it given). A hand model other than the recorded one raises :class:`ModelMismatchError`.
+    Returns:
+        A :class:`TwoHandSet` in the standard samples format, with the model kind, source, seed and settings
+        recorded in its metadata.
+    """
+    kind = model.kind
+    sampler = registered(model.model_config).sampler
+    settings = check_settings(kind, settings)
+    device = torch.device(device)
+    if sampler == "cascaded":
+        gen = InterHandGen(model, hand_model, device)
+        x = gen.sample_canonical(num, seed, settings, batch_size, progress)
+        spec, hands = gen.hand_model, gen.hands
+    else:
+        spec = model.hand_model(hand_model)
+        hands = spec.load(pose_space="pca", device=device)
+        if sampler == "joint":
+            x = sample_joint(model.net, model.schedule().to(device), model.stats_mean, model.stats_std, num,
+                             settings, seed, batch_size, device, progress)
+        else:
+            x = sample_vae(model.net, model.stats_mean, model.stats_std, num, seed, batch_size, device)
+    meta: dict[str, Any] = {"generator": "interhandgen", "model": model.source, "model_kind": kind, "seed": seed,
+                            "sampler": dataclasses.asdict(settings)}
+    if sampler == "decoder":
+        meta["sampler"] = {"decoder_pass": True}
+    return to_world(x, hands, anchor=ANCHOR_SIDE, hand_model=spec, metadata=meta)
+
+
+def sample_checkpoint(path: str | Path, num: int, seed: int = 0, settings: SamplerSettings | None = None,
+                      batch_size: int = 2500, device: str | torch.device = "cpu", progress: bool = True,
+                      hand_model: HandModelSpec | None = None) -> TwoHandSet:
+    """:func:`sample_model` of the model at ``path`` (a run folder, checkpoint.pt or model.safetensors)."""
+    return sample_model(load_model(path, device), num, seed, settings, batch_size, device, progress, hand_model)

@@ -12,6 +12,7 @@ from typing import Callable, Optional, Sequence, Union
 
 import torch
 from torch import nn
+from interhandgen.exceptions import InputError
 
 Dims = Union[None, slice, tuple, Sequence[int], torch.Tensor]
 
@@ -29,20 +30,20 @@ def dims_mask(dims: Dims, size: int, device: torch.device | str = "cpu") -> torc
         mask[dims] = True
     elif isinstance(dims, torch.Tensor) and dims.dtype == torch.bool:
         if dims.shape != (size,):
-            raise ValueError(f"dims as a bool mask must have shape [{size}], got {list(dims.shape)}")
+            raise InputError(f"dims as a bool mask must have shape [{size}], got {list(dims.shape)}")
         mask = dims.clone().cpu()
     elif isinstance(dims, tuple) and len(dims) == 2 and all(isinstance(v, int) for v in dims):
         start, stop = dims
         if not 0 <= start < stop <= size:
-            raise ValueError(f"dims (start, stop) must satisfy 0 <= start < stop <= {size}, got {dims}")
+            raise InputError(f"dims (start, stop) must satisfy 0 <= start < stop <= {size}, got {dims}")
         mask[start:stop] = True
     else:
         idx = torch.as_tensor(list(dims) if not isinstance(dims, torch.Tensor) else dims, dtype=torch.int64)
         if idx.dim() != 1 or (idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= size)):
-            raise ValueError(f"dims must be indices in 0..{size - 1}, got {idx.tolist()}")
+            raise InputError(f"dims must be indices in 0..{size - 1}, got {idx.tolist()}")
         mask[idx] = True
     if not mask.any():
-        raise ValueError(f"dims selects no dimension of {size}: {dims!r}")
+        raise InputError(f"dims selects no dimension of {size}: {dims!r}")
     return mask.to(device)
 
 
@@ -50,7 +51,7 @@ def _check_cond(cond: torch.Tensor, x_t: torch.Tensor) -> None:
     if not isinstance(cond, torch.Tensor):
         raise TypeError(f"cond must be a tensor [B, D], got {type(cond).__name__}")
     if cond.shape != x_t.shape:
-        raise ValueError(f"cond must have the shape of x_t {list(x_t.shape)}, got {list(cond.shape)}")
+        raise InputError(f"cond must have the shape of x_t {list(x_t.shape)}, got {list(cond.shape)}")
 
 
 def unconditional(network: nn.Module) -> Callable:
@@ -88,7 +89,7 @@ def classifier_free_guidance(network: nn.Module, scale: float, dims: Dims = None
     """
     scale = float(scale)
     if scale < 0:
-        raise ValueError(f"scale must be >= 0, got {scale}")
+        raise InputError(f"scale must be >= 0, got {scale}")
     separate = bool(getattr(network, "mixes_batch", False)) if separate_forwards is None else bool(separate_forwards)
 
     def denoise(x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
