@@ -136,7 +136,9 @@ def test_render_end_to_end(tmp_path, capsys):
 def test_render_errors(tmp_path, capsys):
     samples = tmp_path / "samples.npz"
     _sample_file(samples, n=2)
-    assert main(["render", "--samples", str(samples), "--out", str(tmp_path / "g.png"), "--num", "0"]) == 2
+    with pytest.raises(SystemExit) as exc:  # counts are checked by the parser (interhandgen.cli._args.positive_int)
+        main(["render", "--samples", str(samples), "--out", str(tmp_path / "g.png"), "--num", "0"])
+    assert exc.value.code == 2
     assert "--num" in capsys.readouterr().err
     out = str(tmp_path / "g.png")
     assert main(["render", "--samples", str(samples), "--out", out, "--views", "front,oblique"]) == 2

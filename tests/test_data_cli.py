@@ -131,8 +131,9 @@ def test_stats_counts_only_and_errors(sphere_pairs, tmp_path, capsys):
     assert "geometry" not in capsys.readouterr().out
     with pytest.raises(FileNotFoundError):
         run_cli(["data", "stats", str(tmp_path / "missing.npz")])
-    with pytest.raises(ValueError, match="--max-samples"):
+    with pytest.raises(SystemExit) as exc:  # the parser checks counts (positive_int)
         run_cli(["data", "stats", str(path), "--max-samples", "0"])
+    assert exc.value.code == 2 and "--max-samples" in capsys.readouterr().err
 
 
 def test_synth_forwards_to_the_generator(tmp_path, monkeypatch, capsys):
@@ -150,7 +151,8 @@ def test_synth_forwards_to_the_generator(tmp_path, monkeypatch, capsys):
     assert calls == [(5, 3, str(tmp_path / "s.npz"), {"device": "cpu", "batch_size": 256, "splits": (0.5, 0.25, 0.25),
                                                        "progress": False, "categories": ["clasp", "fist_bump"]})]
     assert "wrote 5 synthetic" in capsys.readouterr().out
-    with pytest.raises(ValueError, match="--num"):
+    with pytest.raises(SystemExit) as exc:
         run_cli(["data", "synth", "--num", "0", "--out", str(tmp_path / "s.npz")])
+    assert exc.value.code == 2 and "--num" in capsys.readouterr().err
     with pytest.raises(ValueError, match="--splits"):
         run_cli(["data", "synth", "--num", "2", "--splits", "a,b", "--out", str(tmp_path / "s.npz")])
