@@ -57,7 +57,7 @@ class SamplerSettings:
     # Contact settling after the last step (interhandgen.generation.settle): pairs closer than settle_attract_mm
     # are moved rigidly into touch without penetration; 0 steps disables it.
     settle_steps: int = 80
-    # 20 mm (15 mm until session 4): in the data 99.8% of the pairs touch (< 2 mm) or lie farther than 15 mm apart,
+    # 20 mm (15 mm before commit eb693ea, 2026-12-03): in the data 99.8% of the pairs touch (< 2 mm) or lie farther than 15 mm apart,
     # and under 0.7% of all pairs are no-contact pairs within 20 mm; with eta 1 the model leaves 3.6% of its pairs
     # 15-20 mm apart, so 15 mm gave contact rate 0.868 vs the test split's 0.915 and 20 mm gives 0.909 / 0.905
     # (seeds 0 / 1, 10,000 pairs; docs/diffusion.md, radius sweep).
