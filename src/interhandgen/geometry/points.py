@@ -94,17 +94,61 @@ def mutual_nearest(points_a: torch.Tensor, points_b: torch.Tensor, chunk_elems: 
     return idx_ab, idx_ba
 
 
-def gather_rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """x [B, N, C], idx [B, K] -> [B, K, C]."""
-    return torch.gather(x, 1, idx[..., None].expand(-1, -1, x.shape[-1]))
-
-
 def gather_rows_deterministic(values: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """values [B, M, C], idx [B, N] -> [B, N, C], as a 1-D gather: its backward has a deterministic CUDA
     implementation under :func:`interhandgen.generation.apg.deterministic_backward` (a gather along dim 1 of a 3-D tensor has none)."""
     B, M, C = values.shape
     flat = (idx + M * torch.arange(B, device=idx.device)[:, None])[..., None] * C + torch.arange(C, device=idx.device)
     return values.reshape(-1).gather(0, flat.reshape(-1)).view(B, idx.shape[1], C)
+
+
+def pairwise_sq_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distances [B, M, N] between a [B, M, 3] and b [B, N, 3], via |a|^2 + |b|^2 - 2 a.b."""
+    return a.square().sum(-1, keepdim=True) - 2.0 * (a @ b.transpose(1, 2)) + b.square().sum(-1)[:, None, :]
+
+
+def farthest_point_sample(points: torch.Tensor, num_samples: int, start_index: int = 0,
+                          sq_dist: torch.Tensor | None = None) -> torch.Tensor:
+    """Farthest-point sampling, batched.
+
+    Args:
+        points: [B, N, 3].
+        num_samples: M <= N.
+        start_index: the first sample of every cloud (fixed, so the result is deterministic).
+        sq_dist: optional precomputed [B, N, N] squared distances of ``points`` (see :func:`pairwise_sq_distances`);
+            each step then reads one row instead of recomputing N distances.
+    Returns:
+        [B, M] long indices; sample i+1 is the point farthest from samples 0..i (first index on ties).
+    """
+    b, n, _ = points.shape
+    if not 1 <= num_samples <= n:
+        raise InputError(f"argument 'num_samples' must be in [1, {n}], got {num_samples}")
+    batch = torch.arange(b, device=points.device)
+    chosen = torch.empty(b, num_samples, dtype=torch.long, device=points.device)
+    current = torch.full((b,), start_index, dtype=torch.long, device=points.device)
+    min_sq_dist = torch.full((b, n), float("inf"), dtype=points.dtype, device=points.device)
+    for i in range(num_samples):
+        chosen[:, i] = current
+        if sq_dist is not None:
+            row = sq_dist[batch, current]
+        else:
+            row = (points - points[batch, current][:, None, :]).square().sum(dim=-1)
+        min_sq_dist = torch.minimum(min_sq_dist, row)
+        current = min_sq_dist.max(dim=1).indices  # = argmax (first maximum), about 3x faster on the CPU
+    return chosen
+
+
+def knn_indices(queries: torch.Tensor, points: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices [B, M, k] of the k nearest points [B, N, 3] to each query [B, M, 3], nearest first."""
+    return torch.topk(pairwise_sq_distances(queries, points), k, dim=-1, largest=False, sorted=True).indices
+
+
+def gather_rows(values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """Batched row gather: values [B, N, C], indices [B, *S] (in [0, N)) -> [B, *S, C]."""
+    b, n, c = values.shape
+    offsets = torch.arange(b, device=values.device).view(b, *([1] * (indices.ndim - 1))) * n
+    flat = (indices + offsets).reshape(-1)
+    return values.reshape(b * n, c).index_select(0, flat).reshape(*indices.shape, c)
 
 
 def farthest_point_indices(points: torch.Tensor, num: int, start: int = 0) -> torch.Tensor:
@@ -121,12 +165,4 @@ def farthest_point_indices(points: torch.Tensor, num: int, start: int = 0) -> to
         raise InputError(f"num must be an int in 1..{n} (the number of points), got {num!r}")
     if not 0 <= start < n:
         raise InputError(f"start must index a point (0..{n - 1}), got {start}")
-    p = points.detach().to(torch.float64)
-    chosen = torch.empty(num, dtype=torch.int64, device=points.device)
-    chosen[0] = start
-    dist = ((p - p[start]) ** 2).sum(-1)
-    for k in range(1, num):
-        nxt = int(torch.argmax(dist))
-        chosen[k] = nxt
-        dist = torch.minimum(dist, ((p - p[nxt]) ** 2).sum(-1))
-    return chosen
+    return farthest_point_sample(points.detach().to(torch.float64)[None], num, start)[0]

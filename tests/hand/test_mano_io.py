@@ -24,7 +24,7 @@ import torch
 
 from interhandgen.hand import HandModel, HandModelData, load_mano, read_mano_data, save_mano_pkl
 from interhandgen.hand.mano_io import KINTREE_ROOT
-from test_hand_layer import random_hand_data, random_inputs
+from fixtures.hands import random_hand_data, random_inputs
 
 smplx = pytest.importorskip("smplx")
 
@@ -422,7 +422,7 @@ def test_docs_example_runs(monkeypatch):
 
     if importlib.util.find_spec("interhandgen.hand.open_hand") is None:
         pytest.skip("interhandgen.hand.open_hand is not in this checkout")
-    doc = Path(__file__).resolve().parents[1] / "docs" / "hand.md"
+    doc = Path(__file__).resolve().parents[2] / "docs" / "hand.md"
     example = re.findall(r"```python\n(.*?)```", doc.read_text(), re.S)[-1]
     monkeypatch.delenv("MANO", raising=False)
     scope: dict = {}

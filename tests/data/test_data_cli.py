@@ -21,8 +21,8 @@ from interhandgen.cli import data_cmd
 from interhandgen.data import HandModelSpec, TwoHandSet
 from interhandgen.data._records import BadRecordError
 from interhandgen.hand import save_mano_pkl
-from test_data_loaders import write_interhand_json
-from test_hand_layer import random_hand_data
+from fixtures.data import write_interhand_json
+from fixtures.hands import random_hand_data
 
 
 def run_cli(argv: list[str]) -> int:

@@ -181,9 +181,9 @@ def test_ddp_two_cpu_processes(tmp_path):
         """
     ))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    from test_sampling_distributed import _free_port  # a fixed port fails when another run holds it
+    from fixtures.network import free_port  # a fixed port fails when another run holds it
 
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
                            str(script)], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "world 2 steps 12" in proc.stdout

@@ -10,7 +10,7 @@ import torch
 
 from interhandgen.models import DenoiserConfig, build_denoiser, count_parameters
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = DenoiserConfig(hidden_dim=48, embed_dim=16, num_layers=4, skips=(1, 3), num_heads=2, ff_dim=32, dropout=0.0)
 
 

@@ -13,90 +13,9 @@ import torch
 from interhandgen.hand import MANO_FINGERTIP_VERTEX_IDS, MANO_PARENTS, HandModel, HandModelData, lbs
 from interhandgen.rotations import axis_angle_to_matrix
 
-# Rest-pose MCP / CMC joint positions (metres) of a right hand lying in the x-z plane, fingers along +x;
-# MANO joint order: index, middle, pinky, ring, thumb.
-_FINGER_BASES = np.array([[0.085, 0.0, 0.022], [0.090, 0.0, 0.0], [0.075, 0.0, -0.040], [0.085, 0.0, -0.021], [0.025, -0.01, 0.03]])
-_FINGER_DIRS = np.array([[1.0, 0.0, 0.1], [1.0, 0.0, 0.0], [1.0, 0.0, -0.25], [1.0, 0.0, -0.1], [0.6, -0.2, 0.8]])
-_BONE_LENGTHS = np.array([[0.040, 0.024, 0.018], [0.045, 0.028, 0.019], [0.030, 0.018, 0.016], [0.042, 0.026, 0.018], [0.035, 0.030, 0.025]])
-# Our fingertip order (thumb, index, middle, ring, pinky) as MANO finger slots.
-_TIP_FINGER = [4, 0, 1, 3, 2]
+from fixtures.hands import random_hand_data, random_inputs
 
 
-def random_hand_data(seed: int = 0, side: str = "right", num_verts: int = 778) -> HandModelData:
-    """A random but plausible MANO-layout model: hand-like skeleton, smooth blend shapes, soft skinning.
-
-    Vertices scatter around the 16 bones (palm and finger segments), skinning weights and the joint regressor
-    are Gaussian in distance (rows sum to 1), shape and pose blend shapes are smooth (affine) fields of the
-    rest position, the pose PCA is a random full-rank basis. With 778 vertices the MANO fingertip vertex ids are
-    placed at the fingertips.
-    """
-    rng = np.random.default_rng(seed)
-    dirs = _FINGER_DIRS / np.linalg.norm(_FINGER_DIRS, axis=1, keepdims=True)
-    joints = np.zeros((16, 3))
-    tips = np.zeros((5, 3))
-    for f in range(5):
-        pos = _FINGER_BASES[f] + rng.normal(0, 0.002, 3)
-        d = dirs[f] + rng.normal(0, 0.03, 3)
-        d /= np.linalg.norm(d)
-        for k in range(3):
-            joints[1 + 3 * f + k] = pos
-            pos = pos + _BONE_LENGTHS[f, k] * (1 + rng.normal(0, 0.05)) * d
-        tips[f] = pos
-    # Segment of each joint: from the joint to its child (the fingertip for distal joints, middle MCP for wrist).
-    seg_end = np.zeros((16, 3))
-    seg_end[0] = joints[4]
-    for j in range(1, 16):
-        seg_end[j] = joints[j + 1] if j % 3 != 0 else tips[(j - 1) // 3]
-    radius = np.full(16, 0.008)
-    radius[0] = 0.025
-    counts = np.full(16, num_verts // 16)
-    counts[: num_verts - counts.sum()] += 1
-    seg = np.repeat(np.arange(16), counts)
-    t = rng.uniform(0, 1, num_verts)
-    offset = rng.normal(0, 1, (num_verts, 3))
-    offset *= (radius[seg] / np.linalg.norm(offset, axis=1))[:, None]
-    v = joints[seg] + t[:, None] * (seg_end[seg] - joints[seg]) + offset
-    if num_verts == 778:
-        for k, vid in enumerate(MANO_FINGERTIP_VERTEX_IDS):
-            v[vid] = tips[_TIP_FINGER[k]] + dirs[_TIP_FINGER[k]] * 0.004
-        fingertip_ids = MANO_FINGERTIP_VERTEX_IDS
-    else:
-        fingertip_ids = [int(np.argmin(np.linalg.norm(v - tips[f], axis=1))) for f in _TIP_FINGER]
-
-    # Skinning weights: Gaussian in the distance to each joint's segment.
-    ab = seg_end - joints
-    tt = np.clip(np.einsum("vjk,jk->vj", v[:, None] - joints[None], ab) / (ab * ab).sum(1), 0, 1)
-    dist = np.linalg.norm(v[:, None] - (joints[None] + tt[..., None] * ab[None]), axis=2)
-    weights = np.exp(-0.5 * (dist / 0.01) ** 2) + 1e-12
-    weights /= weights.sum(1, keepdims=True)
-    # Joint regressor: each joint a convex combination of its 12 nearest vertices.
-    jd = np.linalg.norm(v[None] - joints[:, None], axis=2)
-    J_regressor = np.zeros((16, num_verts))
-    for j in range(16):
-        near = np.argsort(jd[j])[:12]
-        w = np.exp(-0.5 * (jd[j, near] / 0.008) ** 2)
-        J_regressor[j, near] = w / w.sum()
-    feats = np.concatenate([v, np.ones((num_verts, 1))], axis=1)  # affine fields of the rest position
-    shapedirs = np.einsum("vi,iks->vks", feats, rng.normal(0, 0.01, (4, 3, 10)))
-    posedirs = np.einsum("vi,ikp->vkp", feats, rng.normal(0, 0.004, (4, 3, 135)))
-    faces = np.stack([np.arange(num_verts - 2), np.arange(1, num_verts - 1), np.arange(2, num_verts)], 1)
-    q, _ = np.linalg.qr(rng.normal(size=(45, 45)))
-    hands_components = q * np.linspace(1.0, 0.1, 45)[:, None]
-    return HandModelData(
-        v_template=v, shapedirs=shapedirs, posedirs=posedirs, J_regressor=J_regressor, weights=weights,
-        parents=np.array(MANO_PARENTS), faces=faces, hands_components=hands_components,
-        hands_mean=rng.normal(0, 0.15, 45), fingertip_ids=np.array(fingertip_ids), side=side, name=f"random{seed}",
-    )
-
-
-def random_inputs(B: int, pose_dim: int, seed: int = 0, dtype=torch.float64, scale: float = 0.5) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    return {
-        "betas": torch.randn(B, 10, generator=g, dtype=dtype),
-        "global_orient": torch.randn(B, 3, generator=g, dtype=dtype) * 1.5,
-        "hand_pose": torch.randn(B, pose_dim, generator=g, dtype=dtype) * scale,
-        "transl": torch.randn(B, 3, generator=g, dtype=dtype) * 0.1,
-    }
 
 
 @pytest.fixture(scope="module")

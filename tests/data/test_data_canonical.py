@@ -26,8 +26,8 @@ from interhandgen.data import (
 )
 from interhandgen.data.canonical import IDENTITY_ROT6D, center_joint_world
 from interhandgen.hand import CENTER_JOINT, MANO_PARENTS, HandModel, HandModelData
-from test_data_format import random_models, random_set
-from test_hand_layer import random_hand_data
+from fixtures.data import random_models, random_set
+from fixtures.hands import random_hand_data
 
 M = torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64)
 # HandModel keeps its constants (hands_components, J_regressor, ...) in float32 even for float64 inputs, while

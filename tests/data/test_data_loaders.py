@@ -26,14 +26,9 @@ from interhandgen.data.convert import convert, load_real_data
 from interhandgen.data.format import TwoHandSet
 from interhandgen.data.interhand import load_intaghand_anno, load_interhand_mano_json
 from interhandgen.hand import save_mano_pkl
-from test_data_format import random_models
+from fixtures.data import hand_values, random_models, write_interhand_json
 
 SIDES = ("left", "right")
-
-
-def hand_values(rng, scale=1.0) -> dict:
-    return {"pose": (rng.normal(0, 0.5, 48) * scale).tolist(), "shape": rng.normal(0, 1, 10).tolist(),
-            "trans": rng.normal(0, 0.2, 3).tolist()}
 
 
 @pytest.fixture
@@ -61,21 +56,6 @@ def smplx_vertices(mano_path, side, pose48, betas, transl):
 # ---------------------------------------------------------------------------------------------------------------------
 # InterHand2.6M NeuralAnnot json
 # ---------------------------------------------------------------------------------------------------------------------
-
-def write_interhand_json(tmp_path, split="val", seed=0):
-    rng = np.random.default_rng(seed)
-    data = {
-        "7": {"12": {"right": hand_values(rng), "left": hand_values(rng)},
-              "13": {"right": hand_values(rng), "left": None},
-              "15": {"right": None, "left": None}},
-        "9": {"100": {"right": hand_values(rng), "left": hand_values(rng)},
-              "101": {"right": None, "left": hand_values(rng)},
-              "102": {"right": hand_values(rng), "left": hand_values(rng)}},
-    }
-    path = tmp_path / f"InterHand2.6M_{split}_MANO_NeuralAnnot.json"
-    path.write_text(json.dumps(data))
-    return path, data
-
 
 def test_interhand_json_exact_values_filters_and_ids(tmp_path):
     path, data = write_interhand_json(tmp_path)

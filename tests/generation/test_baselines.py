@@ -20,7 +20,7 @@ from interhandgen.diffusion import Schedule
 from interhandgen.evaluation.replication import t_confidence_interval
 from interhandgen.generation import CANONICAL_TAIL, SamplerSettings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_results_table():

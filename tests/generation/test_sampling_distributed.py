@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 
@@ -13,14 +12,13 @@ import torch
 from interhandgen.data.format import TwoHandSet
 from interhandgen.training import TrainConfig, train
 
+from fixtures.network import free_port
+
 TINY = {"preset": "small", "hidden_dim": 64, "embed_dim": 32, "num_layers": 3, "skips": [1], "num_heads": 2,
         "ff_dim": 64, "num_encoder_layers": 1}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+
 
 
 def test_two_process_sampling_equals_one_process(tmp_path):
@@ -44,7 +42,7 @@ def test_two_process_sampling_equals_one_process(tmp_path):
     launcher.write_text("import sys\nfrom interhandgen.cli import main\n"
                         f"sys.exit(main({[*common, '--out', str(tmp_path / 'two.npz')]!r}))\n")
     ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                          f"--master_port={_free_port()}", str(launcher)], capture_output=True, text=True,
+                          f"--master_port={free_port()}", str(launcher)], capture_output=True, text=True,
                          timeout=300, env=env)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     assert ddp.stdout.count("wrote 7 samples") == 1  # rank 0 alone writes

@@ -15,31 +15,8 @@ import torch
 
 from interhandgen.data import HandModelSpec, TwoHandSet, axis_angle_to_pca, concatenate, pca_to_axis_angle
 from interhandgen.hand import HandModel, save_mano_pkl
-from test_hand_layer import random_hand_data
-
-
-@functools.lru_cache(maxsize=None)
-def _random_pair(seed: int):
-    right = random_hand_data(seed=seed)
-    return right, right.mirrored()
-
-
-def random_models(seed: int = 3) -> dict:
-    """A random MANO-layout right model and its exact mirror image as the left model (cached; not mutated)."""
-    right, left = _random_pair(seed)
-    return {"right": right, "left": left}
-
-
-def random_set(n: int = 6, seed: int = 0, pose_space: str = "pca", flat: bool = False, dtype=np.float64, **kw) -> TwoHandSet:
-    rng = np.random.default_rng(seed)
-
-    def hand():
-        return {
-            "pose": rng.normal(0, 0.6, (n, 45)).astype(dtype), "betas": rng.normal(0, 1, (n, 10)).astype(dtype),
-            "global_orient": rng.normal(0, 1.5, (n, 3)).astype(dtype), "transl": rng.normal(0, 0.3, (n, 3)).astype(dtype),
-        }
-
-    return TwoHandSet(hand(), hand(), pose_space=pose_space, flat_hand_mean=flat, **kw)
+from fixtures.data import random_models, random_set
+from fixtures.hands import random_hand_data
 
 
 def labelled_set(n: int = 6, seed: int = 0) -> TwoHandSet:
