@@ -248,7 +248,7 @@ def test_squared_distances_match_brute_force():
 
 
 def test_blocked_nearest_neighbours_match_brute_force(monkeypatch):
-    import interhandgen.data.synth.optimize as opt
+    import interhandgen.geometry.points as opt
 
     monkeypatch.setattr(opt, "BLOCK_ELEMS", 700)  # several blocks of samples
     gen = torch.Generator().manual_seed(3)
