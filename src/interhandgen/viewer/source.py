@@ -82,7 +82,7 @@ class SampleSource:
             if index in self._cache:
                 self._cache.move_to_end(index)
                 return self._cache[index]
-        view = self._compute(index)
+        view = self.compute([index])[0]
         with self._lock:
             self._cache[index] = view
             while len(self._cache) > self._cache_size:
@@ -93,13 +93,18 @@ class SampleSource:
         with self._lock:
             return list(self._cache)
 
-    def _compute(self, index: int) -> SampleView:
-        one = self.samples[[index]]
+    def compute(self, indices) -> list[SampleView]:
+        """Pose and measure the given samples in one batch (not cached; for exports)."""
+        indices = [self.check_index(i) for i in indices]
+        part = self.samples[np.asarray(indices, dtype=np.int64)]
         with torch.no_grad():
-            verts = one.vertices(self.models, dtype=torch.float64)
+            verts = part.vertices(self.models, dtype=torch.float64)
         lv, rv = verts["left"], verts["right"]
         masks = interpenetration_masks(lv, self.faces["left"], rv, self.faces["right"])
-        figures = sample_figures(lv, self.faces["left"], rv, self.faces["right"], *masks)[0]
-        obj = self.object_meshes(index) if self.object_meshes is not None else None
-        return SampleView(index, lv[0].numpy(), rv[0].numpy(), (masks[0][0], masks[1][0]), figures,
-                          self.category(index), self._seed, obj)
+        figures = sample_figures(lv, self.faces["left"], rv, self.faces["right"], *masks)
+        out = []
+        for b, index in enumerate(indices):
+            obj = self.object_meshes(index) if self.object_meshes is not None else None
+            out.append(SampleView(index, lv[b].numpy(), rv[b].numpy(), (masks[0][b], masks[1][b]), figures[b],
+                                  self.category(index), self._seed, obj))
+        return out
