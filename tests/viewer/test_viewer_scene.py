@@ -194,3 +194,23 @@ def test_export_payload_round_trips_and_page_is_self_contained(crafted):
     assert "fetch(" not in page and "http://" not in page and "https://" not in page
     data = re.search(r'<script id="data" type="application/json">(.*?)</script>', page, re.S).group(1)
     assert json.loads(data)["title"] == "crafted: 2 of 2 samples"
+
+
+def test_align_puts_a_reference_pair_in_the_samples_left_hand_frame():
+    from interhandgen.viewer.compare import align, anchor_frames
+
+    a = crafted_pairs([[0.12, 0.0, 0.0]])
+    b = crafted_pairs([[0.20, 0.05, 0.0]])
+    b.left.global_orient[:] = [0.3, -1.1, 0.4]  # turn and move the whole reference pair
+    b.right.global_orient[:] = [0.3, -1.1, 0.4]
+    b.left.transl[:] = [0.5, -0.2, 0.1]
+    fa = tuple(x[0].numpy() for x in anchor_frames(a))
+    fb = tuple(x[0].numpy() for x in anchor_frames(b))
+    va, vb = a.vertices(dtype=torch.float64), b.vertices(dtype=torch.float64)
+    # The left hands share pose and shape, so aligned on the left hand's frame they coincide.
+    np.testing.assert_allclose(align(vb["left"][0].numpy(), fb, fa), va["left"][0].numpy(), atol=1e-7)
+    # And the alignment is rigid: distances between the hands are kept.
+    moved = align(vb["right"][0].numpy(), fb, fa)
+    np.testing.assert_allclose(np.linalg.norm(moved[:50] - moved[50:100], axis=1),
+                               np.linalg.norm(vb["right"][0].numpy()[:50] - vb["right"][0].numpy()[50:100], axis=1),
+                               atol=1e-12)

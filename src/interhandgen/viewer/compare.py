@@ -17,6 +17,21 @@ from interhandgen.data.format import TwoHandSet
 ANCHOR = "left"
 
 
+def anchor_frames(pairs: TwoHandSet, models=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The left hand's world frame per pair: root rotation R [N, 3, 3] and centre joint c [N, 3] (float64, metres)."""
+    can = to_canonical(pairs, models or pairs.hand_models(), anchor=ANCHOR, dtype=torch.float64)
+    return can.anchor_rotation, can.anchor_center
+
+
+def align(points: np.ndarray, frame_from: tuple, frame_to: tuple) -> np.ndarray:
+    """Move points [..., 3] rigidly so that the frame (R, c) ``frame_from`` lands on ``frame_to``:
+    ``x' = R_to R_from^T (x - c_from) + c_to``. Frames as [3, 3] and [3] arrays (one pair's :func:`anchor_frames`).
+    """
+    r_from, c_from = (np.asarray(a, dtype=np.float64) for a in frame_from)
+    r_to, c_to = (np.asarray(a, dtype=np.float64) for a in frame_to)
+    return (np.asarray(points, dtype=np.float64) - c_from) @ r_from @ r_to.T + c_to
+
+
 def canonical_joints(pairs: TwoHandSet, batch_size: int = 4096) -> torch.Tensor:
     """Joints of both hands in the left hand's canonical frame: [N, 42, 3] float64 metres (left 21 then right 21).
 
@@ -26,10 +41,10 @@ def canonical_joints(pairs: TwoHandSet, batch_size: int = 4096) -> torch.Tensor:
     out = []
     for s in range(0, len(pairs), batch_size):
         part = pairs[np.arange(s, min(s + batch_size, len(pairs)))]
-        can = to_canonical(part, models, anchor=ANCHOR, dtype=torch.float64)
+        rot, centre = anchor_frames(part, models)
         joints = part.joints(models, dtype=torch.float64)
         both = torch.cat([joints["left"], joints["right"]], dim=1)
-        out.append((both - can.anchor_center[:, None]) @ can.anchor_rotation)
+        out.append((both - centre[:, None]) @ rot)
     return torch.cat(out)
 
 

@@ -15,13 +15,13 @@ import numpy as np
 
 from interhandgen.data.format import TwoHandSet, concatenate
 from interhandgen.exceptions import InputError
-from interhandgen.viewer.compare import canonical_joints, nearest_pairs
-from interhandgen.viewer.scene import SampleScene, build_sample_scene, describe
+from interhandgen.viewer.compare import align, anchor_frames, canonical_joints, nearest_pairs
+from interhandgen.viewer.scene import ObjectMesh, SampleScene, build_sample_scene, describe
 from interhandgen.viewer.source import SampleSource
 
 COMPARE_MODES = ("off", "side by side", "overlay")
 #: Gap between the sample and the reference in side-by-side mode, metres along +x.
-SIDE_BY_SIDE_OFFSET = 0.35
+SIDE_BY_SIDE_OFFSET = 0.25
 REFERENCE_OPACITY = 0.45
 
 
@@ -78,23 +78,38 @@ class ViewerApp:
             self._select(source.name, 0)
 
     def show(self, index: int) -> SampleScene:
-        """Draw sample ``index`` of the current set (and its reference pair), update the panel; returns the scene."""
+        """Draw sample ``index`` of the current set (and its reference pair), update the panel; returns the scene.
+
+        The sample is centred on the origin (the camera's target). A reference pair is moved rigidly so that
+        its left hand's canonical frame lands on the sample's (same orientation), then drawn over the sample
+        ("overlay", translucent) or beside it ("side by side").
+        """
         src = self.source
         index = src.check_index(index)
         view = src.get(index)
         highlight = self._highlight.value
+        mode = self._compare_mode.value if self.reference is not None else "off"
+        both = np.concatenate([view.left_vertices, view.right_vertices])
+        centre = (both.min(0) + both.max(0)) / 2
+        gap = np.array([SIDE_BY_SIDE_OFFSET, 0.0, 0.0])
+        offset = -centre - (gap / 2 if mode == "side by side" else 0.0)
         scene = build_sample_scene(view.left_vertices, src.faces["left"], view.right_vertices, src.faces["right"],
-                                   inside=view.inside if highlight else None, obj=view.obj, prefix="/sample")
+                                   inside=view.inside if highlight else None, obj=view.obj, prefix="/sample",
+                                   offset=offset)
         meshes = list(scene.meshes)
         text = describe(index, len(src), view.figures, view.category, view.seed, src.name)
-        mode = self._compare_mode.value if self.reference is not None else "off"
         if mode != "off":
             ref_index, ref_mm = self._nearest_reference(src, index)
             ref = self.reference.get(ref_index)
-            offset = (SIDE_BY_SIDE_OFFSET, 0.0, 0.0) if mode == "side by side" else (0.0, 0.0, 0.0)
-            ref_scene = build_sample_scene(ref.left_vertices, self.reference.faces["left"], ref.right_vertices,
-                                           self.reference.faces["right"], inside=ref.inside if highlight else None,
-                                           obj=ref.obj, prefix="/reference", offset=offset)
+            frame_from = tuple(a[0].numpy() for a in anchor_frames(self.reference.samples[[ref_index]]))
+            frame_to = tuple(a[0].numpy() for a in anchor_frames(src.samples[[index]]))
+            moved = lambda x: align(x, frame_from, frame_to)  # noqa: E731
+            obj = None if ref.obj is None else ObjectMesh(moved(ref.obj.vertices), ref.obj.faces, ref.obj.name)
+            ref_offset = offset + (gap if mode == "side by side" else 0.0)
+            ref_scene = build_sample_scene(moved(ref.left_vertices), self.reference.faces["left"],
+                                           moved(ref.right_vertices), self.reference.faces["right"],
+                                           inside=ref.inside if highlight else None, obj=obj, prefix="/reference",
+                                           offset=ref_offset)
             meshes += list(ref_scene.meshes)
             text += (f"\n\n**Nearest reference pair: #{ref_index}** of {len(self.reference)} "
                      f"({self.reference.name}), mean joint distance {ref_mm:.1f} mm  \n"
@@ -102,8 +117,9 @@ class ViewerApp:
         self._draw(meshes, opacity={m.name: REFERENCE_OPACITY for m in meshes
                                     if mode == "overlay" and m.name.startswith("/reference")})
         self._info.content = text
-        if self._index.value != index:
-            self._index.value = index
+        for widget in (self._index, self._jump):
+            if widget.value != index:
+                widget.value = index
         self.last_scene = scene
         return scene
 
@@ -134,7 +150,7 @@ class ViewerApp:
     def _build_gui(self) -> None:
         gui, scene = self.server.gui, self.server.scene
         scene.set_up_direction("+y")
-        self.server.initial_camera.position = (0.0, 0.08, 0.55)
+        self.server.initial_camera.position = (0.0, 0.06, 0.42)
         self.server.initial_camera.look_at = (0.0, 0.0, 0.0)
         self.server.initial_camera.up = (0.0, 1.0, 0.0)
         with gui.add_folder("Browse"):
