@@ -85,9 +85,9 @@ def test_highlighted_vertices_are_exactly_those_inside_the_other_hand(crafted):
 
     scene = build_sample_scene(lv[0].numpy(), faces["left"], rv[0].numpy(), faces["right"],
                                inside=(left_in[0], right_in[0]))
-    assert scene.names() == ["/sample/left", "/sample/left/inside", "/sample/right", "/sample/right/inside"]
+    assert scene.names() == ["/sample/left", "/sample/left_inside", "/sample/right", "/sample/right_inside"]
     for side, mask in (("left", left_in[0]), ("right", right_in[0])):
-        plain, hit = scene.mesh(f"/sample/{side}"), scene.mesh(f"/sample/{side}/inside")
+        plain, hit = scene.mesh(f"/sample/{side}"), scene.mesh(f"/sample/{side}_inside")
         assert hit.colour == HIGHLIGHT_COLOUR
         # The red faces are exactly those touching an inside vertex; together with the rest they are the hand.
         expected_hit = mask[faces[side]].any(axis=1)

@@ -11,9 +11,10 @@ Conventions
 - Highlighting: a vertex of one hand is *inside* when the project's exact inside test
   (:func:`interhandgen.geometry.points_inside`: closest surface point + pseudo-normal sign against the sealed
   other hand) says so, i.e. its signed distance to the other hand is negative. Each hand is then split into
-  two meshes: the faces with at least one inside vertex (``<name>/inside``, red) and the others (``<name>``,
+  two meshes: the faces with at least one inside vertex (``<name>_inside``, red) and the others (``<name>``,
   the hand's colour). The vertices stay shared, so the split is seamless.
-- Names: ``<prefix>/left``, ``<prefix>/right``, ``<prefix>/object``; each may be followed by ``/inside``.
+- Names: ``<prefix>/left``, ``<prefix>/right``, ``<prefix>/object``, and ``<prefix>/left_inside``,
+  ``<prefix>/right_inside`` (siblings, not children: in viser removing a node removes its children).
 - Units: metres in the meshes; figures in cm^3 and mm.
 """
 
@@ -197,7 +198,7 @@ def build_sample_scene(
         plain, hit = split_faces(faces[side], masks[side])
         meshes.append(MeshSpec(f"{prefix}/{side}", v, plain.astype(np.int32), tuple(colours[side])))
         if len(hit):
-            meshes.append(MeshSpec(f"{prefix}/{side}/inside", v, hit.astype(np.int32), HIGHLIGHT_COLOUR))
+            meshes.append(MeshSpec(f"{prefix}/{side}_inside", v, hit.astype(np.int32), HIGHLIGHT_COLOUR))
     if obj is not None:
         meshes.append(MeshSpec(f"{prefix}/object", (np.asarray(obj.vertices) + shift).astype(np.float32),
                                np.asarray(obj.faces).astype(np.int32), OBJECT_COLOUR))

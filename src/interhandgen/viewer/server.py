@@ -150,7 +150,7 @@ class ViewerApp:
     def _build_gui(self) -> None:
         gui, scene = self.server.gui, self.server.scene
         scene.set_up_direction("+y")
-        self.server.initial_camera.position = (0.0, 0.06, 0.42)
+        self.server.initial_camera.position = (0.1, 0.2, 0.38)  # a little from above and the right
         self.server.initial_camera.look_at = (0.0, 0.0, 0.0)
         self.server.initial_camera.up = (0.0, 1.0, 0.0)
         with gui.add_folder("Browse"):
