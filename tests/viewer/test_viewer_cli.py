@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
+import pytest
 
 from interhandgen.cli import main
-from interhandgen.data.format import TwoHandSet
 
 
-def _tiny(tmp_path):
-    n = 3
-    zeros = lambda d: np.zeros((n, d))  # noqa: E731
-    right_t = np.array([[0.12, 0.0, 0.0], [0.3, 0.0, 0.0], [0.2, 0.05, 0.0]])
-    pairs = TwoHandSet(dict(pose=zeros(45), betas=zeros(10), global_orient=zeros(3), transl=zeros(3)),
-                       dict(pose=zeros(45), betas=zeros(10), global_orient=zeros(3), transl=right_t),
-                       pose_space="pca", flat_hand_mean=False)
-    return pairs.save(tmp_path / "tiny.npz")
+@pytest.fixture()
+def tiny(tmp_path, crafted_pairs):
+    return crafted_pairs([[0.12, 0.0, 0.0], [0.3, 0.0, 0.0], [0.2, 0.05, 0.0]]).save(tmp_path / "tiny.npz")
 
 
-def test_export_writes_a_page_of_the_first_samples(tmp_path, capsys):
-    path = _tiny(tmp_path)
+def test_export_writes_a_page_of_the_first_samples(tmp_path, tiny, capsys):
+    path = tiny
     out = tmp_path / "page.html"
     assert main(["view", str(path), "--export", str(out), "--export-num", "2"]) == 0
     text = out.read_text()
@@ -30,8 +24,8 @@ def test_export_writes_a_page_of_the_first_samples(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
-def test_bad_arguments_are_reported(tmp_path, capsys):
-    path = _tiny(tmp_path)
+def test_bad_arguments_are_reported(tmp_path, tiny, capsys):
+    path = tiny
     assert main(["view", str(path), "--export", str(tmp_path / "page.png")]) == 2
     assert "--export" in capsys.readouterr().err
     assert main(["view", str(path), "--export-num", "3"]) == 2

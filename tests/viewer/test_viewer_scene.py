@@ -11,7 +11,6 @@ import pytest
 import torch
 import trimesh
 
-from interhandgen.data.format import TwoHandSet
 from interhandgen.exceptions import InputError
 from interhandgen.geometry import winding_numbers
 from interhandgen.viewer import (
@@ -29,21 +28,8 @@ from interhandgen.viewer.export import build_payload, dequantise, render_page
 from interhandgen.viz import LEFT_COLOUR, RIGHT_COLOUR
 
 
-def crafted_pairs(offsets) -> TwoHandSet:
-    """Open hands in the rest pose, left at the origin, right translated by each offset (metres).
-
-    With an offset of 12 cm along x the right hand's fingers enter the left hand's; at 30 cm the hands are apart.
-    """
-    n = len(offsets)
-    zeros = lambda d: np.zeros((n, d))  # noqa: E731
-    left = dict(pose=zeros(45), betas=zeros(10), global_orient=zeros(3), transl=zeros(3))
-    right = dict(pose=zeros(45), betas=zeros(10), global_orient=zeros(3), transl=np.asarray(offsets, dtype=float))
-    return TwoHandSet(left, right, pose_space="pca", flat_hand_mean=False, category=[0] * n,
-                      category_names=["crafted"], metadata={"seed": 7})
-
-
 @pytest.fixture(scope="module")
-def crafted():
+def crafted(crafted_pairs):
     pairs = crafted_pairs([[0.12, 0.0, 0.0], [0.30, 0.0, 0.0]])
     models = pairs.hand_models()
     verts = pairs.vertices(models, dtype=torch.float64)
@@ -158,7 +144,7 @@ def test_source_is_lazy_and_bounded_on_a_10k_file(crafted):
         src.get(10_000)
 
 
-def test_nearest_reference_pair():
+def test_nearest_reference_pair(crafted_pairs):
     pairs = crafted_pairs([[0.12, 0.0, 0.0], [0.30, 0.0, 0.0], [0.20, 0.05, 0.0]])
     joints = canonical_joints(pairs)
     idx, dist = nearest_pairs(joints, joints)
@@ -196,7 +182,7 @@ def test_export_payload_round_trips_and_page_is_self_contained(crafted):
     assert json.loads(data)["title"] == "crafted: 2 of 2 samples"
 
 
-def test_align_puts_a_reference_pair_in_the_samples_left_hand_frame():
+def test_align_puts_a_reference_pair_in_the_samples_left_hand_frame(crafted_pairs):
     from interhandgen.viewer.compare import align, anchor_frames
 
     a = crafted_pairs([[0.12, 0.0, 0.0]])
