@@ -69,3 +69,6 @@ def test_new_partner_keeps_the_chosen_hand(app):
         np.testing.assert_array_equal(getattr(done.right, field), getattr(given.right, field))
     assert not np.allclose(done.left.transl, given.left.transl)
     assert app._seed.value == 6 and "done in" in app._status.content
+    # A draw after the completion joins the same "generated" set (the given file's labels are not carried over).
+    app._run_generation(lambda s: app.generator.sample(2, s), "test")
+    assert app.current == "generated" and len(app.source) == 3 and int(app._index.value) == 1

@@ -25,6 +25,13 @@ SIDE_BY_SIDE_OFFSET = 0.25
 REFERENCE_OPACITY = 0.45
 
 
+def _hands_only(pairs: TwoHandSet) -> TwoHandSet:
+    """The hands of ``pairs`` in one convention (PCA, not flat), without labels or metadata, so that draws and
+    completions of files with other conventions or labels concatenate into one "generated" set."""
+    pairs = pairs.converted(pose_space="pca", flat_hand_mean=False)
+    return TwoHandSet(pairs.left, pairs.right, pose_space="pca", flat_hand_mean=False, hand_model=pairs.hand_model)
+
+
 def _viser():
     try:
         import viser
@@ -241,10 +248,10 @@ class ViewerApp:
         t0 = time.perf_counter()
         try:
             settings = self.draw_settings()
-            pairs = draw(settings)
+            pairs = _hands_only(draw(settings))
             self.generated = pairs if self.generated is None else concatenate([self.generated, pairs])
             first_new = len(self.generated) - len(pairs)
-            self.add_set(SampleSource(self.generated.with_metadata(seed=None), name="generated"), select=False)
+            self.add_set(SampleSource(self.generated, name="generated"), select=False)
             self._select("generated", first_new)
             self._status.content = (f"{what}: done in {time.perf_counter() - t0:.1f} s (seed {settings.seed}); "
                                     f"generated #{first_new}..{len(self.generated) - 1}")
