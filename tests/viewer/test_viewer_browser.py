@@ -16,7 +16,8 @@ import pytest
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--use-angle=swiftshader",
+         "--enable-unsafe-swiftshader"]
 VIEWPORT = {"width": 1200, "height": 800}
 # The 3D view's middle: left of viser's panel (about 330 px wide on the right), clear of its corner widgets.
 REGION = (250, 150, 850, 750)  # x0, y0, x1, y1
