@@ -24,6 +24,7 @@ SUBCOMMANDS = [
     "complete",
     "evaluate",
     "evaluator",
+    "view",
 ]
 
 
