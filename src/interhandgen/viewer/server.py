@@ -16,7 +16,6 @@ import numpy as np
 from interhandgen.data.format import TwoHandSet, concatenate
 from interhandgen.exceptions import InputError
 from interhandgen.viewer.compare import align, anchor_frames, canonical_joints, nearest_pairs
-from interhandgen.viewer.scene import ObjectMesh, SampleScene, build_sample_scene, describe
 from interhandgen.viewer.generation import MAX_DRAW, DrawSettings
 from interhandgen.viewer.scene import ObjectMesh, SampleScene, build_sample_scene, describe
 from interhandgen.viewer.source import SampleSource
