@@ -54,6 +54,10 @@ def markdown_table(result: dict[str, Any], title: str = "Evaluation") -> str:
              f"distribution metrics: mean ± half-width of the 95% t interval over {result['settings']['replications']} "
              f"seeded subsets.", "", "| metric | value |", "|---|---|"]
     lines += [f"| {a} | {b} |" for a, b in rows]
+    if result.get("additions"):
+        from interhandgen.evaluation.report_additions import additions_markdown
+
+        lines += ["", *additions_markdown(result["additions"])]
     lines += ["", "Timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in result["timings"].items()), ""]
     return "\n".join(lines)
 
