@@ -34,7 +34,8 @@ def density_coverage(real: Any, fake: Any, k: int = 5, block_size: int = 1024,
                      ) -> tuple[float, float]:
     """(density, coverage) of ``fake`` [M, D] against ``real`` [N, D], N > k, M >= 1.
 
-    The fake x real distance matrix is computed in blocks of ``block_size`` fake rows (memory O(block_size * N));
+    The reference x fake distance matrix is computed in blocks of ``block_size`` reference rows (memory
+    O(block_size * M));
     a point exactly on a ball's boundary counts as inside (<=), as for precision/recall.
     """
     k = _check_positive_int(k, "k")
@@ -47,8 +48,11 @@ def density_coverage(real: Any, fake: Any, k: int = 5, block_size: int = 1024,
     radii = knn_radii(r, k, block_size)
     inside_count = torch.zeros((), dtype=torch.float64, device=r.device)
     covered = torch.zeros(r.shape[0], dtype=torch.bool, device=r.device)
-    for start in range(0, f.shape[0], block_size):
-        inside = _block_distances(f[start:start + block_size], r) <= radii[None, :]
+    # Rows are reference points, as in knn_radii: the distance of x_i to a sample equal to x_j is then computed
+    # exactly as the radius' distance of x_i to x_j (the mm-based cdist is not bitwise symmetric), so a sample on
+    # a ball's boundary is decided the same way as the reference neighbour that set the radius.
+    for start in range(0, r.shape[0], block_size):
+        inside = _block_distances(r[start:start + block_size], f) <= radii[start:start + block_size, None]
         inside_count += inside.sum(dtype=torch.float64)
-        covered |= inside.any(dim=0)
+        covered[start:start + block_size] = inside.any(dim=1)
     return float(inside_count / (k * f.shape[0])), float(covered.double().mean())
