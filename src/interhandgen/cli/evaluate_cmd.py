@@ -8,12 +8,14 @@ import argparse
 def register(sub) -> None:
     p = sub.add_parser(
         "evaluate",
-        help="evaluate generated two-hand samples against reference data (FHID, KHID, P/R, penetration, ...)",
+        help="evaluate generated two-hand samples against reference data (FHID, KHID, P/R, C2ST, penetration, ...)",
         description=(
             "Feature-based FHID/KHID, diversity and precision/recall (replicated over seeded subsets, 95%% CI), "
             "and per-pair geometry: exact penetration volume (cm^3), penetration depth (mm), minimum distance, "
-            "contact rate and proximity ratio. Writes metrics.json, report.md and plots into --out. Fails on sets "
-            "of different hand models."
+            "contact rate and proximity ratio. Also density/coverage, a classifier two-sample test (evaluator and "
+            "joint features) and per-category frequencies by nearest reference label, each beside a data floor "
+            "(a second, disjoint reference draw: by default the reference file's train split). Writes "
+            "metrics.json, report.md and plots into --out. Fails on sets of different hand models."
         ),
     )
     p.add_argument("--samples", required=True, help="generated pairs (.npz, TwoHandSet format)")
