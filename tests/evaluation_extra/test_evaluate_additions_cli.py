@@ -110,6 +110,15 @@ def test_metrics_and_report_hold_the_additions_with_the_floor(files, tmp_path):
         assert text in report
 
 
+def test_c2st_flags_reach_the_classifier(files, tmp_path):
+    assert run(files, tmp_path / "r", "reference.npz", "--no-density-coverage", "--no-categories", "--no-floor",
+               "--c2st-folds", "4", "--c2st-hidden", "8", "--c2st-epochs", "2") == 0
+    c = json.loads((tmp_path / "r" / "metrics.json").read_text())["additions"]["c2st"]
+    assert (c["settings"]["folds"], c["settings"]["hidden"], c["settings"]["epochs"]) == (4, 8, 2)
+    assert len(c["samples"]["evaluator"]["accuracy"]["values"]) == 4 and c["floor"] is None
+    assert run(files, tmp_path / "s", "reference.npz", "--no-floor", "--c2st-epochs", "0") == 2
+
+
 def test_flags_turn_each_addition_off(files, tmp_path):
     assert run(files, tmp_path / "r", "reference.npz", "--no-c2st", "--no-density-coverage", "--no-floor") == 0
     add = json.loads((tmp_path / "r" / "metrics.json").read_text())["additions"]

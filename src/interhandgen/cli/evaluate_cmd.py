@@ -44,6 +44,11 @@ def register(sub) -> None:
     p.add_argument("--no-c2st", action="store_true", help="skip the classifier two-sample test")
     p.add_argument("--c2st-folds", type=int, default=5, help="cross-validation folds of the two-sample test "
                                                              "(default %(default)s)")
+    p.add_argument("--c2st-hidden", type=int, default=64,
+                   help="hidden width of the two-sample test's MLP (default %(default)s; wider and longer training "
+                        "separates better, see docs/evaluation.md)")
+    p.add_argument("--c2st-epochs", type=int, default=10, help="training epochs of the two-sample test's MLP "
+                                                               "(default %(default)s)")
     p.add_argument("--no-categories", action="store_true",
                    help="skip the per-category frequencies (needed when the reference has no category labels)")
     cache = p.add_mutually_exclusive_group()
@@ -71,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     settings = EvaluationSettings(replications=args.replications, subset_size=args.subset_size,
                                   kid_degree=args.kid_degree, penetration=not args.no_penetration, seed=args.seed,
                                   density_coverage=not args.no_density_coverage, c2st=not args.no_c2st,
-                                  c2st_folds=args.c2st_folds, categories=not args.no_categories)
+                                  c2st_folds=args.c2st_folds, c2st_hidden=args.c2st_hidden,
+                                  c2st_epochs=args.c2st_epochs, categories=not args.no_categories)
     from interhandgen.evaluation.protocol import check_compatible
 
     check_compatible(samples, reference)  # before the floor draw, so a mismatch is the error the user sees

@@ -84,7 +84,8 @@ def additional_metrics(features: dict[str, torch.Tensor], reference_features: di
         out["density_coverage"]["k"] = settings.pr_k
         timings["density_coverage_s"] = time.perf_counter() - t0
     if settings.c2st:
-        c2 = C2STSettings(folds=settings.c2st_folds, max_per_class=settings.c2st_max_per_class, seed=settings.seed)
+        c2 = C2STSettings(folds=settings.c2st_folds, max_per_class=settings.c2st_max_per_class,
+                          hidden=settings.c2st_hidden, epochs=settings.c2st_epochs, seed=settings.seed)
         out["c2st"] = {name: None if f is None else c2st_all(f, reference_features, c2, timings, name)
                        for name, f in sets.items()}
         out["c2st"]["settings"] = {"folds": c2.folds, "hidden": c2.hidden, "epochs": c2.epochs,
