@@ -33,7 +33,7 @@ def additions_markdown(add: dict[str, Any]) -> list[str]:
     if "c2st" in add:
         c = add["c2st"]
         s = c["settings"]
-        lines += [f"## Classifier two-sample test (0.5 = indistinguishable, 1.0 = separable)", "",
+        lines += ["## Classifier two-sample test (0.5 = indistinguishable, 1.0 = separable)", "",
                   f"MLP ({s['hidden']}-{s['hidden']}, {s['epochs']} epochs), {s['folds']}-fold held-out scores; "
                   f"mean ± half-width of the 95% t interval over folds. Floor: a second reference draw "
                   f"({floor_n} pairs) against the reference.", "",
