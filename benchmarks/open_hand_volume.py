@@ -63,7 +63,6 @@ def summary(x: np.ndarray) -> dict:
 
 def analyse(layer, full_pose: torch.Tensor, faces: np.ndarray, rest_volume: float) -> dict:
     out = {}
-    torch.as_tensor(faces, dtype=torch.long)
     B, J = full_pose.shape[0], len(MANO_JOINT_NAMES)
     for name, corr in (("with_correctives", True), ("plain_lbs", False)):
         verts, rigid, dom = pose_and_parts(layer, full_pose, corr)
