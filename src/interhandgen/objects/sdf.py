@@ -4,9 +4,9 @@
 the batch), the exact signed distance (negative inside), the closest surface point and the outward unit
 direction of the distance's gradient. It uses the project's exact kernels (closest point on a triangle,
 angle-weighted pseudo-normal inside test of :mod:`interhandgen.geometry.queries`) with the bounding-sphere
-pruning of :func:`interhandgen.geometry.signed_distance_few`: each point is tested against the ``near[0]``
-triangles with the smallest lower bound |p - c| - R and certified when its best exact distance does not exceed
-the next bound; uncertified points go to the next, larger pass, and the last pass tests every triangle.
+pruning of :func:`interhandgen.geometry.signed_distance_few`: each point is first tested against the ``near``
+triangles with the smallest lower bound |p - c| - R, which bounds its distance from above; then against every
+triangle whose lower bound does not exceed that upper bound (so the minimum is exact).
 
 :func:`differentiable_sdf` turns a query into a value with a gradient: (p - q) . n with q and n held fixed, which
 equals the signed distance at the query point and has the signed distance's exact gradient there (a plane
@@ -24,15 +24,14 @@ from interhandgen.geometry.queries import _closest_on_triangle, _PseudoNormals
 
 __all__ = ["object_signed_distance", "differentiable_sdf", "NEAR_TRIANGLES"]
 
-#: Triangles per point tested in successive passes (each pass only for the points the previous one could not
-#: certify; a last pass tests every triangle).
-NEAR_TRIANGLES = (16, 128)
+#: Triangles per point (smallest lower bounds) tested first, for an upper bound of the distance.
+NEAR_TRIANGLES = 8
 #: (point, triangle) pairs per chunk of the exhaustive pass.
 _CHUNK = 1 << 20
 
 
 def object_signed_distance(points: torch.Tensor, verts: torch.Tensor, faces: torch.Tensor,
-                           near: tuple[int, ...] = NEAR_TRIANGLES) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                           near: int = NEAR_TRIANGLES) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Exact signed distance of points to a closed, outward-oriented mesh (negative inside).
 
     Args:
@@ -65,25 +64,28 @@ def object_signed_distance(points: torch.Tensor, verts: torch.Tensor, faces: tor
         flat = p.reshape(-1, 3)
         sample = torch.arange(B, device=p.device).repeat_interleave(P)
         n = flat.shape[0]
-        best_d = torch.full((n,), math.inf, dtype=p.dtype, device=p.device)
-        best_q = torch.zeros((n, 3), dtype=p.dtype, device=p.device)
-        best_n = torch.zeros((n, 3), dtype=p.dtype, device=p.device)
-        todo = torch.arange(n, device=p.device)
         lower = lower.reshape(n, F)
-        for T in tuple(near) + (F,):
-            T = min(int(T), F)
-            step = max(1, _CHUNK // T)
-            left = []
-            for s in range(0, todo.numel(), step):
-                idx = todo[s:s + step]
-                bounds, face = lower[idx].topk(min(T + 1, F), dim=1, largest=False)
-                d, q, nrm = _best_of(flat[idx], sample[idx], face[:, :T], tri, pseudo)
-                best_d[idx], best_q[idx], best_n[idx] = d, q, nrm
-                if T < F:  # certified when no other triangle's lower bound is below the best distance
-                    left.append(idx[d > bounds[:, T] + 1e-9])
-            todo = torch.cat(left) if left else todo[:0]
-            if todo.numel() == 0:
-                break
+        # Pass 1: the ``near`` triangles with the smallest lower bounds give an upper bound of each distance.
+        T = min(int(near), F)
+        face = lower.topk(T, dim=1, largest=False).indices
+        best_d, best_q, best_n = _best_of(flat, sample, face, tri, pseudo)
+        # Pass 2: every (point, triangle) pair whose lower bound does not exceed that upper bound (exact minimum).
+        step = max(1, _CHUNK // F)
+        for s in range(0, n, step):
+            rows = torch.arange(s, min(s + step, n), device=p.device)
+            pi, ti = (lower[rows] <= best_d[rows, None] + 1e-9).nonzero(as_tuple=True)
+            pi = rows[pi]
+            q, feature = _closest_on_triangle(flat[pi], tri[sample[pi], ti])
+            d = (flat[pi] - q).norm(dim=-1)
+            better = d < best_d[pi]
+            if not bool(better.any()):
+                continue
+            pi, ti, q, feature, d = pi[better], ti[better], q[better], feature[better], d[better]
+            best = torch.full((n,), math.inf, dtype=p.dtype, device=p.device).scatter_reduce(0, pi, d, reduce="amin")
+            win = d == best[pi]
+            pi, ti, q, feature, d = pi[win], ti[win], q[win], feature[win], d[win]
+            best_d[pi], best_q[pi] = d, q
+            best_n[pi] = pseudo.at(sample[pi], ti, feature)
         offset = flat - best_q
         inside = (offset * best_n).sum(-1) < 0
         sign = torch.where(inside, -1.0, 1.0).to(offset.dtype)
