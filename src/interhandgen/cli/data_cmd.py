@@ -85,6 +85,8 @@ def register(sub) -> None:
                         "from there and the folder is removed after the output is written)")
     g.add_argument("--objects", action="store_true",
                    help="generate the bimanual hand-object set instead (interhandgen.objects; docs/objects.md)")
+    g.add_argument("--no-physics-filter", action="store_true",
+                   help="with --objects: keep grasps that fail the MuJoCo stability test (default: rejected)")
     g.add_argument("--no-progress", action="store_true")
     g.set_defaults(func=run_synth)
     s.add_argument("--object-samples", type=int, default=200,

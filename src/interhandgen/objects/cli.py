@@ -20,7 +20,8 @@ def run_object_synth(args: argparse.Namespace, splits: tuple) -> int:
     if args.categories:
         categories = [c.strip() for c in args.categories.split(",") if c.strip()]
     result = generate_object_set(args.num, args.seed, args.out, categories=categories, splits=splits,
-                                 progress=not args.no_progress, resume=not args.no_resume)
+                                 progress=not args.no_progress, resume=not args.no_resume,
+                                 physics_filter=not getattr(args, "no_physics_filter", False))
     print(f"wrote {len(result)} hand-object pairs on {len(result.object_library)} objects to {args.out}")
     return 0
 

@@ -5,7 +5,8 @@
 by the chunk), generates ``grasps_per_object`` grasps of it (:func:`~interhandgen.objects.grasps.generate_object_grasps`)
 with the right or the left hand in role A (drawn per chunk), and accepts the grasps whose two hands are both within
 2 mm of the object (exact signed distance of every vertex), whose deepest vertex is at most 5 mm inside it and
-whose hands' inscribed-sphere proxies do not overlap. Rejections are counted per reason in
+whose hands' inscribed-sphere proxies do not overlap, and (``physics_filter``, on by default) whose object is held
+in the MuJoCo stability test. Rejections are counted per reason in
 ``metadata["synth_objects"]``; missing pairs are regenerated from new chunks. Finished chunks are stored
 atomically under ``<out>.parts/`` (keyed by the seed and a hash of the settings and the generator's source) and
 reused when an interrupted run is started again.
@@ -28,6 +29,7 @@ from interhandgen.exceptions import InputError
 from interhandgen.objects.grasps import CATEGORIES, CATEGORY_NAMES, CONTACT_DISTANCE, MAX_DEPTH, GraspResult, \
     generate_object_grasps
 from interhandgen.objects.library import make_object, sample_object
+from interhandgen.objects.physics import HOLD_THRESHOLD
 
 __all__ = ["generate_object_set", "GRASPS_PER_OBJECT"]
 
@@ -40,11 +42,33 @@ def _seed_for(*parts) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
-def _accept(res: GraspResult) -> dict[str, np.ndarray]:
-    """Rejection masks per reason."""
-    return {"no_contact_within_2mm": (res.min_sdf >= CONTACT_DISTANCE).any(1),
-            "depth_over_5mm": (res.min_sdf < -MAX_DEPTH).any(1),
-            "hands_interpenetrate": res.hand_hand_overlap > 0}
+def _accept(res: GraspResult, displacement: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Rejection masks per reason (physics only where ``displacement`` [n] metres was measured)."""
+    reasons = {"no_contact_within_2mm": (res.min_sdf >= CONTACT_DISTANCE).any(1),
+               "depth_over_5mm": (res.min_sdf < -MAX_DEPTH).any(1),
+               "hands_interpenetrate": res.hand_hand_overlap > 0}
+    if displacement is not None:
+        geometric = np.zeros(len(displacement), dtype=bool)
+        for mask in reasons.values():
+            geometric |= mask
+        reasons["not_held_in_physics"] = ~geometric & ~(displacement < HOLD_THRESHOLD)
+    return reasons
+
+
+def _chunk_displacement(res: GraspResult, side_a: str, obj, models: dict) -> np.ndarray:
+    """[n] MuJoCo displacement (metres) of the object in each grasp of a chunk (:mod:`interhandgen.objects.physics`)."""
+    from interhandgen.data.format import TwoHandSet
+    from interhandgen.data.object_library import ObjectLibrary
+    from interhandgen.objects.metrics import object_stability
+
+    n = len(res.min_sdf)
+    hands = {side_a: res.hand_a, ("left" if side_a == "right" else "right"): res.hand_b}
+    pairs = TwoHandSet(*({"pose": hands[s].pose_pca, "betas": hands[s].betas, "global_orient": hands[s].global_orient,
+                          "transl": hands[s].transl} for s in ("left", "right")),
+                       pose_space="pca", flat_hand_mean=False, object_id=np.zeros(n, dtype=np.int64),
+                       object_names=["o"], object_pose=res.object_pose,
+                       object_library=ObjectLibrary.from_meshes(["o"], [obj]))
+    return object_stability(pairs, models=models)["displacement_cm"] / 100.0
 
 
 def _run_key(seed: int, per_object: int) -> str:
@@ -72,17 +96,21 @@ class _Chunks:
             with np.load(self.path(name, chunk), allow_pickle=False) as z:
                 hands = [HandBatch(**{f: z[f"{h}/{f}"] for f in _HAND_FIELDS}) for h in "ab"]
                 res = GraspResult(*hands, z["object_pose"], z["min_sdf"], z["hand_hand_overlap"])
-                return str(z["side_a"]), str(z["family"]), json.loads(str(z["params"])), res
+                disp = z["displacement"] if "displacement" in z.files else None
+                return str(z["side_a"]), str(z["family"]), json.loads(str(z["params"])), res, disp
         except (OSError, KeyError, ValueError) as exc:
             raise InputError(f"stored chunk {self.path(name, chunk)} is unreadable ({exc}); delete {self.root}") from None
 
-    def save(self, name: str, chunk: int, side_a: str, family: str, params: dict, res: GraspResult) -> None:
+    def save(self, name: str, chunk: int, side_a: str, family: str, params: dict, res: GraspResult,
+             displacement: np.ndarray | None) -> None:
         if self.folder is None:
             return
         from interhandgen._atomic import atomic_write
 
         arrays = {"side_a": np.array(side_a), "family": np.array(family), "params": np.array(json.dumps(params)),
                   "object_pose": res.object_pose, "min_sdf": res.min_sdf, "hand_hand_overlap": res.hand_hand_overlap}
+        if displacement is not None:
+            arrays["displacement"] = displacement
         for h, batch in (("a", res.hand_a), ("b", res.hand_b)):
             for f in _HAND_FIELDS:
                 arrays[f"{h}/{f}"] = getattr(batch, f)
@@ -95,12 +123,15 @@ class _Chunks:
 
 def generate_object_set(num: int, seed: int, out: str | None = None, categories: Iterable[str] | None = None,
                         grasps_per_object: int = GRASPS_PER_OBJECT, splits: Sequence[float] = (0.8, 0.1, 0.1),
-                        progress: bool = True, resume: bool = True, max_rounds: int = 12):
+                        progress: bool = True, resume: bool = True, max_rounds: int = 12,
+                        physics_filter: bool = True):
     """Generate ``num`` bimanual hand-object pairs (a :class:`~interhandgen.data.format.TwoHandSet` with an object
     library, ``object_id``/``object_pose``, ``category`` and ``split`` labels), deterministic for ``seed``.
 
     With ``out`` the set is written there atomically and, with ``resume``, finished chunks are kept in
-    ``<out>.parts/`` until then (an interrupted run continues from them).
+    ``<out>.parts/`` until then (an interrupted run continues from them). With ``physics_filter`` (needs
+    ``mujoco``: ImportError otherwise) grasps whose object is not held in the MuJoCo test (displacement of 2 cm or
+    more, :mod:`interhandgen.objects.physics`) are rejected too (counted as ``not_held_in_physics``).
     """
     from interhandgen.data.format import STANDARD_SPLITS, HandModelSpec, TwoHandSet
     from interhandgen.data.object_library import ObjectLibrary
@@ -123,6 +154,12 @@ def generate_object_set(num: int, seed: int, out: str | None = None, categories:
     if len(splits) != 3 or any(s < 0 for s in splits) or abs(sum(splits) - 1.0) > 1e-6:
         raise InputError(f"argument 'splits' must be three non-negative fractions summing to 1, got {splits}")
     models = _default_models()
+    layers = None
+    if physics_filter:
+        from interhandgen.objects.physics import require_mujoco
+
+        require_mujoco()
+        layers = HandModelSpec.open_hand().load("pca", False)
     kin = {s: HandKinematics(models[s], "cpu") for s in ("left", "right")}
     store = _Chunks(Path(str(out) + ".parts") if (out is not None and resume) else None,
                     _run_key(int(seed), grasps_per_object))
@@ -161,15 +198,18 @@ def generate_object_set(num: int, seed: int, out: str | None = None, categories:
                         side_a = "right" if rng.random() < 0.5 else "left"
                         side_b = "left" if side_a == "right" else "right"
                         res = generate_object_grasps(cat, obj, kin[side_a], kin[side_b], grasps_per_object, cseed)
-                        store.save(name, chunk, side_a, family, obj.params, res)
+                        disp = _chunk_displacement(res, side_a, obj, layers) if layers is not None else None
+                        store.save(name, chunk, side_a, family, obj.params, res, disp)
                         params = obj.params
                     else:
-                        side_a, family, params, res = loaded
+                        side_a, family, params, res, disp = loaded
+                        if layers is not None and disp is None:
+                            disp = _chunk_displacement(res, side_a, make_object(family, params), layers)
                     st = stats[name]
                     st["chunks"] += 1
                     st["generated"] += len(res.min_sdf)
                     bad = np.zeros(len(res.min_sdf), dtype=bool)
-                    for reason, mask in _accept(res).items():
+                    for reason, mask in _accept(res, disp).items():
                         st["rejected"][reason] = st["rejected"].get(reason, 0) + int(mask.sum())
                         bad |= mask
                     take = np.flatnonzero(~bad)[: counts[ci] - have[name]]
@@ -210,7 +250,7 @@ def generate_object_set(num: int, seed: int, out: str | None = None, categories:
         "generator": "interhandgen.objects", "seed": int(seed), "num": int(num), "grasps_per_object": grasps_per_object,
         "categories": {n: CATEGORIES[n].description for n in names}, "per_category": stats,
         "thresholds_m": {"contact_distance": CONTACT_DISTANCE, "max_penetration_depth": MAX_DEPTH},
-        "gravity": "world -z"}}
+        "gravity": "world -z", "physics_filter": bool(physics_filter)}}
     result = TwoHandSet(
         hands["left"], hands["right"], pose_space="pca", flat_hand_mean=False, hand_model=HandModelSpec.open_hand(),
         category=np.concatenate(cat_ids)[order], category_names=names, split=assign_splits(int(num), splits, seed),
