@@ -70,3 +70,15 @@ def test_differentiable_sdf_gradient_matches_finite_differences():
         step[..., axis] = eps
         fd = (object_signed_distance(pts.detach() + step, v, f)[0] - object_signed_distance(pts.detach() - step, v, f)[0]) / (2 * eps)
         torch.testing.assert_close(grad[..., axis], fd, atol=1e-5, rtol=0)
+
+
+def test_far_option_is_exact_near_and_an_outside_upper_bound_far():
+    rng = np.random.default_rng(7)
+    obj = sample_object("mug", rng)
+    mesh, pts = _points(obj, rng)
+    v, f = torch.tensor(obj.vertices), torch.tensor(obj.faces)
+    exact, _, _ = object_signed_distance(torch.tensor(pts)[None], v, f)
+    approx, _, _ = object_signed_distance(torch.tensor(pts)[None], v, f, far=0.01)
+    near = exact.abs() <= 0.01
+    torch.testing.assert_close(approx[near], exact[near], rtol=0, atol=1e-15)
+    assert (approx[~near] >= exact[~near].abs() - 1e-15).all() and (approx[~near] > 0.01).all()

@@ -56,6 +56,8 @@ NEAR_SIZE = 192
 #: Contact vertices are pulled to this distance outside the surface, every vertex pushed out to PEN_MARGIN (mm).
 CONTACT_MM = 0.5
 PEN_MARGIN_MM = 1.0
+#: During the optimisation, vertices certainly farther than this from the object skip the exact distance pass.
+FAR = 0.012
 #: Accepted grasps: each hand within this distance of the object (metres), no vertex deeper than MAX_DEPTH.
 CONTACT_DISTANCE = 0.002
 MAX_DEPTH = 0.005
@@ -288,7 +290,7 @@ def generate_object_grasps(category: ObjectCategory, obj: ObjectMesh, kin_a: Han
                     break
                 t = t - step.clamp(min=-0.05, max=0.05)[:, None] * m
             v = h.posed.vertices[:, kin.subset] @ R.transpose(1, 2) + t[:, None]
-            h.choose_near(object_signed_distance(v, verts, faces)[0].to(dtype))
+            h.choose_near(object_signed_distance(v, verts, faces, far=FAR)[0].to(dtype))
             hands.append(h)
             placements.append((R, t))
     # --------------------------------------------------------------------------- optimisation
@@ -317,7 +319,7 @@ def generate_object_grasps(category: ObjectCategory, obj: ObjectMesh, kin_a: Han
         loss = torch.zeros(n, dtype=dtype, device=device)
         for j, (h, (v, c, _, _, _)) in enumerate(zip(hands, outs)):
             if step % REFRESH == 0 or cache[j] is None:
-                _, q, d = object_signed_distance(v.detach(), verts, faces)
+                _, q, d = object_signed_distance(v.detach(), verts, faces, far=FAR)
                 cache[j] = (q.to(dtype), d.to(dtype))
             sdf = differentiable_sdf(v, *cache[j]) * MM  # [n, K] mm
             # contact: the closest fraction of the contact region onto the surface
@@ -353,7 +355,7 @@ def generate_object_grasps(category: ObjectCategory, obj: ObjectMesh, kin_a: Han
             pose = h.kin.logits_to_full_pose(z)
             posed = h.kin.pose_full(h.betas, pose)
             v = posed.vertices @ R2.transpose(1, 2) + t2[:, None]
-            sdf, _, d = object_signed_distance(v, verts, faces)
+            sdf, _, d = _full_check(v, verts, faces)
             # Push-out: the full mesh can sink between the optimised subset vertices; move the hand out along
             # the deepest vertex's gradient by its depth (once), then measure again.
             deep = sdf.amin(1)
@@ -362,7 +364,7 @@ def generate_object_grasps(category: ObjectCategory, obj: ObjectMesh, kin_a: Han
                 shift = (-deep).clamp_min(0)[:, None] * d[torch.arange(n), arg]
                 t2 = t2 + shift.to(dtype)
                 v = posed.vertices @ R2.transpose(1, 2) + t2[:, None]
-                sdf, _, d = object_signed_distance(v, verts, faces)
+                sdf, _, d = _full_check(v, verts, faces)
             min_sdf.append(sdf.amin(1))
             near = (sdf < CONTACT_DISTANCE).to(d.dtype)[..., None]
             # the hand pushes the object along -gradient at its contact vertices
@@ -385,6 +387,20 @@ def generate_object_grasps(category: ObjectCategory, obj: ObjectMesh, kin_a: Han
                                  matrix_to_axis_angle(G), g], dim=1)
     f = lambda x: x.detach().cpu().double().numpy()  # noqa: E731
     return GraspResult(batches[0], batches[1], f(object_pose), f(torch.stack(min_sdf, 1)), f(hh))
+
+
+def _full_check(v: torch.Tensor, verts: torch.Tensor, faces: torch.Tensor):
+    """Exact signed distances [n, V] of all hand vertices [n, V, 3], computed for the vertices inside the object's
+    bounding box grown by the contact distance; the others are outside and farther than it (+inf here)."""
+    lo = verts.amin(0).to(v.dtype) - CONTACT_DISTANCE
+    hi = verts.amax(0).to(v.dtype) + CONTACT_DISTANCE
+    near = ((v >= lo) & (v <= hi)).all(-1)
+    sdf = torch.full(v.shape[:2], math.inf, dtype=torch.float64, device=v.device)
+    direction = torch.zeros(v.shape, dtype=torch.float64, device=v.device)
+    if bool(near.any()):
+        d, _, g = object_signed_distance(v[near][None], verts, faces)
+        sdf[near], direction[near] = d[0], g[0]
+    return sdf, None, direction
 
 
 def _rotation_to_z(up: torch.Tensor, spin: torch.Tensor) -> torch.Tensor:

@@ -31,11 +31,15 @@ _CHUNK = 1 << 20
 
 
 def object_signed_distance(points: torch.Tensor, verts: torch.Tensor, faces: torch.Tensor,
-                           near: int = NEAR_TRIANGLES) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                           near: int = NEAR_TRIANGLES, far: float | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Exact signed distance of points to a closed, outward-oriented mesh (negative inside).
 
     Args:
         points: [B, P, 3]; verts: [B, V, 3] or [V, 3] (one mesh for the whole batch); faces: [F, 3] long.
+        far: optional distance (metres): points certainly farther than it from the surface (every triangle's lower
+            bound exceeds it) skip the exact pass and are reported OUTSIDE at the best distance of the first pass
+            (an upper bound). For optimisers whose points start outside and move less than ``far`` between
+            queries; leave it None for exact values everywhere.
     Returns:
         sdf [B, P] float64, closest [B, P, 3] float64 (closest surface point), direction [B, P, 3] float64 (unit
         outward gradient of the signed distance: sign * (p - q) / |p - q|, the pseudo-normal on the surface).
@@ -71,8 +75,13 @@ def object_signed_distance(points: torch.Tensor, verts: torch.Tensor, faces: tor
         best_d, best_q, best_n = _best_of(flat, sample, face, tri, pseudo)
         # Pass 2: every (point, triangle) pair whose lower bound does not exceed that upper bound (exact minimum).
         step = max(1, _CHUNK // F)
-        for s in range(0, n, step):
-            rows = torch.arange(s, min(s + step, n), device=p.device)
+        exact_rows = torch.arange(n, device=p.device)
+        certain_far = torch.zeros(n, dtype=torch.bool, device=p.device)
+        if far is not None:
+            certain_far = lower.amin(1) > far
+            exact_rows = exact_rows[~certain_far]
+        for s in range(0, exact_rows.numel(), step):
+            rows = exact_rows[s:s + step]
             pi, ti = (lower[rows] <= best_d[rows, None] + 1e-9).nonzero(as_tuple=True)
             pi = rows[pi]
             q, feature = _closest_on_triangle(flat[pi], tri[sample[pi], ti])
@@ -87,7 +96,7 @@ def object_signed_distance(points: torch.Tensor, verts: torch.Tensor, faces: tor
             best_d[pi], best_q[pi] = d, q
             best_n[pi] = pseudo.at(sample[pi], ti, feature)
         offset = flat - best_q
-        inside = (offset * best_n).sum(-1) < 0
+        inside = ((offset * best_n).sum(-1) < 0) & ~certain_far
         sign = torch.where(inside, -1.0, 1.0).to(offset.dtype)
         length = offset.norm(dim=-1, keepdim=True)
         unit_normal = torch.nn.functional.normalize(best_n, dim=-1)
