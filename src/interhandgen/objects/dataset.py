@@ -27,7 +27,7 @@ import torch
 
 from interhandgen.exceptions import InputError
 from interhandgen.objects.grasps import CATEGORIES, CATEGORY_NAMES, CONTACT_DISTANCE, MAX_DEPTH, GraspResult, \
-    generate_object_grasps
+    generate_object_grasps, select_orientation
 from interhandgen.objects.library import make_object, sample_object
 from interhandgen.objects.physics import HOLD_THRESHOLD
 
@@ -53,6 +53,29 @@ def _accept(res: GraspResult, displacement: np.ndarray | None) -> dict[str, np.n
             geometric |= mask
         reasons["not_held_in_physics"] = ~geometric & ~(displacement < HOLD_THRESHOLD)
     return reasons
+
+
+def _most_stable(res: GraspResult, side_a: str, obj, models: dict) -> tuple[GraspResult, np.ndarray]:
+    """Per grasp, the first world orientation (main, then the alternatives) in which the object is held in MuJoCo,
+    else the main one: the chosen grasps, their displacements and the main orientation's (metres)."""
+    choice = np.zeros(len(res.min_sdf), dtype=np.int64)
+    disp = _chunk_displacement(res, side_a, obj, models)
+    main = disp.copy()
+    for k in range(1, len(res.alternatives) + 1):
+        todo = np.flatnonzero(disp >= HOLD_THRESHOLD)
+        if not len(todo):
+            break
+        d = _chunk_displacement(_rows(select_orientation(res, np.full(len(choice), k)), todo), side_a, obj, models)
+        better = d < HOLD_THRESHOLD
+        choice[todo[better]], disp[todo[better]] = k, d[better]
+    return select_orientation(res, choice), disp, main
+
+
+def _rows(res: GraspResult, rows: np.ndarray) -> GraspResult:
+    from interhandgen.data.synth.generator import HandBatch
+
+    hands = [HandBatch(**{f: getattr(h, f)[rows] for f in _HAND_FIELDS}) for h in (res.hand_a, res.hand_b)]
+    return GraspResult(*hands, res.object_pose[rows], res.min_sdf[rows], res.hand_hand_overlap[rows])
 
 
 def _chunk_displacement(res: GraspResult, side_a: str, obj, models: dict) -> np.ndarray:
@@ -97,12 +120,13 @@ class _Chunks:
                 hands = [HandBatch(**{f: z[f"{h}/{f}"] for f in _HAND_FIELDS}) for h in "ab"]
                 res = GraspResult(*hands, z["object_pose"], z["min_sdf"], z["hand_hand_overlap"])
                 disp = z["displacement"] if "displacement" in z.files else None
-                return str(z["side_a"]), str(z["family"]), json.loads(str(z["params"])), res, disp
+                main = z["displacement_main"] if "displacement_main" in z.files else None
+                return str(z["side_a"]), str(z["family"]), json.loads(str(z["params"])), res, disp, main
         except (OSError, KeyError, ValueError) as exc:
             raise InputError(f"stored chunk {self.path(name, chunk)} is unreadable ({exc}); delete {self.root}") from None
 
     def save(self, name: str, chunk: int, side_a: str, family: str, params: dict, res: GraspResult,
-             displacement: np.ndarray | None) -> None:
+             displacement: np.ndarray | None, displacement_main: np.ndarray | None) -> None:
         if self.folder is None:
             return
         from interhandgen._atomic import atomic_write
@@ -110,7 +134,7 @@ class _Chunks:
         arrays = {"side_a": np.array(side_a), "family": np.array(family), "params": np.array(json.dumps(params)),
                   "object_pose": res.object_pose, "min_sdf": res.min_sdf, "hand_hand_overlap": res.hand_hand_overlap}
         if displacement is not None:
-            arrays["displacement"] = displacement
+            arrays["displacement"], arrays["displacement_main"] = displacement, displacement_main
         for h, batch in (("a", res.hand_a), ("b", res.hand_b)):
             for f in _HAND_FIELDS:
                 arrays[f"{h}/{f}"] = getattr(batch, f)
@@ -198,13 +222,15 @@ def generate_object_set(num: int, seed: int, out: str | None = None, categories:
                         side_a = "right" if rng.random() < 0.5 else "left"
                         side_b = "left" if side_a == "right" else "right"
                         res = generate_object_grasps(cat, obj, kin[side_a], kin[side_b], grasps_per_object, cseed)
-                        disp = _chunk_displacement(res, side_a, obj, layers) if layers is not None else None
-                        store.save(name, chunk, side_a, family, obj.params, res, disp)
+                        disp = main = None
+                        if layers is not None:
+                            res, disp, main = _most_stable(res, side_a, obj, layers)
+                        store.save(name, chunk, side_a, family, obj.params, res, disp, main)
                         params = obj.params
                     else:
-                        side_a, family, params, res, disp = loaded
+                        side_a, family, params, res, disp, main = loaded
                         if layers is not None and disp is None:
-                            disp = _chunk_displacement(res, side_a, make_object(family, params), layers)
+                            res, disp, main = _most_stable(res, side_a, make_object(family, params), layers)
                     st = stats[name]
                     st["chunks"] += 1
                     st["generated"] += len(res.min_sdf)
@@ -212,6 +238,13 @@ def generate_object_set(num: int, seed: int, out: str | None = None, categories:
                     for reason, mask in _accept(res, disp).items():
                         st["rejected"][reason] = st["rejected"].get(reason, 0) + int(mask.sum())
                         bad |= mask
+                    if main is not None:  # raw stability: among the geometrically accepted grasps
+                        geo = ~(bad & ~_accept(res, disp).get("not_held_in_physics", np.zeros_like(bad)))
+                        phys = st.setdefault("physics", {"geometric_ok": 0, "held_main_orientation": 0,
+                                                         "held_any_orientation": 0})
+                        phys["geometric_ok"] += int(geo.sum())
+                        phys["held_main_orientation"] += int((geo & (main < HOLD_THRESHOLD)).sum())
+                        phys["held_any_orientation"] += int((geo & (disp < HOLD_THRESHOLD)).sum())
                     take = np.flatnonzero(~bad)[: counts[ci] - have[name]]
                     if len(take):
                         accepted.append((ci, side_a, family, params, res, take))

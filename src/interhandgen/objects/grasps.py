@@ -193,6 +193,9 @@ class GraspResult:
     object_pose: np.ndarray  # [n, 7] (0, axis-angle, translation) world frame
     min_sdf: np.ndarray  # [n, 2] smallest signed distance of each hand's vertices to the object (metres)
     hand_hand_overlap: np.ndarray  # [n] deepest sphere-proxy overlap between the hands (metres, 0 = none)
+    # Other world orientations of the same grasps (hand A's support direction up, then hand B's): a list of
+    # (hand_a, hand_b, object_pose) that a caller may pick from per grasp, see :func:`select_orientation`.
+    alternatives: list = dataclasses.field(default_factory=list)
 
 
 def _role_logits(role: HandRole, n: int, gen: torch.Generator) -> torch.Tensor:
@@ -370,23 +373,38 @@ def generate_object_grasps(category: ObjectCategory, obj: ObjectMesh, kin_a: Han
             # the hand pushes the object along -gradient at its contact vertices
             push.append(F.normalize(-(d * near).sum(1), dim=-1) * (near.sum(1) > 0))
             results.append((h, pose, R2, t2, posed))
-        up = push[0] + push[1]
-        weak = up.norm(dim=-1) < 0.3
-        up = torch.where(weak[:, None], torch.tensor([0.0, 0.0, 1.0], dtype=up.dtype, device=up.device),
-                         F.normalize(up, dim=-1))
-        G = _rotation_to_z(up, torch.rand(n, generator=gen, dtype=torch.float64).to(up) * 2 * math.pi)
-        g = (torch.randn((n, 3), generator=gen, dtype=torch.float64) * 0.03).to(up)
-        batches = []
-        for h, pose, R2, t2, posed in results:
+        z_axis = torch.tensor([0.0, 0.0, 1.0], dtype=push[0].dtype, device=push[0].device)
+        spin = torch.rand(n, generator=gen, dtype=torch.float64).to(push[0]) * 2 * math.pi
+        g = (torch.randn((n, 3), generator=gen, dtype=torch.float64) * 0.03).to(push[0])
+        f = lambda x: x.detach().cpu().double().numpy()  # noqa: E731
+        orientations = []
+        for up in (push[0] + push[1], push[0], push[1]):
+            weak = up.norm(dim=-1) < 0.3  # antipodal squeezes (or no contact): keep the object's own +z up
+            up = torch.where(weak[:, None], z_axis, F.normalize(up, dim=-1))
+            G = _rotation_to_z(up, spin)
             Gd = G.to(dtype)
-            batches.append(_hand_params(h.kin, h.betas, pose, Gd @ R2, (Gd @ t2[..., None]).squeeze(-1) + g.to(dtype),
-                                        posed.rest_joints[:, 0]))
+            batches = [_hand_params(h.kin, h.betas, pose, Gd @ R2, (Gd @ t2[..., None]).squeeze(-1) + g.to(dtype),
+                                    posed.rest_joints[:, 0]) for h, pose, R2, t2, posed in results]
+            object_pose = torch.cat([torch.zeros(n, 1, dtype=torch.float64, device=up.device),
+                                     matrix_to_axis_angle(G), g], dim=1)
+            orientations.append((batches[0], batches[1], f(object_pose)))
         ca, cb = outs[0][1], outs[1][1]
         hh = torch.relu(-sphere_clearance(ca, hands[0].radii, cb, hands[1].radii)).amax((1, 2))
-        object_pose = torch.cat([torch.zeros(n, 1, dtype=torch.float64, device=up.device),
-                                 matrix_to_axis_angle(G), g], dim=1)
-    f = lambda x: x.detach().cpu().double().numpy()  # noqa: E731
-    return GraspResult(batches[0], batches[1], f(object_pose), f(torch.stack(min_sdf, 1)), f(hh))
+    (hand_a, hand_b, object_pose), rest = orientations[0], orientations[1:]
+    return GraspResult(hand_a, hand_b, object_pose, f(torch.stack(min_sdf, 1)), f(hh), rest)
+
+
+def select_orientation(res: GraspResult, choice: np.ndarray) -> GraspResult:
+    """The grasps of ``res`` with orientation ``choice[i]`` (0: the main one, k: ``res.alternatives[k - 1]``)."""
+    options = [(res.hand_a, res.hand_b, res.object_pose)] + list(res.alternatives)
+    rows = np.arange(len(choice))
+
+    def pick(get):
+        return np.stack([get(o) for o in options])[choice, rows]
+
+    hands = [HandBatch(**{f.name: pick(lambda o, j=j, name=f.name: getattr(o[j], name))
+                          for f in dataclasses.fields(HandBatch)}) for j in (0, 1)]
+    return GraspResult(hands[0], hands[1], pick(lambda o: o[2]), res.min_sdf, res.hand_hand_overlap)
 
 
 def _full_check(v: torch.Tensor, verts: torch.Tensor, faces: torch.Tensor):
