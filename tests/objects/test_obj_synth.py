@@ -82,3 +82,10 @@ def test_object_set_targets_determinism_and_cli(tmp_path):
 
     stats = json.loads((tmp_path / "st" / "stats.json").read_text())
     assert stats["objects"]["physics"]["held_fraction"] == 1.0 and (tmp_path / "st" / "samples.png").is_file()
+
+
+def test_cli_rejects_options_that_do_not_apply(tmp_path, capsys):
+    from interhandgen.cli import main
+
+    assert main(["data", "synth", "--objects", "--num", "2", "--out", str(tmp_path / "o.npz"), "--workers", "2"]) == 2
+    assert "--workers" in capsys.readouterr().err and not (tmp_path / "o.npz").exists()

@@ -16,6 +16,10 @@ def run_object_synth(args: argparse.Namespace, splits: tuple) -> int:
 
     if args.device != "cpu":
         raise InputError("--objects generates on the CPU only; leave --device at 'cpu'")
+    unused = [flag for flag, given in (("--workers", args.workers is not None), ("--batch-size", args.batch_size != 256))
+              if given]
+    if unused:
+        raise InputError(f"{', '.join(unused)} do(es) not apply to --objects (chunks of one object, one process)")
     categories = None
     if args.categories:
         categories = [c.strip() for c in args.categories.split(",") if c.strip()]
