@@ -215,9 +215,9 @@ def _spin_direction(rule: str, normal: torch.Tensor, gen: torch.Generator) -> to
     elif rule == "along":
         d = axis - (axis * normal).sum(-1, keepdim=True) * normal
         d = torch.where(d.norm(dim=-1, keepdim=True) > 1e-3, d, torch.tensor([1.0, 0.0, 0.0], dtype=normal.dtype))
-    else:
+    else:  # a random direction: no extra noise needed
         d = torch.randn(n, 3, generator=gen, dtype=normal.dtype)
-        noise = noise * 0
+        noise = torch.zeros_like(noise)
     d = d - (d * normal).sum(-1, keepdim=True) * normal
     bad = d.norm(dim=-1, keepdim=True) < 1e-6
     fallback = torch.cross(normal, torch.tensor([1.0, 0.0, 0.0], dtype=normal.dtype).expand(n, 3), dim=-1)
