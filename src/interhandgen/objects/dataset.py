@@ -5,7 +5,7 @@
 by the chunk), generates ``grasps_per_object`` grasps of it (:func:`~interhandgen.objects.grasps.generate_object_grasps`)
 with the right or the left hand in role A (drawn per chunk), and accepts the grasps whose two hands are both within
 2 mm of the object (exact signed distance of every vertex), whose deepest vertex is at most 5 mm inside it and
-whose hands' inscribed-sphere proxies do not overlap, and (``physics_filter``, on by default) whose object is held
+whose hands' inscribed-sphere proxies do not overlap, whose hand-hand penetration depth is at most 5 mm, and (``physics_filter``, on by default) whose object is held
 in the MuJoCo stability test. Rejections are counted per reason in
 ``metadata["synth_objects"]``; missing pairs are regenerated from new chunks. Finished chunks are stored
 atomically under ``<out>.parts/`` (keyed by the seed and a hash of the settings and the generator's source) and
@@ -46,7 +46,8 @@ def _accept(res: GraspResult, displacement: np.ndarray | None) -> dict[str, np.n
     """Rejection masks per reason (physics only where ``displacement`` [n] metres was measured)."""
     reasons = {"no_contact_within_2mm": (res.min_sdf >= CONTACT_DISTANCE).any(1),
                "depth_over_5mm": (res.min_sdf < -MAX_DEPTH).any(1),
-               "hands_interpenetrate": res.hand_hand_overlap > 0}
+               "hands_interpenetrate": res.hand_hand_overlap > 0,
+               "hand_hand_depth_over_5mm": res.hand_hand_depth > MAX_DEPTH}
     if displacement is not None:
         geometric = np.zeros(len(displacement), dtype=bool)
         for mask in reasons.values():
@@ -75,7 +76,8 @@ def _rows(res: GraspResult, rows: np.ndarray) -> GraspResult:
     from interhandgen.data.synth.generator import HandBatch
 
     hands = [HandBatch(**{f: getattr(h, f)[rows] for f in _HAND_FIELDS}) for h in (res.hand_a, res.hand_b)]
-    return GraspResult(*hands, res.object_pose[rows], res.min_sdf[rows], res.hand_hand_overlap[rows])
+    return GraspResult(*hands, res.object_pose[rows], res.min_sdf[rows], res.hand_hand_overlap[rows],
+                       res.hand_hand_depth[rows])
 
 
 def _chunk_displacement(res: GraspResult, side_a: str, obj, models: dict) -> np.ndarray:
@@ -118,7 +120,7 @@ class _Chunks:
         try:
             with np.load(self.path(name, chunk), allow_pickle=False) as z:
                 hands = [HandBatch(**{f: z[f"{h}/{f}"] for f in _HAND_FIELDS}) for h in "ab"]
-                res = GraspResult(*hands, z["object_pose"], z["min_sdf"], z["hand_hand_overlap"])
+                res = GraspResult(*hands, z["object_pose"], z["min_sdf"], z["hand_hand_overlap"], z["hand_hand_depth"])
                 disp = z["displacement"] if "displacement" in z.files else None
                 main = z["displacement_main"] if "displacement_main" in z.files else None
                 return str(z["side_a"]), str(z["family"]), json.loads(str(z["params"])), res, disp, main
@@ -132,7 +134,8 @@ class _Chunks:
         from interhandgen._atomic import atomic_write
 
         arrays = {"side_a": np.array(side_a), "family": np.array(family), "params": np.array(json.dumps(params)),
-                  "object_pose": res.object_pose, "min_sdf": res.min_sdf, "hand_hand_overlap": res.hand_hand_overlap}
+                  "object_pose": res.object_pose, "min_sdf": res.min_sdf, "hand_hand_overlap": res.hand_hand_overlap,
+                  "hand_hand_depth": res.hand_hand_depth}
         if displacement is not None:
             arrays["displacement"], arrays["displacement_main"] = displacement, displacement_main
         for h, batch in (("a", res.hand_a), ("b", res.hand_b)):

@@ -40,6 +40,7 @@ from interhandgen.data.synth.kinematics import HandKinematics
 from interhandgen.data.synth.placement import AnchorFrame, align, hand_vector, region_centroid, rotate_about
 from interhandgen.data.synth.poses import POSE_FAMILIES, sample_pose_logits, synergy_basis
 from interhandgen.data.synth.proxy import sphere_clearance
+from interhandgen.geometry import penetration_depth
 from interhandgen.objects.library import ObjectMesh
 from interhandgen.objects.sdf import differentiable_sdf, object_signed_distance
 from interhandgen.rotations import axis_angle_to_matrix, matrix_to_axis_angle
@@ -193,6 +194,7 @@ class GraspResult:
     object_pose: np.ndarray  # [n, 7] (0, axis-angle, translation) world frame
     min_sdf: np.ndarray  # [n, 2] smallest signed distance of each hand's vertices to the object (metres)
     hand_hand_overlap: np.ndarray  # [n] deepest sphere-proxy overlap between the hands (metres, 0 = none)
+    hand_hand_depth: np.ndarray = None  # [n] hand-hand penetration depth (metres, geometry.penetration_depth "fast")
     # Other world orientations of the same grasps (hand A's support direction up, then hand B's): a list of
     # (hand_a, hand_b, object_pose) that a caller may pick from per grasp, see :func:`select_orientation`.
     alternatives: list = dataclasses.field(default_factory=list)
@@ -353,7 +355,7 @@ def generate_object_grasps(category: ObjectCategory, obj: ObjectMesh, kin_a: Han
     # --------------------------------------------------------------------------- final meshes, world frame
     with torch.no_grad():
         outs = state(opt.params)
-        results, min_sdf, push = [], [], []
+        results, min_sdf, push, full = [], [], [], []
         for h, (_, c, z, R2, t2) in zip(hands, outs):
             pose = h.kin.logits_to_full_pose(z)
             posed = h.kin.pose_full(h.betas, pose)
@@ -369,6 +371,7 @@ def generate_object_grasps(category: ObjectCategory, obj: ObjectMesh, kin_a: Han
                 v = posed.vertices @ R2.transpose(1, 2) + t2[:, None]
                 sdf, _, d = _full_check(v, verts, faces)
             min_sdf.append(sdf.amin(1))
+            full.append(v)
             near = (sdf < CONTACT_DISTANCE).to(d.dtype)[..., None]
             # the hand pushes the object along -gradient at its contact vertices
             push.append(F.normalize(-(d * near).sum(1), dim=-1) * (near.sum(1) > 0))
@@ -390,8 +393,10 @@ def generate_object_grasps(category: ObjectCategory, obj: ObjectMesh, kin_a: Han
             orientations.append((batches[0], batches[1], f(object_pose)))
         ca, cb = outs[0][1], outs[1][1]
         hh = torch.relu(-sphere_clearance(ca, hands[0].radii, cb, hands[1].radii)).amax((1, 2))
+        # the proxies miss shallow overlaps: the hand-hand depth (every reported depth exact, see geometry)
+        depth = penetration_depth(full[0], kin_a.data.faces, full[1], kin_b.data.faces, method="fast")
     (hand_a, hand_b, object_pose), rest = orientations[0], orientations[1:]
-    return GraspResult(hand_a, hand_b, object_pose, f(torch.stack(min_sdf, 1)), f(hh), rest)
+    return GraspResult(hand_a, hand_b, object_pose, f(torch.stack(min_sdf, 1)), f(hh), f(depth), rest)
 
 
 def select_orientation(res: GraspResult, choice: np.ndarray) -> GraspResult:
@@ -404,7 +409,8 @@ def select_orientation(res: GraspResult, choice: np.ndarray) -> GraspResult:
 
     hands = [HandBatch(**{f.name: pick(lambda o, j=j, name=f.name: getattr(o[j], name))
                           for f in dataclasses.fields(HandBatch)}) for j in (0, 1)]
-    return GraspResult(hands[0], hands[1], pick(lambda o: o[2]), res.min_sdf, res.hand_hand_overlap)
+    return GraspResult(hands[0], hands[1], pick(lambda o: o[2]), res.min_sdf, res.hand_hand_overlap,
+                       res.hand_hand_depth)
 
 
 def _full_check(v: torch.Tensor, verts: torch.Tensor, faces: torch.Tensor):
