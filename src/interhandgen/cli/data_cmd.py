@@ -86,8 +86,15 @@ def register(sub) -> None:
     g.add_argument("--no-resume", action="store_true",
                    help="do not keep finished chunks in <out>.parts/ (by default an interrupted run continues "
                         "from there and the folder is removed after the output is written)")
+    g.add_argument("--objects", action="store_true",
+                   help="generate the bimanual hand-object set instead (interhandgen.objects; docs/objects.md)")
+    g.add_argument("--no-physics-filter", action="store_true",
+                   help="with --objects: keep grasps that fail the MuJoCo stability test (default: rejected)")
     g.add_argument("--no-progress", action="store_true")
     g.set_defaults(func=run_synth)
+    s.add_argument("--object-samples", type=int, default=200,
+                   help="sets with objects: pairs for the hand-object metrics and the MuJoCo stability test "
+                        "(default %(default)s); 0 skips them")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -158,7 +165,16 @@ def run_stats(args: argparse.Namespace) -> int:
     stats = dataset_statistics(two_hands, models, args.max_samples, args.volume_samples, args.seed, args.device,
                                progress=not args.no_progress)
     stats["file"] = str(Path(args.data).resolve())
+    if two_hands.object_library is not None and not args.no_geometry and args.object_samples > 0:
+        from interhandgen.objects.cli import object_statistics
+
+        stats["objects"] = object_statistics(two_hands, models, args.object_samples, args.seed,
+                                             progress=not args.no_progress)
     _print_stats(stats)
+    if "objects" in stats:
+        from interhandgen.objects.cli import print_object_statistics
+
+        print_object_statistics(stats["objects"])
     if args.out:
         out = Path(args.out)
         payload = json.dumps(stats, indent=1).encode()
@@ -166,7 +182,12 @@ def run_stats(args: argparse.Namespace) -> int:
         print(f"wrote {out / 'stats.json'}")
         if render is not None:
             pick = random_subset(len(two_hands), 16, args.seed)
-            render(two_hands[pick], out_path=out / "samples.png")
+            if two_hands.object_library is not None:
+                from interhandgen.objects.cli import render_with_objects
+
+                render_with_objects(two_hands[pick], models, out / "samples.png")
+            else:
+                render(two_hands[pick], out_path=out / "samples.png")
             print(f"wrote {out / 'samples.png'}")
     return 0
 
@@ -182,6 +203,10 @@ def run_synth(args: argparse.Namespace) -> int:
         raise InputError(f"--splits must be three comma-separated fractions, got {args.splits!r}") from None
     if not str(args.out).endswith(".npz"):
         raise InputError(f"--out must end in .npz, got {args.out}")
+    if getattr(args, "objects", False):
+        from interhandgen.objects.cli import run_object_synth
+
+        return run_object_synth(args, splits)
     kw = {"device": args.device, "batch_size": args.batch_size, "splits": splits, "progress": not args.no_progress}
     if args.categories:
         kw["categories"] = [c.strip() for c in args.categories.split(",") if c.strip()]

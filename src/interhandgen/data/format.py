@@ -35,6 +35,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from interhandgen._atomic import atomic_write
+from interhandgen.data.object_library import ObjectLibrary
 from interhandgen.exceptions import InputError, MissingFileError
 from interhandgen.hand.layer import HandModel
 from interhandgen.hand.mano_io import MANO_DOWNLOAD_HINT, read_mano_data
@@ -337,6 +338,7 @@ class TwoHandSet:
         object_pose: np.ndarray | None = None,
         record_id: Sequence[str] | None = None,
         metadata: Mapping[str, Any] | str | None = None,
+        object_library: Any = None,
     ) -> None:
         self.left = left if isinstance(left, HandParams) else HandParams(**dict(left))
         self.right = right if isinstance(right, HandParams) else HandParams(**dict(right))
@@ -360,6 +362,7 @@ class TwoHandSet:
                 self.labels[key] = (np.asarray(ids), tuple(str(s) for s in names))
         self.object_pose = None if object_pose is None else np.asarray(object_pose)
         self.record_id = None if record_id is None else np.asarray(record_id, dtype=str)
+        self.object_library = object_library  # interhandgen.data.object_library.ObjectLibrary or None
         if isinstance(metadata, str):
             try:
                 metadata = json.loads(metadata)
@@ -402,6 +405,13 @@ class TwoHandSet:
             _check_finite(self.object_pose, source, "object_pose")
         if self.record_id is not None and self.record_id.shape != (n,):
             raise InputError(f"{source}: field 'record_id' must have shape [{n}], got {list(self.record_id.shape)}")
+        if self.object_library is not None:
+            if not isinstance(self.object_library, ObjectLibrary):
+                raise TypeError(f"{source}: object_library must be an ObjectLibrary, got {type(self.object_library).__name__}")
+            if "object_id" not in self.labels or self.object_pose is None:
+                raise InputError(f"{source}: an object library needs the fields 'object_id' and 'object_pose'")
+            if tuple(self.object_library.names) != self.labels["object_id"][1]:
+                raise InputError(f"{source}: field 'object_names' must equal 'object_library_names'")
 
     # ------------------------------------------------------------------ basics
     def __len__(self) -> int:
@@ -454,7 +464,7 @@ class TwoHandSet:
         kw = dict(
             left=self.left, right=self.right, pose_space=self.pose_space, flat_hand_mean=self.flat_hand_mean,
             hand_model=self.hand_model, object_pose=self.object_pose, record_id=self.record_id,
-            metadata=self.metadata, **self._label_kwargs(),
+            metadata=self.metadata, object_library=self.object_library, **self._label_kwargs(),
         )
         kw.update(changes)
         return TwoHandSet(**kw)
@@ -600,6 +610,8 @@ class TwoHandSet:
             arrays["object_pose"] = self.object_pose
         if self.record_id is not None:
             arrays["record_id"] = self.record_id
+        if self.object_library is not None:
+            arrays.update(self.object_library.to_arrays())
         return arrays
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -682,6 +694,8 @@ class TwoHandSet:
                 if rid.dtype.kind != "U":
                     raise InputError(f"{path}: field 'record_id' must be a string array, got {rid.dtype}")
                 kw["record_id"] = rid
+            if "object_library_names" in files:
+                kw["object_library"] = ObjectLibrary.from_arrays(z, str(path))
             meta = scalar_str("metadata", "{}")
             try:
                 meta = json.loads(meta)
@@ -752,7 +766,25 @@ def concatenate(sets: Iterable[TwoHandSet]) -> TwoHandSet:
         kw["object_pose"] = np.concatenate([s.object_pose for s in sets])
     if presence("record_id", lambda s: s.record_id is not None):
         kw["record_id"] = np.concatenate([s.record_id for s in sets])
+    if presence("object_library", lambda s: s.object_library is not None):
+        kw["object_library"] = _merge_libraries([s.object_library for s in sets], kw["object_names"])
     metas = [s.metadata for s in sets]
     kw["metadata"] = metas[0] if all(m == metas[0] for m in metas) else {"parts": metas}
     return TwoHandSet(kw.pop("left"), kw.pop("right"), pose_space=first.pose_space,
                       flat_hand_mean=first.flat_hand_mean, hand_model=first.hand_model, **kw)
+
+
+def _merge_libraries(libraries: list, names: Sequence[str]):
+    """One library for the merged ``names`` (ValueError if one name stands for different objects)."""
+    source: dict[str, tuple[int, int]] = {}
+    for li, lib in enumerate(libraries):
+        for i, name in enumerate(lib.names):
+            if name in source:
+                lj, j = source[name]
+                if not libraries[lj].same_object(j, lib, i):
+                    raise ValueError(f"object '{name}' differs between set {lj} and set {li}")
+            else:
+                source[name] = (li, i)
+    picked = [libraries[source[n][0]].take([source[n][1]]) for n in names]
+    return ObjectLibrary(*(tuple(x for lib in picked for x in getattr(lib, f))
+                           for f in ("names", "families", "params", "vertices", "faces", "parts")))

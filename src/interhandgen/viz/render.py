@@ -41,6 +41,7 @@ from interhandgen.data.format import TwoHandSet, atomic_write
 
 LEFT_COLOUR = (70, 130, 220)
 RIGHT_COLOUR = (235, 140, 65)
+OBJECT_COLOUR = (110, 175, 95)  # a third colour for objects held by the hands
 BACKGROUND = (255, 255, 255)
 LIGHT_DIRECTION = (-0.4, 0.6, 1.0)  # camera space: x right, y up, z towards the viewer (normalised when used)
 AMBIENT, DIFFUSE = 0.3, 0.7
@@ -244,6 +245,35 @@ def render_meshes(
     if out_path is not None:
         save_png(image, out_path)
     return image
+
+
+def render_scenes(
+    scenes: Sequence[Sequence[tuple[Any, Any, tuple[int, int, int]]]],
+    *,
+    titles: Sequence[str] | None = None,
+    cols: int = 4,
+    out_path: str | os.PathLike | None = None,
+    **kwargs,
+) -> Image.Image:
+    """A grid of scenes whose meshes differ per scene (e.g. hands with different objects): each scene is rendered
+    by :func:`render_meshes` (``kwargs`` passed on) and the pictures are tiled ``cols`` per row."""
+    if isinstance(scenes, (str, bytes)) or len(scenes) == 0:
+        raise ValueError("scenes must be a non-empty list of mesh lists")
+    if titles is not None and len(titles) != len(scenes):
+        raise ValueError(f"titles must hold one string per scene ({len(scenes)}), got {len(titles)}")
+    if not isinstance(cols, int) or cols < 1:
+        raise ValueError(f"cols must be a positive integer, got {cols!r}")
+    images = [render_meshes(scene, title=None if titles is None else titles[i], **kwargs)
+              for i, scene in enumerate(scenes)]
+    cols = min(cols, len(images))
+    rows = -(-len(images) // cols)
+    w, h = images[0].size
+    grid = Image.new("RGB", (cols * w, rows * h), BACKGROUND)
+    for i, image in enumerate(images):
+        grid.paste(image, ((i % cols) * w, (i // cols) * h))
+    if out_path is not None:
+        save_png(grid, out_path)
+    return grid
 
 
 def save_png(image: Image.Image, path: str | os.PathLike) -> Path:

@@ -1,0 +1,156 @@
+"""Hand-object geometry and physics metrics of a TwoHandSet with objects (exact; nothing silently 0).
+
+Per pair and hand: the exact penetration volume with the object (manifold3d booleans,
+:func:`interhandgen.geometry.penetration_volume`, cm^3), the exact penetration depth (deepest vertex of the hand
+inside the object or of the object inside the hand, :func:`interhandgen.geometry.penetration_depth`, mm), the
+minimum hand-object distance (exact vertex-to-surface both ways, :func:`interhandgen.geometry.min_distance`, mm)
+and contact (distance below 2 mm, or any penetration); contact of both hands; and the MuJoCo stability test
+(:mod:`interhandgen.objects.physics`). Every function raises when the set has no object library, or when a
+quantity cannot be computed.
+
+The object of pair i is ``object_library`` entry ``object_id[i]`` placed by ``object_pose[i]`` = (articulation,
+axis-angle rotation [3], translation [3] in metres): world = R v + t (articulation must be 0 for rigid library
+objects).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from interhandgen import geometry
+from interhandgen.exceptions import InputError
+from interhandgen.objects.physics import PhysicsConfig, hand_convex_parts, require_mujoco, simulate_drop
+from interhandgen.rotations import axis_angle_to_matrix
+
+__all__ = ["CONTACT_THRESHOLD", "object_rotation", "object_world_vertices", "hand_object_metrics",
+           "summarise_hand_object", "object_stability"]
+
+#: A hand touches the object when closer than this (metres), as for two hands.
+CONTACT_THRESHOLD = 0.002
+SIDES = ("left", "right")
+
+
+def _require_objects(two_hands) -> Any:
+    if getattr(two_hands, "object_library", None) is None:
+        raise InputError("this two-hand set has no object library (fields 'object_library_*'); hand-object metrics "
+                         "need one (interhandgen data synth --objects)")
+    if np.any(two_hands.object_pose[:, 0] != 0.0):
+        raise InputError("field 'object_pose': articulated objects (articulation != 0) are not library objects")
+    return two_hands.object_library
+
+
+def object_rotation(object_pose: np.ndarray) -> np.ndarray:
+    """[N, 3, 3] rotations of ``object_pose`` [N, 7] (axis-angle in columns 1..3)."""
+    return axis_angle_to_matrix(torch.as_tensor(np.asarray(object_pose)[:, 1:4], dtype=torch.float64)).numpy()
+
+
+def object_world_vertices(vertices: np.ndarray, object_pose: np.ndarray) -> np.ndarray:
+    """[N, V, 3] world vertices of one object [V, 3] placed by poses [N, 7]."""
+    R = object_rotation(object_pose)
+    return np.einsum("nij,vj->nvi", R, np.asarray(vertices, dtype=np.float64)) + np.asarray(object_pose)[:, None, 4:7]
+
+
+def _groups(ids: np.ndarray):
+    for k in np.unique(ids):
+        yield int(k), np.flatnonzero(ids == k)
+
+
+def hand_object_metrics(two_hands, models: dict | None = None, device: str | torch.device = "cpu",
+                        volume: bool = True, progress: bool = False) -> dict[str, np.ndarray]:
+    """Per-pair hand-object metrics of a set with objects.
+
+    Returns a dict of [N] arrays: ``{side}_penetration_volume_cm3`` (only with ``volume``),
+    ``{side}_penetration_depth_mm``, ``{side}_min_distance_mm``, ``{side}_contact`` (bool) for side in left/right,
+    and ``both_contact`` (bool).
+    """
+    from tqdm import tqdm
+
+
+    library = _require_objects(two_hands)
+    models = models if models is not None else two_hands.hand_models(device=device)
+    hands = two_hands.vertices(models, device=device, dtype=torch.float64)
+    n = len(two_hands)
+    out: dict[str, np.ndarray] = {}
+    for side in SIDES:
+        for key in ("penetration_depth_mm", "min_distance_mm") + (("penetration_volume_cm3",) if volume else ()):
+            out[f"{side}_{key}"] = np.full(n, np.nan)
+    groups = list(_groups(two_hands.object_id))
+    for k, idx in tqdm(groups, desc="hand-object metrics", disable=not progress):
+        obj = torch.as_tensor(object_world_vertices(library.vertices[k], two_hands.object_pose[idx]),
+                              dtype=torch.float64, device=hands["left"].device)
+        faces_o = library.faces[k]
+        for side in SIDES:
+            hv = hands[side][torch.as_tensor(idx, device=hands[side].device)]
+            faces_h = models[side].faces_np
+            region = None
+            if volume:
+                vol, boxes = geometry.penetration_volume(hv.cpu(), faces_h, obj.cpu(), faces_o, num_workers=1,
+                                                         return_bounds=True)
+                out[f"{side}_penetration_volume_cm3"][idx] = vol
+                region = (boxes[:, 0], boxes[:, 1])
+            depth = geometry.penetration_depth(hv, faces_h, obj, faces_o, method="exact", region=region)
+            out[f"{side}_penetration_depth_mm"][idx] = depth.cpu().numpy() * 1000.0
+            dist = geometry.min_distance(hv, obj, faces_h, faces_o)
+            out[f"{side}_min_distance_mm"][idx] = dist.cpu().numpy() * 1000.0
+    for side in SIDES:
+        for key in list(out):
+            if key.startswith(side) and np.isnan(out[key]).any():
+                raise RuntimeError(f"hand-object metric '{key}' was not computed for every pair")
+        out[f"{side}_contact"] = ((out[f"{side}_min_distance_mm"] < CONTACT_THRESHOLD * 1000.0)
+                                  | (out[f"{side}_penetration_depth_mm"] > 0))
+    out["both_contact"] = out["left_contact"] & out["right_contact"]
+    return out
+
+
+def summarise_hand_object(metrics: dict[str, np.ndarray], stability: dict[str, np.ndarray] | None = None) -> dict:
+    """Set-level figures of :func:`hand_object_metrics` (and :func:`object_stability`): means per hand, rates."""
+    summary: dict[str, Any] = {"pairs": int(len(metrics["both_contact"]))}
+    for side in SIDES:
+        s = {"contact_rate": float(metrics[f"{side}_contact"].mean()),
+             "penetration_depth_mm": {"mean": float(metrics[f"{side}_penetration_depth_mm"].mean()),
+                                      "max": float(metrics[f"{side}_penetration_depth_mm"].max())},
+             "min_distance_mm": {"mean": float(metrics[f"{side}_min_distance_mm"].mean()),
+                                 "median": float(np.median(metrics[f"{side}_min_distance_mm"]))}}
+        key = f"{side}_penetration_volume_cm3"
+        if key in metrics:
+            s["penetration_volume_cm3"] = {"mean": float(metrics[key].mean()), "max": float(metrics[key].max())}
+        summary[side] = s
+    summary["both_contact_rate"] = float(metrics["both_contact"].mean())
+    vols = [metrics[f"{s}_penetration_volume_cm3"] for s in SIDES if f"{s}_penetration_volume_cm3" in metrics]
+    if vols:
+        summary["penetration_volume_cm3_per_hand_mean"] = float(np.mean(np.concatenate(vols)))
+    if stability is not None:
+        summary["physics"] = {"pairs": int(len(stability["displacement_cm"])),
+                              "mean_displacement_cm": float(stability["displacement_cm"].mean()),
+                              "median_displacement_cm": float(np.median(stability["displacement_cm"])),
+                              "held_fraction": float(stability["held"].mean())}
+    return summary
+
+
+def object_stability(two_hands, config=None, models: dict | None = None, progress: bool = False
+                     ) -> dict[str, np.ndarray]:
+    """MuJoCo stability test of every pair (hands fixed as per-bone convex hulls, the object free under world -z
+    gravity): ``displacement_cm`` [N] and ``held`` [N] bool (displacement below ``config.hold_threshold``)."""
+    from tqdm import tqdm
+
+
+    require_mujoco()
+    config = config if config is not None else PhysicsConfig()
+    library = _require_objects(two_hands)
+    models = models if models is not None else two_hands.hand_models()
+    hands = {s: v.cpu().numpy() for s, v in two_hands.vertices(models, dtype=torch.float64).items()}
+    weights = {s: np.asarray(models[s].data.weights) for s in SIDES}
+    R = object_rotation(two_hands.object_pose)
+    disp = np.empty(len(two_hands))
+    for i in tqdm(range(len(two_hands)), desc="physics", disable=not progress):
+        k = int(two_hands.object_id[i])
+        t = two_hands.object_pose[i, 4:7]
+        static = [p for s in SIDES for p in hand_convex_parts(hands[s][i], models[s].faces_np, weights[s])]
+        parts = [p @ R[i].T + t for p in library.parts[k]]
+        if not parts:
+            raise InputError(f"object '{library.names[k]}' has no convex parts; the physics test needs them")
+        disp[i] = simulate_drop(static, parts, config)
+    return {"displacement_cm": disp * 100.0, "held": disp < config.hold_threshold}

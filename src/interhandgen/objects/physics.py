@@ -1,0 +1,126 @@
+"""Physics stability of a held object in MuJoCo: the simulation-displacement test of grasp papers.
+
+Both hands are fixed (static collision geometry), the object is a free body under gravity (world -z) for a
+fixed time; the result is the displacement of its centre of mass and whether it is *held* (displacement below
+:data:`HOLD_THRESHOLD`, 2 cm). MuJoCo collides convex shapes only (a mesh geom is replaced by its convex hull), so
+
+* a hand is a set of convex parts: the convex hull of the vertices of each bone (vertices grouped by their
+  dominant skinning weight, each group grown by the vertices of the faces that touch it so that neighbouring
+  hulls overlap instead of leaving gaps at the joints): 16 parts per hand (:func:`hand_convex_parts`);
+* an object is the union of its convex parts (:attr:`interhandgen.objects.library.ObjectMesh.parts`, exact by
+  construction for every family, see the library).
+
+The setup (time step, duration, friction, density, contact softness) is :class:`PhysicsConfig` and is
+documented in docs/objects.md. ``mujoco`` is an optional dependency (``pip install interhandgen[physics]``);
+without it the functions here raise ImportError with the install hint (nothing is silently skipped).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["PhysicsConfig", "HOLD_THRESHOLD", "hand_convex_parts", "simulate_drop", "require_mujoco"]
+
+#: An object counts as held when its centre of mass moved less than this (metres) during the simulation.
+HOLD_THRESHOLD = 0.02
+#: Standard gravity (m/s^2), along world -z.
+GRAVITY = 9.81
+
+
+@dataclasses.dataclass(frozen=True)
+class PhysicsConfig:
+    """MuJoCo settings of the stability test (SI units)."""
+
+    timestep: float = 0.002  # s, semi-implicit Euler (MuJoCo's default integrator)
+    duration: float = 1.0  # s of simulated time
+    density: float = 400.0  # kg/m^3 of the object (everyday objects: 100-1000)
+    friction: float = 1.0  # sliding friction coefficient (skin on wood/plastic: 0.5-1.0)
+    torsional_friction: float = 0.005
+    rolling_friction: float = 0.0001
+    condim: int = 6  # contact dimensionality: normal + 2 tangential + torsional + 2 rolling
+    solref: tuple[float, float] = (0.01, 1.0)  # contact time constant (s) and damping ratio (critical)
+    solimp: tuple[float, float, float] = (0.95, 0.99, 0.001)  # MuJoCo's impedance curve
+    margin: float = 0.0  # contacts are active from this distance (m)
+    hold_threshold: float = HOLD_THRESHOLD
+
+
+def require_mujoco():
+    """The ``mujoco`` module, or ImportError naming the extra that installs it."""
+    try:
+        import mujoco
+    except ImportError as exc:
+        raise ImportError("the physics stability test needs MuJoCo: pip install 'interhandgen[physics]' "
+                          f"(or pip install mujoco) [{exc}]") from None
+    return mujoco
+
+
+def hand_convex_parts(vertices: np.ndarray, faces: np.ndarray, weights: np.ndarray) -> list[np.ndarray]:
+    """Convex parts of a posed hand: per bone, the vertices whose dominant skinning weight is that bone plus the
+    other corners of every face touching them (see the module docstring).
+
+    Args:
+        vertices: [V, 3] posed vertices (metres); faces: [F, 3]; weights: [V, J] skinning weights.
+    Returns:
+        a list of point arrays [K_j, 3], one per bone with at least 4 vertices.
+    """
+    vertices = np.asarray(vertices, dtype=np.float64)
+    owner = np.asarray(weights).argmax(1)
+    faces = np.asarray(faces, dtype=np.int64)
+    parts = []
+    for j in range(np.asarray(weights).shape[1]):
+        mine = owner == j
+        if mine.sum() < 4:
+            continue
+        touching = mine[faces].any(1)
+        ids = np.union1d(np.flatnonzero(mine), faces[touching].ravel())
+        parts.append(vertices[ids])
+    return parts
+
+
+def _floats(a) -> str:
+    return " ".join(f"{x:.9g}" for x in np.asarray(a, dtype=np.float64).ravel())
+
+
+def build_model_xml(static_parts: Sequence[np.ndarray], object_parts: Sequence[np.ndarray],
+                    config: PhysicsConfig = PhysicsConfig()) -> str:
+    """MJCF of fixed convex ``static_parts`` and a free object made of convex ``object_parts`` (world metres)."""
+    c = config
+    default = (f'<geom condim="{c.condim}" friction="{c.friction:.9g} {c.torsional_friction:.9g} '
+               f'{c.rolling_friction:.9g}" solref="{_floats(c.solref)}" solimp="{_floats(c.solimp)}" '
+               f'margin="{c.margin:.9g}"/>')
+    assets, statics, body = [], [], []
+    for i, pts in enumerate(static_parts):
+        assets.append(f'<mesh name="s{i}" vertex="{_floats(pts)}"/>')
+        statics.append(f'<geom type="mesh" mesh="s{i}"/>')
+    for i, pts in enumerate(object_parts):
+        assets.append(f'<mesh name="o{i}" vertex="{_floats(pts)}"/>')
+        body.append(f'<geom type="mesh" mesh="o{i}" density="{c.density:.9g}"/>')
+    return (f'<mujoco><compiler inertiafromgeom="true"/>'
+            f'<option timestep="{c.timestep:.9g}" gravity="0 0 {-GRAVITY:.9g}"/>'
+            f'<default>{default}</default><asset>{"".join(assets)}</asset><worldbody>{"".join(statics)}'
+            f'<body name="object"><freejoint/>{"".join(body)}</body></worldbody></mujoco>')
+
+
+def simulate_drop(static_parts: Sequence[np.ndarray], object_parts: Sequence[np.ndarray],
+                  config: PhysicsConfig = PhysicsConfig()) -> float:
+    """Displacement (metres) of the object's centre of mass after ``config.duration`` seconds under gravity,
+    the object starting at rest among the fixed ``static_parts`` (both given as convex point sets, world frame).
+    """
+    mujoco = require_mujoco()
+    if len(object_parts) == 0:
+        raise ValueError("the object has no convex parts")
+    model = mujoco.MjModel.from_xml_string(build_model_xml(static_parts, object_parts, config))
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    body = model.body("object").id
+    start = data.xipos[body].copy()
+    steps = int(round(config.duration / config.timestep))
+    for _ in range(steps):
+        mujoco.mj_step(model, data)
+    end = data.xipos[body]
+    if not np.isfinite(end).all():
+        raise FloatingPointError("MuJoCo diverged (non-finite object position)")
+    return float(np.linalg.norm(end - start))

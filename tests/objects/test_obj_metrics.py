@@ -1,0 +1,73 @@
+"""Hand-object metrics against independent closed forms (a large box against the open hand)."""
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from interhandgen.data.format import TwoHandSet
+from interhandgen.data.object_library import ObjectLibrary
+from interhandgen.exceptions import InputError
+from interhandgen.objects.library import make_object
+from interhandgen.objects.metrics import hand_object_metrics, object_world_vertices
+
+SIZE = 0.4  # a box much larger than the hand
+
+
+def _pairs(offsets):
+    """Pairs whose right hand meets a large box; the box's -x face is at max_x(right hand) + offset. The left hand
+    is 1 m away."""
+    n = len(offsets)
+    zeros = lambda w: np.zeros((n, w))  # noqa: E731
+    right = {"pose": zeros(45), "betas": zeros(10), "global_orient": zeros(3), "transl": zeros(3)}
+    left = dict(right, transl=np.tile([[-1.0, 0.0, 0.0]], (n, 1)))
+    s = TwoHandSet(left, right, pose_space="pca", flat_hand_mean=False)
+    rv = s.vertices()["right"][0].numpy()
+    centre = rv.mean(0)
+    pose = np.zeros((n, 7))
+    pose[:, 4] = rv[:, 0].max() + np.asarray(offsets) + SIZE / 2
+    pose[:, 5:] = centre[1:]
+    box = make_object("box", {"size_x": SIZE, "size_y": SIZE, "size_z": SIZE})
+    lib = ObjectLibrary.from_meshes(["box"], [box])
+    return TwoHandSet(left, right, pose_space="pca", flat_hand_mean=False, object_id=np.zeros(n, dtype=int),
+                      object_names=["box"], object_pose=pose, object_library=lib), rv
+
+
+def test_separated_touching_and_penetrating():
+    pairs, rv = _pairs([0.05, 0.001, -0.01])
+    m = hand_object_metrics(pairs)
+    # separated by 5 cm: the hand's extreme vertex faces the box's plane
+    assert m["right_min_distance_mm"][0] == pytest.approx(50.0, abs=1e-6)
+    assert m["right_penetration_volume_cm3"][0] == 0 and m["right_penetration_depth_mm"][0] == 0
+    assert not m["right_contact"][0] and not m["left_contact"].any() and not m["both_contact"].any()
+    # 1 mm away: in contact
+    assert m["right_min_distance_mm"][1] == pytest.approx(1.0, abs=1e-6) and m["right_contact"][1]
+    # 10 mm into the box: depth 10 mm, volume = the hand's part beyond the plane (manifold3d's plane trim, not the
+    # mesh boolean the metric uses)
+    assert m["right_penetration_depth_mm"][2] == pytest.approx(10.0, abs=1e-6)
+    import manifold3d as m3
+
+    from interhandgen.hand import open_hand
+
+    faces = getattr(open_hand("right"), "data", open_hand("right")).faces
+    hand = m3.Manifold(m3.Mesh64(vert_properties=np.ascontiguousarray(rv, dtype=np.float64),
+                                 tri_verts=np.ascontiguousarray(faces, dtype=np.int64)))
+    part = hand.trim_by_plane((1.0, 0.0, 0.0), float(rv[:, 0].max() - 0.01))
+    assert m["right_penetration_volume_cm3"][2] == pytest.approx(part.volume() * 1e6, rel=1e-6)
+    assert trimesh.Trimesh(rv, faces, process=False).is_watertight  # the open hand is closed: no seal needed
+    assert m["left_penetration_volume_cm3"].max() == 0
+
+
+def test_object_world_vertices_applies_rotation_then_translation():
+    box = make_object("box", {"size_x": 0.1, "size_y": 0.2, "size_z": 0.3})
+    pose = np.array([[0.0, 0.0, 0.0, np.pi / 2, 1.0, 2.0, 3.0]])
+    w = object_world_vertices(box.vertices, pose)[0]
+    expect = box.vertices @ np.array([[0, -1, 0], [1, 0, 0], [0, 0, 1.0]]).T + [1, 2, 3]
+    np.testing.assert_allclose(w, expect, atol=1e-12)
+
+
+def test_sets_without_objects_raise():
+    pairs, _ = _pairs([0.01])
+    plain = TwoHandSet(pairs.left, pairs.right, pose_space="pca", flat_hand_mean=False)
+    with pytest.raises(InputError, match="no object library"):
+        hand_object_metrics(plain)

@@ -1,0 +1,60 @@
+"""MuJoCo stability test on cases with known answers, and the hand's convex parts."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mujoco")
+
+from interhandgen.objects.physics import GRAVITY, PhysicsConfig, hand_convex_parts, simulate_drop  # noqa: E402
+
+
+def box(centre, size):
+    corners = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=float)
+    return corners * 0.5 * np.asarray(size) + np.asarray(centre)
+
+
+CUBE = box((0, 0, 0), (0.05, 0.05, 0.05))
+
+
+def test_box_resting_on_a_support_stays():
+    support = box((0, 0, -0.025 - 0.05), (0.5, 0.5, 0.1))  # top face at z = -0.025, the cube's bottom
+    assert simulate_drop([support], [CUBE]) < 1e-3
+
+
+@pytest.mark.parametrize("duration", [0.3, 1.0])
+def test_unsupported_box_falls_by_half_g_t_squared(duration):
+    config = PhysicsConfig(duration=duration)
+    fall = simulate_drop([], [CUBE], config)
+    # semi-implicit Euler: g dt^2 n (n - 1) / 2 after n steps, within dt / t of g t^2 / 2
+    assert fall == pytest.approx(0.5 * GRAVITY * duration ** 2, rel=2 * config.timestep / duration)
+
+
+def _plates(squeeze):
+    half = 0.025 - squeeze
+    return [box((-half - 0.05, 0, 0), (0.1, 0.2, 0.2)), box((half + 0.05, 0, 0), (0.1, 0.2, 0.2))]
+
+
+def test_box_squeezed_between_plates_stays_with_friction_and_falls_without():
+    held = simulate_drop(_plates(0.001), [CUBE], PhysicsConfig(friction=1.0))
+    assert held < 0.002
+    # condim 1 is MuJoCo's frictionless contact
+    falls = simulate_drop(_plates(0.001), [CUBE], PhysicsConfig(condim=1))
+    assert falls == pytest.approx(0.5 * GRAVITY, rel=0.01)
+    # plates that do not touch the box do not hold it either
+    assert simulate_drop(_plates(-0.002), [CUBE]) == pytest.approx(0.5 * GRAVITY, rel=0.01)
+
+
+def test_hand_convex_parts_cover_every_vertex():
+    from scipy.spatial import ConvexHull
+
+    from interhandgen.hand import open_hand
+
+    hand = open_hand("right")
+    data = getattr(hand, "data", hand)
+    parts = hand_convex_parts(data.v_template, data.faces, data.weights)
+    assert len(parts) == 16
+    outside = np.full(len(data.v_template), np.inf)
+    for p in parts:
+        eq = ConvexHull(p).equations
+        outside = np.minimum(outside, (data.v_template @ eq[:, :3].T + eq[:, 3]).max(1))
+    assert outside.max() < 1e-9
