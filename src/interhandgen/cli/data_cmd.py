@@ -102,9 +102,10 @@ def run_convert(args: argparse.Namespace) -> int:
         if args.format != "arctic":
             raise ValueError("--no-objects applies to --format arctic only")
         options["include_objects"] = False
+    from interhandgen.io_guard import Out, check_outputs
+
     out = Path(args.out)
-    if out.suffix != ".npz":
-        raise ValueError(f"--out must end in .npz, got {out}")
+    check_outputs({"--out": Out(out, (".npz",))}, {"input": args.input})
     two_hands, summary = convert(args.format, args.input, out, mano_dir=args.mano_dir, skip_bad=args.skip_bad,
                                  progress=not args.no_progress, **options)
     print(summary)
@@ -207,6 +208,10 @@ def run_stats(args: argparse.Namespace) -> int:
     from interhandgen.data.format import HandModelSpec, TwoHandSet
     from interhandgen.data.format import atomic_write
 
+    from interhandgen.exceptions import InputError
+    from interhandgen.io_guard import Out, check_outputs
+
+    check_outputs({"--out": Out(args.out, folder=True)}, {"data": args.data})
     for name in ("max_samples", "volume_samples"):
         if getattr(args, name) < 0 or (name == "max_samples" and args.max_samples < 1):
             raise ValueError(f"--{name.replace('_', '-')} must be {'>= 1' if name == 'max_samples' else '>= 0'}")
@@ -217,6 +222,8 @@ def run_stats(args: argparse.Namespace) -> int:
         except ImportError as exc:
             raise ValueError(f"cannot write samples.png: interhandgen.viz is not available ({exc}); use --no-png") from None
     two_hands = TwoHandSet.load(args.data)
+    if len(two_hands) == 0:
+        raise InputError(f"{args.data}: holds no samples, so there are no statistics to compute")
     if args.mano_dir:
         if two_hands.hand_model.kind != "mano":
             raise ValueError("--mano-dir given but the set uses the open hand")
@@ -244,8 +251,15 @@ def run_synth(args: argparse.Namespace) -> int:
         from interhandgen.data.synth import generate_synthetic_set
     except ImportError as exc:
         raise ValueError(f"the synthetic data generator is not available ({exc})") from None
-    if args.num < 1:
-        raise ValueError(f"--num must be >= 1, got {args.num}")
+    from interhandgen.io_guard import Out, check_outputs
+    from interhandgen.limits import check_count
+
+    check_outputs({"--out": Out(args.out, (".npz",))})
+    # The set is assembled in memory (about 2.5 kB per accepted sample with its rejected fraction and the float64
+    # bookkeeping) and written as float32 (about 0.6 kB per sample with labels and record ids).
+    check_count("--num", args.num, out=args.out, disk_bytes_each=640, memory_bytes_each=4096)
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     try:
         splits = tuple(float(v) for v in args.splits.split(","))
     except ValueError:

@@ -43,10 +43,19 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from interhandgen.data.format import TwoHandSet
+    from interhandgen.exceptions import InputError
     from interhandgen.evaluation.bundled import load_evaluator
     from interhandgen.evaluation.protocol import EvaluationSettings, evaluate
     from interhandgen.evaluation.report import markdown_table, write_report
 
+    from interhandgen.io_guard import Out, check_outputs
+
+    check_outputs({"--out": Out(args.out, folder=True), "--feature-cache": Out(args.feature_cache, folder=True)},
+                  {"--samples": args.samples, "--reference": args.reference, "--evaluator": args.evaluator})
+    if args.subset_size is not None and args.subset_size < 1:
+        raise InputError(f"--subset-size must be >= 1 (omit it for half the smaller set), got {args.subset_size}")
+    if args.replications < 1:
+        raise InputError(f"--replications must be >= 1, got {args.replications}")
     samples = TwoHandSet.load(args.samples)
     reference = TwoHandSet.load(args.reference)
     if args.reference_split != "all" and reference.split is not None:

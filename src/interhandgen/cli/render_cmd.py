@@ -52,9 +52,14 @@ def run(args: argparse.Namespace) -> int:
     from interhandgen.data.format import HandModelSpec, TwoHandSet
     from interhandgen.viz import render
 
+    from interhandgen.io_guard import Out, check_outputs
+    from interhandgen.limits import check_view_size
+
+    check_outputs({"--out": Out(args.out, (".png",))}, {"--samples": args.samples})
     if args.cols < 1:
         raise ValueError(f"--cols must be >= 1, got {args.cols}")
     views = [v.strip() for v in args.views.split(",") if v.strip()]
+    check_view_size(args.view_size, max(args.num, 1), max(len(views), 1), args.cols)
     samples = TwoHandSet.load(args.samples)
     if args.mano_dir:
         if samples.hand_model.kind != "mano":

@@ -8,6 +8,11 @@ from pathlib import Path
 
 from interhandgen.cli._sampling_opts import DEFAULTS, add_sampler_options, settings_from_args
 
+# Upper bounds per pair for the --num check: the .npz stores 2 x 61 float32 hand numbers (488 B) plus labels;
+# in memory the canonical [N, 64] float32 vectors and the world-frame arrays (float32 and the float64 copies).
+SAMPLE_DISK_BYTES = 512
+SAMPLE_MEMORY_BYTES = 2048
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -35,8 +40,12 @@ def run(args: argparse.Namespace) -> int:
     from interhandgen.pipeline import ANCHOR_SIDE, InterHandGen
     from interhandgen.sharding import Shards
 
-    if args.num < 1:
-        raise ValueError(f"--num must be >= 1, got {args.num}")
+    from interhandgen.io_guard import Out, check_outputs
+    from interhandgen.limits import check_count
+
+    check_outputs({"--out": Out(args.out, (".npz",)), "--render": Out(args.render, (".png",)),
+                   "--meshes": Out(args.meshes, folder=True)}, {"--checkpoint": args.checkpoint})
+    check_count("--num", args.num, out=args.out, disk_bytes_each=SAMPLE_DISK_BYTES, memory_bytes_each=SAMPLE_MEMORY_BYTES)
     settings = settings_from_args(args, DEFAULTS.apg_weight)
     if args.checkpoint is not None:
         from interhandgen.baselines import checkpoint_kind
@@ -65,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
 
         two = to_world(x, gen.hands, anchor=ANCHOR_SIDE, hand_model=gen.hand_model,
                        metadata={"generator": "interhandgen", "model": gen.model.source, "seed": args.seed,
-                                 "sampler": dataclasses.asdict(settings)})
+                                 "sampler": dataclasses.asdict(settings), "batch_size": args.batch_size,
+                                 "num": args.num})
         out = two.save(args.out)
         print(f"wrote {len(two)} samples to {out}")
         _write_extras(two, gen.hands, args)

@@ -40,20 +40,51 @@ def register(sub) -> None:
 
 def load_experiment(path: str | Path) -> tuple[dict, Any]:
     """(model section, TrainConfig) of an experiment YAML."""
-    import yaml
-
+    from interhandgen.safe_files import read_yaml
     from interhandgen.training import TrainConfig
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
-    doc = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(doc, dict) or "model" not in doc:
-        raise ValueError(f"{path}: expected a mapping with a 'model' section (and optionally 'train')")
-    return dict(doc["model"]), TrainConfig.from_dict(doc.get("train"), source=str(path))
+    doc = read_yaml(path, "config") or {}
+    if not isinstance(doc, dict) or "model" not in doc or not isinstance(doc["model"], dict):
+        raise ValueError(f"{path}: expected a mapping with a 'model' section (a mapping) and optionally 'train'")
+    train = doc.get("train")
+    if train is not None and not isinstance(train, dict):
+        raise ValueError(f"{path}: the 'train' section must be a mapping, got {type(train).__name__}")
+    return dict(doc["model"]), TrainConfig.from_dict(train, source=str(path))
 
 
 def run(args: argparse.Namespace) -> int:
+    from interhandgen.cli._sampling_opts import apply_threads
+    from interhandgen.training.trainer import dist_info, init_distributed_from_env
+    from interhandgen.io_guard import Out, check_outputs
+    from interhandgen.run_lock import RunLock
+
+    check_outputs({"--out" if args.out else "--resume": Out(args.resume or args.out, folder=True)},
+                  {"--data": args.data, "--config": args.config})
+    apply_threads(args.threads)
+    distributed = init_distributed_from_env(args.device)
+    rank, _ = dist_info()
+    out = Path(args.resume or args.out)
+    lock = RunLock(out) if rank == 0 else None  # one writer per run folder; DDP ranks share rank 0's lock
+    if lock is not None:
+        from interhandgen.run_hygiene import remove_orphan_temps
+
+        lock.acquire()
+    try:
+        if lock is not None:
+            remove_orphan_temps(out)
+        code = _run_locked(args, out, rank)
+    finally:
+        if lock is not None:
+            lock.release()
+    if distributed:
+        from interhandgen.training.trainer import exit_distributed
+
+        exit_distributed(code)  # does not return
+    return code
+
+
+def _run_locked(args: argparse.Namespace, out: Path, rank: int) -> int:
     import dataclasses
 
     import torch
@@ -61,23 +92,24 @@ def run(args: argparse.Namespace) -> int:
 
     from interhandgen.data.canonical import Standardizer, load_training_arrays
     from interhandgen.data.format import TwoHandSet
+    from interhandgen.safe_files import read_yaml
+    from interhandgen.exceptions import InputError
     from interhandgen.training import TrainConfig, load_checkpoint, train
-    from interhandgen.training.trainer import dist_info, init_distributed_from_env
 
-    from interhandgen.cli._sampling_opts import apply_threads
-
-    apply_threads(args.threads)
-    distributed = init_distributed_from_env(args.device)
-    rank, _ = dist_info()
-    out = Path(args.resume or args.out)
     if args.resume:
         ckpt = load_checkpoint(out)
+        if rank == 0:
+            from interhandgen.run_hygiene import truncate_event_files
+
+            truncate_event_files(out / "tb", int(ckpt["step"]))
         model_cfg, train_cfg = ckpt["model_config"], TrainConfig.from_dict(ckpt["train_config"])
-        saved = yaml.safe_load((out / "config.yaml").read_text()) if (out / "config.yaml").is_file() else {}
+        saved = (read_yaml(out / "config.yaml") or {}) if (out / "config.yaml").is_file() else {}
+        if not isinstance(saved, dict):
+            raise ValueError(f"{out / 'config.yaml'}: expected a mapping")
         augment = bool(saved.get("mirror_augment", not args.no_mirror_augment))
     else:
         if (out / "checkpoint.pt").exists():
-            raise FileExistsError(f"{out} already holds a run: pass --resume {out} to continue it, or a new --out")
+            raise InputError(f"{out} already holds a run: pass --resume {out} to continue it, or a new --out")
         if args.config is None:
             raise ValueError("--config is required for a new run (see configs/small.yaml)")
         model_cfg, train_cfg = load_experiment(args.config)
@@ -106,12 +138,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if rank == 0:
         print(f"{result.status} at step {result.step} (epoch {result.epoch}); run folder {out}")
-    code = 0 if result.status == "finished" else 130
-    if distributed:
-        from interhandgen.training.trainer import exit_distributed
-
-        exit_distributed(code)  # does not return
-    return code
+    return 0 if result.status == "finished" else 130
 
 
 def _sample_png_callback(hand_model, train_cfg, mean, std):

@@ -28,7 +28,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -614,13 +613,12 @@ class TwoHandSet:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "TwoHandSet":
         """Read and validate a .npz written by :meth:`save`; errors name the file and the field."""
+        from interhandgen.safe_files import NpzReader
+
         path = Path(path)
-        if not path.is_file():
+        if not path.is_file() and not path.is_dir():
             raise FileNotFoundError(f"two-hand data file not found: {path}")
-        try:
-            z = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, zipfile.BadZipFile) as exc:
-            raise ValueError(f"{path}: not a two-hand .npz file ({type(exc).__name__}: {exc})") from None
+        z = NpzReader(path, "two-hand .npz")
         with z:
             files = set(z.files)
             required = ["format_version", "pose_space", "flat_hand_mean", "hand_model"] + [
@@ -629,7 +627,11 @@ class TwoHandSet:
             missing = [k for k in required if k not in files]
             if missing:
                 raise ValueError(f"{path}: missing field(s) {missing}")
-            version = int(z["format_version"])
+            version = z["format_version"]
+            if version.shape != () or version.dtype.kind not in "iu":
+                raise ValueError(f"{path}: field 'format_version' must be an integer scalar, got {version.dtype} "
+                                 f"{list(version.shape)}")
+            version = int(version)
             if version != FORMAT_VERSION:
                 raise ValueError(f"{path}: field 'format_version' is {version}, this library reads version {FORMAT_VERSION}")
 
@@ -700,6 +702,10 @@ class TwoHandSet:
         except (ValueError, TypeError) as exc:
             msg = str(exc).replace("TwoHandSet: ", "")
             raise ValueError(f"{path}: {msg}") from None
+        from interhandgen.limits import check_hand_values
+
+        check_hand_values({f"{side}_{n}": getattr(getattr(obj, side), n) for side in HAND_SIDES for n in HAND_FIELDS},
+                          str(path))
         return obj
 
 
