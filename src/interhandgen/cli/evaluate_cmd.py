@@ -23,7 +23,8 @@ def register(sub) -> None:
     p.add_argument("--reference-split", default="test", help="split of --reference to use, or 'all' (default %(default)s)")
     p.add_argument("--out", required=True, help="report folder")
     p.add_argument("--evaluator", default=None,
-                   help="feature extractor (.safetensors from `interhandgen evaluator train`; default: the bundled one "
+                   help="feature extractor: the folder written by `interhandgen evaluator train`, its config.json or "
+                        "its model.safetensors (default: the bundled one "
                         "for the open hand's synthetic data)")
     p.add_argument("--replications", type=int, default=5, help="R seeded subsets (default %(default)s)")
     p.add_argument("--subset-size", type=int, default=None, help="samples per replication (default: half the smaller set)")

@@ -21,7 +21,7 @@ def register(sub) -> None:
         ),
     )
     t.add_argument("--data", required=True, help="TwoHandSet .npz (its train split is used when it has splits)")
-    t.add_argument("--out", required=True, help="output path of the extractor (.safetensors)")
+    t.add_argument("--out", required=True, help="output folder of the extractor (model.safetensors and config.json)")
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--lr", type=float, default=1e-3)

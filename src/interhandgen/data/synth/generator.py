@@ -8,6 +8,9 @@ import math
 import os
 import shutil
 import time
+import warnings
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -345,6 +348,10 @@ def generate_synthetic_set(
         root = Path(work_dir) if work_dir is not None else Path(str(out) + ".parts")
         store = _ChunkStore(root, _run_key(int(seed), int(batch_size), config, hand_models, device),
                             owns_root=work_dir is None)
+    elif not resume and out is not None and work_dir is None and Path(str(out) + ".parts").is_dir():
+        # A stale folder of an earlier run would otherwise stay on disk forever.
+        warnings.warn(f"resume=False: removing the chunks of an earlier run in {str(out) + '.parts'}", stacklevel=2)
+        shutil.rmtree(str(out) + ".parts")
     counts = _balanced_counts(int(num), len(names))
     started = time.perf_counter()
     bar = None
@@ -523,7 +530,7 @@ class _ChunkRunner:
 
     def map(self, seed: int, tasks: list[tuple[str, int, int]]):
         """Results of ``tasks`` [(category, chunk, size)], in task order."""
-        stored = [self.store is not None and self.store.has(*t) for t in tasks]
+        stored = [self.store is not None and self.store.usable(*t) for t in tasks]
         todo = [t for t, done in zip(tasks, stored) if not done]
         if self.pool is not None:
             computed = self.pool.imap(_worker_task, [(seed, *t) for t in todo])
@@ -617,6 +624,19 @@ class _ChunkStore:
     def has(self, name: str, chunk: int, size: int) -> bool:
         return self.path(name, chunk, size).is_file()
 
+    def usable(self, name: str, chunk: int, size: int) -> bool:
+        """Whether the chunk is stored and reads back whole; a damaged one is removed (with a warning) so that
+        it is computed again."""
+        if not self.has(name, chunk, size):
+            return False
+        try:
+            self.load(name, chunk, size)
+        except ValueError as exc:
+            warnings.warn(f"{exc}; computing that chunk again", stacklevel=2)
+            self.path(name, chunk, size).unlink()
+            return False
+        return True
+
     def save(self, name: str, chunk: int, size: int, result: list) -> None:
         from interhandgen._atomic import atomic_write
 
@@ -637,11 +657,10 @@ class _ChunkStore:
                 for g, side in enumerate(z["groups"].tolist()):
                     hands = [HandBatch(**{f: z[f"{g}/{hand}/{f}"] for f in _HAND_FIELDS}) for hand in ("a", "b")]
                     out.append((side, GroupResult(*hands, *(z[f"{g}/{f}"] for f in _RESULT_FIELDS))))
-        except (OSError, KeyError, ValueError) as exc:
-            raise ValueError(f"stored chunk {path} is unreadable ({exc}); delete the work folder {self.root} "
-                             "to regenerate") from None
+        except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            raise ValueError(f"stored chunk {path} is unreadable ({type(exc).__name__}: {exc})") from None
         if sum(len(res.min_distance) for _, res in out) != size:
-            raise ValueError(f"stored chunk {path} does not hold {size} samples; delete the work folder {self.root}")
+            raise ValueError(f"stored chunk {path} does not hold {size} samples")
         return out
 
     def remove(self) -> None:
