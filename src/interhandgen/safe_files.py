@@ -99,15 +99,17 @@ def _reject_constant(source: str):
     return hook
 
 
-def loads_json(text: str | bytes, source: str) -> Any:
-    """Parse JSON text strictly: UTF-8, no duplicate keys, no NaN/Infinity, bounded nesting."""
+def loads_json(text: str | bytes, source: str, allow_nan: bool = True) -> Any:
+    """Parse JSON text strictly: UTF-8, no duplicate keys, bounded nesting; ``allow_nan=False`` also refuses
+    NaN/Infinity (data files keep them, so that the loaders can report the record that holds one)."""
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InputError(f"{source}: not UTF-8 text ({exc})") from None
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates(source), parse_constant=_reject_constant(source))
+        kw = {} if allow_nan else {"parse_constant": _reject_constant(source)}
+        return json.loads(text, object_pairs_hook=_no_duplicates(source), **kw)
     except RecursionError:
         raise InputError(f"{source}: JSON nested too deeply") from None
     except json.JSONDecodeError as exc:

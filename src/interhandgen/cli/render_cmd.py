@@ -59,7 +59,6 @@ def run(args: argparse.Namespace) -> int:
     if args.cols < 1:
         raise ValueError(f"--cols must be >= 1, got {args.cols}")
     views = [v.strip() for v in args.views.split(",") if v.strip()]
-    check_view_size(args.view_size, max(args.num, 1), max(len(views), 1), args.cols)
     samples = TwoHandSet.load(args.samples)
     if args.mano_dir:
         if samples.hand_model.kind != "mano":
@@ -67,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         samples = samples.with_hand_model(
             HandModelSpec.mano(args.mano_dir, fix_left_shapedirs=samples.hand_model.fix_left_shapedirs))
     pick = pick_samples(len(samples), args.num, args.seed, args.first)
+    check_view_size(args.view_size, len(pick), max(len(views), 1), args.cols)
     chosen = samples[pick]
     titles = None
     if not args.no_titles:

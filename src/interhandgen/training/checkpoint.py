@@ -113,7 +113,7 @@ def read_exported_model(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor
     state = {k[len("net."):]: v for k, v in tensors.items() if k.startswith("net.")}
     if "model_config" not in meta:
         raise ValueError(f"{path}: missing metadata field 'model_config'")
-    model_config = loads_json(meta["model_config"], f"{path}: metadata field 'model_config'")
+    model_config = loads_json(meta["model_config"], f"{path}: metadata field 'model_config'", allow_nan=False)
     provenance = loads_json(meta.get("provenance", "{}"), f"{path}: metadata field 'provenance'")
     for name, value in (("model_config", model_config), ("provenance", provenance)):
         if not isinstance(value, dict):
