@@ -613,6 +613,7 @@ class TwoHandSet:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "TwoHandSet":
         """Read and validate a .npz written by :meth:`save`; errors name the file and the field."""
+        from interhandgen.exceptions import InputError
         from interhandgen.safe_files import NpzReader
 
         path = Path(path)
@@ -629,7 +630,7 @@ class TwoHandSet:
                 raise ValueError(f"{path}: missing field(s) {missing}")
             version = z["format_version"]
             if version.shape != () or version.dtype.kind not in "iu":
-                raise ValueError(f"{path}: field 'format_version' must be an integer scalar, got {version.dtype} "
+                raise InputError(f"{path}: field 'format_version' must be an integer scalar, got {version.dtype} "
                                  f"{list(version.shape)}")
             version = int(version)
             if version != FORMAT_VERSION:

@@ -571,7 +571,9 @@ def load_feature_extractor(path: str | os.PathLike, device: torch.device | str =
             raise ValueError(f"{config_path}: missing field '{field}'")
     weights_path = config_path.parent / str(record["weights_file"])
     if weights_given and weights_path.name != path.name:
-        raise ValueError(f"{path}: the config {config_path} beside it names the weights file {weights_path.name}, "
+        from interhandgen.exceptions import InputError
+
+        raise InputError(f"{path}: the config {config_path} beside it names the weights file {weights_path.name}, "
                          "not this one; pass the folder instead")
     if not weights_path.is_file():
         raise FileNotFoundError(f"feature extractor weights not found: {weights_path}")

@@ -46,12 +46,14 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
                            "train_config", "stats", "data", "log_rows") if k not in ckpt]
     if missing:
         raise ValueError(f"{path}: checkpoint lacks field(s) {missing}")
+    from interhandgen.exceptions import InputError
+    from interhandgen.limits import check_model_stats
+
     stats = ckpt["stats"]
     if not isinstance(stats, dict) or not all(isinstance(stats.get(k), torch.Tensor) for k in ("mean", "std")):
-        raise ValueError(f"{path}: field 'stats' must hold the tensors 'mean' and 'std'")
+        raise InputError(f"{path}: field 'stats' must hold the tensors 'mean' and 'std'")
     if not isinstance(ckpt["model_config"], dict) or not isinstance(ckpt["train_config"], dict):
-        raise ValueError(f"{path}: fields 'model_config' and 'train_config' must be mappings")
-    from interhandgen.limits import check_model_stats
+        raise InputError(f"{path}: fields 'model_config' and 'train_config' must be mappings")
 
     check_model_stats(str(path), stats["mean"], stats["std"])
     return ckpt
@@ -107,16 +109,17 @@ def read_exported_model(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor
     for key in ("stats.mean", "stats.std"):
         if key not in tensors:
             raise ValueError(f"{path}: missing tensor {key!r}")
+    from interhandgen.exceptions import InputError
     from interhandgen.limits import check_model_stats
     from interhandgen.safe_files import loads_json
 
     state = {k[len("net."):]: v for k, v in tensors.items() if k.startswith("net.")}
     if "model_config" not in meta:
-        raise ValueError(f"{path}: missing metadata field 'model_config'")
+        raise InputError(f"{path}: missing metadata field 'model_config'")
     model_config = loads_json(meta["model_config"], f"{path}: metadata field 'model_config'", allow_nan=False)
     provenance = loads_json(meta.get("provenance", "{}"), f"{path}: metadata field 'provenance'")
     for name, value in (("model_config", model_config), ("provenance", provenance)):
         if not isinstance(value, dict):
-            raise ValueError(f"{path}: metadata field '{name}' must be a JSON object, got {type(value).__name__}")
+            raise InputError(f"{path}: metadata field '{name}' must be a JSON object, got {type(value).__name__}")
     check_model_stats(str(path), tensors["stats.mean"], tensors["stats.std"])
     return state, model_config, tensors["stats.mean"], tensors["stats.std"], provenance
