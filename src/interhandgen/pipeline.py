@@ -65,10 +65,15 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
         ckpt = load_checkpoint(path)
         state, model_config, train_config = ckpt["ema"], ckpt["model_config"], ckpt["train_config"]
         mean, std = ckpt["stats"]["mean"], ckpt["stats"]["std"]
-    net = build_model(model_config)
+    from interhandgen.exceptions import InputError
+
+    try:
+        net = build_model(model_config)
+    except (ValueError, TypeError, KeyError) as exc:  # the config comes from the file
+        raise InputError(f"{path}: invalid model config: {exc}") from None
     try:
         net.load_state_dict(state)
-    except RuntimeError as exc:
+    except (RuntimeError, TypeError, AttributeError) as exc:
         raise ValueError(f"{path}: weights do not fit the model config stored with them: {exc}") from None
     for name, t in (("stats.mean", mean), ("stats.std", std)):
         if tuple(t.shape) != (2, 64):

@@ -658,6 +658,8 @@ class TwoHandSet:
                 a = z[key]
                 if a.dtype.kind != "f":
                     raise ValueError(f"{path}: field '{key}' must be floating point, got {a.dtype}")
+                if a.ndim != 2:
+                    raise InputError(f"{path}: field '{key}' must be a 2-D array [N, D], got shape {list(a.shape)}")
                 return a
 
             hands = {side: HandParams(**{n: float_array(f"{side}_{n}") for n in HAND_FIELDS}) for side in HAND_SIDES}

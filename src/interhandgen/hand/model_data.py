@@ -114,10 +114,13 @@ class HandModelData:
 
     @classmethod
     def load_npz(cls, path: str | os.PathLike) -> "HandModelData":
+        from interhandgen.exceptions import InputError
+        from interhandgen.safe_files import NpzReader
+
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"hand model file not found: {path}")
-        with np.load(path, allow_pickle=False) as z:
+        with NpzReader(path, "hand model .npz") as z:
             missing = [f for f in (*cls.ARRAY_FIELDS, "side") if f not in z.files]
             if missing:
                 raise ValueError(f"{path}: missing field(s) {missing}; expected {list(cls.ARRAY_FIELDS) + ['side', 'name']}")
@@ -132,6 +135,8 @@ class HandModelData:
             data.__post_init__()
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from None
+        except (TypeError, IndexError) as exc:  # arrays of a wrong kind that the checks above could not name
+            raise InputError(f"{path}: malformed hand model arrays ({type(exc).__name__}: {exc})") from None
         return data
 
     def mirrored(self) -> "HandModelData":
