@@ -78,3 +78,9 @@ def test_evaluator_train_options(tmp_path, capsys, flag, value, fragment):
     tiny_set().save(s)
     rc, err = run_cli(["evaluator", "train", "--data", s, "--out", tmp_path / "ev", flag, value], capsys)
     assert_clean_error(rc, err, fragment)
+
+
+def test_resume_of_a_folder_without_a_run(tmp_path, capsys):
+    rc, err = run_cli(["train", "--data", tmp_path / "d.npz", "--resume", tmp_path / "nothing"], capsys)
+    assert_clean_error(rc, err, "no checkpoint.pt in that folder")
+    assert not (tmp_path / "nothing").exists()  # nothing created (not even the lock's folder)

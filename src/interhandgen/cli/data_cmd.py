@@ -81,8 +81,9 @@ def register(sub) -> None:
     g.add_argument("--workers", type=int, default=None,
                    help="CPU worker processes (default: one per core for large sets; the arrays do not depend on it)")
     g.add_argument("--no-resume", action="store_true",
-                   help="do not keep finished chunks in <out>.parts/ (by default an interrupted run continues "
-                        "from there and the folder is removed after the output is written)")
+                   help="do not keep finished chunks in <out>.parts/, and remove such a folder left by an earlier run "
+                        "(by default an interrupted run continues from there, damaged chunks are computed again, and "
+                        "the folder is removed after the output is written)")
     g.add_argument("--no-progress", action="store_true")
     g.set_defaults(func=run_synth)
 

@@ -61,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
 
     check_outputs({"--out" if args.out else "--resume": Out(args.resume or args.out, folder=True)},
                   {"--data": args.data, "--config": args.config})
+    if args.resume and not (Path(args.resume) / "checkpoint.pt").is_file():
+        from interhandgen.exceptions import MissingFileError
+
+        raise MissingFileError(f"--resume {args.resume}: no checkpoint.pt in that folder (start a run with --out)")
     apply_threads(args.threads)
     distributed = init_distributed_from_env(args.device)
     rank, _ = dist_info()
