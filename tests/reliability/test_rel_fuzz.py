@@ -250,3 +250,13 @@ def test_fuzz_arctic_and_hand_model(tmp_path, capsys):
     open_hand_data("right").save_npz(model) if hasattr(open_hand_data("right"), "save_npz") else pytest.skip()
     argv = ["hand", "--model", model, "--out", tmp_path / "h.obj"]
     _fuzz_bytes(model.read_bytes(), model, lambda p: read_mano_data(p, side="right"), argv, capsys, 13)
+
+
+def test_fuzz_mano_pickle(tmp_path, capsys):
+    from interhandgen.hand.mano_io import read_mano_data, save_mano_pkl
+    from interhandgen.hand.open_hand import open_hand_data
+
+    path = tmp_path / "MANO_RIGHT.pkl"
+    save_mano_pkl(open_hand_data("right"), path)
+    argv = ["hand", "--model", path, "--out", tmp_path / "h.obj"]
+    assert _fuzz_bytes(path.read_bytes(), path, lambda p: read_mano_data(p, side="right"), argv, capsys, 14) >= 1
