@@ -17,7 +17,7 @@ TINY_YAML = """\
 model: {preset: small, hidden_dim: 32, embed_dim: 16, num_layers: 2, skips: [1], num_heads: 2, ff_dim: 32,
         num_encoder_layers: 1}
 train: {epochs: 1, batch_size: 16, lr: 2.0e-3, warmup_steps: 2, checkpoint_every: 2, log_every: 1,
-        sample_every_epochs: 100, num_timesteps: 24, seed: 1}
+        sample_every_epochs: 100, num_timesteps: 12, seed: 1}
 """
 
 
