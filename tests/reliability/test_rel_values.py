@@ -143,3 +143,10 @@ def test_model_statistics_checked_at_load(tmp_path):
         export_model(state, config, mean, bad_std, path, prov)
         with pytest.raises(InputError, match=f"{path}: stats"):
             load_model(path)
+
+
+def test_sampler_settings_refuse_nan_cfg_scale():
+    from interhandgen.sampling import SamplerSettings
+
+    with pytest.raises(ValueError, match="cfg_scale must be >= 0"):
+        SamplerSettings(cfg_scale=float("nan")).validate()
