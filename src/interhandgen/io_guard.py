@@ -88,7 +88,7 @@ def check_outputs(outputs: Mapping[str, Out], inputs: Mapping[str, str | os.Path
     outputs: option name (as the user typed it, e.g. ``"--out"``) -> :class:`Out`.
     inputs: option name -> input path (None entries are ignored).
     """
-    given = {name: o for name, o in outputs.items() if o.path is not None and str(o.path) != ""}
+    given = {name: o for name, o in outputs.items() if o.path is not None}
     ins = {name: p for name, p in (inputs or {}).items() if p is not None}
     for name, o in given.items():
         path = Path(o.path)
