@@ -150,3 +150,11 @@ def test_sampler_settings_refuse_nan_cfg_scale():
 
     with pytest.raises(ValueError, match="cfg_scale must be >= 0"):
         SamplerSettings(cfg_scale=float("nan")).validate()
+
+
+def test_synth_api_refuses_sizes_that_cannot_fit(tmp_path):
+    from interhandgen.data.synth import generate_synthetic_set
+
+    with pytest.raises(InputError, match="num 100000000000: needs about"):
+        generate_synthetic_set(10 ** 11, 0, str(tmp_path / "s.npz"), progress=False)
+    assert list(tmp_path.iterdir()) == []

@@ -252,13 +252,12 @@ def run_synth(args: argparse.Namespace) -> int:
         from interhandgen.data.synth import generate_synthetic_set
     except ImportError as exc:
         raise ValueError(f"the synthetic data generator is not available ({exc})") from None
+    from interhandgen.data.synth.generator import SYNTH_DISK_BYTES, SYNTH_MEMORY_BYTES
     from interhandgen.io_guard import Out, check_outputs
     from interhandgen.limits import check_count
 
     check_outputs({"--out": Out(args.out, (".npz",))})
-    # The set is assembled in memory (about 2.5 kB per accepted sample with its rejected fraction and the float64
-    # bookkeeping) and written as float32 (about 0.6 kB per sample with labels and record ids).
-    check_count("--num", args.num, out=args.out, disk_bytes_each=640, memory_bytes_each=4096)
+    check_count("--num", args.num, out=args.out, disk_bytes_each=SYNTH_DISK_BYTES, memory_bytes_each=SYNTH_MEMORY_BYTES)
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     try:
