@@ -1,6 +1,6 @@
 """Benchmark of the two-hand penetration metrics on synthetic hand-sized meshes in contact.
 
-Measures, on pairs of closed 1538-vertex blobs (interhandgen.geometry.synthetic.blob_pairs):
+Measures, on pairs of closed 1538-vertex blobs (tests/fixtures/meshes.py blob_pairs):
   * exact penetration volume (manifold3d, all cores): pairs/s, projected time for 10,000 pairs;
   * fast torch approximations (penetration depth "fast", vertex min distance, penetration loss): pairs/s;
   * exact penetration depth (pseudo-normal inside test + exact distance): pairs/s, and the error of the
@@ -22,12 +22,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from interhandgen.geometry import min_distance, penetration_depth, penetration_loss, penetration_volume
-from interhandgen.geometry.synthetic import blob_pairs
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from fixtures.meshes import blob_pairs  # noqa: E402  (test meshes live with the tests)
 
 REFERENCE_SNIPPET = """
 import sys, numpy as np, trimesh
@@ -140,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     verts_a, verts_b, faces = blob_pairs(args.pairs, seed=args.seed)
     result: dict = {
         "meshes": {"pairs": args.pairs, "verts_per_hand": int(verts_a.shape[1]), "faces_per_hand": int(faces.shape[0]),
-                   "generator": "interhandgen.geometry.synthetic.blob_pairs", "seed": args.seed},
+                   "generator": "tests/fixtures/meshes.py:blob_pairs", "seed": args.seed},
         "machine": {"cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(),
                     "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "device": args.device,
                     "load_average_at_start": os.getloadavg()},

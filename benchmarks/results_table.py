@@ -1,7 +1,7 @@
 """The Table-1-style results table: the bundled model, its ablations and the baselines under ONE protocol.
 
 For every entry, R replications: replication r samples N pairs with seed ``seed + r`` (a run folder or
-checkpoint, sampled with :func:`interhandgen.baselines.sample_checkpoint`, any model kind) or takes rows
+checkpoint, sampled with :func:`interhandgen.generation.sample_model`, any model kind) or takes rows
 [r N, (r + 1) N) of a samples .npz; each replication is evaluated against the test split of ``--data`` with the
 same feature extractor (reference features computed once): FHID, KHID, diversity, precision and recall (k = 5 on
 ``--pr-size`` pairs of each set), mean penetration volume (cm^3), mean penetration depth (mm; exact), proximity
@@ -164,9 +164,8 @@ def replication_values(samples, ref_feats: torch.Tensor, extractor, settings, se
 
 def entry_samples(entry: Entry, num: int, replication: int, seed: int):
     """The N pairs of one replication of an entry."""
-    from interhandgen.baselines import checkpoint_kind, sample_checkpoint
     from interhandgen.data.format import TwoHandSet
-    from interhandgen.sampling import SamplerSettings
+    from interhandgen.generation import SamplerSettings, load_model, sample_model
 
     path = Path(entry.path)
     if not path.exists():
@@ -179,13 +178,14 @@ def entry_samples(entry: Entry, num: int, replication: int, seed: int):
             raise ValueError(f"entry {entry.name!r}: {path} has {len(data)} pairs; replication {replication} needs "
                              f"rows {replication * num}..{(replication + 1) * num - 1}")
         return data[np.arange(replication * num, (replication + 1) * num)]
-    kind = checkpoint_kind(path)
+    model = load_model(path)
+    kind = model.kind
     if kind in ("joint", "vae"):
         settings = None if not entry.overrides else SamplerSettings(**{"cfg_scale": 0.0, "apg_weight": 0.0,
                                                                        **entry.overrides})
     else:
         settings = SamplerSettings(**entry.overrides)
-    return sample_checkpoint(path, num, seed=seed + replication, settings=settings, progress=False)
+    return sample_model(model, num, seed=seed + replication, settings=settings, progress=False)
 
 
 def summarise(values: list[dict]) -> dict:
@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     entries = [parse_entry(e) for e in args.entry]
     if args.bundled:
-        from interhandgen.sampling import SamplerSettings
+        from interhandgen.generation import SamplerSettings
 
         apg = SamplerSettings().apg_weight if args.apg_weight is None else args.apg_weight
         entries = standard_entries(args.bundled, args.baselines_dir, apg) + entries

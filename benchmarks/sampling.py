@@ -25,12 +25,11 @@ import torch
 
 from interhandgen._atomic import atomic_write_bytes
 from interhandgen.diffusion import Schedule
-from interhandgen.guidance import SubsetHand, canonical_vertices
+from interhandgen.data.canonical import canonical_vertices
+from interhandgen.generation import SamplerSettings, SubsetHand, cascaded_sample, load_model
+from interhandgen.generation.api import apg_factory, reject_factory, settle_factory
 from interhandgen.hand import open_hand
 from interhandgen.models import DenoiserConfig, build_denoiser
-from interhandgen.pipeline import (apg_factory, load_model, reject_factory, schedule_from_train_config,
-                                   settle_factory)
-from interhandgen.sampling import SamplerSettings, cascaded_sample
 
 DEFAULTS = SamplerSettings()
 TARGET_10K_S = 180.0
@@ -84,7 +83,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.checkpoint:
         m = load_model(args.checkpoint)
-        net, sched, mean, std, source = (m.net, schedule_from_train_config(m.train_config), m.stats_mean,
+        net, sched, mean, std, source = (m.net, m.schedule(), m.stats_mean,
                                          m.stats_std, m.source)
     else:
         net, sched, mean, std, source = fresh_small()

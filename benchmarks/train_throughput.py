@@ -1,7 +1,7 @@
 """Training throughput (pairs/s): the `small` and `paper` configs in-process, and the `interhandgen train` CLI
 as one process vs two DDP processes (torchrun, gloo on CPU), all in ONE run.
 
-Part 1, in-process: for each config, a freshly built network (``interhandgen.baselines.build_model``) is trained
+Part 1, in-process: for each config, a freshly built network (``interhandgen.models.build_model``) is trained
 for a few steps on a random standardised batch of the config's batch size, each step exactly as the trainer
 does it: ``objective_loss`` (both stages in one forward pass), backward, gradient clipping, AdamW step, EMA
 update. One warm-up step, then the median of the timed steps. Reports pairs/s per config and small/paper.
@@ -41,10 +41,9 @@ import torch
 import yaml
 
 from interhandgen._atomic import atomic_write_bytes
-from interhandgen.baselines import build_model, model_kind
-from interhandgen.cli.train_cmd import load_experiment
 from interhandgen.diffusion import Schedule
-from interhandgen.training.trainer import EMA, objective_loss
+from interhandgen.models import build_model, objective_loss
+from interhandgen.training import EMA, load_experiment
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,18 +58,16 @@ def time_train_steps(config_path: Path, batch_size: int | None, warmup: int, ste
     net = build_model(model_cfg).to(device).train()
     ema = EMA(net, cfg.ema_decay)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    schedule = (Schedule.linear(cfg.beta_start, cfg.beta_end, cfg.num_timesteps) if cfg.schedule == "linear"
-                else Schedule.cosine(cfg.num_timesteps)).to(device)
+    schedule = Schedule.from_config(cfg.to_dict()).to(device)
     gen = torch.Generator().manual_seed(seed)
     # Standardised canonical pairs [B, 2, 64] (anchor first): unit-variance data, as the trainer sees it.
     batch = torch.randn(batch_size, 2, 64, generator=gen).to(device)
-    kind = model_kind(model_cfg)
 
     def step() -> float:
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        loss, _, _ = objective_loss(kind, model_cfg, net, batch, schedule, cfg, gen)
+        loss, _, _ = objective_loss(model_cfg, net, batch, schedule, cfg, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)

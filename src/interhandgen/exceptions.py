@@ -25,3 +25,7 @@ class MissingFileError(InterHandGenError, FileNotFoundError):
 
 class ModelMismatchError(InputError):
     """A model file does not fit what it is used with (its hand model, layout version or conditioning)."""
+
+
+class OutputExistsError(InterHandGenError, FileExistsError):
+    """An output the user named already exists and would be overwritten (e.g. a run folder holding a run)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from interhandgen.exceptions import InputError
 
 __all__ = [
     "axis_angle_to_matrix",
@@ -29,7 +30,7 @@ def _check_last(x: torch.Tensor, shape: tuple[int, ...], name: str) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if tuple(x.shape[x.dim() - len(shape):]) != shape or x.dim() < len(shape):
-        raise ValueError(f"{name} must have shape [..., {', '.join(map(str, shape))}], got {list(x.shape)}")
+        raise InputError(f"{name} must have shape [..., {', '.join(map(str, shape))}], got {list(x.shape)}")
 
 
 def axis_angle_to_matrix(axis_angle: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from interhandgen._atomic import TEMP_SUFFIX
+from interhandgen._atomic import TEMP_SUFFIX, atomic_write
 
 __all__ = ["remove_orphan_temps", "truncate_event_files"]
 
@@ -46,8 +46,6 @@ def truncate_event_files(tb_dir: str | os.PathLike, step: int) -> int:
         from tensorboard.summary.writer.record_writer import RecordWriter
     except ImportError:
         return 0
-    from interhandgen._atomic import atomic_write
-
     dropped = 0
     for path in files:
         kept, n_drop = [], 0

@@ -23,8 +23,15 @@ def tiny_set(n: int = 3, seed: int = 0, **kw) -> TwoHandSet:
 
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str]:
-    """(exit code, stderr) of ``interhandgen argv`` run in this process; a traceback would raise here."""
-    rc = main([str(a) for a in argv])
+    """(exit code, stderr) of ``interhandgen argv`` run in this process; a traceback would raise here. An argument
+    refused by the parser (argparse exits) gives its exit code and its error line, without the usage text."""
+    try:
+        rc = main([str(a) for a in argv])
+    except SystemExit as exc:
+        rc = exc.code
+        lines = capsys.readouterr().err.splitlines()
+        errors = [i for i, line in enumerate(lines) if line.startswith("interhandgen ")]
+        return rc, "\n".join(lines[errors[0]:] if errors else lines)
     err = capsys.readouterr().err
     return rc, err
 

@@ -52,8 +52,8 @@ def test_valid_config_still_loads():
 def test_evaluate_subset_size_zero(tmp_path, capsys):
     s = tmp_path / "s.npz"
     tiny_set().save(s)
-    for flag, value, fragment in (("--subset-size", "0", "--subset-size must be >= 1"),
-                                  ("--replications", "0", "--replications must be >= 1")):
+    for flag, value, fragment in (("--subset-size", "0", "argument --subset-size: must be >= 1"),
+                                  ("--replications", "0", "argument --replications: must be >= 1")):
         rc, err = run_cli(["evaluate", "--samples", s, "--reference", s, "--out", tmp_path / "r", flag, value],
                           capsys)
         assert_clean_error(rc, err, fragment)
@@ -68,8 +68,9 @@ def test_data_stats_on_zero_samples(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flag, value, fragment", [
-    ("--max-samples", "0", "--max-samples must be >= 2"),
-    ("--epochs", "0", "--epochs must be >= 1"),
+    ("--max-samples", "1", "--max-samples must be >= 2"),
+    ("--max-samples", "0", "argument --max-samples: must be >= 1"),
+    ("--epochs", "0", "argument --epochs: must be >= 1"),
     ("--lr", "100", "--lr must lie in"),
     ("--lr", "0", "--lr must be > 0"),
 ])

@@ -135,27 +135,27 @@ def test_arctic_sequence_without_frames(tmp_path, capsys):
 
 # --- models -------------------------------------------------------------------------------------------------------
 def _bundled():
-    from interhandgen.pipeline import bundled_model_path
-    from interhandgen.training.checkpoint import read_exported_model
+    from interhandgen.generation import bundled_model_path
+    from interhandgen.models.artifact import read_model_file
 
-    return read_exported_model(bundled_model_path())
+    return read_model_file(bundled_model_path())
 
 
-def test_model_config_not_json(tmp_path, capsys):
+@pytest.mark.parametrize("fmt, field", [("interhandgen.model.v1", "model_config"), ("interhandgen.model.v2", "header")])
+def test_model_metadata_not_json(tmp_path, capsys, fmt, field):
     from safetensors.torch import save
 
-    from interhandgen.pipeline import load_model
+    from interhandgen.generation import load_model
 
-    state, config, mean, std, prov = _bundled()
-    tensors = {f"net.{k}": v.contiguous() for k, v in state.items()}
-    tensors.update({"stats.mean": mean, "stats.std": std})
+    art = _bundled()
+    tensors = {f"net.{k}": v.contiguous() for k, v in art.state_dict.items()}
+    tensors.update({"stats.mean": art.stats_mean, "stats.std": art.stats_std})
     path = tmp_path / "m.safetensors"
-    path.write_bytes(save(tensors, metadata={"format": "interhandgen.model.v1", "model_config": "{not json",
-                                             "provenance": "{}"}))
-    with pytest.raises(InputError, match=r"m\.safetensors: metadata field 'model_config': not valid JSON"):
+    path.write_bytes(save(tensors, metadata={"format": fmt, field: "{not json", "provenance": "{}"}))
+    with pytest.raises(InputError, match=rf"m\.safetensors: metadata field '{field}': not valid JSON"):
         load_model(path)
     rc, err = run_cli(["sample", "--num", "2", "--checkpoint", path, "--out", tmp_path / "s.npz"], capsys)
-    assert_clean_error(rc, err, str(path), "model_config")
+    assert_clean_error(rc, err, str(path), field)
 
 
 def test_evaluator_given_as_its_safetensors_file():

@@ -32,6 +32,7 @@ def _bytes(path):
     (["data", "synth", "--num", "2", "--out", "x.npy"], "--out must end in .npz"),
     (["hand", "--out", "h.stl"], "--out must end in .obj or .ply or .glb"),
     (["hand", "--out", "h.obj", "--png", "h.jpg"], "--png must end in .png"),
+    (["view", "s.npz", "--export", "page.txt"], "--export must end in .html or .htm"),
 ])
 def test_wrong_suffix_refused_before_work(tmp_path, monkeypatch, capsys, argv, fragment):
     monkeypatch.chdir(tmp_path)
@@ -50,6 +51,7 @@ def test_output_equal_to_input_is_refused_and_input_kept(tmp_path, given, capsys
         (["data", "convert", "--format", "arctic", given, "--out", given], "is the input input"),
         (["data", "stats", given, "--out", given], "is not a folder"),
         (["evaluate", "--samples", given, "--reference", given, "--out", given], "is not a folder"),
+        (["view", given, "--export", given], "--export must end in .html"),
     ]
     for argv, fragment in cases:
         rc, err = run_cli(argv, capsys)
@@ -64,6 +66,12 @@ def test_output_equal_to_input_is_refused_and_input_kept(tmp_path, given, capsys
         rc, err = run_cli(["complete", "--given", given, "--side", "left", "--out", alias], capsys)
         assert_clean_error(rc, err, "is the input --given")
     assert _bytes(given) == before
+    # The exported page may not replace the file named as --reference either.
+    page = tmp_path / "page.html"
+    page.write_text("kept")
+    rc, err = run_cli(["view", given, "--reference", page, "--export", page], capsys)
+    assert_clean_error(rc, err, "is the input --reference")
+    assert page.read_text() == "kept"
 
 
 def test_two_outputs_on_one_path(tmp_path):
@@ -76,6 +84,8 @@ def test_unwritable_and_wrong_kind_paths(tmp_path, capsys):
     folder.mkdir()
     a_file = tmp_path / "report"
     a_file.write_text("x")
+    page_folder = tmp_path / "page.html"
+    page_folder.mkdir()
     cases = [
         (["sample", "--num", "2", "--out", "/sys/a.npz"], "cannot write in /sys"),
         (["sample", "--num", "2", "--out", folder], "is an existing folder"),
@@ -83,6 +93,8 @@ def test_unwritable_and_wrong_kind_paths(tmp_path, capsys):
         (["data", "stats", tmp_path / "missing.npz", "--out", a_file], "exists and is not a folder"),
         (["train", "--config", "c.yaml", "--data", "d.npz", "--out", a_file], "exists and is not a folder"),
         (["evaluator", "train", "--data", "d.npz", "--out", a_file], "exists and is not a folder"),
+        (["view", tmp_path / "missing.npz", "--export", "/sys/page.html"], "cannot write in /sys"),
+        (["view", tmp_path / "missing.npz", "--export", page_folder], "is an existing folder"),
     ]
     for argv, fragment in cases:
         rc, err = run_cli(argv, capsys)

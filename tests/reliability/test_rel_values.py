@@ -26,7 +26,7 @@ def _limits_on(monkeypatch):
     (["--eta", "inf"], "--eta must be a finite number"),
     (["--settle-attract-mm=-inf"], "--settle-attract-mm must be a finite number"),
     (["--num", str(10 ** 12)], "--num 1000000000000: needs about"),
-    (["--num", "0"], "--num must be >= 1"),
+    (["--num", "0"], "argument --num: must be >= 1"),
     (["--device", "bogus"], "--device must be cpu, cuda or cuda:N, got 'bogus'"),
     (["--device", "meta"], "--device must be cpu, cuda or cuda:N, got 'meta'"),
 ])
@@ -66,11 +66,12 @@ def test_no_limits_lifts_ranges_but_not_nan(monkeypatch):
 
 
 def test_global_no_limits_flag_reaches_the_command(tmp_path, capsys, monkeypatch):
-    # --num beyond the memory bound passes the size check with --no-limits and fails at the next check instead
-    # (the bad --batch-size), so nothing is sampled.
+    # --num beyond the memory bound passes the size check with --no-limits and fails at the next step instead
+    # (the missing model), so nothing is sampled.
     rc, err = run_cli(["--no-limits", "sample", "--num", str(10 ** 12), "--out", tmp_path / "a.npz",
-                       "--batch-size", "0"], capsys)
-    assert_clean_error(rc, err, "--batch-size must be >= 1")
+                       "--checkpoint", tmp_path / "missing.safetensors"], capsys)
+    assert_clean_error(rc, err, "model not found")
+    assert not (tmp_path / "a.npz").exists()
 
 
 @pytest.mark.parametrize("field, value, fragment", [
@@ -101,7 +102,7 @@ def test_limits_do_not_reject_the_shipped_data_scale():
 @pytest.mark.parametrize("view_size, fragment", [
     (30000, "--view-size must lie in [16, 4096]"),
     (8, "--view-size must lie in"),
-    (0, "--view-size must be >= 1"),
+    (0, "argument --view-size: must be >= 1"),
 ])
 def test_render_view_size(tmp_path, capsys, view_size, fragment):
     path = tmp_path / "s.npz"
@@ -133,20 +134,21 @@ def test_synth_num_huge_refused_immediately(tmp_path, capsys):
 
 
 def test_model_statistics_checked_at_load(tmp_path):
-    from interhandgen.pipeline import bundled_model_path, load_model
-    from interhandgen.training.checkpoint import read_exported_model, export_model
+    from interhandgen.generation import bundled_model_path, load_model
+    from interhandgen.models.artifact import export_model, read_model_file
 
-    state, config, mean, std, prov = read_exported_model(bundled_model_path())
+    art = read_model_file(bundled_model_path())
+    std = art.stats_std
     for name, bad_std in (("zero", std.clone().index_fill_(1, torch.tensor([3]), 0.0)),
                           ("nan", std.clone().index_fill_(1, torch.tensor([5]), float("nan")))):
         path = tmp_path / f"{name}.safetensors"
-        export_model(state, config, mean, bad_std, path, prov)
+        export_model(art.state_dict, art.model_config, art.stats_mean, bad_std, path, art.provenance)
         with pytest.raises(InputError, match=f"{path}: stats"):
             load_model(path)
 
 
 def test_sampler_settings_refuse_nan_cfg_scale():
-    from interhandgen.sampling import SamplerSettings
+    from interhandgen.generation import SamplerSettings
 
     with pytest.raises(ValueError, match="cfg_scale must be >= 0"):
         SamplerSettings(cfg_scale=float("nan")).validate()

@@ -12,6 +12,7 @@ import importlib
 import sys
 
 from interhandgen import __version__
+from interhandgen.exceptions import InterHandGenError
 
 # Order is the order shown in `interhandgen --help`.
 SUBCOMMANDS = [
@@ -23,11 +24,8 @@ SUBCOMMANDS = [
     "complete",
     "evaluate",
     "evaluator",
+    "view",
 ]
-
-
-class UserError(Exception):
-    """An error caused by the user's input; printed without a traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return run_guarded(args)
-    except (UserError, FileNotFoundError, ValueError) as exc:
+    except InterHandGenError as exc:  # user-facing: a bad file, field or argument; anything else is a bug
         print(f"interhandgen {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from interhandgen.sampling import SamplerSettings
+from interhandgen.cli._args import positive_int
+from interhandgen.generation.cascade import SamplerSettings
+from interhandgen.exceptions import InputError
 
 DEFAULTS = SamplerSettings()
 
@@ -13,8 +15,11 @@ def add_sampler_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sampler")
     g.add_argument("--checkpoint", default=None,
                    help="model: a run folder, checkpoint.pt or model.safetensors (default: the bundled model)")
+    g.add_argument("--mano-dir", default=None,
+                   help="folder with the MANO_RIGHT.pkl / MANO_LEFT.pkl a MANO-trained model was trained with "
+                        "(their SHA-256 are checked against the model file)")
     g.add_argument("--seed", type=int, default=0, help="random seed (same seed, same machine: same output)")
-    g.add_argument("--steps", type=int, default=DEFAULTS.steps, help="number of DDIM steps (default %(default)s)")
+    g.add_argument("--steps", type=positive_int, default=DEFAULTS.steps, help="number of DDIM steps (default %(default)s)")
     g.add_argument("--eta", type=float, default=DEFAULTS.eta, help="DDIM eta: 0 deterministic, 1 ancestral")
     g.add_argument("--cfg-scale", type=float, default=DEFAULTS.cfg_scale,
                    help="classifier-free guidance scale w on the relative rotation/translation: "
@@ -26,7 +31,7 @@ def add_sampler_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--settle-steps", type=int, default=DEFAULTS.settle_steps,
                    help="contact settling after the last step: rigid optimisation steps of the second hand for pairs "
                         "closer than --settle-attract-mm (default %(default)s; 0 disables it, see "
-                        "interhandgen.guidance.settle)")
+                        "interhandgen.generation.settle)")
     g.add_argument("--settle-attract-mm", type=float, default=DEFAULTS.settle_attract_mm,
                    help="pairs closer than this (mm) are settled into touch without penetration (default %(default)s)")
     g.add_argument("--resample-rounds", type=int, default=DEFAULTS.resample_rounds,
@@ -34,9 +39,9 @@ def add_sampler_options(p: argparse.ArgumentParser) -> None:
                         "(default %(default)s; 0 disables it)")
     g.add_argument("--update", choices=["ddim", "reference"], default="ddim",
                    help="reverse update: standard DDIM, or the reference code's variant (compatibility)")
-    g.add_argument("--batch-size", type=int, default=2500, help="pairs per batch (default %(default)s)")
+    g.add_argument("--batch-size", type=positive_int, default=2500, help="pairs per batch (default %(default)s)")
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default %(default)s)")
-    g.add_argument("--threads", type=int, default=None,
+    g.add_argument("--threads", type=positive_int, default=None,
                    help="torch CPU threads (default: torch's choice, one per core); on a CPU shared with other busy "
                         "processes 1 thread can be many times faster")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -56,8 +61,6 @@ def settings_from_args(args: argparse.Namespace, default_apg_weight: float) -> S
 
     check_range("--cfg-scale", args.cfg_scale, 0.0, CFG_SCALE_MAX)
     s.validate()
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     apply_threads(args.threads)
     return s
 
@@ -67,7 +70,19 @@ def apply_threads(threads: int | None) -> None:
     if threads is None:
         return
     if threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {threads}")
+        raise InputError(f"--threads must be >= 1, got {threads}")
     import torch
 
     torch.set_num_threads(threads)
+
+
+def hand_model_from_args(args: argparse.Namespace, model):
+    """The hand model given by ``--mano-dir`` for a loaded model (its shapedirs flag from the model's record), or
+    None (the model's own: the open hand, or an error naming the MANO files a MANO-trained model needs)."""
+    if args.mano_dir is None:
+        return None
+    from interhandgen.data.format import HandModelSpec
+
+    rec = model.artifact.hand_model if model.artifact is not None else None
+    fix = bool(rec["fix_left_shapedirs"]) if rec is not None and rec["kind"] == "mano" else True
+    return HandModelSpec.mano(args.mano_dir, fix_left_shapedirs=fix)

@@ -28,7 +28,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from interhandgen.cli._sampling_opts import DEFAULTS, settings_from_args
     from interhandgen.data.format import TwoHandSet
-    from interhandgen.pipeline import InterHandGen
+    from interhandgen.generation import InterHandGen
 
     from interhandgen.io_guard import Out, check_outputs
 

@@ -6,6 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
+from interhandgen.cli._args import positive_int
+from interhandgen.exceptions import InputError
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -55,7 +58,7 @@ def register(sub) -> None:
     s.add_argument("data", help="TwoHandSet .npz")
     s.add_argument("--out", default=None, help="folder for stats.json and samples.png")
     s.add_argument("--mano-dir", default=None, help="MANO folder, for MANO sets that record no model files")
-    s.add_argument("--max-samples", type=int, default=2000, help="samples for distance/depth statistics (default %(default)s)")
+    s.add_argument("--max-samples", type=positive_int, default=2000, help="samples for distance/depth statistics (default %(default)s)")
     s.add_argument("--volume-samples", type=int, default=200,
                    help="samples for the exact penetration volume; 0 skips it (default %(default)s)")
     s.add_argument("--no-geometry", action="store_true", help="counts only")
@@ -70,15 +73,15 @@ def register(sub) -> None:
         help="generate the synthetic two-hand interaction set (open hand)",
         description="Generate the synthetic two-hand set (interhandgen.data.synth; see docs/synth.md).",
     )
-    g.add_argument("--num", type=int, required=True, help="number of two-hand samples (spread evenly over the categories)")
+    g.add_argument("--num", type=positive_int, required=True, help="number of two-hand samples (spread evenly over the categories)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", required=True, help="output .npz")
     g.add_argument("--device", default="cpu")
-    g.add_argument("--batch-size", type=int, default=256, help="samples optimised together (default %(default)s)")
+    g.add_argument("--batch-size", type=positive_int, default=256, help="samples optimised together (default %(default)s)")
     g.add_argument("--splits", default="0.8,0.1,0.1",
                    help="fractions of train,validation,test summing to 1 (default %(default)s)")
     g.add_argument("--categories", default=None, help="comma-separated category names (default: all)")
-    g.add_argument("--workers", type=int, default=None,
+    g.add_argument("--workers", type=positive_int, default=None,
                    help="CPU worker processes (default: one per core for large sets; the arrays do not depend on it)")
     g.add_argument("--no-resume", action="store_true",
                    help="do not keep finished chunks in <out>.parts/, and remove such a folder left by an earlier run "
@@ -97,11 +100,11 @@ def run_convert(args: argparse.Namespace) -> int:
     options = {"dtype": np.float64 if args.float64 else np.float32}
     if args.unique_frames:
         if args.format != "intaghand":
-            raise ValueError("--unique-frames applies to --format intaghand only")
+            raise InputError("--unique-frames applies to --format intaghand only")
         options["unique_frames"] = True
     if args.no_objects:
         if args.format != "arctic":
-            raise ValueError("--no-objects applies to --format arctic only")
+            raise InputError("--no-objects applies to --format arctic only")
         options["include_objects"] = False
     from interhandgen.io_guard import Out, check_outputs
 
@@ -112,77 +115,6 @@ def run_convert(args: argparse.Namespace) -> int:
     print(summary)
     print(f"wrote {len(two_hands)} two-hand samples to {out}")
     return 0
-
-
-def _counts(ids, names) -> dict[str, int]:
-    import numpy as np
-
-    counts = np.bincount(ids, minlength=len(names))
-    return {name: int(c) for name, c in zip(names, counts)}
-
-
-def _subset(n: int, k: int, seed: int):
-    import numpy as np
-
-    if k >= n:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
-
-
-def dataset_statistics(two_hands, models=None, max_samples: int = 2000, volume_samples: int = 200, seed: int = 0,
-                       device: str = "cpu", progress: bool = False) -> dict:
-    """Counts and contact/penetration statistics of a TwoHandSet (distances in mm, volumes in cm^3)."""
-    import numpy as np
-    import torch
-
-    from interhandgen import geometry
-
-    stats: dict = {"samples": len(two_hands), "pose_space": two_hands.pose_space,
-                   "flat_hand_mean": two_hands.flat_hand_mean, "hand_model": two_hands.hand_model.kind}
-    for key in ("category", "split", "object_id"):
-        if key in two_hands.labels:
-            ids, names = two_hands.labels[key]
-            stats[f"per_{key}"] = _counts(ids, names)
-    if "category" in two_hands.labels and "split" in two_hands.labels:
-        cat, cat_names = two_hands.labels["category"]
-        spl, spl_names = two_hands.labels["split"]
-        stats["per_split_category"] = {s: _counts(cat[spl == i], cat_names) for i, s in enumerate(spl_names)}
-    if models is None:
-        return stats
-    idx = _subset(len(two_hands), max_samples, seed)
-    sub = two_hands[idx]
-    verts = sub.vertices(models, device=device, dtype=torch.float32, progress=progress)
-    va, vb = verts["left"], verts["right"]
-    fa, fb = models["left"].faces_np, models["right"].faces_np
-    min_dist = geometry.min_distance(va, vb).double().cpu().numpy()
-    depth = geometry.penetration_depth(va, fa, vb, fb, method="fast").double().cpu().numpy()
-    groups = {"all": np.ones(len(sub), dtype=bool)}
-    if "category" in sub.labels:
-        ids, names = sub.labels["category"]
-        groups.update({name: ids == i for i, name in enumerate(names)})
-    vol_idx = _subset(len(sub), volume_samples, seed + 1) if volume_samples > 0 else np.zeros(0, dtype=np.int64)
-    volumes = np.full(len(sub), np.nan)
-    if len(vol_idx):
-        volumes[vol_idx] = geometry.penetration_volume(va[vol_idx].cpu(), fa, vb[vol_idx].cpu(), fb, progress=progress)
-    thr = geometry.DEFAULT_PROXIMITY_THRESHOLD
-    geo = {"evaluated_samples": int(len(sub)), "volume_samples": int(len(vol_idx)),
-           "proximity_threshold_mm": thr * 1000.0, "per_group": {}}
-    for name, mask in groups.items():
-        if not mask.any():
-            continue
-        d, p = min_dist[mask] * 1000.0, depth[mask] * 1000.0
-        v = volumes[mask & ~np.isnan(volumes)]
-        geo["per_group"][name] = {
-            "n": int(mask.sum()),
-            "min_distance_mm": {"mean": float(d.mean()), "median": float(np.median(d)), "max": float(d.max())},
-            "penetration_depth_mm": {"mean": float(p.mean()), "max": float(p.max()),
-                                     "fraction_penetrating": float((p > 0).mean())},
-            "proximity_ratio": geometry.proximity_ratio(torch.as_tensor(min_dist[mask]), thr),
-            "penetration_volume_cm3": ({"n": int(len(v)), "mean": float(v.mean()), "max": float(v.max())}
-                                       if len(v) else None),
-        }
-    stats["geometry"] = geo
-    return stats
 
 
 def _print_stats(stats: dict) -> None:
@@ -206,28 +138,27 @@ def _print_stats(stats: dict) -> None:
 
 
 def run_stats(args: argparse.Namespace) -> int:
+    from interhandgen.data.statistics import dataset_statistics, random_subset
     from interhandgen.data.format import HandModelSpec, TwoHandSet
     from interhandgen.data.format import atomic_write
 
-    from interhandgen.exceptions import InputError
     from interhandgen.io_guard import Out, check_outputs
 
     check_outputs({"--out": Out(args.out, folder=True)}, {"data": args.data})
-    for name in ("max_samples", "volume_samples"):
-        if getattr(args, name) < 0 or (name == "max_samples" and args.max_samples < 1):
-            raise ValueError(f"--{name.replace('_', '-')} must be {'>= 1' if name == 'max_samples' else '>= 0'}")
+    if args.volume_samples < 0:
+        raise InputError(f"--volume-samples must be >= 0, got {args.volume_samples}")
     render = None
     if args.out and not args.no_png:
         try:
             from interhandgen.viz import render
         except ImportError as exc:
-            raise ValueError(f"cannot write samples.png: interhandgen.viz is not available ({exc}); use --no-png") from None
+            raise InputError(f"cannot write samples.png: interhandgen.viz is not available ({exc}); use --no-png") from None
     two_hands = TwoHandSet.load(args.data)
     if len(two_hands) == 0:
         raise InputError(f"{args.data}: holds no samples, so there are no statistics to compute")
     if args.mano_dir:
         if two_hands.hand_model.kind != "mano":
-            raise ValueError("--mano-dir given but the set uses the open hand")
+            raise InputError("--mano-dir given but the set uses the open hand")
         spec = HandModelSpec.mano(args.mano_dir, fix_left_shapedirs=two_hands.hand_model.fix_left_shapedirs)
         two_hands = two_hands.with_hand_model(spec)
     models = None if args.no_geometry else two_hands.hand_models(device=args.device)
@@ -241,7 +172,7 @@ def run_stats(args: argparse.Namespace) -> int:
         atomic_write(out / "stats.json", lambda fh: fh.write(payload))
         print(f"wrote {out / 'stats.json'}")
         if render is not None:
-            pick = _subset(len(two_hands), 16, args.seed)
+            pick = random_subset(len(two_hands), 16, args.seed)
             render(two_hands[pick], out_path=out / "samples.png")
             print(f"wrote {out / 'samples.png'}")
     return 0
@@ -251,27 +182,23 @@ def run_synth(args: argparse.Namespace) -> int:
     try:
         from interhandgen.data.synth import generate_synthetic_set
     except ImportError as exc:
-        raise ValueError(f"the synthetic data generator is not available ({exc})") from None
+        raise InputError(f"the synthetic data generator is not available ({exc})") from None
     from interhandgen.data.synth.generator import SYNTH_DISK_BYTES, SYNTH_MEMORY_BYTES
     from interhandgen.io_guard import Out, check_outputs
     from interhandgen.limits import check_count
 
     check_outputs({"--out": Out(args.out, (".npz",))})
     check_count("--num", args.num, out=args.out, disk_bytes_each=SYNTH_DISK_BYTES, memory_bytes_each=SYNTH_MEMORY_BYTES)
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     try:
         splits = tuple(float(v) for v in args.splits.split(","))
     except ValueError:
-        raise ValueError(f"--splits must be three comma-separated fractions, got {args.splits!r}") from None
+        raise InputError(f"--splits must be three comma-separated fractions, got {args.splits!r}") from None
     if not str(args.out).endswith(".npz"):
-        raise ValueError(f"--out must end in .npz, got {args.out}")
+        raise InputError(f"--out must end in .npz, got {args.out}")
     kw = {"device": args.device, "batch_size": args.batch_size, "splits": splits, "progress": not args.no_progress}
     if args.categories:
         kw["categories"] = [c.strip() for c in args.categories.split(",") if c.strip()]
     if getattr(args, "workers", None) is not None:
-        if args.workers < 1:
-            raise ValueError(f"--workers must be >= 1, got {args.workers}")
         kw["workers"] = args.workers
     if getattr(args, "no_resume", False):
         kw["resume"] = False

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from interhandgen.cli._args import positive_int
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -26,8 +28,8 @@ def register(sub) -> None:
                    help="feature extractor: the folder written by `interhandgen evaluator train`, its config.json or "
                         "its model.safetensors (default: the bundled one "
                         "for the open hand's synthetic data)")
-    p.add_argument("--replications", type=int, default=5, help="R seeded subsets (default %(default)s)")
-    p.add_argument("--subset-size", type=int, default=None, help="samples per replication (default: half the smaller set)")
+    p.add_argument("--replications", type=positive_int, default=5, help="R seeded subsets (default %(default)s)")
+    p.add_argument("--subset-size", type=positive_int, default=None, help="samples per replication (default: half the smaller set)")
     p.add_argument("--kid-degree", type=int, default=3, help="polynomial kernel degree of KHID (1 = reference code)")
     p.add_argument("--no-penetration", action="store_true", help="skip the penetration metrics")
     cache = p.add_mutually_exclusive_group()

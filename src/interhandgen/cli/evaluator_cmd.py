@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from interhandgen.cli._args import positive_int
+
 
 def register(sub) -> None:
     p = sub.add_parser("evaluator", help="train the evaluation feature extractor",
@@ -22,10 +24,10 @@ def register(sub) -> None:
     )
     t.add_argument("--data", required=True, help="TwoHandSet .npz (its train split is used when it has splits)")
     t.add_argument("--out", required=True, help="output folder of the extractor (model.safetensors and config.json)")
-    t.add_argument("--epochs", type=int, default=30)
-    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--epochs", type=positive_int, default=30)
+    t.add_argument("--batch-size", type=positive_int, default=64)
     t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--max-samples", type=int, default=None, help="train on a seeded subset of this size")
+    t.add_argument("--max-samples", type=positive_int, default=None, help="train on a seeded subset of this size")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="cpu")
     t.add_argument("--no-progress", action="store_true")

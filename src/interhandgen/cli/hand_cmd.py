@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from interhandgen.exceptions import InputError, MissingFileError
 
 POSES = ("rest", "random", "fist", "pinch", "spread")
 
@@ -44,7 +45,7 @@ def load_model_data(model: str, side: str):
 
     path = Path(model)
     if not path.is_file():
-        raise FileNotFoundError(f"--model: no such file {path} (give 'open' or a MANO model file)")
+        raise MissingFileError(f"--model: no such file {path} (give 'open' or a MANO model file)")
     return read_mano_data(path, side=side)
 
 
@@ -57,9 +58,9 @@ def posed_hand(data, pose: str, seed: int, betas: str):
     from interhandgen.hand.poses import named_pose, random_pose
 
     if pose not in POSES:
-        raise ValueError(f"pose must be one of {POSES}, got {pose!r}")
+        raise InputError(f"pose must be one of {POSES}, got {pose!r}")
     if betas not in ("zero", "random"):
-        raise ValueError(f"betas must be 'zero' or 'random', got {betas!r}")
+        raise InputError(f"betas must be 'zero' or 'random', got {betas!r}")
     rng = np.random.default_rng(seed)
     shape = rng.normal(size=data.num_betas) if betas == "random" else np.zeros(data.num_betas)
     local = random_pose(data, rng) if pose == "random" else named_pose(data, pose)

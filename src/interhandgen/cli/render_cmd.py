@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from interhandgen.cli._args import positive_int
+from interhandgen.exceptions import InputError
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -17,15 +20,15 @@ def register(sub) -> None:
     )
     p.add_argument("--samples", required=True, help="TwoHandSet .npz (from sample, data synth or data convert)")
     p.add_argument("--out", required=True, help="output .png")
-    p.add_argument("--num", type=int, default=16,
+    p.add_argument("--num", type=positive_int, default=16,
                    help="samples to draw; all if the set is smaller (default %(default)s)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the random choice of samples when the set has more than --num (default %(default)s)")
     p.add_argument("--first", action="store_true", help="draw the first --num samples instead of a random choice")
-    p.add_argument("--cols", type=int, default=4, help="cells per row (default %(default)s)")
+    p.add_argument("--cols", type=positive_int, default=4, help="cells per row (default %(default)s)")
     p.add_argument("--views", default="front,top",
                    help="comma-separated views from front, top, side, back (default %(default)s)")
-    p.add_argument("--view-size", type=int, default=256, help="pixels per view (default %(default)s)")
+    p.add_argument("--view-size", type=positive_int, default=256, help="pixels per view (default %(default)s)")
     p.add_argument("--shading", choices=["gouraud", "flat"], default="gouraud")
     p.add_argument("--no-titles", action="store_true", help="no title strip above the cells")
     p.add_argument("--mano-dir", default=None, help="MANO folder, for MANO sets that record no model files")
@@ -38,9 +41,9 @@ def pick_samples(n: int, num: int, seed: int, first: bool):
     import numpy as np
 
     if num < 1:
-        raise ValueError(f"--num must be >= 1, got {num}")
+        raise InputError(f"--num must be >= 1, got {num}")
     if n == 0:
-        raise ValueError("the sample file holds no samples")
+        raise InputError("the sample file holds no samples")
     if num >= n:
         return np.arange(n)
     if first:
@@ -56,13 +59,11 @@ def run(args: argparse.Namespace) -> int:
     from interhandgen.limits import check_view_size
 
     check_outputs({"--out": Out(args.out, (".png",))}, {"--samples": args.samples})
-    if args.cols < 1:
-        raise ValueError(f"--cols must be >= 1, got {args.cols}")
     views = [v.strip() for v in args.views.split(",") if v.strip()]
     samples = TwoHandSet.load(args.samples)
     if args.mano_dir:
         if samples.hand_model.kind != "mano":
-            raise ValueError("--mano-dir given but the set uses the open hand")
+            raise InputError("--mano-dir given but the set uses the open hand")
         samples = samples.with_hand_model(
             HandModelSpec.mano(args.mano_dir, fix_left_shapedirs=samples.hand_model.fix_left_shapedirs))
     pick = pick_samples(len(samples), args.num, args.seed, args.first)

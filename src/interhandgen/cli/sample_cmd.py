@@ -6,7 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
-from interhandgen.cli._sampling_opts import DEFAULTS, add_sampler_options, settings_from_args
+from interhandgen.cli._args import positive_int
+from interhandgen.cli._sampling_opts import DEFAULTS, add_sampler_options, hand_model_from_args, settings_from_args
 
 # Upper bounds per pair for the --num check: the .npz stores 2 x 61 float32 hand numbers (488 B) plus labels;
 # in memory the canonical [N, 64] float32 vectors and the world-frame arrays (float32 and the float64 copies).
@@ -25,7 +26,7 @@ def register(sub) -> None:
             "--checkpoint is given. Under torchrun the batches are shared among the ranks and rank 0 writes one file."
         ),
     )
-    p.add_argument("--num", type=int, required=True, help="number of two-hand samples")
+    p.add_argument("--num", type=positive_int, required=True, help="number of two-hand samples")
     p.add_argument("--out", required=True, help="output .npz (TwoHandSet format)")
     add_sampler_options(p)
     p.add_argument("--meshes", default=None, help="also write each sample's two meshes (.ply) into this folder")
@@ -34,11 +35,10 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imports inside the commands keep `interhandgen --help` from loading torch (startup time, not cycles).
     import torch
 
-    from interhandgen.data.canonical import to_world
-    from interhandgen.pipeline import ANCHOR_SIDE, InterHandGen
-    from interhandgen.sharding import Shards
+    from interhandgen.generation import InterHandGen, Shards, load_model
 
     from interhandgen.io_guard import Out, check_outputs
     from interhandgen.limits import check_count
@@ -47,17 +47,15 @@ def run(args: argparse.Namespace) -> int:
                    "--meshes": Out(args.meshes, folder=True)}, {"--checkpoint": args.checkpoint})
     check_count("--num", args.num, out=args.out, disk_bytes_each=SAMPLE_DISK_BYTES, memory_bytes_each=SAMPLE_MEMORY_BYTES)
     settings = settings_from_args(args, DEFAULTS.apg_weight)
-    if args.checkpoint is not None:
-        from interhandgen.baselines import checkpoint_kind
-
-        kind = checkpoint_kind(args.checkpoint)
-        if kind in ("joint", "vae"):
-            return _run_baseline(args, kind)
     shards = Shards.from_env()
     device = args.device
     if shards.world > 1 and device == "cuda":
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"  # one GPU per process
-    gen = InterHandGen.load(args.checkpoint, device=device)
+    model = load_model(args.checkpoint, device=device)  # loaded once, whatever its kind
+    hand_model = hand_model_from_args(args, model)
+    if model.kind in ("joint", "vae"):
+        return _run_single_stage(args, model, hand_model, shards)
+    gen = InterHandGen(model, hand_model, device)
     if shards.world == 1:
         x = gen.sample_canonical(args.num, args.seed, settings, args.batch_size, progress=not args.no_progress)
     else:
@@ -70,12 +68,7 @@ def run(args: argparse.Namespace) -> int:
         parts = shards.gather(mine, "sample")
         x = None if parts is None else torch.cat([p[bi] for bi in range(len(starts)) for p in parts if bi in p])
     if shards.rank == 0:
-        import dataclasses
-
-        two = to_world(x, gen.hands, anchor=ANCHOR_SIDE, hand_model=gen.hand_model,
-                       metadata={"generator": "interhandgen", "model": gen.model.source, "seed": args.seed,
-                                 "sampler": dataclasses.asdict(settings), "batch_size": args.batch_size,
-                                 "num": args.num})
+        two = gen.to_world(x, args.seed, settings, extra={"batch_size": args.batch_size, "num": args.num})
         out = two.save(args.out)
         print(f"wrote {len(two)} samples to {out}")
         _write_extras(two, gen.hands, args)
@@ -83,32 +76,31 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_baseline(args: argparse.Namespace, kind: str) -> int:
+def _run_single_stage(args: argparse.Namespace, model, hand_model, shards) -> int:
     """Sampling of the single-stage baselines (joint diffusion, VAE): no cascade, so CFG and APG do not apply."""
-    import os
+    from interhandgen.exceptions import InputError
+    from interhandgen.generation import SamplerSettings, sample_model
 
-    from interhandgen.baselines import sample_checkpoint
-    from interhandgen.sampling import SamplerSettings
-
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ValueError(f"--checkpoint {args.checkpoint}: sharded sampling under torchrun supports the cascaded "
-                         f"model kinds only, not {kind!r}")
+    kind, where = model.kind, f"--checkpoint {args.checkpoint}"
+    if shards.world > 1:
+        raise InputError(f"{where}: sharded sampling under torchrun supports the cascaded model kinds only, "
+                         f"not {kind!r}")
     if args.apg_weight is not None or args.cfg_scale != DEFAULTS.cfg_scale:
-        raise ValueError(f"--checkpoint {args.checkpoint} is a {kind!r} model: classifier-free and anti-penetration "
-                         "guidance apply to the cascaded model only; drop --cfg-scale/--apg-weight")
+        raise InputError(f"{where} is a {kind!r} model: classifier-free and anti-penetration guidance apply to the "
+                         "cascaded model only; drop --cfg-scale/--apg-weight")
     if (args.settle_steps != DEFAULTS.settle_steps or args.settle_attract_mm != DEFAULTS.settle_attract_mm
             or args.resample_rounds != DEFAULTS.resample_rounds):
-        raise ValueError(f"--checkpoint {args.checkpoint} is a {kind!r} model: contact settling and resampling "
-                         "belong to the cascaded sampler; drop --settle-steps/--settle-attract-mm/--resample-rounds")
+        raise InputError(f"{where} is a {kind!r} model: contact settling and resampling belong to the cascaded "
+                         "sampler; drop --settle-steps/--settle-attract-mm/--resample-rounds")
     if kind == "vae":
         if args.steps != DEFAULTS.steps or args.eta != DEFAULTS.eta or args.update != "ddim":
-            raise ValueError(f"--checkpoint {args.checkpoint} is a VAE: --steps/--eta/--update do not apply")
+            raise InputError(f"{where} is a VAE: --steps/--eta/--update do not apply")
         settings = None
     else:
         settings = SamplerSettings(steps=args.steps, eta=args.eta, cfg_scale=0.0, apg_weight=0.0, update=args.update,
                                    settle_steps=0, resample_rounds=0)
-    two = sample_checkpoint(args.checkpoint, args.num, args.seed, settings=settings, batch_size=args.batch_size,
-                            device=args.device, progress=not args.no_progress)
+    two = sample_model(model, args.num, args.seed, settings=settings, batch_size=args.batch_size,
+                       device=args.device, progress=not args.no_progress, hand_model=hand_model)
     out = two.save(args.out)
     print(f"wrote {len(two)} samples ({kind} baseline) to {out}")
     _write_extras(two, two.hand_models(device=args.device), args)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
-from typing import Any
+
+from interhandgen.cli._args import positive_int
 
 
 def register(sub) -> None:
@@ -27,43 +29,29 @@ def register(sub) -> None:
     where.add_argument("--out", help="new run folder")
     where.add_argument("--resume", help="run folder to continue")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default %(default)s)")
-    p.add_argument("--epochs", type=int, default=None, help="override train.epochs")
+    p.add_argument("--epochs", type=positive_int, default=None, help="override train.epochs")
     p.add_argument("--no-mirror-augment", action="store_true",
                    help="do not add the mirrored pairs (sides swapped) to the training split")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="torch CPU threads (default: torch's choice, one per core). On a CPU shared with other busy "
                         "processes use 1: two threads on a loaded 2-core machine ran 24x slower per step "
                         "(4.8 s vs 0.2 s for the small model) than one")
     p.set_defaults(func=run)
 
 
-def load_experiment(path: str | Path) -> tuple[dict, Any]:
-    """(model section, TrainConfig) of an experiment YAML."""
-    from interhandgen.safe_files import read_yaml
-    from interhandgen.training import TrainConfig
-
-    path = Path(path)
-    doc = read_yaml(path, "config") or {}
-    if not isinstance(doc, dict) or "model" not in doc or not isinstance(doc["model"], dict):
-        raise ValueError(f"{path}: expected a mapping with a 'model' section (a mapping) and optionally 'train'")
-    train = doc.get("train")
-    if train is not None and not isinstance(train, dict):
-        raise ValueError(f"{path}: the 'train' section must be a mapping, got {type(train).__name__}")
-    return dict(doc["model"]), TrainConfig.from_dict(train, source=str(path))
-
-
 def run(args: argparse.Namespace) -> int:
+    # Imports inside the commands keep `interhandgen --help` from loading torch (startup time, not cycles).
     from interhandgen.cli._sampling_opts import apply_threads
-    from interhandgen.training.trainer import dist_info, init_distributed_from_env
+    from interhandgen.exceptions import MissingFileError
     from interhandgen.io_guard import Out, check_outputs
+    from interhandgen.run_hygiene import remove_orphan_temps
     from interhandgen.run_lock import RunLock
+    from interhandgen.training import dist_info, exit_distributed, init_distributed_from_env
 
     check_outputs({"--out" if args.out else "--resume": Out(args.resume or args.out, folder=True)},
                   {"--data": args.data, "--config": args.config})
     if args.resume and not (Path(args.resume) / "checkpoint.pt").is_file():
-        from interhandgen.exceptions import MissingFileError
-
         raise MissingFileError(f"--resume {args.resume}: no checkpoint.pt in that folder (start a run with --out)")
     apply_threads(args.threads)
     distributed = init_distributed_from_env(args.device)
@@ -71,8 +59,6 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.resume or args.out)
     lock = RunLock(out) if rank == 0 else None  # one writer per run folder; DDP ranks share rank 0's lock
     if lock is not None:
-        from interhandgen.run_hygiene import remove_orphan_temps
-
         lock.acquire()
     try:
         if lock is not None:
@@ -82,85 +68,41 @@ def run(args: argparse.Namespace) -> int:
         if lock is not None:
             lock.release()
     if distributed:
-        from interhandgen.training.trainer import exit_distributed
-
         exit_distributed(code)  # does not return
     return code
 
 
 def _run_locked(args: argparse.Namespace, out: Path, rank: int) -> int:
-    import dataclasses
-
     import torch
-    import yaml
 
     from interhandgen.data.canonical import Standardizer, load_training_arrays
     from interhandgen.data.format import TwoHandSet
-    from interhandgen.safe_files import read_yaml
-    from interhandgen.exceptions import InputError
-    from interhandgen.training import TrainConfig, load_checkpoint, train
+    from interhandgen.run_hygiene import truncate_event_files
+    from interhandgen.training import sample_preview_callback, setup_run, train, write_run_config
 
-    if args.resume:
-        ckpt = load_checkpoint(out)
-        if rank == 0:
-            from interhandgen.run_hygiene import truncate_event_files
-
-            truncate_event_files(out / "tb", int(ckpt["step"]))
-        model_cfg, train_cfg = ckpt["model_config"], TrainConfig.from_dict(ckpt["train_config"])
-        saved = (read_yaml(out / "config.yaml") or {}) if (out / "config.yaml").is_file() else {}
-        if not isinstance(saved, dict):
-            raise ValueError(f"{out / 'config.yaml'}: expected a mapping")
-        augment = bool(saved.get("mirror_augment", not args.no_mirror_augment))
-    else:
-        if (out / "checkpoint.pt").exists():
-            raise InputError(f"{out} already holds a run: pass --resume {out} to continue it, or a new --out")
-        if args.config is None:
-            raise ValueError("--config is required for a new run (see configs/small.yaml)")
-        model_cfg, train_cfg = load_experiment(args.config)
-        augment = not args.no_mirror_augment
-    if args.epochs is not None:
-        train_cfg = dataclasses.replace(train_cfg, epochs=args.epochs)
-        train_cfg.validate("--epochs")
-
+    setup = setup_run(out, resume=bool(args.resume), config=args.config, epochs=args.epochs,
+                      mirror_augment=not args.no_mirror_augment)
+    if args.resume and rank == 0:
+        truncate_event_files(out / "tb", setup.step)  # events past the checkpoint would be logged twice
     data = TwoHandSet.load(args.data)
     models = data.hand_models()
-    train_x = load_training_arrays(data, split="train", mirror_augment=augment, models=models)
+    train_x = load_training_arrays(data, split="train", mirror_augment=setup.mirror_augment, models=models)
     val_x = load_training_arrays(data, split="validation", models=models)
     std = Standardizer.fit(train_x)
-    if args.resume:  # the statistics are part of the run
-        std = Standardizer(ckpt["stats"]["mean"], ckpt["stats"]["std"], torch.zeros(2, 64, dtype=torch.bool))
+    if setup.stats is not None:  # the statistics are part of the run
+        std = Standardizer(setup.stats[0], setup.stats[1], torch.zeros(2, 64, dtype=torch.bool))
     if rank == 0 and not args.resume:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump({"model": model_cfg, "train": train_cfg.to_dict(),
-                                                          "data": str(args.data), "mirror_augment": augment}))
+        write_run_config(out, setup, args.data)
     result = train(
-        model_cfg, train_cfg,
+        setup.model_config, setup.train_config,
         std.transform(train_x).float(), std.transform(val_x).float(),
         std.mean.float(), std.std.float(), out,
         resume=bool(args.resume), device=args.device, progress=not args.no_progress,
-        on_epoch_end=_sample_png_callback(data.hand_model, train_cfg, std.mean.float(), std.std.float()),
+        on_epoch_end=sample_preview_callback(data.hand_model, setup.train_config, std.mean.float(),
+                                             std.std.float()),
+        hand_model=data.hand_model,
+        provenance={"command": " ".join(["interhandgen", *sys.argv[1:]]), "data_file": str(args.data)},
     )
     if rank == 0:
         print(f"{result.status} at step {result.step} (epoch {result.epoch}); run folder {out}")
     return 0 if result.status == "finished" else 130
-
-
-def _sample_png_callback(hand_model, train_cfg, mean, std):
-    """Render a few samples of the EMA model into RUN/samples/epoch_XXXX.png."""
-
-    def callback(net, epoch: int, step: int, out_dir: Path) -> None:
-        from interhandgen.data.canonical import to_world
-        from interhandgen.pipeline import ANCHOR_SIDE, schedule_from_train_config
-        from interhandgen.sampling import SamplerSettings, cascaded_sample
-        from interhandgen.viz import render
-
-        sched = schedule_from_train_config(train_cfg.to_dict())
-        # A schedule shorter than the default DDIM step count is sampled with all of its steps.
-        settings = SamplerSettings(apg_weight=0.0, steps=min(SamplerSettings().steps, train_cfg.num_timesteps))
-        x = cascaded_sample(net, sched, mean, std, 8, settings, seed=0, progress=False)
-        hands = hand_model.load(pose_space="pca")
-        two = to_world(x, hands, anchor=ANCHOR_SIDE, hand_model=hand_model)
-        (out_dir / "samples").mkdir(exist_ok=True)
-        render(two, out_path=out_dir / "samples" / f"epoch_{epoch:04d}.png")
-
-    return callback

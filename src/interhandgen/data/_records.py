@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from interhandgen.exceptions import InputError
 
 MAX_BAD_MESSAGES = 50
 
 
-class BadRecordError(ValueError):
+class BadRecordError(InputError):
     """A record of a data file is malformed (missing key, wrong shape, NaN); the message names file and record."""
 
 
@@ -142,7 +143,7 @@ def safe_npy_load(path: Path) -> Any:
         elif version in ((2, 0), (3, 0)):
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
         else:
-            raise ValueError(f"{path}: unsupported .npy format version {version}")
+            raise InputError(f"{path}: unsupported .npy format version {version}")
         if dtype.hasobject:
             arr = SafeUnpickler(fh, encoding="latin1").load()
         else:
@@ -150,5 +151,5 @@ def safe_npy_load(path: Path) -> Any:
     if arr is None:
         return np.load(path, allow_pickle=False)
     if not isinstance(arr, np.ndarray):
-        raise ValueError(f"{path}: object .npy does not hold an array")
+        raise InputError(f"{path}: object .npy does not hold an array")
     return arr.item() if arr.shape == () else arr

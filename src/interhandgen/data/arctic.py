@@ -31,6 +31,7 @@ from tqdm import tqdm
 from interhandgen.data._records import LoadSummary, safe_npy_load
 from interhandgen.data.format import HAND_SIDES, HandModelSpec, HandParams, TwoHandSet
 from interhandgen.data.interhand import _spec_for
+from interhandgen.exceptions import InputError, MissingFileError
 
 __all__ = ["load_arctic_sequences", "ARCTIC_MANO_SETTINGS", "arctic_sequence_files"]
 
@@ -47,13 +48,13 @@ def arctic_sequence_files(path: str | Path) -> list[Path]:
     path = Path(path)
     if path.is_file():
         if not path.name.endswith(_MANO_SUFFIX):
-            raise ValueError(f"{path}: expected an ARCTIC '<seq>.mano.npy' file")
+            raise InputError(f"{path}: expected an ARCTIC '<seq>.mano.npy' file")
         return [path]
     if not path.is_dir():
-        raise FileNotFoundError(f"ARCTIC path not found: {path}")
+        raise MissingFileError(f"ARCTIC path not found: {path}")
     files = sorted(p for p in path.rglob(f"*{_MANO_SUFFIX}") if p.is_file())
     if not files:
-        raise FileNotFoundError(f"{path}: no '*{_MANO_SUFFIX}' files (expected raw_seqs/<subject>/<seq>.mano.npy)")
+        raise MissingFileError(f"{path}: no '*{_MANO_SUFFIX}' files (expected raw_seqs/<subject>/<seq>.mano.npy)")
     return files
 
 

@@ -42,10 +42,14 @@ from interhandgen.data.format import (
     full_pose_from,
     pose_from_full,
 )
+from interhandgen.hand.joints import CENTER_JOINT
 from interhandgen.rotations import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_rot6d, rot6d_to_matrix
+from interhandgen.exceptions import InputError, MissingFileError
 
 __all__ = [
     "HAND_DIM",
+    "LAYOUT_VERSION",
+    "RIGID_SLICE",
     "POSE_SLICE",
     "BETAS_SLICE",
     "ROT_SLICE",
@@ -53,6 +57,8 @@ __all__ = [
     "IDENTITY_ROT6D",
     "CanonicalPairs",
     "to_canonical",
+    "canonical_vertices",
+    "ANCHOR_SIDE",
     "to_world",
     "mirror",
     "mirror_canonical",
@@ -63,20 +69,44 @@ __all__ = [
     "load_training_arrays",
 ]
 
+# The canonical 64-number layout of one hand, defined here once (docs/data.md); LAYOUT_VERSION names it in model
+# files, so a model trained on another layout is refused instead of decoded wrongly.
+LAYOUT_VERSION = 1
 HAND_DIM = 64
 POSE_SLICE = slice(0, 45)
 BETAS_SLICE = slice(45, 55)
 ROT_SLICE = slice(55, 61)
 TRANSL_SLICE = slice(61, 64)
+RIGID_SLICE = slice(ROT_SLICE.start, TRANSL_SLICE.stop)  # rotation + translation: constant for the anchor
 IDENTITY_ROT6D = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+# The side the generators place at the canonical origin (the cascade samples it first).
+ANCHOR_SIDE = "left"
 # Mirror in the plane x = 0, and its action on axis-angle vectors (M R M  <->  (x, -y, -z)).
 _MIRROR = np.array([-1.0, 1.0, 1.0])
 _AA_MIRROR = np.array([1.0, -1.0, -1.0])
 
 
+def canonical_vertices(x: torch.Tensor, model) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode raw (de-standardised) canonical hand vectors [B, 64] with a hand layer ``model`` (:class:`interhandgen.hand.HandModel`) into vertices and joints in the anchor frame.
+
+    The hand is posed with zero global orientation, centred on its middle-finger MCP joint, then rotated by the
+    6D rotation about that joint and moved to the translation: v = R (v0 - c0) + t. Differentiable.
+    Returns vertices [B, V, 3] and joints [B, 21, 3], metres.
+    """
+    if x.dim() != 2 or x.shape[1] != HAND_DIM:
+        raise InputError(f"x must have shape [B, 64], got {list(x.shape)}")
+    out = model(betas=x[:, BETAS_SLICE], hand_pose=x[:, POSE_SLICE])
+    R = rot6d_to_matrix(x[:, ROT_SLICE])
+    c = out.joints[:, CENTER_JOINT : CENTER_JOINT + 1]
+    t = x[:, None, TRANSL_SLICE]
+    verts = (out.vertices - c) @ R.transpose(1, 2) + t
+    joints = (out.joints - c) @ R.transpose(1, 2) + t
+    return verts, joints
+
+
 def _other(side: str) -> str:
     if side not in HAND_SIDES:
-        raise ValueError(f"anchor must be 'left' or 'right', got {side!r}")
+        raise InputError(f"anchor must be 'left' or 'right', got {side!r}")
     return "right" if side == "left" else "left"
 
 
@@ -84,7 +114,7 @@ def _models_data(models: Mapping[str, Any] | None, spec: HandModelSpec) -> dict:
     if models is None:
         models = spec.load("pca", False)
     if not isinstance(models, Mapping) or set(HAND_SIDES) - set(models):
-        raise ValueError("models must be a mapping with keys 'left' and 'right'")
+        raise InputError("models must be a mapping with keys 'left' and 'right'")
     return {side: _model_data(models[side], side) for side in HAND_SIDES}
 
 
@@ -102,8 +132,6 @@ def center_joint_world(data, betas: torch.Tensor, full_pose: torch.Tensor, globa
         data: HandModelData. betas [N, S], full_pose [N, 45] (mean-included joint axis-angle), global_orient [N, 3],
         transl [N, 3]; one dtype and device.
     """
-    from interhandgen.hand.joints import CENTER_JOINT
-
     chain = []  # the centre joint's ancestors, nearest first
     k = int(data.parents[CENTER_JOINT])
     while k >= 0:
@@ -182,9 +210,9 @@ def _check_x(x: torch.Tensor, name: str = "x") -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 3 or tuple(x.shape[1:]) != (2, HAND_DIM):
-        raise ValueError(f"{name} must have shape [N, 2, {HAND_DIM}], got {list(x.shape)}")
+        raise InputError(f"{name} must have shape [N, 2, {HAND_DIM}], got {list(x.shape)}")
     if not torch.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or inf")
+        raise InputError(f"{name} contains NaN or inf")
 
 
 def to_world(
@@ -221,7 +249,7 @@ def to_world(
     else:
         R_a, J_a = (torch.as_tensor(a).to(device=dev, dtype=torch.float64) for a in anchor_world)
         if R_a.shape != (n, 3, 3) or J_a.shape != (n, 3):
-            raise ValueError(f"anchor_world must be (R [N, 3, 3], J [N, 3]) with N = {n}, got {list(R_a.shape)} and {list(J_a.shape)}")
+            raise InputError(f"anchor_world must be (R [N, 3, 3], J [N, 3]) with N = {n}, got {list(R_a.shape)} and {list(J_a.shape)}")
     R_o = R_a @ rot6d_to_matrix(x[:, 1, ROT_SLICE])
     J_o = J_a + (R_a @ x[:, 1, TRANSL_SLICE, None])[..., 0]
     targets = {anchor: (R_a, J_a, x[:, 0]), other: (R_o, J_o, x[:, 1])}
@@ -364,16 +392,16 @@ class Standardizer:
         for name in ("mean", "std", "constant"):
             t = getattr(self, name)
             if tuple(t.shape) != (2, HAND_DIM):
-                raise ValueError(f"Standardizer.{name} must have shape [2, {HAND_DIM}], got {list(t.shape)}")
+                raise InputError(f"Standardizer.{name} must have shape [2, {HAND_DIM}], got {list(t.shape)}")
         if not torch.isfinite(self.mean).all() or not torch.isfinite(self.std).all() or (self.std <= 0).any():
-            raise ValueError("Standardizer.mean must be finite and Standardizer.std finite and positive")
+            raise InputError("Standardizer.mean must be finite and Standardizer.std finite and positive")
 
     @classmethod
     def fit(cls, x: torch.Tensor, min_std: float = 1e-6) -> "Standardizer":
         """Statistics of x [N, 2, 64] (N >= 2): mean and population std per dimension."""
         _check_x(x)
         if x.shape[0] < 2:
-            raise ValueError(f"Standardizer.fit needs at least 2 samples, got {x.shape[0]}")
+            raise InputError(f"Standardizer.fit needs at least 2 samples, got {x.shape[0]}")
         x = x.detach().to(torch.float64).cpu()
         mean = x.mean(0)
         std = x.std(0, unbiased=False)
@@ -394,13 +422,14 @@ class Standardizer:
     def state_dict(self) -> dict[str, Any]:
         """Plain-Python state (lists), e.g. to store in a checkpoint or JSON."""
         return {"mean": self.mean.tolist(), "std": self.std.tolist(), "constant": self.constant.tolist(),
-                "min_std": self.min_std, "layout": {"pose": [0, 45], "betas": [45, 55], "rot6d": [55, 61], "transl": [61, 64]}}
+                "min_std": self.min_std, "layout": {name: [sl.start, sl.stop] for name, sl in (("pose", POSE_SLICE), ("betas", BETAS_SLICE),
+                                                                    ("rot6d", ROT_SLICE), ("transl", TRANSL_SLICE))}}
 
     @classmethod
     def from_state_dict(cls, state: Mapping[str, Any]) -> "Standardizer":
         missing = [k for k in ("mean", "std", "constant") if k not in state]
         if missing:
-            raise ValueError(f"Standardizer state is missing {missing}")
+            raise InputError(f"Standardizer state is missing {missing}")
         f64 = torch.float64
         return cls(torch.as_tensor(np.asarray(state["mean"], dtype=np.float64), dtype=f64),
                    torch.as_tensor(np.asarray(state["std"], dtype=np.float64), dtype=f64),
@@ -417,14 +446,14 @@ class Standardizer:
                       "min_std": np.array(self.min_std)}
             atomic_write(path, lambda fh: np.savez(fh, **arrays))
         else:
-            raise ValueError(f"Standardizer files end in .json or .npz, got {path}")
+            raise InputError(f"Standardizer files end in .json or .npz, got {path}")
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Standardizer":
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"standardizer file not found: {path}")
+            raise MissingFileError(f"standardizer file not found: {path}")
         try:
             if path.suffix == ".json":
                 return cls.from_state_dict(json.loads(path.read_text()))
@@ -432,8 +461,8 @@ class Standardizer:
                 with np.load(path, allow_pickle=False) as z:
                     return cls.from_state_dict({k: z[k] for k in z.files} | {"min_std": float(z["min_std"]) if "min_std" in z.files else 1e-6})
         except (ValueError, KeyError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{path}: {exc}") from None
-        raise ValueError(f"Standardizer files end in .json or .npz, got {path}")
+            raise InputError(f"{path}: {exc}") from None
+        raise InputError(f"Standardizer files end in .json or .npz, got {path}")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -460,10 +489,10 @@ def load_training_arrays(
     if split is not None:
         if "split" not in two_hands.labels:
             src = npz_path if not isinstance(npz_path, TwoHandSet) else "the set"
-            raise ValueError(f"{src}: split {split!r} requested but the file has no 'split' field (use split=None for all samples)")
+            raise InputError(f"{src}: split {split!r} requested but the file has no 'split' field (use split=None for all samples)")
         two_hands = two_hands.select_split(split)
     if len(two_hands) == 0:
-        raise ValueError(f"split {split!r} is empty")
+        raise InputError(f"split {split!r} is empty")
     models = models or two_hands.hand_models(device=device)
     x = to_canonical(two_hands, models, anchor=anchor, device=device).x
     if mirror_augment:

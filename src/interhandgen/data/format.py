@@ -34,6 +34,13 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from interhandgen._atomic import atomic_write
+from interhandgen.exceptions import InputError, MissingFileError
+from interhandgen.hand.layer import HandModel
+from interhandgen.hand.mano_io import MANO_DOWNLOAD_HINT, read_mano_data
+from interhandgen.hand.model_data import HandModelData
+from interhandgen.hand.open_hand import open_hand
+from interhandgen.limits import check_hand_values
+from interhandgen.safe_files import NpzReader
 
 __all__ = [
     "FORMAT_VERSION",
@@ -71,7 +78,7 @@ STANDARD_SPLITS = ("train", "validation", "test")
 def _check_components(components: np.ndarray) -> np.ndarray:
     components = np.asarray(components, dtype=np.float64)
     if components.shape != (45, 45):
-        raise ValueError(f"argument 'components' must have shape [45, 45] (hands_components), got {list(components.shape)}")
+        raise InputError(f"argument 'components' must have shape [45, 45] (hands_components), got {list(components.shape)}")
     return components
 
 
@@ -80,7 +87,7 @@ def pca_to_axis_angle(coeffs: np.ndarray, components: np.ndarray) -> np.ndarray:
     components = _check_components(components)
     coeffs = np.asarray(coeffs, dtype=np.float64)
     if coeffs.ndim != 2 or not 1 <= coeffs.shape[1] <= 45:
-        raise ValueError(f"argument 'coeffs' must have shape [N, K] with 1 <= K <= 45, got {list(coeffs.shape)}")
+        raise InputError(f"argument 'coeffs' must have shape [N, K] with 1 <= K <= 45, got {list(coeffs.shape)}")
     return coeffs @ components[: coeffs.shape[1]]
 
 
@@ -95,16 +102,16 @@ def axis_angle_to_pca(pose: np.ndarray, components: np.ndarray, num_comps: int =
     components = _check_components(components)
     pose = np.asarray(pose, dtype=np.float64)
     if pose.ndim != 2 or pose.shape[1] != 45:
-        raise ValueError(f"argument 'pose' must have shape [N, 45], got {list(pose.shape)}")
+        raise InputError(f"argument 'pose' must have shape [N, 45], got {list(pose.shape)}")
     if not isinstance(num_comps, (int, np.integer)) or not 1 <= num_comps <= 45:
-        raise ValueError(f"argument 'num_comps' must be an integer in [1, 45], got {num_comps!r}")
+        raise InputError(f"argument 'num_comps' must be an integer in [1, 45], got {num_comps!r}")
     if num_comps == 45:
         try:
             return np.linalg.solve(components.T, pose.T).T
         except np.linalg.LinAlgError:
-            raise ValueError("hands_components is singular; axis-angle poses cannot be converted to PCA coefficients") from None
+            raise InputError("hands_components is singular; axis-angle poses cannot be converted to PCA coefficients") from None
     if not project:
-        raise ValueError(
+        raise InputError(
             f"converting to {num_comps} < 45 PCA components discards the part of each pose outside their span; "
             "pass project=True to project explicitly"
         )
@@ -115,13 +122,12 @@ def axis_angle_to_pca(pose: np.ndarray, components: np.ndarray, num_comps: int =
 
 def _model_data(model: Any, side: str):
     """HandModelData of a HandModel or HandModelData (checked to be of ``side``)."""
-    from interhandgen.hand.model_data import HandModelData
 
     data = getattr(model, "data", model)
     if not isinstance(data, HandModelData):
         raise TypeError(f"models['{side}'] must be a HandModel or HandModelData, got {type(model).__name__}")
     if data.side != side:
-        raise ValueError(f"models['{side}'] is a {data.side} hand model")
+        raise InputError(f"models['{side}'] is a {data.side} hand model")
     return data
 
 
@@ -148,7 +154,7 @@ def pose_from_full(full: np.ndarray, pose_space: str, flat_hand_mean: bool, data
 
 def _check_pose_space(pose_space: str) -> None:
     if pose_space not in POSE_SPACES:
-        raise ValueError(f"pose_space must be one of {POSE_SPACES}, got {pose_space!r}")
+        raise InputError(f"pose_space must be one of {POSE_SPACES}, got {pose_space!r}")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -210,9 +216,9 @@ class HandModelSpec:
 
     def __post_init__(self) -> None:
         if self.kind not in ("open_hand", "mano"):
-            raise ValueError(f"hand_model must be 'open_hand' or 'mano', got {self.kind!r}")
+            raise InputError(f"hand_model must be 'open_hand' or 'mano', got {self.kind!r}")
         if self.kind == "open_hand" and (self.mano_right or self.mano_left):
-            raise ValueError("an open_hand spec takes no MANO paths")
+            raise InputError("an open_hand spec takes no MANO paths")
 
     @classmethod
     def open_hand(cls) -> "HandModelSpec":
@@ -229,7 +235,7 @@ class HandModelSpec:
         if mano_dir is not None:
             mano_dir = Path(mano_dir)
             if not mano_dir.is_dir():
-                raise FileNotFoundError(f"MANO folder {mano_dir} does not exist")
+                raise MissingFileError(f"MANO folder {mano_dir} does not exist")
             right = right if right is not None else mano_dir / "MANO_RIGHT.pkl"
             left = left if left is not None else mano_dir / "MANO_LEFT.pkl"
         paths, hashes = {}, {}
@@ -239,7 +245,7 @@ class HandModelSpec:
                 continue
             p = Path(p).expanduser().resolve()
             if not p.is_file():
-                raise FileNotFoundError(f"MANO {side} model file {p} does not exist")
+                raise MissingFileError(f"MANO {side} model file {p} does not exist")
             paths[side], hashes[side] = str(p), _sha256(p)
         return cls("mano", paths["right"], paths["left"], hashes["right"], hashes["left"], bool(fix_left_shapedirs))
 
@@ -252,28 +258,25 @@ class HandModelSpec:
         """
         import torch
 
-        from interhandgen.hand.layer import HandModel
 
         _check_pose_space(pose_space)
         use_pca = pose_space == "pca"
         models = {}
         for side in HAND_SIDES:
             if self.kind == "open_hand":
-                from interhandgen.hand.open_hand import open_hand  # imported on demand
 
                 data = _model_data(open_hand(side), side)
             else:
-                from interhandgen.hand.mano_io import MANO_DOWNLOAD_HINT, read_mano_data
 
                 path = self.mano_right if side == "right" else self.mano_left
                 want = self.mano_right_sha256 if side == "right" else self.mano_left_sha256
                 if not path:
-                    raise FileNotFoundError(
+                    raise MissingFileError(
                         f"this set uses MANO but records no {side} model file; give it with "
                         f"set.with_hand_model(HandModelSpec.mano(MANO_DIR)) or --mano-dir. {MANO_DOWNLOAD_HINT}"
                     )
                 if verify and want and Path(path).is_file() and _sha256(Path(path)) != want:
-                    raise ValueError(f"MANO {side} model file {path} differs from the one recorded (SHA-256 {want[:12]}...)")
+                    raise InputError(f"MANO {side} model file {path} differs from the one recorded (SHA-256 {want[:12]}...)")
                 data = read_mano_data(path, side=side, fix_left_shapedirs=self.fix_left_shapedirs)
             models[side] = HandModel(data, use_pca=use_pca, num_pca_comps=45, flat_hand_mean=flat_hand_mean).to(torch.device(device))
         return models
@@ -353,7 +356,7 @@ class TwoHandSet:
             LABEL_GROUPS, (category, split, object_id), (category_names, split_names, object_names)
         ):
             if (ids is None) != (names is None):
-                raise ValueError(f"'{key}' and '{names_key}' must be given together")
+                raise InputError(f"'{key}' and '{names_key}' must be given together")
             if ids is not None:
                 self.labels[key] = (np.asarray(ids), tuple(str(s) for s in names))
         self.object_pose = None if object_pose is None else np.asarray(object_pose)
@@ -362,7 +365,7 @@ class TwoHandSet:
             try:
                 metadata = json.loads(metadata)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"metadata is not valid JSON: {exc}") from None
+                raise InputError(f"metadata is not valid JSON: {exc}") from None
         metadata = dict(metadata or {})
         try:
             json.dumps(metadata)
@@ -381,25 +384,25 @@ class TwoHandSet:
                 arr = getattr(hand, name)
                 field = f"{side}_{name}"
                 if arr.ndim != 2 or arr.shape[1] != width or arr.shape[0] != n:
-                    raise ValueError(f"{source}: field '{field}' must have shape [N, {width}] with N = {n}, got {list(arr.shape)}")
+                    raise InputError(f"{source}: field '{field}' must have shape [N, {width}] with N = {n}, got {list(arr.shape)}")
                 _check_finite(arr, source, field)
         for key, names_key in LABEL_GROUPS:
             if key not in self.labels:
                 continue
             ids, names = self.labels[key]
             if ids.shape != (n,) or ids.dtype.kind not in "iu":
-                raise ValueError(f"{source}: field '{key}' must be an integer array of shape [{n}], got {ids.dtype} {list(ids.shape)}")
+                raise InputError(f"{source}: field '{key}' must be an integer array of shape [{n}], got {ids.dtype} {list(ids.shape)}")
             if len(names) == 0 or len(set(names)) != len(names):
-                raise ValueError(f"{source}: field '{names_key}' must hold distinct names, got {list(names)}")
+                raise InputError(f"{source}: field '{names_key}' must hold distinct names, got {list(names)}")
             if n and (ids.min() < 0 or ids.max() >= len(names)):
-                raise ValueError(f"{source}: field '{key}' has values outside [0, {len(names)}) ({names_key} has {len(names)} names)")
+                raise InputError(f"{source}: field '{key}' has values outside [0, {len(names)}) ({names_key} has {len(names)} names)")
             self.labels[key] = (ids.astype(np.int64), names)
         if self.object_pose is not None:
             if self.object_pose.shape != (n, OBJECT_POSE_DIM) or self.object_pose.dtype.kind != "f":
-                raise ValueError(f"{source}: field 'object_pose' must be a float array of shape [{n}, {OBJECT_POSE_DIM}], got {list(self.object_pose.shape)}")
+                raise InputError(f"{source}: field 'object_pose' must be a float array of shape [{n}, {OBJECT_POSE_DIM}], got {list(self.object_pose.shape)}")
             _check_finite(self.object_pose, source, "object_pose")
         if self.record_id is not None and self.record_id.shape != (n,):
-            raise ValueError(f"{source}: field 'record_id' must have shape [{n}], got {list(self.record_id.shape)}")
+            raise InputError(f"{source}: field 'record_id' must have shape [{n}], got {list(self.record_id.shape)}")
 
     # ------------------------------------------------------------------ basics
     def __len__(self) -> int:
@@ -412,7 +415,7 @@ class TwoHandSet:
 
     def hand(self, side: str) -> HandParams:
         if side not in HAND_SIDES:
-            raise ValueError(f"side must be 'left' or 'right', got {side!r}")
+            raise InputError(f"side must be 'left' or 'right', got {side!r}")
         return getattr(self, side)
 
     @property
@@ -469,10 +472,10 @@ class TwoHandSet:
     def select_split(self, name: str) -> "TwoHandSet":
         """The samples of split ``name`` (ValueError if the set has no splits or no such split)."""
         if "split" not in self.labels:
-            raise ValueError("this set has no 'split' labels")
+            raise InputError("this set has no 'split' labels")
         ids, names = self.labels["split"]
         if name not in names:
-            raise ValueError(f"no split {name!r}; the set has {list(names)}")
+            raise InputError(f"no split {name!r}; the set has {list(names)}")
         return self[ids == names.index(name)]
 
     def with_hand_model(self, spec: HandModelSpec) -> "TwoHandSet":
@@ -491,7 +494,6 @@ class TwoHandSet:
         """Hand layers with this set's conventions; given models are reused if already configured so."""
         import torch
 
-        from interhandgen.hand.layer import HandModel
 
         if models is None:
             return self.hand_models(device=device)
@@ -499,7 +501,7 @@ class TwoHandSet:
         out = {}
         for side in HAND_SIDES:
             if side not in models:
-                raise ValueError(f"models must have keys 'left' and 'right', got {sorted(models)}")
+                raise InputError(f"models must have keys 'left' and 'right', got {sorted(models)}")
             m = models[side]
             data = _model_data(m, side)
             if (isinstance(m, HandModel) and m.use_pca == use_pca and m.pose_dim == 45
@@ -563,7 +565,7 @@ class TwoHandSet:
         flat = self.flat_hand_mean if flat_hand_mean is None else bool(flat_hand_mean)
         _check_pose_space(pose_space)
         if num_comps != 45 and pose_space != "pca":
-            raise ValueError("num_comps applies to pose_space 'pca' only")
+            raise InputError("num_comps applies to pose_space 'pca' only")
         if pose_space == self.pose_space and flat == self.flat_hand_mean and num_comps == 45:
             return self
         if models is None:
@@ -605,7 +607,7 @@ class TwoHandSet:
         """Write an uncompressed .npz atomically (temp file, fsync, rename). Returns the path."""
         path = Path(path)
         if path.suffix != ".npz":
-            raise ValueError(f"a TwoHandSet file must end in .npz, got {path}")
+            raise InputError(f"a TwoHandSet file must end in .npz, got {path}")
         arrays = self.to_arrays()
         atomic_write(path, lambda fh: np.savez(fh, **arrays))
         return path
@@ -613,12 +615,9 @@ class TwoHandSet:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "TwoHandSet":
         """Read and validate a .npz written by :meth:`save`; errors name the file and the field."""
-        from interhandgen.exceptions import InputError
-        from interhandgen.safe_files import NpzReader
-
         path = Path(path)
         if not path.is_file() and not path.is_dir():
-            raise FileNotFoundError(f"two-hand data file not found: {path}")
+            raise MissingFileError(f"two-hand data file not found: {path}")
         z = NpzReader(path, "two-hand .npz")
         with z:
             files = set(z.files)
@@ -627,37 +626,37 @@ class TwoHandSet:
             ]
             missing = [k for k in required if k not in files]
             if missing:
-                raise ValueError(f"{path}: missing field(s) {missing}")
+                raise InputError(f"{path}: missing field(s) {missing}")
             version = z["format_version"]
             if version.shape != () or version.dtype.kind not in "iu":
                 raise InputError(f"{path}: field 'format_version' must be an integer scalar, got {version.dtype} "
                                  f"{list(version.shape)}")
             version = int(version)
             if version != FORMAT_VERSION:
-                raise ValueError(f"{path}: field 'format_version' is {version}, this library reads version {FORMAT_VERSION}")
+                raise InputError(f"{path}: field 'format_version' is {version}, this library reads version {FORMAT_VERSION}")
 
             def scalar_str(key, default=""):
                 if key not in files:
                     return default
                 a = z[key]
                 if a.shape != () or a.dtype.kind != "U":
-                    raise ValueError(f"{path}: field '{key}' must be a string scalar, got {a.dtype} {list(a.shape)}")
+                    raise InputError(f"{path}: field '{key}' must be a string scalar, got {a.dtype} {list(a.shape)}")
                 return str(a)
 
             def scalar_bool(key, default=None):
                 if key not in files:
                     if default is None:
-                        raise ValueError(f"{path}: missing field '{key}'")
+                        raise InputError(f"{path}: missing field '{key}'")
                     return default
                 a = z[key]
                 if a.shape != () or a.dtype != bool:
-                    raise ValueError(f"{path}: field '{key}' must be a boolean scalar, got {a.dtype} {list(a.shape)}")
+                    raise InputError(f"{path}: field '{key}' must be a boolean scalar, got {a.dtype} {list(a.shape)}")
                 return bool(a)
 
             def float_array(key):
                 a = z[key]
                 if a.dtype.kind != "f":
-                    raise ValueError(f"{path}: field '{key}' must be floating point, got {a.dtype}")
+                    raise InputError(f"{path}: field '{key}' must be floating point, got {a.dtype}")
                 if a.ndim != 2:
                     raise InputError(f"{path}: field '{key}' must be a 2-D array [N, D], got shape {list(a.shape)}")
                 return a
@@ -670,33 +669,33 @@ class TwoHandSet:
                     scalar_str("mano_left_sha256"), scalar_bool("mano_fix_left_shapedirs", True),
                 )
             except ValueError as exc:
-                raise ValueError(f"{path}: field 'hand_model': {exc}") from None
+                raise InputError(f"{path}: field 'hand_model': {exc}") from None
             kw: dict[str, Any] = {}
             for key, names_key in LABEL_GROUPS:
                 if (key in files) != (names_key in files):
-                    raise ValueError(f"{path}: fields '{key}' and '{names_key}' must be present together")
+                    raise InputError(f"{path}: fields '{key}' and '{names_key}' must be present together")
                 if key in files:
                     names = z[names_key]
                     if names.ndim != 1 or names.dtype.kind != "U":
-                        raise ValueError(f"{path}: field '{names_key}' must be a 1-D string array, got {names.dtype} {list(names.shape)}")
+                        raise InputError(f"{path}: field '{names_key}' must be a 1-D string array, got {names.dtype} {list(names.shape)}")
                     kw[key], kw[names_key] = z[key], names.tolist()
             if "object_pose" in files:
                 kw["object_pose"] = float_array("object_pose")
             if "record_id" in files:
                 rid = z["record_id"]
                 if rid.dtype.kind != "U":
-                    raise ValueError(f"{path}: field 'record_id' must be a string array, got {rid.dtype}")
+                    raise InputError(f"{path}: field 'record_id' must be a string array, got {rid.dtype}")
                 kw["record_id"] = rid
             meta = scalar_str("metadata", "{}")
             try:
                 meta = json.loads(meta)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}: field 'metadata' is not valid JSON: {exc}") from None
+                raise InputError(f"{path}: field 'metadata' is not valid JSON: {exc}") from None
             if not isinstance(meta, dict):
-                raise ValueError(f"{path}: field 'metadata' must be a JSON object, got {type(meta).__name__}")
+                raise InputError(f"{path}: field 'metadata' must be a JSON object, got {type(meta).__name__}")
             pose_space = scalar_str("pose_space")
             if pose_space not in POSE_SPACES:
-                raise ValueError(f"{path}: field 'pose_space' must be one of {POSE_SPACES}, got {pose_space!r}")
+                raise InputError(f"{path}: field 'pose_space' must be one of {POSE_SPACES}, got {pose_space!r}")
             flat = scalar_bool("flat_hand_mean")
         obj = cls.__new__(cls)
         try:
@@ -704,9 +703,7 @@ class TwoHandSet:
                          hand_model=spec, metadata=meta, **kw)
         except (ValueError, TypeError) as exc:
             msg = str(exc).replace("TwoHandSet: ", "")
-            raise ValueError(f"{path}: {msg}") from None
-        from interhandgen.limits import check_hand_values
-
+            raise InputError(f"{path}: {msg}") from None
         check_hand_values({f"{side}_{n}": getattr(getattr(obj, side), n) for side in HAND_SIDES for n in HAND_FIELDS},
                           str(path))
         return obj
@@ -716,7 +713,7 @@ def _check_finite(arr: np.ndarray, source: str, field: str) -> None:
     finite = np.isfinite(arr)
     if not finite.all():
         bad = np.argwhere(~finite)[0]
-        raise ValueError(f"{source}: field '{field}' contains NaN or inf (first at sample {int(bad[0])})")
+        raise InputError(f"{source}: field '{field}' contains NaN or inf (first at sample {int(bad[0])})")
 
 
 def concatenate(sets: Iterable[TwoHandSet]) -> TwoHandSet:
@@ -729,7 +726,7 @@ def concatenate(sets: Iterable[TwoHandSet]) -> TwoHandSet:
     """
     sets = list(sets)
     if not sets:
-        raise ValueError("concatenate needs at least one TwoHandSet")
+        raise InputError("concatenate needs at least one TwoHandSet")
     for s in sets:
         if not isinstance(s, TwoHandSet):
             raise TypeError(f"concatenate takes TwoHandSet objects, got {type(s).__name__}")
@@ -737,7 +734,7 @@ def concatenate(sets: Iterable[TwoHandSet]) -> TwoHandSet:
     for i, s in enumerate(sets[1:], 1):
         for attr in ("pose_space", "flat_hand_mean", "hand_model"):
             if getattr(s, attr) != getattr(first, attr):
-                raise ValueError(f"set {i} has {attr}={getattr(s, attr)!r} but set 0 has {getattr(first, attr)!r}")
+                raise InputError(f"set {i} has {attr}={getattr(s, attr)!r} but set 0 has {getattr(first, attr)!r}")
     kw: dict[str, Any] = {}
     for side in HAND_SIDES:
         parts = [s.hand(side) for s in sets]
@@ -747,7 +744,7 @@ def concatenate(sets: Iterable[TwoHandSet]) -> TwoHandSet:
     def presence(name, has):
         flags = [has(s) for s in sets]
         if any(flags) and not all(flags):
-            raise ValueError(f"field '{name}' is present in sets {[i for i, f in enumerate(flags) if f]} but not in all {len(sets)} sets")
+            raise InputError(f"field '{name}' is present in sets {[i for i, f in enumerate(flags) if f]} but not in all {len(sets)} sets")
         return all(flags)
 
     for key, names_key in LABEL_GROUPS:

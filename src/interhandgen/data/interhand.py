@@ -37,6 +37,8 @@ from tqdm import tqdm
 from interhandgen.data._records import LoadSummary, merge_summaries, safe_pickle_load
 from interhandgen.data.format import HAND_SIDES, HandModelSpec, HandParams, TwoHandSet, concatenate
 from interhandgen.rotations import matrix_to_axis_angle
+from interhandgen.exceptions import InputError, MissingFileError
+from interhandgen.safe_files import read_json
 
 __all__ = ["load_interhand_mano_json", "load_intaghand_anno", "INTERHAND_MANO_SETTINGS", "INTAGHAND_MANO_SETTINGS"]
 
@@ -89,7 +91,7 @@ def _describe(value: Any, length: int) -> str:
 def _spec_for(mano_dir, hand_model: HandModelSpec | None, fix_left_shapedirs: bool) -> HandModelSpec:
     if hand_model is not None:
         if hand_model.kind != "mano" or hand_model.fix_left_shapedirs != fix_left_shapedirs:
-            raise ValueError(f"this data set needs a MANO spec with fix_left_shapedirs={fix_left_shapedirs}, got {hand_model}")
+            raise InputError(f"this data set needs a MANO spec with fix_left_shapedirs={fix_left_shapedirs}, got {hand_model}")
         return hand_model
     if mano_dir is not None:
         return HandModelSpec.mano(mano_dir, fix_left_shapedirs=fix_left_shapedirs)
@@ -130,19 +132,17 @@ def load_interhand_mano_json(
         (set, summary). Records are frames. Frames where a hand is null are counted in ``summary.filtered``
         under "left hand null", "right hand null" or "both hands null". Record ids "capture_id/frame_idx".
     Raises:
-        BadRecordError (a ValueError) naming the file, capture and frame of a malformed record.
+        BadRecordError (an InputError) naming the file, capture and frame of a malformed record.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"InterHand2.6M MANO file not found: {path}")
+        raise MissingFileError(f"InterHand2.6M MANO file not found: {path}")
     if split is None:
         m = _SPLIT_FROM_NAME.search(path.name)
         split = m.group(1) if m else None
-    from interhandgen.safe_files import read_json
-
     raw = read_json(path, "InterHand2.6M MANO JSON")  # strict: duplicate frame keys, non-UTF-8, deep nesting
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a JSON object {{capture_id: {{frame_idx: {{...}}}}}}, got {type(raw).__name__}")
+        raise InputError(f"{path}: expected a JSON object {{capture_id: {{frame_idx: {{...}}}}}}, got {type(raw).__name__}")
     summary = LoadSummary(str(path))
     fields = {side: {k: [] for k in ("pose", "shape", "trans")} for side in HAND_SIDES}
     ids: list[str] = []
@@ -224,7 +224,7 @@ def _intaghand_groups(path: Path) -> list[tuple[str | None, list[Path], Path]]:
     if path.is_file():
         return [(None, [path], path.parent)]
     if not path.is_dir():
-        raise FileNotFoundError(f"IntagHand annotation path not found: {path}")
+        raise MissingFileError(f"IntagHand annotation path not found: {path}")
     if any(p.suffix == ".pkl" for p in path.iterdir()):
         split = path.parent.name if path.name == "anno" and path.parent.name in _INTAGHAND_SPLIT_FOLDERS else None
         return [(split, _anno_files(path), path)]
@@ -232,7 +232,7 @@ def _intaghand_groups(path: Path) -> list[tuple[str | None, list[Path], Path]]:
         return [(path.name if path.name in _INTAGHAND_SPLIT_FOLDERS else None, _anno_files(path / "anno"), path / "anno")]
     groups = [(s, _anno_files(path / s / "anno"), path / s / "anno") for s in _INTAGHAND_SPLIT_FOLDERS if (path / s / "anno").is_dir()]
     if not groups:
-        raise FileNotFoundError(f"{path}: no IntagHand annotations (*.pkl, anno/*.pkl or {{train,val,test}}/anno/*.pkl)")
+        raise MissingFileError(f"{path}: no IntagHand annotations (*.pkl, anno/*.pkl or {{train,val,test}}/anno/*.pkl)")
     return groups
 
 

@@ -1,10 +1,10 @@
-"""Gaussian diffusion core: schedules, forward noising, DDIM / reference samplers, guidance wrappers.
+"""Gaussian diffusion core: schedules, forward noising, DDIM / reference samplers, classifier-free guidance (cfg).
 
 Works with any x0-predicting denoiser ``denoiser(x_t [B, D], t [B] int64, cond) -> x0_hat [B, D]``; see
 docs/diffusion.md.
 """
 
-from interhandgen.diffusion.guidance import classifier_free_guidance, conditional, dims_mask, unconditional
+from interhandgen.diffusion.cfg import classifier_free_guidance, conditional, dims_mask, unconditional
 from interhandgen.diffusion.samplers import (
     SPACINGS,
     UPDATES,

@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from interhandgen.diffusion.schedule import Schedule
+from interhandgen.exceptions import InputError
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor]
 X0Guidance = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
@@ -45,13 +46,13 @@ def sampling_timesteps(num_timesteps: int, num_steps: int, spacing: str = "linsp
             reference code's list (T = 129, S = 42: 123, 120, ..., 3, 0).
     """
     if isinstance(num_steps, bool) or not isinstance(num_steps, int) or not 1 <= num_steps <= num_timesteps:
-        raise ValueError(f"num_steps must be an int in 1..{num_timesteps} (the schedule's T), got {num_steps!r}")
+        raise InputError(f"num_steps must be an int in 1..{num_timesteps} (the schedule's T), got {num_steps!r}")
     if spacing == "linspace":
         ts = torch.linspace(num_timesteps - 1, 0, num_steps, dtype=torch.float64).round().to(torch.int64)
     elif spacing == "leading":
         ts = torch.arange(num_steps - 1, -1, -1, dtype=torch.int64) * (num_timesteps // num_steps)
     else:
-        raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
+        raise InputError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
     return ts
 
 
@@ -62,9 +63,9 @@ def step_coefficients(schedule: Schedule, t: int, t_next: int, eta: float) -> tu
     reference update).
     """
     if not 0 <= t < schedule.num_timesteps:
-        raise ValueError(f"t must lie in 0..{schedule.num_timesteps - 1}, got {t}")
+        raise InputError(f"t must lie in 0..{schedule.num_timesteps - 1}, got {t}")
     if not -1 <= t_next < t:
-        raise ValueError(f"t_next must lie in -1..{t - 1} (below t = {t}), got {t_next}")
+        raise InputError(f"t_next must lie in -1..{t - 1} (below t = {t}), got {t_next}")
     abar_t = float(schedule.alphas_cumprod[t])
     abar_next = 1.0 if t_next < 0 else float(schedule.alphas_cumprod[t_next])
     sigma = eta * math.sqrt((1.0 - abar_next) / (1.0 - abar_t) * (1.0 - abar_t / abar_next))
@@ -93,9 +94,9 @@ def ddim_step(
     Returns: x_{t_next} [B, ...].
     """
     if update not in UPDATES:
-        raise ValueError(f"update must be one of {UPDATES}, got {update!r}")
+        raise InputError(f"update must be one of {UPDATES}, got {update!r}")
     if x0_hat.shape != x_t.shape:
-        raise ValueError(f"x0_hat must have the shape of x_t {list(x_t.shape)}, got {list(x0_hat.shape)}")
+        raise InputError(f"x0_hat must have the shape of x_t {list(x_t.shape)}, got {list(x0_hat.shape)}")
     a_next, sigma, c_dir = step_coefficients(schedule, t, t_next, eta)
     if update == "ddim":
         a_t = math.sqrt(float(schedule.alphas_cumprod[t]))
@@ -106,9 +107,9 @@ def ddim_step(
     x_next = a_next * x0_hat + c_dir * direction
     if sigma > 0.0:
         if noise is None:
-            raise ValueError(f"noise is required for a stochastic step (eta = {eta}, t = {t} -> {t_next})")
+            raise InputError(f"noise is required for a stochastic step (eta = {eta}, t = {t} -> {t_next})")
         if noise.shape != x_t.shape:
-            raise ValueError(f"noise must have the shape of x_t {list(x_t.shape)}, got {list(noise.shape)}")
+            raise InputError(f"noise must have the shape of x_t {list(x_t.shape)}, got {list(noise.shape)}")
         x_next = x_next + sigma * noise
     return x_next
 
@@ -151,23 +152,23 @@ def ddim_sample(
     Returns: x0 [B, ...]: the last step goes to t = -1, where both updates return the final x0_hat.
     """
     if not isinstance(noise, torch.Tensor) or noise.dim() < 2:
-        raise ValueError(f"noise must be a tensor [B, D, ...], got "
+        raise InputError(f"noise must be a tensor [B, D, ...], got "
                          f"{list(noise.shape) if isinstance(noise, torch.Tensor) else type(noise).__name__}")
     if not noise.is_floating_point():
         raise TypeError(f"noise must be a floating-point tensor, got dtype {noise.dtype}")
     if not 0.0 <= float(eta) <= 1.0:
-        raise ValueError(f"eta must lie in [0, 1], got {eta}")
+        raise InputError(f"eta must lie in [0, 1], got {eta}")
     if update not in UPDATES:
-        raise ValueError(f"update must be one of {UPDATES}, got {update!r}")
+        raise InputError(f"update must be one of {UPDATES}, got {update!r}")
     if timesteps is None:
         ts = sampling_timesteps(schedule.num_timesteps, num_steps,
                                 spacing or ("leading" if update == "reference" else "linspace"))
     else:
         ts = torch.as_tensor(list(timesteps), dtype=torch.int64)
         if ts.dim() != 1 or ts.numel() != num_steps:
-            raise ValueError(f"timesteps must hold num_steps = {num_steps} ints, got {list(timesteps)}")
+            raise InputError(f"timesteps must hold num_steps = {num_steps} ints, got {list(timesteps)}")
         if (ts[1:] >= ts[:-1]).any() or int(ts.min()) < 0 or int(ts.max()) >= schedule.num_timesteps:
-            raise ValueError(f"timesteps must be strictly decreasing within 0..{schedule.num_timesteps - 1}, "
+            raise InputError(f"timesteps must be strictly decreasing within 0..{schedule.num_timesteps - 1}, "
                              f"got {ts.tolist()}")
     visit = ts.tolist()
     nexts = visit[1:] + [-1]
@@ -177,12 +178,12 @@ def ddim_sample(
         t_batch = torch.full((B,), t, dtype=torch.int64, device=device)
         x0_hat = denoiser(x, t_batch, cond)
         if not isinstance(x0_hat, torch.Tensor) or x0_hat.shape != x.shape:
-            raise ValueError(f"the denoiser must return x0_hat of shape {list(x.shape)}, got "
+            raise InputError(f"the denoiser must return x0_hat of shape {list(x.shape)}, got "
                              f"{list(x0_hat.shape) if isinstance(x0_hat, torch.Tensor) else type(x0_hat).__name__}")
         if x0_guidance is not None:
             x0_hat = x0_guidance(x0_hat, x, t_batch, i)
             if not isinstance(x0_hat, torch.Tensor) or x0_hat.shape != x.shape:
-                raise ValueError(f"x0_guidance must return a tensor of shape {list(x.shape)}")
+                raise InputError(f"x0_guidance must return a tensor of shape {list(x.shape)}")
         z = None
         if eta > 0.0 and t_next >= 0:
             z = torch.randn(x.shape, generator=generator, dtype=x.dtype,

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any, Mapping
 
 import torch
+
+from interhandgen.exceptions import InputError
 
 
 def _gather(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -51,10 +54,10 @@ class Schedule:
         if not isinstance(betas, torch.Tensor):
             raise TypeError(f"betas must be a torch.Tensor, got {type(betas).__name__}")
         if betas.dim() != 1 or betas.numel() < 1:
-            raise ValueError(f"betas must have shape [T] with T >= 1, got {list(betas.shape)}")
+            raise InputError(f"betas must have shape [T] with T >= 1, got {list(betas.shape)}")
         betas = betas.detach().to(torch.float64)
         if not torch.isfinite(betas).all() or not ((betas > 0) & (betas < 1)).all():
-            raise ValueError(
+            raise InputError(
                 f"betas must lie in the open interval (0, 1); got min {betas.min().item():.3g}, "
                 f"max {betas.max().item():.3g}")
         alphas = 1.0 - betas
@@ -71,6 +74,18 @@ class Schedule:
         )
 
     @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> "Schedule":
+        """The schedule named by a training config (``schedule``, ``num_timesteps``, ``beta_start``, ``beta_end``;
+        the defaults are :class:`interhandgen.training.TrainConfig`'s): the ONE place a schedule is built from one."""
+        kind = cfg.get("schedule", "linear")
+        T = int(cfg.get("num_timesteps", 129))
+        if kind == "linear":
+            return cls.linear(float(cfg.get("beta_start", 1e-4)), float(cfg.get("beta_end", 0.01)), T)
+        if kind == "cosine":
+            return cls.cosine(T)
+        raise InputError(f"unknown schedule {kind!r} in the model's training config (expected 'linear' or 'cosine')")
+
+    @classmethod
     def linear(cls, beta_start: float = 1e-4, beta_end: float = 0.01, num_timesteps: int = 129) -> "Schedule":
         """Betas evenly spaced from ``beta_start`` to ``beta_end`` (both included), as in DDPM.
 
@@ -78,9 +93,9 @@ class Schedule:
         noise: abar_{T-1} = 0.52, so the last noisy marginal of standardised data still holds ~72% signal.
         """
         if isinstance(num_timesteps, bool) or not isinstance(num_timesteps, int) or num_timesteps < 1:
-            raise ValueError(f"num_timesteps must be a positive int, got {num_timesteps!r}")
+            raise InputError(f"num_timesteps must be a positive int, got {num_timesteps!r}")
         if not (0 < beta_start < 1 and 0 < beta_end < 1):
-            raise ValueError(f"beta_start and beta_end must lie in (0, 1), got {beta_start}, {beta_end}")
+            raise InputError(f"beta_start and beta_end must lie in (0, 1), got {beta_start}, {beta_end}")
         return cls.from_betas(torch.linspace(beta_start, beta_end, num_timesteps, dtype=torch.float64))
 
     @classmethod
@@ -91,11 +106,11 @@ class Schedule:
         singular last step where abar reaches 0).
         """
         if isinstance(num_timesteps, bool) or not isinstance(num_timesteps, int) or num_timesteps < 1:
-            raise ValueError(f"num_timesteps must be a positive int, got {num_timesteps!r}")
+            raise InputError(f"num_timesteps must be a positive int, got {num_timesteps!r}")
         if s <= 0:
-            raise ValueError(f"s must be > 0, got {s}")
+            raise InputError(f"s must be > 0, got {s}")
         if not 0 < max_beta < 1:
-            raise ValueError(f"max_beta must lie in (0, 1), got {max_beta}")
+            raise InputError(f"max_beta must lie in (0, 1), got {max_beta}")
         u = torch.arange(num_timesteps + 1, dtype=torch.float64) / num_timesteps
         f = torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2
         betas = torch.clamp(1.0 - f[1:] / f[:-1], max=max_beta)
@@ -120,18 +135,18 @@ class Schedule:
         if t.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
             raise TypeError(f"{name} must hold integer timesteps (int64), got dtype {t.dtype}")
         if t.dim() != 1:
-            raise ValueError(f"{name} must have shape [B], got {list(t.shape)}")
+            raise InputError(f"{name} must have shape [B], got {list(t.shape)}")
         lo = -1 if allow_minus_one else 0
         if t.numel() and (int(t.min()) < lo or int(t.max()) >= self.num_timesteps):
-            raise ValueError(
+            raise InputError(
                 f"{name} must lie in {lo}..{self.num_timesteps - 1}, got range {int(t.min())}..{int(t.max())}")
 
 
 def _check_pair(a: torch.Tensor, b: torch.Tensor, a_name: str, b_name: str) -> None:
     if a.shape != b.shape:
-        raise ValueError(f"{a_name} and {b_name} must have the same shape, got {list(a.shape)} and {list(b.shape)}")
+        raise InputError(f"{a_name} and {b_name} must have the same shape, got {list(a.shape)} and {list(b.shape)}")
     if a.dim() < 1:
-        raise ValueError(f"{a_name} must have a batch dimension, got a scalar")
+        raise InputError(f"{a_name} must have a batch dimension, got a scalar")
 
 
 def q_sample(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, schedule: Schedule) -> torch.Tensor:
@@ -146,7 +161,7 @@ def q_sample(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, schedule: S
     _check_pair(x0, noise, "x0", "noise")
     schedule.check_timesteps(t)
     if t.shape[0] != x0.shape[0]:
-        raise ValueError(f"t has {t.shape[0]} entries but x0 has batch size {x0.shape[0]}")
+        raise InputError(f"t has {t.shape[0]} entries but x0 has batch size {x0.shape[0]}")
     return _gather(schedule.sqrt_alphas_cumprod, t, x0) * x0 + _gather(schedule.sqrt_one_minus_alphas_cumprod, t, x0) * noise
 
 

@@ -7,6 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from interhandgen.exceptions import MissingFileError
+from interhandgen.data.canonical import to_canonical
+from interhandgen.data.format import TwoHandSet
+from interhandgen.evaluation.features import load_feature_extractor, train_feature_extractor
+from interhandgen.evaluation.protocol import canonical_two_hand_vertices
 
 #: Directory (config.json + model.safetensors, as written by ``save_feature_extractor``) of the evaluator for the
 #: synthetic data set, built by ``interhandgen evaluator train --data data/synth.npz --out DIR --epochs 4
@@ -19,7 +24,7 @@ def bundled_evaluator_path() -> Path:
     path = Path(str(resources.files("interhandgen") / "evaluation" / "assets" / BUNDLED_EVALUATOR))
     missing = [name for name in ("config.json", "model.safetensors") if not (path / name).is_file()]
     if missing:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"the bundled feature extractor {path} is missing {', '.join(missing)} in this installation; pass "
             "--evaluator PATH (train one with `interhandgen evaluator train --data DATA.npz --out DIR`)"
         )
@@ -28,15 +33,12 @@ def bundled_evaluator_path() -> Path:
 
 def load_evaluator(path: str | Path | None = None, device: str | torch.device = "cpu"):
     """Load a feature extractor (directory or its config.json) in eval mode; ``None`` loads the bundled one."""
-    from interhandgen.evaluation.features import load_feature_extractor
 
     return load_feature_extractor(bundled_evaluator_path() if path is None else Path(path), device=device)
 
 
 def evaluator_training_arrays(two_hands, models=None, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """(vertices [N, 2, V, 3] in the left hand's canonical frame, targets [N, 128] = both canonical 64-vectors)."""
-    from interhandgen.data.canonical import to_canonical
-    from interhandgen.evaluation.protocol import canonical_two_hand_vertices
 
     models = models or two_hands.hand_models(device=device)
     verts = canonical_two_hand_vertices(two_hands, models, device)
@@ -48,8 +50,6 @@ def train_evaluator(data_path: str | Path, out: str | Path, epochs: int = 30, ma
                     seed: int = 0, device: str = "cpu", progress: bool = True, **kw: Any) -> dict[str, Any]:
     """Train the feature extractor on the train split of a TwoHandSet file (validation on its validation split
     when present, else a held-out 10%)."""
-    from interhandgen.data.format import TwoHandSet
-    from interhandgen.evaluation.features import train_feature_extractor
 
     data = TwoHandSet.load(data_path)
     if data.split is not None:

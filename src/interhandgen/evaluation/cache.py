@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from interhandgen._atomic import atomic_write_bytes
+from interhandgen import __version__
 
 __all__ = ["default_cache_dir", "reference_features_key", "cached_reference_features"]
 
@@ -36,7 +37,6 @@ def default_cache_dir() -> Path:
 def reference_features_key(extractor: torch.nn.Module, reference, batch_size: int, device: str | torch.device) -> str:
     """SHA-256 over the extractor's state (names, shapes, dtypes, bytes) and config, the reference set's arrays,
     the batch size, the device type and the package version."""
-    from interhandgen import __version__
 
     h = hashlib.sha256()
     h.update(f"interhandgen {__version__}; batch {int(batch_size)}; device {torch.device(device).type}\n".encode())

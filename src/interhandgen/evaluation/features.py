@@ -51,6 +51,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from interhandgen._atomic import atomic_write_bytes
+from interhandgen.geometry.points import farthest_point_sample, gather_rows, knn_indices, pairwise_sq_distances
+from interhandgen.exceptions import InputError, MissingFileError
+from interhandgen.safe_files import read_json
 
 __all__ = [
     "FeatureExtractorConfig",
@@ -128,52 +131,52 @@ class FeatureExtractorConfig:
         """Raise ValueError naming the field if the configuration is inconsistent."""
         def positive(name: str, value: Any) -> None:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"feature extractor config: field '{name}' must be a positive integer, got {value!r}")
+                raise InputError(f"feature extractor config: field '{name}' must be a positive integer, got {value!r}")
 
         for name in ("num_vertices", "num_outputs", "sa1_centroids", "sa2_centroids", "head_hidden", "feature_dim"):
             positive(name, getattr(self, name))
         if len(self.vertex_indices) < 1:
-            raise ValueError("feature extractor config: field 'vertex_indices' must not be empty")
+            raise InputError("feature extractor config: field 'vertex_indices' must not be empty")
         idx = np.asarray(self.vertex_indices)
         if idx.min() < 0 or idx.max() >= self.num_vertices:
-            raise ValueError(
+            raise InputError(
                 f"feature extractor config: field 'vertex_indices' must lie in [0, {self.num_vertices}), "
                 f"got range [{idx.min()}, {idx.max()}]"
             )
         if len(np.unique(idx)) != len(idx):
-            raise ValueError("feature extractor config: field 'vertex_indices' contains duplicates")
+            raise InputError("feature extractor config: field 'vertex_indices' contains duplicates")
         if not (isinstance(self.input_scale, (int, float)) and math.isfinite(self.input_scale) and self.input_scale > 0):
-            raise ValueError(f"feature extractor config: field 'input_scale' must be a positive number, got {self.input_scale!r}")
+            raise InputError(f"feature extractor config: field 'input_scale' must be a positive number, got {self.input_scale!r}")
         if not 0.0 <= float(self.dropout) < 1.0:
-            raise ValueError(f"feature extractor config: field 'dropout' must be in [0, 1), got {self.dropout!r}")
+            raise InputError(f"feature extractor config: field 'dropout' must be in [0, 1), got {self.dropout!r}")
         num_points = 2 * self.points_per_hand
         if self.sa1_centroids > num_points:
-            raise ValueError(
+            raise InputError(
                 f"feature extractor config: field 'sa1_centroids' ({self.sa1_centroids}) exceeds the {num_points} "
                 "input points (2 x len(vertex_indices))"
             )
         if self.sa2_centroids > self.sa1_centroids:
-            raise ValueError("feature extractor config: field 'sa2_centroids' must not exceed 'sa1_centroids'")
+            raise InputError("feature extractor config: field 'sa2_centroids' must not exceed 'sa1_centroids'")
         for level, pool in (("sa1", num_points), ("sa2", self.sa1_centroids)):
             ks, mlps = getattr(self, f"{level}_neighbours"), getattr(self, f"{level}_mlps")
             if len(ks) < 1 or len(ks) != len(mlps):
-                raise ValueError(
+                raise InputError(
                     f"feature extractor config: fields '{level}_neighbours' and '{level}_mlps' must be non-empty "
                     f"and of equal length, got {len(ks)} and {len(mlps)}"
                 )
             for k in ks:
                 positive(f"{level}_neighbours", k)
                 if k > pool:
-                    raise ValueError(
+                    raise InputError(
                         f"feature extractor config: field '{level}_neighbours' has k = {k} > {pool} available points"
                     )
             for widths in mlps:
                 if len(widths) < 1:
-                    raise ValueError(f"feature extractor config: field '{level}_mlps' has an empty MLP")
+                    raise InputError(f"feature extractor config: field '{level}_mlps' has an empty MLP")
                 for c in widths:
                     positive(f"{level}_mlps", c)
         if len(self.global_mlp) < 1:
-            raise ValueError("feature extractor config: field 'global_mlp' must not be empty")
+            raise InputError("feature extractor config: field 'global_mlp' must not be empty")
         for c in self.global_mlp:
             positive("global_mlp", c)
 
@@ -187,14 +190,14 @@ class FeatureExtractorConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "FeatureExtractorConfig":
         if not isinstance(data, dict):
-            raise ValueError(f"feature extractor config must be a JSON object, got {type(data).__name__}")
+            raise InputError(f"feature extractor config must be a JSON object, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"feature extractor config: unknown field(s) {unknown}")
+            raise InputError(f"feature extractor config: unknown field(s) {unknown}")
         missing = [name for name in ("num_vertices", "vertex_indices") if name not in data]
         if missing:
-            raise ValueError(f"feature extractor config: missing field(s) {missing}")
+            raise InputError(f"feature extractor config: missing field(s) {missing}")
         return cls(**data)
 
 
@@ -202,60 +205,11 @@ class FeatureExtractorConfig:
 # Pure batched point-cloud operations
 # ---------------------------------------------------------------------------------------------------------------------
 
-def pairwise_sq_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Squared Euclidean distances [B, M, N] between a [B, M, 3] and b [B, N, 3], via |a|^2 + |b|^2 - 2 a.b."""
-    return a.square().sum(-1, keepdim=True) - 2.0 * (a @ b.transpose(1, 2)) + b.square().sum(-1)[:, None, :]
-
-
-def farthest_point_sample(points: torch.Tensor, num_samples: int, start_index: int = 0,
-                          sq_dist: torch.Tensor | None = None) -> torch.Tensor:
-    """Farthest-point sampling, batched.
-
-    Args:
-        points: [B, N, 3].
-        num_samples: M <= N.
-        start_index: the first sample of every cloud (fixed, so the result is deterministic).
-        sq_dist: optional precomputed [B, N, N] squared distances of ``points`` (see :func:`pairwise_sq_distances`);
-            each step then reads one row instead of recomputing N distances.
-    Returns:
-        [B, M] long indices; sample i+1 is the point farthest from samples 0..i (first index on ties).
-    """
-    b, n, _ = points.shape
-    if not 1 <= num_samples <= n:
-        raise ValueError(f"argument 'num_samples' must be in [1, {n}], got {num_samples}")
-    batch = torch.arange(b, device=points.device)
-    chosen = torch.empty(b, num_samples, dtype=torch.long, device=points.device)
-    current = torch.full((b,), start_index, dtype=torch.long, device=points.device)
-    min_sq_dist = torch.full((b, n), float("inf"), dtype=points.dtype, device=points.device)
-    for i in range(num_samples):
-        chosen[:, i] = current
-        if sq_dist is not None:
-            row = sq_dist[batch, current]
-        else:
-            row = (points - points[batch, current][:, None, :]).square().sum(dim=-1)
-        min_sq_dist = torch.minimum(min_sq_dist, row)
-        current = min_sq_dist.max(dim=1).indices  # = argmax (first maximum), about 3x faster on the CPU
-    return chosen
-
-
-def knn_indices(queries: torch.Tensor, points: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices [B, M, k] of the k nearest points [B, N, 3] to each query [B, M, 3], nearest first."""
-    return torch.topk(pairwise_sq_distances(queries, points), k, dim=-1, largest=False, sorted=True).indices
-
-
-def gather_rows(values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-    """Batched row gather: values [B, N, C], indices [B, *S] (in [0, N)) -> [B, *S, C]."""
-    b, n, c = values.shape
-    offsets = torch.arange(b, device=values.device).view(b, *([1] * (indices.ndim - 1))) * n
-    flat = (indices + offsets).reshape(-1)
-    return values.reshape(b * n, c).index_select(0, flat).reshape(*indices.shape, c)
-
-
 def select_vertex_indices(reference_vertices: Any, num_points: int, start_index: int = 0) -> list[int]:
     """A well-spread fixed subset of vertex indices: FPS on one reference hand [V, 3] (e.g. the mean shape)."""
     ref = torch.as_tensor(np.asarray(reference_vertices, dtype=np.float64))
     if ref.ndim != 2 or ref.shape[1] != 3:
-        raise ValueError(f"argument 'reference_vertices' must have shape [V, 3], got {list(ref.shape)}")
+        raise InputError(f"argument 'reference_vertices' must have shape [V, 3], got {list(ref.shape)}")
     return farthest_point_sample(ref[None], num_points, start_index)[0].tolist()
 
 
@@ -266,7 +220,7 @@ def mirror_two_hands(verts: torch.Tensor) -> torch.Tensor:
     this is the same reflection (negate x) as the hand model's mirroring.
     """
     if verts.ndim != 4 or verts.shape[1] != 2 or verts.shape[3] != 3:
-        raise ValueError(f"argument 'verts' must have shape [B, 2, V, 3], got {list(verts.shape)}")
+        raise InputError(f"argument 'verts' must have shape [B, 2, V, 3], got {list(verts.shape)}")
     reflect = torch.tensor([-1.0, 1.0, 1.0], dtype=verts.dtype, device=verts.device)
     return verts.flip(1) * reflect
 
@@ -386,11 +340,11 @@ class TwoHandPointNet(nn.Module):
             raise TypeError(f"argument 'verts' must be a torch tensor [B, 2, V, 3], got {type(verts).__name__}")
         v = self.config.num_vertices
         if verts.ndim != 4 or verts.shape[1] != 2 or verts.shape[2] != v or verts.shape[3] != 3:
-            raise ValueError(f"argument 'verts' must have shape [B, 2, {v}, 3], got {list(verts.shape)}")
+            raise InputError(f"argument 'verts' must have shape [B, 2, {v}, 3], got {list(verts.shape)}")
         if not verts.is_floating_point():
             raise TypeError(f"argument 'verts' must be floating point, got {verts.dtype}")
         if not bool(torch.isfinite(verts).all()):
-            raise ValueError("argument 'verts' contains NaN or inf")
+            raise InputError("argument 'verts' contains NaN or inf")
         return verts
 
     def select_points(self, verts: torch.Tensor) -> torch.Tensor:
@@ -465,11 +419,11 @@ def extract_features(
     if not isinstance(model, TwoHandPointNet):
         raise TypeError(f"argument 'model' must be a TwoHandPointNet, got {type(model).__name__}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"argument 'batch_size' must be a positive integer, got {batch_size!r}")
+        raise InputError(f"argument 'batch_size' must be a positive integer, got {batch_size!r}")
     x = _as_float_tensor(verts, "verts")
     device = torch.device(device) if device is not None else model.fc1.weight.device
     if x.ndim != 4:
-        raise ValueError(f"argument 'verts' must have shape [N, 2, V, 3], got {list(x.shape)}")
+        raise InputError(f"argument 'verts' must have shape [N, 2, V, 3], got {list(x.shape)}")
     was_training = model.training
     model.eval()
     chunks = range(0, x.shape[0], batch_size)
@@ -498,7 +452,7 @@ def mirror_feature_gap(model: TwoHandPointNet, verts: Any, batch_size: int = 64)
     """
     x = _as_float_tensor(verts, "verts")
     if x.ndim != 4 or x.shape[0] < 2:
-        raise ValueError(f"argument 'verts' must have shape [N >= 2, 2, V, 3], got {list(x.shape)}")
+        raise InputError(f"argument 'verts' must have shape [N >= 2, 2, V, 3], got {list(x.shape)}")
     f = extract_features(model, x, batch_size=batch_size, progress=False).double()
     fm = extract_features(model, mirror_two_hands(x), batch_size=batch_size, progress=False).double()
     mirror_distance = float(torch.linalg.vector_norm(f - fm, dim=1).mean())
@@ -526,7 +480,7 @@ def save_feature_extractor(model: TwoHandPointNet, out_path: str | os.PathLike,
         raise TypeError(f"argument 'model' must be a TwoHandPointNet, got {type(model).__name__}")
     out_dir = Path(out_path)
     if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"argument 'out_path' must be a directory (it will hold {WEIGHTS_FILE} and {CONFIG_FILE}), "
+        raise InputError(f"argument 'out_path' must be a directory (it will hold {WEIGHTS_FILE} and {CONFIG_FILE}), "
                          f"got an existing file: {out_dir}")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     payload = safetensors_save(state, metadata={"format": FORMAT_NAME})
@@ -553,34 +507,30 @@ def load_feature_extractor(path: str | os.PathLike, device: torch.device | str =
     """
     from safetensors.torch import load as safetensors_load
 
-    from interhandgen.safe_files import read_json
-
     path = Path(path)
     weights_given = path.suffix == ".safetensors" and not path.is_dir()
     config_path = path / CONFIG_FILE if path.is_dir() else path.parent / CONFIG_FILE if weights_given else path
     if not config_path.is_file():
         extra = f" (beside the weights {path})" if weights_given else ""
-        raise FileNotFoundError(f"feature extractor config not found: {config_path}{extra}")
+        raise MissingFileError(f"feature extractor config not found: {config_path}{extra}")
     record = read_json(config_path, "feature extractor config")
     if not isinstance(record, dict) or record.get("format") != FORMAT_NAME:
-        raise ValueError(f"{config_path}: field 'format' must be {FORMAT_NAME!r}")
+        raise InputError(f"{config_path}: field 'format' must be {FORMAT_NAME!r}")
     if record.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{config_path}: field 'format_version' must be {FORMAT_VERSION}, got {record.get('format_version')!r}")
+        raise InputError(f"{config_path}: field 'format_version' must be {FORMAT_VERSION}, got {record.get('format_version')!r}")
     for field in ("config", "weights_file", "weights_sha256"):
         if field not in record:
-            raise ValueError(f"{config_path}: missing field '{field}'")
+            raise InputError(f"{config_path}: missing field '{field}'")
     weights_path = config_path.parent / str(record["weights_file"])
     if weights_given and weights_path.name != path.name:
-        from interhandgen.exceptions import InputError
-
         raise InputError(f"{path}: the config {config_path} beside it names the weights file {weights_path.name}, "
                          "not this one; pass the folder instead")
     if not weights_path.is_file():
-        raise FileNotFoundError(f"feature extractor weights not found: {weights_path}")
+        raise MissingFileError(f"feature extractor weights not found: {weights_path}")
     payload = weights_path.read_bytes()
     digest = hashlib.sha256(payload).hexdigest()
     if digest != record["weights_sha256"]:
-        raise ValueError(
+        raise InputError(
             f"{weights_path}: SHA-256 {digest} does not match field 'weights_sha256' {record['weights_sha256']} "
             f"in {config_path}; the files do not belong together or are corrupt"
         )
@@ -688,30 +638,30 @@ def train_feature_extractor(
     x = _as_float_tensor(verts, "verts").float()
     y = _as_float_tensor(targets, "targets").double()
     if x.ndim != 4 or x.shape[1] != 2 or x.shape[3] != 3:
-        raise ValueError(f"argument 'verts' must have shape [N, 2, V, 3], got {list(x.shape)}")
+        raise InputError(f"argument 'verts' must have shape [N, 2, V, 3], got {list(x.shape)}")
     if y.ndim != 2:
-        raise ValueError(f"argument 'targets' must have shape [N, T], got {list(y.shape)}")
+        raise InputError(f"argument 'targets' must have shape [N, T], got {list(y.shape)}")
     if y.shape[0] != x.shape[0]:
-        raise ValueError(f"arguments 'verts' and 'targets' must have the same N, got {x.shape[0]} and {y.shape[0]}")
+        raise InputError(f"arguments 'verts' and 'targets' must have the same N, got {x.shape[0]} and {y.shape[0]}")
     if not bool(torch.isfinite(x).all()):
-        raise ValueError("argument 'verts' contains NaN or inf")
+        raise InputError("argument 'verts' contains NaN or inf")
     if not bool(torch.isfinite(y).all()):
-        raise ValueError("argument 'targets' contains NaN or inf")
+        raise InputError("argument 'targets' contains NaN or inf")
     if not isinstance(val_split, (int, float)) or not 0.0 <= float(val_split) < 1.0:
-        raise ValueError(f"argument 'val_split' must be in [0, 1), got {val_split!r}")
+        raise InputError(f"argument 'val_split' must be in [0, 1), got {val_split!r}")
     for name, value, minimum in (("epochs", epochs, 1), ("batch_size", batch_size, 2),
                                  ("bn_calibration_samples", bn_calibration_samples, 2)):
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"argument '{name}' must be an integer >= {minimum}, got {value!r}")
+            raise InputError(f"argument '{name}' must be an integer >= {minimum}, got {value!r}")
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"argument 'lr' must be a positive number, got {lr!r}")
+        raise InputError(f"argument 'lr' must be a positive number, got {lr!r}")
     n = x.shape[0]
     num_val = int(round(float(val_split) * n))
     num_train = n - num_val
     if num_train < 2:
-        raise ValueError(f"training split has {num_train} samples (N = {n}, val_split = {val_split}); need >= 2")
+        raise InputError(f"training split has {num_train} samples (N = {n}, val_split = {val_split}); need >= 2")
     if val_split > 0 and num_val < 1:
-        raise ValueError(f"val_split = {val_split} of N = {n} leaves no validation sample; raise val_split or N")
+        raise InputError(f"val_split = {val_split} of N = {n} leaves no validation sample; raise val_split or N")
     device = torch.device(device)
 
     generator = torch.Generator().manual_seed(int(seed))
@@ -728,9 +678,9 @@ def train_feature_extractor(
         )
     else:
         if config.num_vertices != x.shape[2]:
-            raise ValueError(f"config.num_vertices = {config.num_vertices} but 'verts' has V = {x.shape[2]}")
+            raise InputError(f"config.num_vertices = {config.num_vertices} but 'verts' has V = {x.shape[2]}")
         if config.num_outputs != y.shape[1]:
-            raise ValueError(f"config.num_outputs = {config.num_outputs} but 'targets' has T = {y.shape[1]}")
+            raise InputError(f"config.num_outputs = {config.num_outputs} but 'targets' has T = {y.shape[1]}")
 
     target_mean = y[train_idx].mean(dim=0)
     target_std = y[train_idx].std(dim=0, unbiased=False)

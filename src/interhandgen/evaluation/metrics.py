@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from interhandgen.exceptions import InputError
 
 __all__ = [
     "fid",
@@ -51,20 +52,20 @@ def _as_feature_tensor(x: Any, name: str, min_samples: int = 1, dtype: torch.dty
     else:
         raise TypeError(f"argument '{name}' must be a numpy array or torch tensor of shape [N, D], got {type(x).__name__}")
     if t.ndim != 2:
-        raise ValueError(f"argument '{name}' must have shape [N, D], got {list(t.shape)}")
+        raise InputError(f"argument '{name}' must have shape [N, D], got {list(t.shape)}")
     if t.shape[1] < 1:
-        raise ValueError(f"argument '{name}' must have at least one feature dimension, got shape {list(t.shape)}")
+        raise InputError(f"argument '{name}' must have at least one feature dimension, got shape {list(t.shape)}")
     if t.shape[0] < min_samples:
-        raise ValueError(f"argument '{name}' needs at least {min_samples} samples for this metric, got {t.shape[0]}")
+        raise InputError(f"argument '{name}' needs at least {min_samples} samples for this metric, got {t.shape[0]}")
     t = t.to(device=device if device is not None else t.device, dtype=dtype)
     if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"argument '{name}' contains NaN or inf")
+        raise InputError(f"argument '{name}' contains NaN or inf")
     return t
 
 
 def _check_same_dim(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
     if a.shape[1] != b.shape[1]:
-        raise ValueError(
+        raise InputError(
             f"arguments '{name_a}' and '{name_b}' must have the same feature dimension D, "
             f"got {a.shape[1]} and {b.shape[1]}"
         )
@@ -74,7 +75,7 @@ def _check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"argument '{name}' must be an integer, got {type(value).__name__}")
     if value < minimum:
-        raise ValueError(f"argument '{name}' must be >= {minimum}, got {value}")
+        raise InputError(f"argument '{name}' must be >= {minimum}, got {value}")
     return int(value)
 
 
@@ -123,19 +124,19 @@ def fid_from_statistics(mu_a: Any, cov_a: Any, mu_b: Any, cov_b: Any) -> float:
             raise TypeError(f"argument '{name}' must be a numpy array or torch tensor, got {type(value).__name__}")
         arr = np.asarray(value, dtype=np.float64)
         if arr.ndim != ndim:
-            raise ValueError(f"argument '{name}' must have {ndim} dimension(s), got shape {list(arr.shape)}")
+            raise InputError(f"argument '{name}' must have {ndim} dimension(s), got shape {list(arr.shape)}")
         if not np.isfinite(arr).all():
-            raise ValueError(f"argument '{name}' contains NaN or inf")
+            raise InputError(f"argument '{name}' contains NaN or inf")
         arrays[name] = arr
     d = arrays["mu_a"].shape[0]
     for name in ("mu_b",):
         if arrays[name].shape != (d,):
-            raise ValueError(f"argument '{name}' must have shape [{d}] like 'mu_a', got {list(arrays[name].shape)}")
+            raise InputError(f"argument '{name}' must have shape [{d}] like 'mu_a', got {list(arrays[name].shape)}")
     for name in ("cov_a", "cov_b"):
         if arrays[name].shape != (d, d):
-            raise ValueError(f"argument '{name}' must have shape [{d}, {d}], got {list(arrays[name].shape)}")
+            raise InputError(f"argument '{name}' must have shape [{d}, {d}], got {list(arrays[name].shape)}")
         if not np.allclose(arrays[name], arrays[name].T, rtol=1e-8, atol=1e-12 * max(1.0, np.abs(arrays[name]).max())):
-            raise ValueError(f"argument '{name}' must be a symmetric covariance matrix")
+            raise InputError(f"argument '{name}' must be a symmetric covariance matrix")
     cov_a_, cov_b_ = arrays["cov_a"], arrays["cov_b"]
     sqrt_a = _psd_sqrt(cov_a_)
     middle = sqrt_a @ cov_b_ @ sqrt_a
@@ -229,13 +230,13 @@ def kid_subset_values(
     if device is None:
         device = a.device if isinstance(a, torch.Tensor) else "cpu"
     if kernel_dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"argument 'kernel_dtype' must be torch.float32 or torch.float64, got {kernel_dtype}")
+        raise InputError(f"argument 'kernel_dtype' must be torch.float32 or torch.float64, got {kernel_dtype}")
     fa = _as_feature_tensor(a, "a", min_samples=2, device=device, dtype=kernel_dtype)
     fb = _as_feature_tensor(b, "b", min_samples=2, device=device, dtype=kernel_dtype)
     _check_same_dim(fa, fb, "a", "b")
     for name, t in (("a", fa), ("b", fb)):
         if subset_size > t.shape[0]:
-            raise ValueError(
+            raise InputError(
                 f"argument 'subset_size' ({subset_size}) must not exceed the number of samples in '{name}' "
                 f"({t.shape[0]}); pass a smaller subset_size"
             )

@@ -19,11 +19,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from interhandgen.data.canonical import to_canonical
+from interhandgen.data.canonical import canonical_vertices, to_canonical
 from interhandgen.data.format import TwoHandSet
 from interhandgen.evaluation.metrics import diversity, fid, kid, precision_recall
 from interhandgen.evaluation.replication import replicate
-from interhandgen.guidance import canonical_vertices
+from interhandgen.exceptions import InputError
+from interhandgen.evaluation.cache import cached_reference_features
+from interhandgen.evaluation.features import extract_features
+from interhandgen.geometry import penetration_depth, penetration_volume, proximity_ratio
+from interhandgen.geometry.queries import min_vertex_distance_clustered, vertex_clusters
 
 
 @dataclasses.dataclass
@@ -50,11 +54,11 @@ class EvaluationSettings:
 def check_compatible(samples: TwoHandSet, reference: TwoHandSet) -> None:
     """Fail loudly when two sets cannot be compared."""
     if samples.hand_model != reference.hand_model:
-        raise ValueError(f"samples use hand model {samples.hand_model}, the reference {reference.hand_model}: "
+        raise InputError(f"samples use hand model {samples.hand_model}, the reference {reference.hand_model}: "
                          "evaluate sets made with the same hand model files")
     for name, s in (("samples", samples), ("reference", reference)):
         if len(s) < 2:
-            raise ValueError(f"{name} has {len(s)} pair(s); at least 2 are needed")
+            raise InputError(f"{name} has {len(s)} pair(s); at least 2 are needed")
 
 
 def canonical_two_hand_vertices(two: TwoHandSet, models, device="cpu", batch_size: int = 256) -> torch.Tensor:
@@ -71,7 +75,7 @@ def canonical_two_hand_vertices(two: TwoHandSet, models, device="cpu", batch_siz
             left, _ = canonical_vertices(xb[:, 0], models["left"])
             right, _ = canonical_vertices(xb[:, 1], models["right"])
             if left.shape[1] != right.shape[1]:
-                raise ValueError("the two hand models have different vertex counts; the feature extractor needs equal counts")
+                raise InputError("the two hand models have different vertex counts; the feature extractor needs equal counts")
             chunks.append(torch.stack([left, right], dim=1).float())
     return torch.cat(chunks)
 
@@ -90,11 +94,10 @@ def min_vertex_distance(verts_a: torch.Tensor, verts_b: torch.Tensor, template_a
     (``template_a``/``template_b`` [V, 3]; default: the first sample); the bounds are recomputed per pose, so
     the value does not depend on the template. 5x faster than a k-d tree per pair on the 2-core CPU.
     """
-    from interhandgen.geometry.queries import min_vertex_distance_clustered, vertex_clusters
 
     if verts_a.ndim != 3 or verts_b.ndim != 3 or verts_a.shape[0] != verts_b.shape[0] or verts_a.shape[2] != 3 \
             or verts_b.shape[2] != 3:
-        raise ValueError(f"verts_a and verts_b must have shapes [B, V, 3] and [B, W, 3], got "
+        raise InputError(f"verts_a and verts_b must have shapes [B, V, 3] and [B, W, 3], got "
                          f"{tuple(verts_a.shape)} and {tuple(verts_b.shape)}")
     template_a = verts_a[0] if template_a is None else template_a
     template_b = verts_b[0] if template_b is None else template_b
@@ -110,7 +113,6 @@ def geometry_metrics(verts: torch.Tensor, faces_left, faces_right, settings: Eva
     ``timings``, when given, receives the seconds of each part (min_distance_s, penetration_volume_s,
     penetration_depth_s).
     """
-    from interhandgen.geometry import penetration_depth, penetration_volume, proximity_ratio
 
     timings = {} if timings is None else timings
     left, right = verts[:, 0], verts[:, 1]
@@ -135,7 +137,7 @@ def geometry_metrics(verts: torch.Tensor, faces_left, faces_right, settings: Eva
         hit = np.nonzero(vol > 0)[0]
         if settings.depth_pairs is not None:
             if settings.depth_pairs < 1:
-                raise ValueError(f"settings.depth_pairs must be None or >= 1, got {settings.depth_pairs}")
+                raise InputError(f"settings.depth_pairs must be None or >= 1, got {settings.depth_pairs}")
             if hit.size > settings.depth_pairs:
                 rng = np.random.default_rng(settings.seed)
                 hit = np.sort(rng.choice(hit, size=settings.depth_pairs, replace=False))
@@ -183,7 +185,7 @@ def distribution_metrics(fake: torch.Tensor, real: torch.Tensor, settings: Evalu
     if size < 1:  # 0 used to mean the default silently, while the report recorded 0
         raise ValueError(f"subset_size must be >= 1 (None: the default), got {size}")
     if size > n:
-        raise ValueError(f"subset_size {size} exceeds the smaller set ({n} samples)")
+        raise InputError(f"subset_size {size} exceeds the smaller set ({n} samples)")
     R, seed = settings.replications, settings.seed
     ksize = min(settings.kid_subset_size, size)
     pr_size = min(settings.pr_size, size)
@@ -231,7 +233,6 @@ def evaluate(samples: TwoHandSet, reference: TwoHandSet, extractor, settings: Ev
     ``feature_cache``: a folder for the content-addressed reference-feature cache
     (:mod:`interhandgen.evaluation.cache`), or None (no cache). Ignored when ``reference_features`` is given.
     """
-    from interhandgen.evaluation.features import extract_features
 
     settings = settings or EvaluationSettings()
     check_compatible(samples, reference)
@@ -257,7 +258,6 @@ def evaluate(samples: TwoHandSet, reference: TwoHandSet, extractor, settings: Ev
         if feature_cache is None:
             feats_real = compute()
         else:
-            from interhandgen.evaluation.cache import cached_reference_features
 
             t1 = time.perf_counter()
             feats_real, hit, path = cached_reference_features(extractor, reference, compute,
@@ -267,7 +267,7 @@ def evaluate(samples: TwoHandSet, reference: TwoHandSet, extractor, settings: Ev
             cache_info = {"file": str(path), "hit": hit}
     else:
         if reference_features.shape[0] != len(reference):
-            raise ValueError(f"reference_features has {reference_features.shape[0]} rows but the reference set "
+            raise InputError(f"reference_features has {reference_features.shape[0]} rows but the reference set "
                              f"{len(reference)} pairs")
         feats_real = reference_features
     timings["features_s"] = time.perf_counter() - t0

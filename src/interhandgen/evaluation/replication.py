@@ -23,6 +23,7 @@ from typing import Any, Callable
 import numpy as np
 import scipy.stats
 import torch
+from interhandgen.exceptions import InputError
 
 __all__ = ["ReplicationResult", "replicate", "t_confidence_interval"]
 
@@ -53,14 +54,14 @@ def t_confidence_interval(values: Any, confidence: float = 0.95) -> tuple[float,
     Returns (mean, std, ci_low, ci_high).
     """
     if not isinstance(confidence, (float, int)) or not 0.0 < float(confidence) < 1.0:
-        raise ValueError(f"argument 'confidence' must be in (0, 1), got {confidence!r}")
+        raise InputError(f"argument 'confidence' must be in (0, 1), got {confidence!r}")
     v = np.asarray(values, dtype=np.float64)
     if v.ndim != 1:
-        raise ValueError(f"argument 'values' must be one-dimensional, got shape {list(v.shape)}")
+        raise InputError(f"argument 'values' must be one-dimensional, got shape {list(v.shape)}")
     if v.shape[0] < 2:
-        raise ValueError(f"argument 'values' needs at least 2 replications for a confidence interval, got {v.shape[0]}")
+        raise InputError(f"argument 'values' needs at least 2 replications for a confidence interval, got {v.shape[0]}")
     if not np.isfinite(v).all():
-        raise ValueError("argument 'values' contains NaN or inf")
+        raise InputError("argument 'values' contains NaN or inf")
     r = v.shape[0]
     mean = float(v.mean())
     std = float(v.std(ddof=1))
@@ -72,7 +73,7 @@ def _num_samples(x: Any, index: int) -> int:
     if not isinstance(x, (np.ndarray, torch.Tensor)):
         raise TypeError(f"feature set {index} must be a numpy array or torch tensor of shape [N, D], got {type(x).__name__}")
     if x.ndim < 1:
-        raise ValueError(f"feature set {index} must have a leading sample dimension, got a scalar")
+        raise InputError(f"feature set {index} must have a leading sample dimension, got a scalar")
     return int(x.shape[0])
 
 
@@ -111,17 +112,17 @@ def replicate(
     if not callable(metric):
         raise TypeError(f"argument 'metric' must be callable, got {type(metric).__name__}")
     if not feature_sets:
-        raise ValueError("replicate needs at least one feature set after 'metric'")
+        raise InputError("replicate needs at least one feature set after 'metric'")
     if isinstance(num_replications, bool) or not isinstance(num_replications, (int, np.integer)) or num_replications < 2:
-        raise ValueError(f"argument 'num_replications' must be an integer >= 2, got {num_replications!r}")
+        raise InputError(f"argument 'num_replications' must be an integer >= 2, got {num_replications!r}")
     if isinstance(subset_size, bool) or not isinstance(subset_size, (int, np.integer)) or subset_size < 1:
-        raise ValueError(f"argument 'subset_size' must be a positive integer, got {subset_size!r}")
+        raise InputError(f"argument 'subset_size' must be a positive integer, got {subset_size!r}")
     sizes = [_num_samples(x, i) for i, x in enumerate(feature_sets)]
     needed = subset_size * num_replications if disjoint else subset_size
     for i, n in enumerate(sizes):
         if needed > n:
             what = "num_replications * subset_size" if disjoint else "subset_size"
-            raise ValueError(
+            raise InputError(
                 f"argument 'subset_size' too large: {what} = {needed} exceeds the {n} samples of feature set {i}"
             )
     rng = np.random.default_rng(seed)
@@ -140,7 +141,7 @@ def replicate(
         value = metric(*(_take(x, idx) for x, idx in zip(feature_sets, indices)))
         value = float(value)
         if not np.isfinite(value):
-            raise ValueError(f"metric returned a non-finite value ({value}) on replication {len(values)}")
+            raise InputError(f"metric returned a non-finite value ({value}) on replication {len(values)}")
         values.append(value)
     mean, std, low, high = t_confidence_interval(values, confidence)
     return ReplicationResult(

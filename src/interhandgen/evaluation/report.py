@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from interhandgen._atomic import atomic_write_bytes
+from interhandgen.viz import render
 
 
 def public(result: dict[str, Any]) -> dict[str, Any]:
@@ -111,7 +112,6 @@ def _plots(result: dict[str, Any], out: Path) -> None:
 
 
 def _extremes(result: dict[str, Any], samples, out: Path) -> None:
-    from interhandgen.viz import render
 
     vol = np.asarray(result["geometry"]["_arrays"]["penetration_volume_cm3"])
     order = np.argsort(vol, kind="stable")

@@ -1,6 +1,6 @@
 """Differentiable two-hand penetration penalty on the full meshes, for fitting and as a reference.
 
-(Sampling-time anti-penetration guidance uses the cheaper :func:`interhandgen.guidance.surface_penetration_loss`
+(Sampling-time anti-penetration guidance uses the cheaper :func:`interhandgen.generation.surface_penetration_loss`
 on farthest-point surface subsets, with the depth below the nearest point's tangent plane: see docs/diffusion.md.)
 
 Every vertex of one hand that lies inside the other (nearest vertex of the other hand + that vertex's
@@ -21,6 +21,7 @@ from torch import nn
 
 from interhandgen.geometry.mesh import check_pair, seal_torch
 from interhandgen.geometry.queries import fast_inside
+from interhandgen.exceptions import InputError
 
 __all__ = ["geman_mcclure", "penetration_loss", "PenetrationLoss"]
 
@@ -56,17 +57,17 @@ def penetration_loss(
             work; the sum is scaled by k to estimate the full sum). For guidance, where speed matters more than
             the exact count of penetrating vertices; metrics use the exact functions. Strided index subsets are
             uneven and the vertex distance flags points just outside the other surface: this variant is not 0
-            for hands a few centimetres apart (see :func:`interhandgen.guidance.surface_penetration_loss`).
+            for hands a few centimetres apart (see :func:`interhandgen.generation.surface_penetration_loss`).
     Returns:
         [B] loss in the input dtype; 0 for a sample with no penetrating vertex.
     """
     verts_a, verts_b = check_pair(verts_a, verts_b)
     if not isinstance(rho, (int, float)) or not rho > 0:
-        raise ValueError(f"argument 'rho' must be a positive number of metres, got {rho!r}")
+        raise InputError(f"argument 'rho' must be a positive number of metres, got {rho!r}")
     if not isinstance(vertex_stride, int) or vertex_stride < 1:
-        raise ValueError(f"argument 'vertex_stride' must be a positive integer, got {vertex_stride!r}")
+        raise InputError(f"argument 'vertex_stride' must be a positive integer, got {vertex_stride!r}")
     if reduction not in ("sum", "mean"):
-        raise ValueError(f"argument 'reduction' must be 'sum' or 'mean', got {reduction!r}")
+        raise InputError(f"argument 'reduction' must be 'sum' or 'mean', got {reduction!r}")
     sealed_a, fa = seal_torch(verts_a, faces_a, "faces_a")
     sealed_b, fb = seal_torch(verts_b, faces_b, "faces_b")
 

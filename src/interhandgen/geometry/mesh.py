@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from interhandgen.geometry.sealing import SealPlan, check_faces, seal, seal_faces
+from interhandgen.exceptions import InputError
 
 __all__ = ["face_normals", "vertex_normals", "mesh_volume", "sealed_plan", "seal_torch"]
 
@@ -23,11 +24,11 @@ def check_verts(verts: Any, name: str, batch: int | None = None) -> torch.Tensor
     if not verts.is_floating_point():
         raise TypeError(f"argument '{name}' must be floating point, got {verts.dtype}")
     if verts.ndim != 3 or verts.shape[2] != 3:
-        raise ValueError(f"argument '{name}' must have shape [B, V, 3], got {tuple(verts.shape)}")
+        raise InputError(f"argument '{name}' must have shape [B, V, 3], got {tuple(verts.shape)}")
     if verts.shape[0] == 0 or verts.shape[1] == 0:
-        raise ValueError(f"argument '{name}' is empty: shape {tuple(verts.shape)}")
+        raise InputError(f"argument '{name}' is empty: shape {tuple(verts.shape)}")
     if batch is not None and verts.shape[0] != batch:
-        raise ValueError(f"argument '{name}' has batch size {verts.shape[0]}, expected {batch} to match the other hand")
+        raise InputError(f"argument '{name}' has batch size {verts.shape[0]}, expected {batch} to match the other hand")
     return verts
 
 
@@ -36,7 +37,7 @@ def check_pair(verts_a: Any, verts_b: Any) -> tuple[torch.Tensor, torch.Tensor]:
     verts_a = check_verts(verts_a, "verts_a")
     verts_b = check_verts(verts_b, "verts_b", batch=verts_a.shape[0])
     if verts_a.device != verts_b.device:
-        raise ValueError(f"'verts_a' is on {verts_a.device} but 'verts_b' is on {verts_b.device}")
+        raise InputError(f"'verts_a' is on {verts_a.device} but 'verts_b' is on {verts_b.device}")
     if verts_a.dtype != verts_b.dtype:
         raise TypeError(f"'verts_a' has dtype {verts_a.dtype} but 'verts_b' has {verts_b.dtype}")
     return verts_a, verts_b
@@ -54,7 +55,7 @@ def sealed_plan(faces: Any, num_verts: int, name: str = "faces") -> SealPlan:
     try:
         return _plan_cached(faces.tobytes(), faces.shape[0], int(num_verts))
     except ValueError as exc:
-        raise ValueError(f"argument '{name}': {exc}") from exc
+        raise InputError(f"argument '{name}': {exc}") from exc
 
 
 def seal_torch(verts: torch.Tensor, faces: Any, name: str = "faces") -> tuple[torch.Tensor, torch.Tensor]:

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 
 from interhandgen.geometry.mesh import check_pair, seal_torch, vertex_normals, _faces_tensor
+from interhandgen.geometry.points import gather_rows
+from interhandgen.exceptions import InputError
 
 __all__ = [
     "nearest_vertex",
@@ -51,11 +53,6 @@ DEFAULT_CONTACT_THRESHOLD = 0.002
 
 # (point, triangle) pairs per chunk of the exact kernels: their temporaries then peak near 300 MB in float64.
 _CHUNK_ELEMS = 1 << 20
-
-
-def _gather_points(verts: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """verts [B, V, C], idx [B, P] -> [B, P, C]."""
-    return verts.gather(1, idx.unsqueeze(-1).expand(-1, -1, verts.shape[-1]))
 
 
 def nearest_vertex(points: torch.Tensor, targets: torch.Tensor, chunk_elems: int = 1 << 18) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,7 +86,7 @@ def nearest_vertex(points: torch.Tensor, targets: torch.Tensor, chunk_elems: int
                 ps = slice(p0, p0 + point_step)
                 score = torch.baddbmm(q_sq[bs], p[bs, ps], q_t[bs], alpha=-2.0)
                 idx[bs, ps] = score.min(dim=-1).indices  # same index as argmin (first minimum), 2x faster on CPU
-    dist = (points - _gather_points(targets, idx)).norm(dim=-1)
+    dist = (points - gather_rows(targets, idx)).norm(dim=-1)
     return dist, idx
 
 
@@ -201,7 +198,7 @@ def _edge_neighbours_cached(faces_bytes: bytes, num_faces: int) -> np.ndarray:
     pos = np.minimum(pos, key.size - 1)
     found = key[order][pos] == twin
     if not found.all():
-        raise ValueError("the mesh is not closed: an edge has no opposite half-edge (seal it first)")
+        raise InputError("the mesh is not closed: an edge has no opposite half-edge (seal it first)")
     return (order[pos] // 3).reshape(num_faces, 3)
 
 
@@ -335,8 +332,8 @@ def fast_inside(points: torch.Tensor, verts_sealed: torch.Tensor, faces_sealed: 
         idx = candidates[sub]
     with torch.no_grad():
         normals = vertex_normals(verts_sealed.detach(), faces_sealed)
-        offset = points.detach() - _gather_points(verts_sealed.detach(), idx)
-        inside = (offset * _gather_points(normals, idx)).sum(-1) < 0
+        offset = points.detach() - gather_rows(verts_sealed.detach(), idx)
+        inside = (offset * gather_rows(normals, idx)).sum(-1) < 0
     return inside, dist
 
 
@@ -410,7 +407,7 @@ def _depth_one_way(points: torch.Tensor, verts_sealed: torch.Tensor, faces_seale
         inside, dist = fast_inside(points, verts_sealed, faces_sealed)
         estimate = torch.where(inside, dist, torch.zeros_like(dist))
         top = estimate.topk(min(int(candidates), estimate.shape[1]), dim=1)
-        cand = _gather_points(points, top.indices)
+        cand = gather_rows(points, top.indices)
         exact, exact_inside = signed_distance_few(cand, verts_sealed, faces_sealed)
         verified = exact_inside & (top.values > 0)
         return torch.where(verified, exact, torch.zeros_like(exact)).amax(dim=1).to(points.dtype)
@@ -575,13 +572,13 @@ def penetration_depth(
     """
     verts_a, verts_b = check_pair(verts_a, verts_b)
     if method not in ("fast", "exact"):
-        raise ValueError(f"argument 'method' must be 'fast' or 'exact', got {method!r}")
+        raise InputError(f"argument 'method' must be 'fast' or 'exact', got {method!r}")
     if region is not None:
         if method != "exact":
-            raise ValueError("argument 'region' is only used with method='exact'")
+            raise InputError("argument 'region' is only used with method='exact'")
         lo, hi = (torch.as_tensor(r, dtype=torch.float64, device=verts_a.device) for r in region)
         if lo.shape != (verts_a.shape[0], 3) or hi.shape != (verts_a.shape[0], 3):
-            raise ValueError(f"argument 'region' must be two [B, 3] corner arrays with B = {verts_a.shape[0]}, "
+            raise InputError(f"argument 'region' must be two [B, 3] corner arrays with B = {verts_a.shape[0]}, "
                              f"got {tuple(lo.shape)} and {tuple(hi.shape)}")
     with torch.no_grad():
         va, vb = verts_a.detach(), verts_b.detach()
@@ -617,7 +614,7 @@ def min_distance(
     """
     verts_a, verts_b = check_pair(verts_a, verts_b)
     if (faces_a is None) != (faces_b is None):
-        raise ValueError("pass both 'faces_a' and 'faces_b' for the surface distance, or neither for vertex-to-vertex")
+        raise InputError("pass both 'faces_a' and 'faces_b' for the surface distance, or neither for vertex-to-vertex")
     with torch.no_grad():
         va, vb = verts_a.detach(), verts_b.detach()
         d_ab, _ = nearest_vertex(va, vb)
@@ -664,17 +661,17 @@ def proximity_ratio(min_dist: Any, threshold: float = DEFAULT_PROXIMITY_THRESHOL
     _check_threshold(threshold)
     d = torch.as_tensor(min_dist).detach()
     if d.ndim != 1 or d.numel() == 0:
-        raise ValueError(f"argument 'min_dist' must be a non-empty 1-D array of distances, got shape {tuple(d.shape)}")
+        raise InputError(f"argument 'min_dist' must be a non-empty 1-D array of distances, got shape {tuple(d.shape)}")
     if not d.is_floating_point():
         raise TypeError(f"argument 'min_dist' must be floating point, got {d.dtype}")
     if not torch.isfinite(d).all() or (d < 0).any():
-        raise ValueError("argument 'min_dist' must hold finite, non-negative distances")
+        raise InputError("argument 'min_dist' must hold finite, non-negative distances")
     return float((d < threshold).double().mean())
 
 
 def _check_threshold(threshold: float) -> None:
     if not isinstance(threshold, (int, float)) or not math.isfinite(threshold) or threshold <= 0:
-        raise ValueError(f"argument 'threshold' must be a positive number of metres, got {threshold!r}")
+        raise InputError(f"argument 'threshold' must be a positive number of metres, got {threshold!r}")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -693,11 +690,11 @@ def vertex_clusters(template: torch.Tensor, num_clusters: int = 64) -> tuple[tor
         largest cluster size M by repeating its first member (a repeat cannot change a minimum).
     """
     if not isinstance(template, torch.Tensor) or template.ndim != 2 or template.shape[1] != 3:
-        raise ValueError(f"argument 'template' must be a tensor [V, 3], got "
+        raise InputError(f"argument 'template' must be a tensor [V, 3], got "
                          f"{list(template.shape) if isinstance(template, torch.Tensor) else type(template).__name__}")
     V = template.shape[0]
     if isinstance(num_clusters, bool) or not isinstance(num_clusters, int) or not 1 <= num_clusters <= V:
-        raise ValueError(f"argument 'num_clusters' must be an integer in [1, {V}], got {num_clusters!r}")
+        raise InputError(f"argument 'num_clusters' must be an integer in [1, {V}], got {num_clusters!r}")
     t = template.detach().double().cpu()
     centres = torch.zeros(num_clusters, dtype=torch.long)
     nearest = (t - t[0]).norm(dim=-1)
@@ -737,14 +734,14 @@ def min_vertex_distance_clustered(
     verts_a, verts_b = check_pair(verts_a, verts_b)
     for name, (centres, members), verts in (("clusters_a", clusters_a, verts_a), ("clusters_b", clusters_b, verts_b)):
         if centres.ndim != 1 or members.ndim != 2 or members.shape[0] != centres.shape[0]:
-            raise ValueError(f"argument '{name}' must be (centres [K], members [K, M]) from vertex_clusters")
+            raise InputError(f"argument '{name}' must be (centres [K], members [K, M]) from vertex_clusters")
         if int(members.max()) >= verts.shape[1] or int(members.min()) < 0:
-            raise ValueError(f"argument '{name}' indexes vertex {int(members.max())} but the mesh has "
+            raise InputError(f"argument '{name}' indexes vertex {int(members.max())} but the mesh has "
                              f"{verts.shape[1]} vertices")
         covered = torch.zeros(verts.shape[1], dtype=torch.bool)
         covered[members.cpu().reshape(-1)] = True
         if not covered.all():
-            raise ValueError(f"argument '{name}' does not cover every vertex of its mesh")
+            raise InputError(f"argument '{name}' does not cover every vertex of its mesh")
     device = verts_a.device
     ca_idx, ma = (t.to(device) for t in clusters_a)
     cb_idx, mb = (t.to(device) for t in clusters_b)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from interhandgen.exceptions import InputError
 
 __all__ = ["SealPlan", "seal_faces", "seal", "check_faces"]
 
@@ -28,21 +29,21 @@ def check_faces(faces: Any, num_verts: int | None = None, name: str = "faces") -
     if not isinstance(faces, np.ndarray):
         raise TypeError(f"argument '{name}' must be a numpy array or torch tensor of shape [F, 3], got {type(faces).__name__}")
     if faces.ndim != 2 or faces.shape[1] != 3:
-        raise ValueError(f"argument '{name}' must have shape [F, 3], got {tuple(faces.shape)}")
+        raise InputError(f"argument '{name}' must have shape [F, 3], got {tuple(faces.shape)}")
     if faces.shape[0] == 0:
-        raise ValueError(f"argument '{name}' is empty: a mesh needs at least one triangle")
+        raise InputError(f"argument '{name}' is empty: a mesh needs at least one triangle")
     if not np.issubdtype(faces.dtype, np.integer):
         raise TypeError(f"argument '{name}' must hold integer vertex indices, got dtype {faces.dtype}")
     faces = np.ascontiguousarray(faces, dtype=np.int64)
     if faces.min() < 0:
-        raise ValueError(f"argument '{name}' holds a negative vertex index ({faces.min()})")
+        raise InputError(f"argument '{name}' holds a negative vertex index ({faces.min()})")
     if num_verts is not None and faces.max() >= num_verts:
-        raise ValueError(
+        raise InputError(
             f"argument '{name}' references vertex {faces.max()} but the mesh has only {num_verts} vertices"
         )
     degenerate = (faces[:, 0] == faces[:, 1]) | (faces[:, 1] == faces[:, 2]) | (faces[:, 2] == faces[:, 0])
     if degenerate.any():
-        raise ValueError(
+        raise InputError(
             f"argument '{name}' has {int(degenerate.sum())} triangle(s) with a repeated vertex index "
             f"(first: face {int(np.flatnonzero(degenerate)[0])})"
         )
@@ -100,7 +101,7 @@ def seal_faces(faces: Any, num_verts: int) -> SealPlan:
             boundary edge (the loops are ambiguous): no consistently oriented cap exists then.
     """
     if not isinstance(num_verts, (int, np.integer)) or num_verts <= 0:
-        raise ValueError(f"argument 'num_verts' must be a positive integer, got {num_verts!r}")
+        raise InputError(f"argument 'num_verts' must be a positive integer, got {num_verts!r}")
     num_verts = int(num_verts)
     faces = check_faces(faces, num_verts)
 
@@ -111,7 +112,7 @@ def seal_faces(faces: Any, num_verts: int) -> SealPlan:
     uniq_directed, directed_count = np.unique(directed, return_counts=True)
     if (directed_count > 1).any():
         key = int(uniq_directed[directed_count > 1][0])
-        raise ValueError(
+        raise InputError(
             f"argument 'faces' is not consistently oriented or not manifold: the directed edge "
             f"({key // num_verts}, {key % num_verts}) is used by {int(directed_count[directed_count > 1][0])} faces"
         )
@@ -120,7 +121,7 @@ def seal_faces(faces: Any, num_verts: int) -> SealPlan:
     uniq, inverse, count = np.unique(undirected, return_inverse=True, return_counts=True)
     if (count > 2).any():
         key = int(uniq[count > 2][0])
-        raise ValueError(
+        raise InputError(
             f"argument 'faces' is non-manifold: edge ({key // num_verts}, {key % num_verts}) is used by "
             f"{int(count[count > 2][0])} faces, so a boundary cap cannot be built"
         )
@@ -132,7 +133,7 @@ def seal_faces(faces: Any, num_verts: int) -> SealPlan:
 
     if np.unique(b_heads).size != b_heads.size:
         bad = b_heads[np.flatnonzero(np.bincount(b_heads, minlength=num_verts)[b_heads] > 1)[0]]
-        raise ValueError(
+        raise InputError(
             f"argument 'faces' is non-manifold at boundary vertex {int(bad)}: it starts more than one "
             f"boundary edge, so its boundary loops are ambiguous"
         )
@@ -149,7 +150,7 @@ def seal_faces(faces: Any, num_verts: int) -> SealPlan:
         v = next_vertex[start]
         while v != start:
             if v not in remaining:
-                raise ValueError(
+                raise InputError(
                     f"argument 'faces' has a boundary that does not close into a loop at vertex {v}"
                 )
             loop.append(v)
@@ -189,7 +190,7 @@ def seal(verts: Any, plan: SealPlan) -> tuple[Any, np.ndarray]:
     else:
         raise TypeError(f"argument 'verts' must be a torch tensor or numpy array, got {type(verts).__name__}")
     if verts.ndim != 3 or verts.shape[1] != plan.num_verts or verts.shape[2] != 3:
-        raise ValueError(
+        raise InputError(
             f"argument 'verts' must have shape [B, {plan.num_verts}, 3] to match the plan, got {tuple(verts.shape)}"
         )
     if plan.is_closed:

@@ -22,6 +22,7 @@ import numpy as np
 
 from interhandgen.geometry import _volume_worker as worker_lib
 from interhandgen.geometry.sealing import check_faces, seal, seal_faces
+from interhandgen.exceptions import InputError
 
 __all__ = ["penetration_volume", "PenetrationVolumeError"]
 
@@ -45,10 +46,10 @@ def _as_numpy_verts(verts: Any, name: str) -> np.ndarray:
     if not np.issubdtype(verts.dtype, np.floating):
         raise TypeError(f"argument '{name}' must be floating point, got dtype {verts.dtype}")
     if verts.ndim != 3 or verts.shape[2] != 3 or verts.shape[1] == 0:
-        raise ValueError(f"argument '{name}' must have shape [B, V, 3], got {tuple(verts.shape)}")
+        raise InputError(f"argument '{name}' must have shape [B, V, 3], got {tuple(verts.shape)}")
     finite = np.isfinite(verts).all(axis=(1, 2))
     if not finite.all():
-        raise ValueError(f"argument '{name}' has non-finite vertices in sample {int(np.flatnonzero(~finite)[0])}")
+        raise InputError(f"argument '{name}' has non-finite vertices in sample {int(np.flatnonzero(~finite)[0])}")
     return verts
 
 
@@ -109,20 +110,20 @@ def penetration_volume(
     verts_a = _as_numpy_verts(verts_a, "verts_a")
     verts_b = _as_numpy_verts(verts_b, "verts_b")
     if verts_a.shape[0] != verts_b.shape[0]:
-        raise ValueError(f"'verts_a' has {verts_a.shape[0]} samples but 'verts_b' has {verts_b.shape[0]}")
+        raise InputError(f"'verts_a' has {verts_a.shape[0]} samples but 'verts_b' has {verts_b.shape[0]}")
     if num_workers is None:
         num_workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if not isinstance(num_workers, int) or num_workers < 1:
-        raise ValueError(f"argument 'num_workers' must be a positive integer, got {num_workers!r}")
+        raise InputError(f"argument 'num_workers' must be a positive integer, got {num_workers!r}")
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
-        raise ValueError(f"argument 'chunk_size' must be a positive integer, got {chunk_size!r}")
+        raise InputError(f"argument 'chunk_size' must be a positive integer, got {chunk_size!r}")
 
     def plan_for(faces, verts, name):
         faces = check_faces(faces, verts.shape[1], name)
         try:
             return seal_faces(faces, verts.shape[1])
         except ValueError as exc:
-            raise ValueError(f"argument '{name}': {exc}") from exc
+            raise InputError(f"argument '{name}': {exc}") from exc
 
     plan_a, plan_b = plan_for(faces_a, verts_a, "faces_a"), plan_for(faces_b, verts_b, "faces_b")
     num_pairs = verts_a.shape[0]

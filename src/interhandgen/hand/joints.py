@@ -49,3 +49,8 @@ OPENPOSE_FROM_MANO21 = [0, 13, 14, 15, 16, 1, 2, 3, 17, 4, 5, 6, 18, 10, 11, 12,
 
 # The joint that centres both hands in the canonical two-hand frame: the middle-finger MCP.
 CENTER_JOINT = 4
+
+# Kinematic joints of each finger (MANO order, proximal to distal) and the four finger MCP joints: defined here once.
+FINGER_NAMES = ("thumb", "index", "middle", "ring", "pinky")
+FINGER_JOINTS = {"thumb": (13, 14, 15), "index": (1, 2, 3), "middle": (4, 5, 6), "ring": (10, 11, 12), "pinky": (7, 8, 9)}
+MCP_JOINTS = (1, 4, 10, 7)  # index, middle, ring, pinky

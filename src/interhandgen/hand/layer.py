@@ -10,6 +10,7 @@ from torch import nn
 
 from interhandgen.hand.lbs import kinematic_levels, lbs
 from interhandgen.hand.model_data import HandModelData
+from interhandgen.exceptions import InputError
 
 
 @dataclasses.dataclass
@@ -50,7 +51,7 @@ class HandModel(nn.Module):
         if not isinstance(data, HandModelData):
             raise TypeError(f"data must be a HandModelData, got {type(data).__name__}")
         if use_pca and not (1 <= int(num_pca_comps) <= 45):
-            raise ValueError(f"num_pca_comps must be in [1, 45], got {num_pca_comps}")
+            raise InputError(f"num_pca_comps must be in [1, 45], got {num_pca_comps}")
         self.data = data
         self.side = data.side
         self.name = data.name
@@ -105,7 +106,7 @@ class HandModel(nn.Module):
     def _gather_inputs(self, **inputs: torch.Tensor | None) -> tuple[int, torch.device, torch.dtype]:
         given = {k: v for k, v in inputs.items() if v is not None}
         if not given:
-            raise ValueError("HandModel needs at least one of betas, global_orient, hand_pose, transl to know the batch size")
+            raise InputError("HandModel needs at least one of betas, global_orient, hand_pose, transl to know the batch size")
         ref_name, ref = next(iter(given.items()))
         for name, t in given.items():
             if not isinstance(t, torch.Tensor):
@@ -121,12 +122,12 @@ class HandModel(nn.Module):
         B = ref.shape[0] if ref.dim() == 2 else None
         for name, t in given.items():
             if t.dim() != 2 or t.shape[1] != expected[name] or t.shape[0] != B:
-                raise ValueError(
+                raise InputError(
                     f"{name} must have shape [B, {expected[name]}] with the batch size B shared by all inputs "
                     f"(B = {B} from {ref_name}), got {list(t.shape)}"
                 )
             if self.check_inputs and not torch.isfinite(t).all():
-                raise ValueError(f"{name} contains NaN or inf")
+                raise InputError(f"{name} contains NaN or inf")
         return int(B), ref.device, ref.dtype
 
     def full_pose(self, global_orient: torch.Tensor, hand_pose: torch.Tensor) -> torch.Tensor:

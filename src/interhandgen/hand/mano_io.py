@@ -44,6 +44,8 @@ import scipy.sparse
 from interhandgen.hand.joints import MANO_FINGERTIP_VERTEX_IDS
 from interhandgen._atomic import atomic_write_bytes as _atomic_write_bytes
 from interhandgen.hand.model_data import NUM_JOINTS, NUM_POSE_FEATURES, HandModelData
+from interhandgen.exceptions import InputError, MissingFileError
+from interhandgen.hand.layer import HandModel
 
 __all__ = ["read_mano_data", "load_mano", "save_mano_pkl", "MANO_DOWNLOAD_HINT"]
 
@@ -167,11 +169,11 @@ def _evaluate_chumpy(obj: _ChumpyStandIn, key: str, path: Path) -> np.ndarray:
     cls = obj.chumpy_class.rsplit(".", 1)[-1]
     state = getattr(obj, "state", None)
     if state is None:
-        raise ValueError(f"{path}: key '{key}' holds a chumpy {obj.chumpy_class} without pickled state")
+        raise InputError(f"{path}: key '{key}' holds a chumpy {obj.chumpy_class} without pickled state")
 
     def term(name: str) -> Any:
         if name not in state:
-            raise ValueError(f"{path}: key '{key}': chumpy {obj.chumpy_class} lacks its term '{name}'")
+            raise InputError(f"{path}: key '{key}': chumpy {obj.chumpy_class} lacks its term '{name}'")
         return state[name]
 
     def value_of(x: Any) -> np.ndarray:
@@ -189,7 +191,7 @@ def _evaluate_chumpy(obj: _ChumpyStandIn, key: str, path: Path) -> np.ndarray:
         return value_of(term("a")).reshape(term("newshape"))
     if cls == "transpose":
         return np.ascontiguousarray(np.transpose(value_of(term("a")), axes=state.get("axes")))
-    raise ValueError(
+    raise InputError(
         f"{path}: key '{key}' holds a chumpy {obj.chumpy_class} object, a derived expression that cannot be "
         "evaluated without chumpy (supported: Ch, Select, Reshape, transpose). Convert the file with chumpy "
         "installed (replace the value by its .r) or use the official mano_v1_2 files."
@@ -209,7 +211,7 @@ def _rebuild_sparse(obj: _SparseStandIn, key: str, path: Path) -> scipy.sparse.s
         coords = state.get("coords") or (state["row"], state["col"])
         return scipy.sparse.coo_matrix((np.asarray(state["data"]), tuple(np.asarray(c) for c in coords)), shape=shape)
     except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: key '{key}' holds a malformed {obj.sparse_class}: {exc!r}") from None
+        raise InputError(f"{path}: key '{key}' holds a malformed {obj.sparse_class}: {exc!r}") from None
 
 
 def _unpickle(path: Path) -> dict:
@@ -217,11 +219,11 @@ def _unpickle(path: Path) -> dict:
     try:
         obj = _MANOUnpickler(io.BytesIO(payload), encoding="latin1").load()
     except pickle.UnpicklingError as exc:
-        raise ValueError(f"{path}: not a loadable MANO pickle: {exc}") from None
+        raise InputError(f"{path}: not a loadable MANO pickle: {exc}") from None
     except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, ImportError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not a MANO model pickle ({type(exc).__name__}: {exc})") from None
+        raise InputError(f"{path}: not a MANO model pickle ({type(exc).__name__}: {exc})") from None
     if not isinstance(obj, dict):
-        raise ValueError(f"{path}: a MANO model pickle holds a dict, got {type(obj).__name__}")
+        raise InputError(f"{path}: a MANO model pickle holds a dict, got {type(obj).__name__}")
     return obj
 
 
@@ -235,7 +237,7 @@ def _side_from_name(path: Path) -> str | None | tuple[str, str]:
 
 def _resolve_side(path: Path, side_arg: str | None, side_in_file: str | None) -> str:
     if side_arg is not None and side_arg not in ("right", "left"):
-        raise ValueError(f"side must be 'right', 'left' or None, got {side_arg!r}")
+        raise InputError(f"side must be 'right', 'left' or None, got {side_arg!r}")
     from_name = _side_from_name(path)
     sources = {}
     if isinstance(from_name, str):
@@ -246,31 +248,31 @@ def _resolve_side(path: Path, side_arg: str | None, side_in_file: str | None) ->
         sources["the side argument"] = side_arg
     if len(set(sources.values())) > 1:
         detail = ", ".join(f"{k} says {v!r}" for k, v in sources.items())
-        raise ValueError(f"{path}: conflicting hand side: {detail}")
+        raise InputError(f"{path}: conflicting hand side: {detail}")
     if not sources:
         why = "its name contains both RIGHT and LEFT" if isinstance(from_name, tuple) else "its name contains neither RIGHT nor LEFT"
-        raise ValueError(f"{path}: cannot tell the hand side ({why}); pass side='right' or side='left'")
+        raise InputError(f"{path}: cannot tell the hand side ({why}); pass side='right' or side='left'")
     return next(iter(sources.values()))
 
 
 def _array(raw: dict, key: str, path: Path, ndim: int, dtype=np.float64) -> np.ndarray:
     if key not in raw:
-        raise ValueError(f"{path}: missing key '{key}'; a MANO model pickle needs {list(REQUIRED_PICKLE_KEYS)}")
+        raise InputError(f"{path}: missing key '{key}'; a MANO model pickle needs {list(REQUIRED_PICKLE_KEYS)}")
     value = _as_array(raw[key], key, path)
     if scipy.sparse.issparse(value):
         value = value.toarray()
     try:
         arr = np.asarray(value, dtype=dtype)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: key '{key}' is not a numeric array ({exc})") from None
+        raise InputError(f"{path}: key '{key}' is not a numeric array ({exc})") from None
     if arr.ndim != ndim:
-        raise ValueError(f"{path}: key '{key}' must have {ndim} dimensions, got shape {list(arr.shape)}")
+        raise InputError(f"{path}: key '{key}' must have {ndim} dimensions, got shape {list(arr.shape)}")
     return arr
 
 
 def _expect_shape(arr: np.ndarray, want: tuple, key: str, path: Path) -> None:
     if arr.shape != want:
-        raise ValueError(f"{path}: key '{key}' must have shape {list(want)}, got {list(arr.shape)}")
+        raise InputError(f"{path}: key '{key}' must have shape {list(want)}, got {list(arr.shape)}")
 
 
 def _parse_pickle(raw: dict, path: Path, side_arg: str | None, fix_left_shapedirs: bool) -> HandModelData:
@@ -294,7 +296,7 @@ def _parse_pickle(raw: dict, path: Path, side_arg: str | None, fix_left_shapedir
     kintree = _array(raw, "kintree_table", path, 2, dtype=np.int64)
     _expect_shape(kintree, (2, NUM_JOINTS), "kintree_table", path)
     if not np.array_equal(kintree[1], np.arange(NUM_JOINTS)):
-        raise ValueError(f"{path}: key 'kintree_table' row 1 must list the joints 0..15 in order, got {kintree[1].tolist()}")
+        raise InputError(f"{path}: key 'kintree_table' row 1 must list the joints 0..15 in order, got {kintree[1].tolist()}")
     parents = kintree[0].copy()
     parents[0] = -1  # stored as 4294967295 (uint32 -1) in MANO files
 
@@ -304,14 +306,14 @@ def _parse_pickle(raw: dict, path: Path, side_arg: str | None, fix_left_shapedir
     elif V == NUM_MANO_VERTS:
         fingertip_ids = np.asarray(MANO_FINGERTIP_VERTEX_IDS, dtype=np.int64)
     else:
-        raise ValueError(
+        raise InputError(
             f"{path}: the mesh has {V} vertices, not MANO's {NUM_MANO_VERTS}, and the file has no 'fingertip_ids' "
             "entry, so the fingertip vertices are unknown"
         )
 
     side_in_file = raw.get("side")
     if side_in_file is not None and side_in_file not in ("right", "left"):
-        raise ValueError(f"{path}: key 'side' must be 'right' or 'left', got {side_in_file!r}")
+        raise InputError(f"{path}: key 'side' must be 'right' or 'left', got {side_in_file!r}")
     side = _resolve_side(path, side_arg, side_in_file)
     already_fixed = bool(raw.get("left_shapedirs_fixed", False))
     if fix_left_shapedirs and side == "left" and not already_fixed:
@@ -326,7 +328,7 @@ def _parse_pickle(raw: dict, path: Path, side_arg: str | None, fix_left_shapedir
             hands_mean=hands_mean, fingertip_ids=fingertip_ids, side=side, name=name,
         )
     except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
+        raise InputError(f"{path}: {exc}") from None
 
 
 # ----------------------------------------------------------------------------------------------- public API
@@ -353,14 +355,14 @@ def read_mano_data(
     path = Path(path)
     if not path.is_file():
         where = "is a directory, expected the model file itself" if path.is_dir() else "does not exist"
-        raise FileNotFoundError(f"MANO model file {path} {where}. {MANO_DOWNLOAD_HINT}")
+        raise MissingFileError(f"MANO model file {path} {where}. {MANO_DOWNLOAD_HINT}")
     if path.suffix.lower() == ".npz":
         try:
             data = HandModelData.load_npz(path)
         except (OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
             if str(exc).startswith(str(path)):
                 raise
-            raise ValueError(f"{path}: not a hand model .npz ({type(exc).__name__}: {exc})") from None
+            raise InputError(f"{path}: not a hand model .npz ({type(exc).__name__}: {exc})") from None
         _resolve_side(path, side, data.side)
         return data
     return _parse_pickle(_unpickle(path), path, side, fix_left_shapedirs)
@@ -379,7 +381,6 @@ def load_mano(
     Unlike smplx.MANO, ``use_pca=True`` with ``num_pca_comps=45`` stays in PCA mode (``hand_pose`` holds 45 PCA
     coefficients); smplx silently switches to axis-angle in that case.
     """
-    from interhandgen.hand.layer import HandModel  # layer imports torch; keep file reading torch-free
 
     data = read_mano_data(path, side=side, fix_left_shapedirs=fix_left_shapedirs)
     return HandModel(data, use_pca=use_pca, num_pca_comps=num_pca_comps, flat_hand_mean=flat_hand_mean)

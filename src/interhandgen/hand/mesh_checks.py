@@ -9,19 +9,20 @@ import dataclasses
 
 import numpy as np
 from scipy.spatial import cKDTree
+from interhandgen.exceptions import InputError
 
 
 def _as_mesh(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     v = np.asarray(vertices, dtype=np.float64)
     f = np.asarray(faces)
     if v.ndim != 2 or v.shape[1] != 3:
-        raise ValueError(f"vertices must have shape [V, 3], got {list(v.shape)}")
+        raise InputError(f"vertices must have shape [V, 3], got {list(v.shape)}")
     if f.ndim != 2 or f.shape[1] != 3 or f.dtype.kind not in "iu":
-        raise ValueError(f"faces must be an integer array of shape [F, 3], got {list(f.shape)} {f.dtype}")
+        raise InputError(f"faces must be an integer array of shape [F, 3], got {list(f.shape)} {f.dtype}")
     if len(f) and (f.min() < 0 or f.max() >= len(v)):
-        raise ValueError(f"faces index vertices outside [0, {len(v)})")
+        raise InputError(f"faces index vertices outside [0, {len(v)})")
     if not np.isfinite(v).all():
-        raise ValueError("vertices contain NaN or inf")
+        raise InputError("vertices contain NaN or inf")
     return v, f.astype(np.int64)
 
 

@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from interhandgen._atomic import atomic_write_bytes as _atomic_write_bytes
+from interhandgen.exceptions import InputError, MissingFileError
+from interhandgen.safe_files import NpzReader
 
 NUM_JOINTS = 16
 NUM_POSE_FEATURES = 9 * (NUM_JOINTS - 1)
@@ -83,23 +85,23 @@ class HandModelData:
             "fingertip_ids": (5,),
         }
         if V <= 0 or self.v_template.ndim != 2 or self.v_template.shape[1] != 3:
-            raise ValueError(f"{source}: field 'v_template' must have shape [V, 3], got {list(self.v_template.shape)}")
+            raise InputError(f"{source}: field 'v_template' must have shape [V, 3], got {list(self.v_template.shape)}")
         for field, shape in expect.items():
             arr = getattr(self, field)
             ok = arr.ndim == len(shape) and all(s is None or a == s for a, s in zip(arr.shape, shape))
             if not ok:
                 want = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
-                raise ValueError(f"{source}: field '{field}' must have shape {want}, got {list(arr.shape)}")
+                raise InputError(f"{source}: field '{field}' must have shape {want}, got {list(arr.shape)}")
             if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-                raise ValueError(f"{source}: field '{field}' contains NaN or inf")
+                raise InputError(f"{source}: field '{field}' contains NaN or inf")
         if self.parents[0] != -1 or np.any(self.parents[1:] < 0) or np.any(self.parents[1:] >= np.arange(1, NUM_JOINTS)):
-            raise ValueError(f"{source}: field 'parents' must be -1 for joint 0 and point to an earlier joint otherwise, got {self.parents.tolist()}")
+            raise InputError(f"{source}: field 'parents' must be -1 for joint 0 and point to an earlier joint otherwise, got {self.parents.tolist()}")
         if self.faces.min() < 0 or self.faces.max() >= V:
-            raise ValueError(f"{source}: field 'faces' indexes vertices outside [0, {V})")
+            raise InputError(f"{source}: field 'faces' indexes vertices outside [0, {V})")
         if self.fingertip_ids.min() < 0 or self.fingertip_ids.max() >= V:
-            raise ValueError(f"{source}: field 'fingertip_ids' indexes vertices outside [0, {V})")
+            raise InputError(f"{source}: field 'fingertip_ids' indexes vertices outside [0, {V})")
         if self.side not in ("right", "left"):
-            raise ValueError(f"{source}: field 'side' must be 'right' or 'left', got {self.side!r}")
+            raise InputError(f"{source}: field 'side' must be 'right' or 'left', got {self.side!r}")
 
     # ------------------------------------------------------------------ I/O
     def save_npz(self, path: str | os.PathLike) -> None:
@@ -114,16 +116,13 @@ class HandModelData:
 
     @classmethod
     def load_npz(cls, path: str | os.PathLike) -> "HandModelData":
-        from interhandgen.exceptions import InputError
-        from interhandgen.safe_files import NpzReader
-
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"hand model file not found: {path}")
+            raise MissingFileError(f"hand model file not found: {path}")
         with NpzReader(path, "hand model .npz") as z:
             missing = [f for f in (*cls.ARRAY_FIELDS, "side") if f not in z.files]
             if missing:
-                raise ValueError(f"{path}: missing field(s) {missing}; expected {list(cls.ARRAY_FIELDS) + ['side', 'name']}")
+                raise InputError(f"{path}: missing field(s) {missing}; expected {list(cls.ARRAY_FIELDS) + ['side', 'name']}")
             kwargs = {f: z[f] for f in cls.ARRAY_FIELDS}
             side = str(z["side"])
             name = str(z["name"]) if "name" in z.files else path.stem
@@ -134,7 +133,7 @@ class HandModelData:
         try:
             data.__post_init__()
         except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
+            raise InputError(f"{path}: {exc}") from None
         except (TypeError, IndexError) as exc:  # arrays of a wrong kind that the checks above could not name
             raise InputError(f"{path}: malformed hand model arrays ({type(exc).__name__}: {exc})") from None
         return data

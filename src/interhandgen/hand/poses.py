@@ -51,12 +51,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from interhandgen.hand.joints import FINGER_JOINTS
 from interhandgen.hand.layer import HandModel
 from interhandgen.hand.model_data import HandModelData
+from interhandgen.exceptions import InputError
+from interhandgen.hand.lbs import kinematic_levels, lbs
 
 NAMED_POSES = ("rest", "fist", "pinch", "spread")
-FINGER_JOINTS = {"thumb": (13, 14, 15), "index": (1, 2, 3), "middle": (4, 5, 6), "ring": (10, 11, 12),
-                 "pinky": (7, 8, 9)}
 _TIP = {"thumb": 0, "index": 1, "middle": 2, "ring": 3, "pinky": 4}  # index into fingertip_ids
 
 # Degrees: per finger, (flexion, abduction) of its three joints, proximal to distal. Missing fingers: 0.
@@ -89,7 +90,7 @@ DEFAULT_RANDOM_SCALE = 1.0
 def _unit(v: np.ndarray) -> np.ndarray:
     norm = np.linalg.norm(v)
     if norm < 1e-12:
-        raise ValueError("degenerate hand skeleton: a joint axis has zero length")
+        raise InputError("degenerate hand skeleton: a joint axis has zero length")
     return v / norm
 
 
@@ -159,7 +160,6 @@ class _TipKinematics:
     """
 
     def __init__(self, data: HandModelData) -> None:
-        from interhandgen.hand.lbs import kinematic_levels
 
         joints = data.J_regressor @ data.v_template
         tips = data.fingertip_ids
@@ -180,7 +180,6 @@ class _TipKinematics:
         self.levels = kinematic_levels(self.parents)
 
     def __call__(self, pose: np.ndarray) -> np.ndarray:
-        from interhandgen.hand.lbs import lbs
 
         pose = torch.as_tensor(np.atleast_2d(pose), dtype=torch.float64)
         B = pose.shape[0]
@@ -194,7 +193,7 @@ def _bone_radius(data: HandModelData, joint: int, end: np.ndarray, joints: np.nd
     """Median distance (metres) of the vertices skinned mostly to ``joint`` from its bone line."""
     ids = np.flatnonzero(data.weights.argmax(1) == joint)
     if len(ids) < 3:
-        raise ValueError(f"no vertices are skinned mainly to joint {joint}; cannot size the finger")
+        raise InputError(f"no vertices are skinned mainly to joint {joint}; cannot size the finger")
     d = _unit(end - joints[joint])
     rel = data.v_template[ids] - joints[joint]
     return float(np.median(np.linalg.norm(rel - np.outer(rel @ d, d), axis=1)))
@@ -260,7 +259,7 @@ def named_pose(model: HandModel | HandModelData, name: str) -> np.ndarray:
     Full rotations: use with ``use_pca=False, flat_hand_mean=True``.
     """
     if name not in NAMED_POSES:
-        raise ValueError(f"unknown pose name {name!r}; choose from {NAMED_POSES} (or 'random' via random_pose)")
+        raise InputError(f"unknown pose name {name!r}; choose from {NAMED_POSES} (or 'random' via random_pose)")
     data = _model_data(model)
     if name == "rest":
         return np.zeros(45)
@@ -291,8 +290,8 @@ def random_pose(model: HandModel | HandModelData, rng: np.random.Generator, num_
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     if not 1 <= int(num_comps) <= 45:
-        raise ValueError(f"num_comps must be in [1, 45], got {num_comps}")
+        raise InputError(f"num_comps must be in [1, 45], got {num_comps}")
     if not scale >= 0 or not np.isfinite(scale):
-        raise ValueError(f"scale must be a finite number >= 0, got {scale}")
+        raise InputError(f"scale must be a finite number >= 0, got {scale}")
     coeffs = rng.normal(0.0, scale, size=int(num_comps))
     return coeffs @ data.hands_components[: int(num_comps)] + data.hands_mean

@@ -1,24 +1,58 @@
-"""Denoising networks: the shared two-stage x0-denoiser, its config, and the reference-checkpoint importer."""
+"""Networks, the model registry (kind -> network, objective, sampler) and the saved-model format."""
 
+from interhandgen.models.artifact import ModelArtifact, export_model, read_model_file
+from interhandgen.models.baselines import JointDenoiser, ResidualMLP, SeparateStageDenoisers, TwoHandVAE
 from interhandgen.models.config import NULL_CONDITIONS, DenoiserConfig
 from interhandgen.models.denoiser import Denoiser, TokenMLP, build_denoiser, count_parameters, timestep_embedding
+from interhandgen.models.losses import diffusion_loss, draw_timesteps, joint_loss, vae_loss
 from interhandgen.models.reference import (
     import_reference_checkpoint,
     infer_reference_config,
     reference_shapes,
     to_reference_state_dict,
 )
+from interhandgen.models.registry import (
+    CASCADED_KINDS,
+    KINDS,
+    REGISTRY,
+    SAMPLERS,
+    ModelKind,
+    build_model,
+    model_kind,
+    objective_loss,
+    registered,
+)
 
 __all__ = [
+    "CASCADED_KINDS",
     "DenoiserConfig",
-    "NULL_CONDITIONS",
     "Denoiser",
+    "JointDenoiser",
+    "KINDS",
+    "ModelArtifact",
+    "ModelKind",
+    "NULL_CONDITIONS",
+    "REGISTRY",
+    "ResidualMLP",
+    "SAMPLERS",
+    "SeparateStageDenoisers",
     "TokenMLP",
+    "TwoHandVAE",
     "build_denoiser",
+    "build_model",
     "count_parameters",
-    "timestep_embedding",
+    "diffusion_loss",
+    "draw_timesteps",
+    "export_model",
     "import_reference_checkpoint",
     "infer_reference_config",
+    "joint_loss",
+    "model_kind",
+    "objective_loss",
+    "read_model_file",
     "reference_shapes",
+    "registered",
+    "timestep_embedding",
     "to_reference_state_dict",
+    "vae_loss",
 ]

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from interhandgen.exceptions import InputError, MissingFileError
 
 NULL_CONDITIONS = ("learned", "zeros")
 
@@ -67,7 +68,7 @@ class DenoiserConfig:
     def preset(cls, name: str, **overrides: Any) -> "DenoiserConfig":
         presets = {"paper": cls.paper, "small": cls.small}
         if name not in presets:
-            raise ValueError(f"unknown model preset {name!r}; known: {sorted(presets)}")
+            raise InputError(f"unknown model preset {name!r}; known: {sorted(presets)}")
         return presets[name](**overrides)
 
     # ------------------------------------------------------------------ (de)serialisation
@@ -82,7 +83,7 @@ class DenoiserConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names - {"preset"})
         if unknown:
-            raise ValueError(f"{source}: unknown key(s) {unknown} in 'model'; known: {sorted(names | {'preset'})}")
+            raise InputError(f"{source}: unknown key(s) {unknown} in 'model'; known: {sorted(names | {'preset'})}")
         for key in ("skips",):
             if key in d and not isinstance(d[key], (list, tuple)):
                 raise TypeError(f"{source}: model.{key} must be a list of ints, got {d[key]!r}")
@@ -97,12 +98,12 @@ class DenoiserConfig:
         """Read the ``model:`` section of an experiment YAML; other top-level sections are ignored."""
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
+            raise MissingFileError(f"config file not found: {path}")
         doc = yaml.safe_load(path.read_text()) or {}
         if not isinstance(doc, dict):
-            raise ValueError(f"{path}: expected a mapping with a 'model' section, got {type(doc).__name__}")
+            raise InputError(f"{path}: expected a mapping with a 'model' section, got {type(doc).__name__}")
         if "model" not in doc:
-            raise ValueError(f"{path}: no 'model' section (top-level keys: {sorted(doc)})")
+            raise InputError(f"{path}: no 'model' section (top-level keys: {sorted(doc)})")
         return cls.from_dict(doc["model"], source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
@@ -113,7 +114,7 @@ class DenoiserConfig:
     def validate(self) -> None:
         def need(cond: bool, msg: str) -> None:
             if not cond:
-                raise ValueError(f"model.{msg}")
+                raise InputError(f"model.{msg}")
 
         for name in ("data_dim", "hidden_dim", "embed_dim", "num_layers", "num_heads", "ff_dim", "num_encoder_layers"):
             v = getattr(self, name)

@@ -30,18 +30,36 @@ import torch.nn.functional as F
 from torch import nn
 
 from interhandgen.models.config import DenoiserConfig
+from interhandgen.exceptions import InputError
 
 
-def timestep_embedding(t: torch.Tensor, dim: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Sinusoidal embedding [B, dim] of integer timesteps [B]: [sin(t w_k), cos(t w_k)], w_k = 10000^(-k/(dim/2-1)).
+#: Conventions of :func:`timestep_embedding`; each network keeps the one it was trained with.
+EMBEDDING_CONVENTIONS = ("sin_cos", "cos_sin")
 
-    The transformer/DDPM convention used by the reference code (frequencies from 1 down to 1/10000).
+
+def timestep_embedding(t: torch.Tensor, dim: int, dtype: torch.dtype = torch.float32, *,
+                       convention: str = "sin_cos", max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding [B, dim] of integer timesteps [B].
+
+    ``convention``:
+    - ``"sin_cos"`` (the shared denoiser; the reference code's): [sin(t w_k), cos(t w_k)],
+      w_k = max_period^(-k/(dim/2-1)), k = 0..dim/2-1 (frequencies from 1 down to 1/max_period, both included);
+    - ``"cos_sin"`` (the baseline networks; the guided-diffusion convention): [cos(t w_k), sin(t w_k)],
+      w_k = max_period^(-k/(dim/2)), with one zero column appended for an odd ``dim``.
+    The two give different numbers; a trained network must keep the convention it was trained with.
     """
     half = dim // 2
-    freqs = torch.exp(torch.arange(half, dtype=torch.float32, device=t.device) * (-math.log(10000.0) / (half - 1)))
-    angles = t.to(torch.float32)[:, None] * freqs[None, :]
-    emb = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
-    return emb.to(dtype)
+    if convention == "sin_cos":
+        freqs = torch.exp(torch.arange(half, dtype=torch.float32, device=t.device) * (-math.log(max_period) / (half - 1)))
+        angles = t.to(torch.float32)[:, None] * freqs[None, :]
+        return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1).to(dtype)
+    if convention == "cos_sin":
+        freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+        args = t.float()[:, None] * freqs[None]
+        emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+        emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1) if dim % 2 else emb
+        return emb.to(dtype)
+    raise InputError(f"convention must be one of {EMBEDDING_CONVENTIONS}, got {convention!r}")
 
 
 class TokenMLP(nn.Module):
@@ -113,7 +131,7 @@ class Denoiser(nn.Module):
     def _check_inputs(self, x_t, t, cond, cond_mask, extra_tokens) -> None:
         D, E = self.cfg.data_dim, self.cfg.embed_dim
         if not isinstance(x_t, torch.Tensor) or x_t.dim() != 2 or x_t.shape[1] != D:
-            raise ValueError(f"x_t must have shape [B, {D}], got "
+            raise InputError(f"x_t must have shape [B, {D}], got "
                              f"{list(x_t.shape) if isinstance(x_t, torch.Tensor) else type(x_t).__name__}")
         B = x_t.shape[0]
         weight = self.output_proj.weight
@@ -121,31 +139,31 @@ class Denoiser(nn.Module):
             raise TypeError(f"x_t has dtype {x_t.dtype} but the model's parameters are {weight.dtype}; "
                             f"convert one of them (e.g. model.to({x_t.dtype}))")
         if x_t.device != weight.device:
-            raise ValueError(f"x_t is on {x_t.device} but the model is on {weight.device}; move one of them")
+            raise InputError(f"x_t is on {x_t.device} but the model is on {weight.device}; move one of them")
         if not isinstance(t, torch.Tensor) or t.shape != (B,):
-            raise ValueError(f"t must be a tensor of shape [{B}], got "
+            raise InputError(f"t must be a tensor of shape [{B}], got "
                              f"{list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")
         if t.dtype.is_floating_point or t.dtype == torch.bool or t.is_complex():
             raise TypeError(f"t must hold integer timesteps (int64), got dtype {t.dtype}")
         if cond is None:
             if cond_mask is not None:
-                raise ValueError("cond_mask was given without cond; pass cond [B, D] too, or neither")
+                raise InputError("cond_mask was given without cond; pass cond [B, D] too, or neither")
         else:
             if not isinstance(cond, torch.Tensor) or cond.shape != x_t.shape:
-                raise ValueError(f"cond must have the shape of x_t {list(x_t.shape)}, got "
+                raise InputError(f"cond must have the shape of x_t {list(x_t.shape)}, got "
                                  f"{list(cond.shape) if isinstance(cond, torch.Tensor) else type(cond).__name__}")
             if cond.dtype != x_t.dtype:
                 raise TypeError(f"cond must have the dtype of x_t ({x_t.dtype}), got {cond.dtype}")
             if not isinstance(cond_mask, torch.Tensor) or cond_mask.shape != (B,) or cond_mask.dtype != torch.bool:
-                raise ValueError(f"cond_mask must be a bool tensor of shape [{B}] (False = no condition), got "
+                raise InputError(f"cond_mask must be a bool tensor of shape [{B}] (False = no condition), got "
                                  f"{(cond_mask.dtype, list(cond_mask.shape)) if isinstance(cond_mask, torch.Tensor) else cond_mask!r}")
         if extra_tokens is not None:
             if self.cfg.reference_compat:
-                raise ValueError("extra_tokens are not supported in reference_compat mode (its attention runs across "
+                raise InputError("extra_tokens are not supported in reference_compat mode (its attention runs across "
                                  "the batch)")
             if not isinstance(extra_tokens, torch.Tensor) or extra_tokens.dim() != 3 or \
                     extra_tokens.shape[0] != B or extra_tokens.shape[2] != E:
-                raise ValueError(f"extra_tokens must have shape [{B}, K, {E}], got "
+                raise InputError(f"extra_tokens must have shape [{B}, K, {E}], got "
                                  f"{list(extra_tokens.shape) if isinstance(extra_tokens, torch.Tensor) else type(extra_tokens).__name__}")
             if extra_tokens.dtype != x_t.dtype:
                 raise TypeError(f"extra_tokens must have the dtype of x_t ({x_t.dtype}), got {extra_tokens.dtype}")

@@ -28,6 +28,7 @@ import torch
 
 from interhandgen.models.config import DenoiserConfig
 from interhandgen.models.denoiser import Denoiser, build_denoiser
+from interhandgen.exceptions import InputError, MissingFileError
 
 _MLPS = {"temb": "time_mlp", "cemb": "cond_mlp", "iemb": "noisy_mlp"}
 _SIMPLE = {"fc_input": "input_proj", "trans_out": "token_merge", "fc_output": "output_proj"}
@@ -65,7 +66,7 @@ def reference_shapes(cfg: DenoiserConfig) -> dict[str, tuple[int, ...]]:
 def _extract_state_dict(obj: Any, source: str) -> dict[str, torch.Tensor]:
     if isinstance(obj, (list, tuple)):
         if not obj or not isinstance(obj[0], Mapping):
-            raise ValueError(f"{source}: expected the reference checkpoint list [model_state_dict, optimizer, epoch, "
+            raise InputError(f"{source}: expected the reference checkpoint list [model_state_dict, optimizer, epoch, "
                              f"step, ...] with a state dict first, got a {type(obj).__name__} starting with "
                              f"{type(obj[0]).__name__ if obj else 'nothing'}")
         obj = obj[0]
@@ -85,7 +86,7 @@ def infer_reference_config(state: Mapping[str, torch.Tensor], num_heads: int = 4
     """The :class:`DenoiserConfig` of a reference state dict, from its shapes (heads cannot be read from shapes)."""
     def shape(key: str) -> tuple[int, ...]:
         if key not in state:
-            raise ValueError(f"{source}: missing key {key!r}, needed to read the architecture; is this a "
+            raise InputError(f"{source}: missing key {key!r}, needed to read the architecture; is this a "
                              f"TwoHandDiff state dict? (first keys: {list(state)[:6]})")
         return tuple(state[key].shape)
 
@@ -94,16 +95,16 @@ def infer_reference_config(state: Mapping[str, torch.Tensor], num_heads: int = 4
     layers = sorted({int(m.group(1)) for k in state if (m := re.match(r"fc_layers\.(\d+)\.", k))})
     enc = sorted({int(m.group(1)) for k in state if (m := re.match(r"trans_enc\.layers\.(\d+)\.", k))})
     if not layers or layers != list(range(len(layers))):
-        raise ValueError(f"{source}: fc_layers indices must be 0..L-1, got {layers}")
+        raise InputError(f"{source}: fc_layers indices must be 0..L-1, got {layers}")
     if not enc or enc != list(range(len(enc))):
-        raise ValueError(f"{source}: trans_enc.layers indices must be 0..K-1, got {enc}")
+        raise InputError(f"{source}: trans_enc.layers indices must be 0..K-1, got {enc}")
     skips = []
     for i in layers:
         w = shape(f"fc_layers.{i}.weight")
         if w == (H, 2 * H + 2 * E):
             skips.append(i)
         elif w != (H, H + 2 * E):
-            raise ValueError(f"{source}: fc_layers.{i}.weight has shape {list(w)}; expected [{H}, {H + 2 * E}] "
+            raise InputError(f"{source}: fc_layers.{i}.weight has shape {list(w)}; expected [{H}, {H + 2 * E}] "
                              f"(plain layer) or [{H}, {2 * H + 2 * E}] (skip layer) for hidden {H}, width {E}")
     F = shape("trans_enc.layers.0.linear1.weight")[0]
     return DenoiserConfig(data_dim=D, hidden_dim=H, embed_dim=E, num_layers=len(layers), skips=tuple(skips),
@@ -125,10 +126,10 @@ def _check_against(state: Mapping[str, torch.Tensor], cfg: DenoiserConfig, sourc
     if wrong:
         problems.append("shape mismatches: " + "; ".join(wrong))
     if problems:
-        raise ValueError(f"{source}: not a reference TwoHandDiff state dict for {cfg}: " + " | ".join(problems))
+        raise InputError(f"{source}: not a reference TwoHandDiff state dict for {cfg}: " + " | ".join(problems))
     bad = [k for k, v in state.items() if not v.is_floating_point() or not torch.isfinite(v).all()]
     if bad:
-        raise ValueError(f"{source}: non-finite or non-float values in {bad[:5]}")
+        raise InputError(f"{source}: non-finite or non-float values in {bad[:5]}")
 
 
 def import_reference_checkpoint(
@@ -149,7 +150,7 @@ def import_reference_checkpoint(
     if isinstance(path_or_state_dict, (str, Path)):
         path = Path(path_or_state_dict)
         if not path.is_file():
-            raise FileNotFoundError(f"reference checkpoint not found: {path}")
+            raise MissingFileError(f"reference checkpoint not found: {path}")
         source = str(path)
         # weights_only: the reference list holds only tensors, dicts and ints, so no code needs unpickling.
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -196,7 +197,7 @@ def to_reference_state_dict(model: Denoiser) -> dict[str, torch.Tensor]:
     """
     cfg = model.cfg
     if cfg.null_condition != "zeros":
-        raise ValueError("only models with null_condition='zeros' have a reference equivalent; this one has a "
+        raise InputError("only models with null_condition='zeros' have a reference equivalent; this one has a "
                          "learned null embedding")
     sd = {k: v.detach().clone() for k, v in model.state_dict().items()}
     H = cfg.hidden_dim

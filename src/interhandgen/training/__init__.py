@@ -1,8 +1,13 @@
-"""Training of the shared two-stage denoiser: config, loop, checkpoints."""
+"""Training of the registered model kinds: config, loop, EMA, checkpoints, experiment files, distributed helpers."""
 
-from interhandgen.training.checkpoint import export_model, load_checkpoint, read_exported_model
+from interhandgen.training.checkpoint import load_checkpoint
 from interhandgen.training.config import TrainConfig
-from interhandgen.training.trainer import TrainResult, diffusion_loss, train
+from interhandgen.training.distributed import dist_info, exit_distributed, init_distributed_from_env
+from interhandgen.training.ema import EMA
+from interhandgen.training.experiment import RunSetup, load_experiment, setup_run, write_run_config
+from interhandgen.training.preview import sample_preview_callback
+from interhandgen.training.trainer import TrainResult, train
 
-__all__ = ["TrainConfig", "TrainResult", "train", "diffusion_loss", "export_model", "load_checkpoint",
-           "read_exported_model"]
+__all__ = ["EMA", "RunSetup", "TrainConfig", "TrainResult", "dist_info", "exit_distributed",
+           "init_distributed_from_env", "load_checkpoint", "load_experiment", "sample_preview_callback",
+           "setup_run", "train", "write_run_config"]

@@ -7,6 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from interhandgen.exceptions import InputError, MissingFileError
+from interhandgen.limits import LR_RANGE, limits_enabled
+from interhandgen.safe_files import check_config_types
 
 
 @dataclasses.dataclass
@@ -46,9 +49,7 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise ValueError(f"{source}: unknown key(s) {unknown} in 'train'; known: {sorted(names)}")
-        from interhandgen.safe_files import check_config_types
-
+            raise InputError(f"{source}: unknown key(s) {unknown} in 'train'; known: {sorted(names)}")
         check_config_types(d, {f.name: f.type for f in dataclasses.fields(cls)}, f"{source}: train")
         if "betas" in d:
             d["betas"] = tuple(float(b) for b in d["betas"])
@@ -60,10 +61,10 @@ class TrainConfig:
     def from_yaml(cls, path: str | Path) -> "TrainConfig":
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
+            raise MissingFileError(f"config file not found: {path}")
         doc = yaml.safe_load(path.read_text()) or {}
         if not isinstance(doc, dict):
-            raise ValueError(f"{path}: expected a mapping with 'model' and 'train' sections")
+            raise InputError(f"{path}: expected a mapping with 'model' and 'train' sections")
         return cls.from_dict(doc.get("train"), source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
@@ -74,12 +75,10 @@ class TrainConfig:
     def validate(self, source: str = "train config") -> None:
         def need(cond: bool, msg: str) -> None:
             if not cond:
-                raise ValueError(f"{source}: train.{msg}")
+                raise InputError(f"{source}: train.{msg}")
 
         need(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         need(self.batch_size >= 2, f"batch_size must be >= 2, got {self.batch_size}")
-        from interhandgen.limits import LR_RANGE, limits_enabled
-
         need(self.lr > 0, f"lr must be > 0, got {self.lr}")
         need(not limits_enabled() or LR_RANGE[0] < self.lr <= LR_RANGE[1],
              f"lr must lie in ({LR_RANGE[0]:g}, {LR_RANGE[1]:g}] (a documented limit; --no-limits lifts it), "

@@ -23,14 +23,16 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from interhandgen.training.checkpoint import (
-    CHECKPOINT_FORMAT,
-    atomic_torch_save,
-    data_fingerprint,
-    export_model,
-    load_checkpoint,
-)
+from interhandgen._seeding import derived_seed
+from interhandgen.data.format import HandModelSpec
+from interhandgen.diffusion import Schedule
+from interhandgen.models import CASCADED_KINDS, build_model, model_kind, objective_loss
+from interhandgen.models.artifact import export_model, hand_model_record
+from interhandgen.training.checkpoint import CHECKPOINT_FORMAT, atomic_torch_save, data_fingerprint, load_checkpoint
 from interhandgen.training.config import TrainConfig
+from interhandgen.training.distributed import dist_info
+from interhandgen.training.ema import EMA
+from interhandgen.exceptions import InputError
 
 CSV_FIELDS = ["kind", "step", "epoch", "loss", "loss_anchor", "loss_other", "lr", "grad_norm", "seconds"]
 
@@ -43,39 +45,6 @@ class TrainResult:
     out_dir: Path
 
 
-# --------------------------------------------------------------------------- distributed helpers
-def dist_info() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def init_distributed_from_env(device: str) -> bool:
-    """Initialise torch.distributed when launched by torchrun (WORLD_SIZE > 1). Returns True if it did."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or (dist.is_available() and dist.is_initialized()):
-        return False
-    backend = "nccl" if str(device).startswith("cuda") else "gloo"
-    dist.init_process_group(backend=backend)
-    if str(device).startswith("cuda"):
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    return True
-
-
-def exit_distributed(code: int = 0) -> None:
-    """End a torchrun worker: wait for every rank, flush the output, and leave the process at once.
-
-    Never returns. ``destroy_process_group`` and the interpreter's normal shutdown tear down gloo's threads, which now
-    and then aborted a worker with "terminate called without an active exception" (seen in the 2-process CPU tests
-    under load); once every rank has passed the barrier, nothing is left to communicate or to clean up, so the
-    process ends with ``os._exit`` instead. Rank 0 has written its files before this point.
-    """
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(int(code))
-
-
 # --------------------------------------------------------------------------- pieces of the loop
 def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float) -> float:
     """Linear warm-up, then cosine decay to ``min_ratio``."""
@@ -86,85 +55,8 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float) 
 
 
 def epoch_order(num_samples: int, seed: int, epoch: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+    g = torch.Generator().manual_seed(derived_seed(seed, epoch))
     return torch.randperm(num_samples, generator=g)
-
-
-def draw_timesteps(n: int, num_timesteps: int, antithetic: bool, generator: torch.Generator) -> torch.Tensor:
-    if not antithetic:
-        return torch.randint(0, num_timesteps, (n,), generator=generator)
-    half = torch.randint(0, num_timesteps, ((n + 1) // 2,), generator=generator)
-    return torch.cat([half, num_timesteps - 1 - half])[:n]
-
-
-def diffusion_loss(
-    net: nn.Module,
-    batch: torch.Tensor,
-    schedule,
-    cfg: TrainConfig,
-    generator: torch.Generator,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Loss of one batch [b, 2, 64] (standardised; anchor first). Returns (total, anchor part, other part).
-
-    Both stages go through the network in ONE forward pass of up to 2b rows.
-    """
-    from interhandgen.diffusion import q_sample
-
-    b = batch.shape[0]
-    anchor, other = batch[:, 0], batch[:, 1]
-    device = batch.device
-    T = cfg.num_timesteps
-    if cfg.cond_drop_prob is None:
-        x0 = torch.cat([anchor, other])
-        cond = torch.cat([torch.zeros_like(anchor), anchor])
-        mask = torch.cat([torch.zeros(b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)]).to(device)
-    else:
-        drop = (torch.rand(b, generator=generator) < cfg.cond_drop_prob).to(device)
-        x0 = torch.where(drop[:, None], anchor, other)
-        cond = torch.where(drop[:, None], torch.zeros_like(anchor), anchor)
-        mask = ~drop
-    n = x0.shape[0]
-    t = draw_timesteps(n, T, cfg.antithetic_timesteps, generator).to(device)
-    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(device)
-    x_t = q_sample(x0, t, noise, schedule)
-    pred = net(x_t, t, cond, mask)
-    err = (pred - x0) ** 2
-    # The anchor's rotation and translation are canonical (constant): no loss on them.
-    dim_weight = torch.ones(n, x0.shape[1], dtype=err.dtype, device=device)
-    dim_weight[~mask, cfg.anchor_loss_dims:] = 0.0
-    per_row = (err * dim_weight).sum(1) / dim_weight.sum(1)
-    zero = per_row.new_zeros(())
-    loss_anchor = per_row[~mask].mean() if (~mask).any() else zero
-    loss_other = per_row[mask].mean() if mask.any() else zero
-    total = loss_anchor + loss_other if cfg.cond_drop_prob is None else per_row.mean()
-    return total, loss_anchor.detach(), loss_other.detach()
-
-
-class EMA:
-    """Exponential moving average of a module's floating-point parameters and buffers."""
-
-    def __init__(self, module: nn.Module, decay: float) -> None:
-        self.decay = decay
-        self.shadow = {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-    @torch.no_grad()
-    def update(self, module: nn.Module) -> None:
-        for k, v in module.state_dict().items():
-            s = self.shadow[k]
-            if v.is_floating_point():
-                s.mul_(self.decay).add_(v.detach(), alpha=1.0 - self.decay)
-            else:
-                s.copy_(v)
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return self.shadow
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        missing = set(self.shadow) ^ set(state)
-        if missing:
-            raise ValueError(f"EMA state does not match the model: keys {sorted(missing)[:5]} differ")
-        for k, v in state.items():
-            self.shadow[k].copy_(v)
 
 
 class _StopFlag:
@@ -264,6 +156,8 @@ def train(
     progress: bool = True,
     on_epoch_end: Callable[[nn.Module, int, int, Path], None] | None = None,
     max_steps: int | None = None,
+    hand_model: HandModelSpec | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train the denoiser on standardised canonical pairs.
 
@@ -276,17 +170,17 @@ def train(
         on_epoch_end: called on rank 0 every ``sample_every_epochs`` epochs with (EMA network, epoch, step, out_dir),
             e.g. to render a PNG of samples.
         max_steps: stop (with a checkpoint, status "interrupted") after this many global steps; for tests.
+        hand_model: the hand model of the training data, recorded in the checkpoint and the model file (None:
+            not recorded; the sampler then decodes with the hand model its caller gives).
+        provenance: extra provenance for the model file (e.g. ``command``, ``commit``, ``data_file``).
     """
-    from interhandgen.baselines import CASCADED_KINDS, build_model, model_kind
-    from interhandgen.diffusion import Schedule
-
     kind = model_kind(model_config)
     if on_epoch_end is not None and kind not in CASCADED_KINDS:
         # The epoch callback receives the network and may run the cascaded sampler, which a joint or VAE model
         # cannot serve; say so instead of failing after the first epochs.
         if dist_info()[0] == 0:
             print(f"interhandgen train: no sample previews for model kind {kind!r} (the epoch callback expects a "
-                  "cascaded model); sample it with interhandgen.baselines.sample_checkpoint", file=sys.stderr)
+                  "cascaded model); sample it with interhandgen.generation.sample_model", file=sys.stderr)
         on_epoch_end = None
     cfg = train_config
     out_dir = Path(out_dir)
@@ -296,15 +190,15 @@ def train(
         if x is None:
             continue
         if x.dim() != 3 or tuple(x.shape[1:]) != (2, 64):
-            raise ValueError(f"{name} must have shape [N, 2, 64], got {list(x.shape)}")
+            raise InputError(f"{name} must have shape [N, 2, 64], got {list(x.shape)}")
         if not torch.isfinite(x).all():
-            raise ValueError(f"{name} contains NaN or inf")
+            raise InputError(f"{name} contains NaN or inf")
     if cfg.batch_size % world:
-        raise ValueError(f"train.batch_size ({cfg.batch_size}) must be divisible by the number of processes ({world})")
+        raise InputError(f"train.batch_size ({cfg.batch_size}) must be divisible by the number of processes ({world})")
     N = train_x.shape[0]
     steps_per_epoch = N // cfg.batch_size
     if steps_per_epoch < 1:
-        raise ValueError(f"the training split has {N} samples, fewer than one batch of {cfg.batch_size}")
+        raise InputError(f"the training split has {N} samples, fewer than one batch of {cfg.batch_size}")
     total_steps = steps_per_epoch * cfg.epochs
 
     torch.manual_seed(cfg.seed + rank)
@@ -319,21 +213,21 @@ def train(
     if resume:
         ckpt = load_checkpoint(ckpt_path)
         if ckpt["model_config"] != model_config:
-            raise ValueError(f"{ckpt_path}: the checkpoint's model config differs from the requested one; "
+            raise InputError(f"{ckpt_path}: the checkpoint's model config differs from the requested one; "
                              f"checkpoint: {ckpt['model_config']}, requested: {model_config}")
         if ckpt["data"] != fingerprint:
-            raise ValueError(f"{ckpt_path}: the checkpoint was trained on different data "
+            raise InputError(f"{ckpt_path}: the checkpoint was trained on different data "
                              f"(shape {ckpt['data']['shape']}, sha256 {ckpt['data']['sha256'][:12]}...) than given "
                              f"(shape {fingerprint['shape']}, sha256 {fingerprint['sha256'][:12]}...)")
         if len(ckpt["rng"]) != world:
-            raise ValueError(f"{ckpt_path}: saved by {len(ckpt['rng'])} process(es); resume with the same number "
+            raise InputError(f"{ckpt_path}: saved by {len(ckpt['rng'])} process(es); resume with the same number "
                              f"(now {world}) to continue exactly")
         try:
             net.load_state_dict(ckpt["model"])
             ema.load_state_dict(ckpt["ema"])
             opt.load_state_dict(ckpt["optimizer"])
         except (RuntimeError, ValueError, KeyError) as exc:
-            raise ValueError(f"{ckpt_path}: incompatible with this model: {exc}") from None
+            raise InputError(f"{ckpt_path}: incompatible with this model: {exc}") from None
         gen.set_state(ckpt["rng"][rank]["noise"])
         torch.set_rng_state(ckpt["rng"][rank]["torch"])
         step, epoch, next_batch, log_rows = ckpt["step"], ckpt["epoch"], ckpt["next_batch"], ckpt["log_rows"]
@@ -343,8 +237,7 @@ def train(
 
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
-    schedule = (Schedule.linear(cfg.beta_start, cfg.beta_end, cfg.num_timesteps) if cfg.schedule == "linear"
-                else Schedule.cosine(cfg.num_timesteps)).to(device)
+    schedule = Schedule.from_config(cfg.to_dict()).to(device)
     ddp_net = nn.parallel.DistributedDataParallel(net) if world > 1 else net
     log = _CsvLog(out_dir / "log.csv", log_rows, rank)
     tb = _make_tb_writer(out_dir, step if resume else None, rank)
@@ -360,7 +253,7 @@ def train(
                 "model": net.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(), "rng": rng,
                 "model_config": model_config, "train_config": cfg.to_dict(),
                 "stats": {"mean": stats_mean.cpu(), "std": stats_std.cpu()}, "data": fingerprint,
-                "log_rows": log.rows,
+                "log_rows": log.rows, "hand_model": hand_model_record(hand_model),
             },
             ckpt_path,
         )
@@ -381,7 +274,7 @@ def train(
                 idx = order[k * cfg.batch_size:(k + 1) * cfg.batch_size][rank::world]
                 for g in opt.param_groups:
                     g["lr"] = cfg.lr * lr_factor(step, total_steps, cfg.warmup_steps, cfg.min_lr_ratio)
-                loss, la, lo = objective_loss(kind, model_config, ddp_net, train_x[idx.to(device)], schedule, cfg, gen)
+                loss, la, lo = objective_loss(model_config, ddp_net, train_x[idx.to(device)], schedule, cfg, gen)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
@@ -424,29 +317,16 @@ def train(
         tb.close()
     if status == "finished" and rank == 0:
         export_model(ema.state_dict(), model_config, stats_mean, stats_std, out_dir / "model.safetensors",
-                     provenance={"steps": step, "epochs": cfg.epochs, "train_config": cfg.to_dict(),
-                                 "data": fingerprint})
+                     provenance={**(provenance or {}), "steps": step, "epochs": cfg.epochs,
+                                 "train_config": cfg.to_dict(), "data": fingerprint},
+                     hand_model=hand_model)
     if stop.requested is not None and rank == 0:
         print(f"interhandgen train: stopped by signal {stop.requested} at step {step}; checkpoint written to "
               f"{ckpt_path}; continue with --resume {out_dir}", file=sys.stderr)
     return TrainResult(status=status, step=step, epoch=epoch, out_dir=out_dir)
 
 
-def objective_loss(kind: str, model_config: dict[str, Any], net: nn.Module, batch: torch.Tensor, schedule,
-                   cfg: TrainConfig, generator: torch.Generator):
-    """The training loss of a model kind (see :mod:`interhandgen.baselines`): (total, part 1, part 2)."""
-    if kind in ("shared", "separate"):
-        return diffusion_loss(net, batch, schedule, cfg, generator)
-    from interhandgen.baselines import joint_loss, vae_loss
-
-    if kind == "joint":
-        return joint_loss(net, batch, schedule, cfg, generator)
-    return vae_loss(net, batch, float(model_config.get("kl_weight", 1e-2)), cfg, generator)
-
-
 def ema_module(ema: EMA, model_config: dict[str, Any], device: torch.device) -> nn.Module:
-    from interhandgen.baselines import build_model
-
     m = build_model(model_config).to(device)
     m.load_state_dict(ema.state_dict())
     return m.eval()
@@ -455,15 +335,13 @@ def ema_module(ema: EMA, model_config: dict[str, Any], device: torch.device) -> 
 @torch.no_grad()
 def validation_loss(ema: EMA, model_config, val_x, schedule, cfg: TrainConfig, device) -> float:
     """Mean diffusion loss of the EMA weights on the validation split, with FIXED noise and timesteps."""
-    from interhandgen.baselines import model_kind
-
     model = ema_module(ema, model_config, device)
     gen = torch.Generator().manual_seed(12345)
     vcfg = TrainConfig(**{**cfg.__dict__, "cond_drop_prob": None})
     total, count = 0.0, 0
     for i in range(0, val_x.shape[0], 1024):
         chunk = val_x[i:i + 1024].to(device)
-        loss, _, _ = objective_loss(model_kind(model_config), model_config, model, chunk, schedule, vcfg, gen)
+        loss, _, _ = objective_loss(model_config, model, chunk, schedule, vcfg, gen)
         total += loss.item() * chunk.shape[0]
         count += chunk.shape[0]
     return total / count

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from interhandgen._atomic import atomic_write_bytes
+from interhandgen.exceptions import InputError, MissingFileError
 
 #: Columns a training log must have to be plotted.
 REQUIRED_COLUMNS = ("kind", "step", "epoch", "loss")
@@ -20,12 +21,12 @@ def read_training_log(path: str | Path) -> dict[str, dict[str, list[float]]]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"training log not found: {path}")
+        raise MissingFileError(f"training log not found: {path}")
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
         missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
-            raise ValueError(f"{path}: missing column(s) {missing}; expected a log.csv written by interhandgen train")
+            raise InputError(f"{path}: missing column(s) {missing}; expected a log.csv written by interhandgen train")
         out: dict[str, dict[str, list[float]]] = {}
         for line, row in enumerate(reader, start=2):
             group = out.setdefault(row["kind"], {})
@@ -35,10 +36,10 @@ def read_training_log(path: str | Path) -> dict[str, dict[str, list[float]]]:
                 try:
                     number = float(value) if value not in ("", None) else math.nan
                 except ValueError as exc:
-                    raise ValueError(f"{path}, line {line}: column {key!r} is not a number: {value!r}") from exc
+                    raise InputError(f"{path}, line {line}: column {key!r} is not a number: {value!r}") from exc
                 group.setdefault(key, []).append(number)
     if "train" not in out:
-        raise ValueError(f"{path}: no 'train' rows to plot")
+        raise InputError(f"{path}: no 'train' rows to plot")
     return out
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from interhandgen.exceptions import InputError
+from interhandgen.data.format import atomic_write
 
 MESH_FORMATS = ("obj", "ply", "glb")
 
@@ -32,17 +34,17 @@ def export_mesh(path: str | os.PathLike, vertices: Any, faces: Any, colour: tupl
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in MESH_FORMATS:
-        raise ValueError(f"out path {str(path)!r} must end in one of {['.' + f for f in MESH_FORMATS]}")
+        raise InputError(f"out path {str(path)!r} must end in one of {['.' + f for f in MESH_FORMATS]}")
     v = _to_numpy(vertices, "vertices")
     f = _to_numpy(faces, "faces")
     if v.ndim != 2 or v.shape[1] != 3 or v.dtype.kind != "f":
-        raise ValueError(f"vertices must be a float array of shape [V, 3], got {v.dtype} {list(v.shape)}")
+        raise InputError(f"vertices must be a float array of shape [V, 3], got {v.dtype} {list(v.shape)}")
     if not np.isfinite(v).all():
-        raise ValueError("vertices contains NaN or inf")
+        raise InputError("vertices contains NaN or inf")
     if f.ndim != 2 or f.shape[1] != 3 or f.dtype.kind not in "iu" or len(f) == 0:
-        raise ValueError(f"faces must be an integer array of shape [F, 3] with F >= 1, got {f.dtype} {list(f.shape)}")
+        raise InputError(f"faces must be an integer array of shape [F, 3] with F >= 1, got {f.dtype} {list(f.shape)}")
     if f.min() < 0 or f.max() >= len(v):
-        raise ValueError(f"faces index vertices outside [0, {len(v)})")
+        raise InputError(f"faces index vertices outside [0, {len(v)})")
     mesh = trimesh.Trimesh(vertices=v.astype(np.float64), faces=f.astype(np.int64), process=False)
     if colour is not None:
         rgba = np.array([*colour, 255], dtype=np.uint8)
@@ -50,7 +52,6 @@ def export_mesh(path: str | os.PathLike, vertices: Any, faces: Any, colour: tupl
     payload = mesh.export(file_type=fmt)
     if isinstance(payload, str):
         payload = payload.encode()
-    from interhandgen.data.format import atomic_write
 
     atomic_write(path, lambda fh: fh.write(payload))
     return path

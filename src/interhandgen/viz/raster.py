@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+from interhandgen.exceptions import InputError
 
 _ID_BITS = 25  # triangle ids below 2**25 (33.5 M triangles)
 _DEPTH_LEVELS = 2**37  # depth quantisation levels (key stays below 2**62)
@@ -78,21 +79,21 @@ def rasterize(
         :class:`Fragments`.
     """
     if not isinstance(screen_verts, torch.Tensor) or screen_verts.dim() != 2 or screen_verts.shape[1] != 3:
-        raise ValueError(f"screen_verts must be a [P, 3] tensor, got {_shape(screen_verts)}")
+        raise InputError(f"screen_verts must be a [P, 3] tensor, got {_shape(screen_verts)}")
     if not screen_verts.is_floating_point():
         raise TypeError(f"screen_verts must be floating point, got {screen_verts.dtype}")
     if not isinstance(faces, torch.Tensor) or faces.dim() != 2 or faces.shape[1] != 3:
-        raise ValueError(f"faces must be a [F, 3] tensor, got {_shape(faces)}")
+        raise InputError(f"faces must be a [F, 3] tensor, got {_shape(faces)}")
     if faces.is_floating_point() or faces.dtype == torch.bool:
         raise TypeError(f"faces must hold integers, got {faces.dtype}")
     if int(height) < 1 or int(width) < 1:
-        raise ValueError(f"height and width must be >= 1, got {height} x {width}")
+        raise InputError(f"height and width must be >= 1, got {height} x {width}")
     if faces.numel() and (int(faces.min()) < 0 or int(faces.max()) >= screen_verts.shape[0]):
-        raise ValueError(f"faces index vertices outside [0, {screen_verts.shape[0]})")
+        raise InputError(f"faces index vertices outside [0, {screen_verts.shape[0]})")
     if not torch.isfinite(screen_verts).all():
-        raise ValueError("screen_verts contains NaN or inf")
+        raise InputError("screen_verts contains NaN or inf")
     if faces.shape[0] >= 2**_ID_BITS:
-        raise ValueError(f"at most {2**_ID_BITS - 1} triangles can be rasterised at once, got {faces.shape[0]}")
+        raise InputError(f"at most {2**_ID_BITS - 1} triangles can be rasterised at once, got {faces.shape[0]}")
     H, W = int(height), int(width)
     device = screen_verts.device
     verts = screen_verts.to(torch.float32)

@@ -36,6 +36,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from interhandgen.viz.raster import rasterize
+from interhandgen.exceptions import InputError
+from interhandgen.data.format import TwoHandSet, atomic_write
 
 LEFT_COLOUR = (70, 130, 220)
 RIGHT_COLOUR = (235, 140, 65)
@@ -94,7 +96,7 @@ def grid_layout(num_samples: int, cols: int = 4, num_views: int = 2, view_size: 
     for name, value, low in (("num_samples", num_samples, 1), ("cols", cols, 1), ("num_views", num_views, 1),
                              ("view_size", view_size, 16)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+            raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
     cols = min(int(cols), int(num_samples))
     rows = math.ceil(num_samples / cols)
     pad = max(4, view_size // 32)
@@ -169,19 +171,19 @@ def _render(samples, left_vertices, left_faces, right_vertices, right_faces, mod
     hand_arrays = (left_vertices, left_faces, right_vertices, right_faces)
     if samples is not None:
         if any(a is not None for a in hand_arrays):
-            raise ValueError("give either samples (a TwoHandSet) or left/right vertices and faces, not both")
+            raise InputError("give either samples (a TwoHandSet) or left/right vertices and faces, not both")
         left_vertices, left_faces, right_vertices, right_faces = _hands_from_set(samples, models, device)
     else:
         if models is not None:
-            raise ValueError("models is used only with samples (a TwoHandSet)")
+            raise InputError("models is used only with samples (a TwoHandSet)")
         missing = [n for n, a in zip(("left_vertices", "left_faces", "right_vertices", "right_faces"), hand_arrays)
                    if a is None]
         if missing:
-            raise ValueError(f"give samples (a TwoHandSet) or all of left/right vertices and faces; missing {missing}")
+            raise InputError(f"give samples (a TwoHandSet) or all of left/right vertices and faces; missing {missing}")
     lv = _as_vertices(left_vertices, "left_vertices", device)
     rv = _as_vertices(right_vertices, "right_vertices", device)
     if lv.shape[0] != rv.shape[0]:
-        raise ValueError(f"left_vertices and right_vertices must hold the same number of samples, got "
+        raise InputError(f"left_vertices and right_vertices must hold the same number of samples, got "
                          f"{lv.shape[0]} and {rv.shape[0]}")
     lf = _as_faces(left_faces, "left_faces", lv.shape[1], device)
     rf = _as_faces(right_faces, "right_faces", rv.shape[1], device)
@@ -222,12 +224,12 @@ def render_meshes(
         Other arguments as in :func:`render`.
     """
     if isinstance(meshes, (str, bytes)) or not isinstance(meshes, Sequence) or len(meshes) == 0:
-        raise ValueError("meshes must be a non-empty list of (vertices, faces, colour) tuples")
+        raise InputError("meshes must be a non-empty list of (vertices, faces, colour) tuples")
     verts, faces, colours = [], [], []
     offset = 0
     for i, item in enumerate(meshes):
         if not isinstance(item, (tuple, list)) or len(item) != 3:
-            raise ValueError(f"meshes[{i}] must be a (vertices, faces, colour) tuple")
+            raise InputError(f"meshes[{i}] must be a (vertices, faces, colour) tuple")
         v = _as_vertices(item[0], f"meshes[{i}] vertices", device, batched=False)
         f = _as_faces(item[1], f"meshes[{i}] faces", v.shape[0], device)
         verts.append(v)
@@ -246,7 +248,6 @@ def render_meshes(
 
 def save_png(image: Image.Image, path: str | os.PathLike) -> Path:
     """Write ``image`` as PNG atomically (temp file, fsync, rename); same image -> same bytes."""
-    from interhandgen.data.format import atomic_write
 
     path = Path(path)
     buf = io.BytesIO()
@@ -266,7 +267,7 @@ def _torch_threads(n: int | None):
         yield
         return
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"cpu_threads must be None or an integer >= 1, got {n!r}")
+        raise InputError(f"cpu_threads must be None or an integer >= 1, got {n!r}")
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
@@ -276,12 +277,11 @@ def _torch_threads(n: int | None):
 
 
 def _hands_from_set(samples: Any, models: dict | None, device) -> tuple:
-    from interhandgen.data.format import TwoHandSet
 
     if not isinstance(samples, TwoHandSet):
         raise TypeError(f"samples must be a TwoHandSet, got {type(samples).__name__}")
     if len(samples) == 0:
-        raise ValueError("samples is empty: nothing to render")
+        raise InputError("samples is empty: nothing to render")
     if models is None:
         models = samples.hand_models(device=device)
     verts = samples.vertices(models, device=device, dtype=torch.float32)
@@ -308,9 +308,9 @@ def _as_vertices(x: Any, name: str, device, batched: bool = True) -> torch.Tenso
         raise TypeError(f"{name} must be a numpy array or torch tensor of shape {want}, got {type(x).__name__}")
     ndim = 3 if batched else 2
     if t.dim() != ndim or t.shape[-1] != 3 or t.shape[-2] < 3 or (batched and t.shape[0] < 1):
-        raise ValueError(f"{name} must have shape {want} with at least one sample and 3 vertices, got {list(t.shape)}")
+        raise InputError(f"{name} must have shape {want} with at least one sample and 3 vertices, got {list(t.shape)}")
     if not torch.isfinite(t).all():
-        raise ValueError(f"{name} contains NaN or inf")
+        raise InputError(f"{name} contains NaN or inf")
     return t.to(device=device, dtype=torch.float32)
 
 
@@ -326,10 +326,10 @@ def _as_faces(x: Any, name: str, num_verts: int, device) -> torch.Tensor:
     else:
         raise TypeError(f"{name} must be a numpy array or torch tensor of shape [F, 3], got {type(x).__name__}")
     if t.dim() != 2 or t.shape[1] != 3 or t.shape[0] < 1:
-        raise ValueError(f"{name} must have shape [F, 3] with F >= 1, got {list(t.shape)}")
+        raise InputError(f"{name} must have shape [F, 3] with F >= 1, got {list(t.shape)}")
     lo, hi = int(t.min()), int(t.max())
     if lo < 0 or hi >= num_verts:
-        raise ValueError(f"{name} index vertices in [{lo}, {hi}], but its vertices have only {num_verts} "
+        raise InputError(f"{name} index vertices in [{lo}, {hi}], but its vertices have only {num_verts} "
                          f"(valid: 0..{num_verts - 1})")
     return t.to(device)
 
@@ -337,24 +337,24 @@ def _as_faces(x: Any, name: str, num_verts: int, device) -> torch.Tensor:
 def _as_colour(colour: Any, name: str, device) -> torch.Tensor:
     arr = np.asarray(colour)
     if arr.shape != (3,) or arr.dtype.kind not in "iuf" or np.any(arr < 0) or np.any(arr > 255):
-        raise ValueError(f"{name} must be an (r, g, b) triple in 0..255, got {colour!r}")
+        raise InputError(f"{name} must be an (r, g, b) triple in 0..255, got {colour!r}")
     return torch.as_tensor(arr, dtype=torch.float32, device=device)[None]
 
 
 def _view_matrices(views: Sequence[str | Any]) -> tuple[list[str], torch.Tensor]:
     if isinstance(views, str) or len(views) == 0:
-        raise ValueError(f"views must be a non-empty list of names {sorted(VIEWS)} or 3x3 matrices, got {views!r}")
+        raise InputError(f"views must be a non-empty list of names {sorted(VIEWS)} or 3x3 matrices, got {views!r}")
     names, mats = [], []
     for i, v in enumerate(views):
         if isinstance(v, str):
             if v not in VIEWS:
-                raise ValueError(f"unknown view {v!r}; choose from {sorted(VIEWS)} or give a 3x3 rotation matrix")
+                raise InputError(f"unknown view {v!r}; choose from {sorted(VIEWS)} or give a 3x3 rotation matrix")
             names.append(v)
             mats.append(np.asarray(VIEWS[v], dtype=np.float64))
         else:
             m = np.asarray(v, dtype=np.float64)
             if m.shape != (3, 3) or not np.allclose(m @ m.T, np.eye(3), atol=1e-6) or np.linalg.det(m) < 0:
-                raise ValueError(f"views[{i}] must be a view name or a 3x3 rotation matrix")
+                raise InputError(f"views[{i}] must be a view name or a 3x3 rotation matrix")
             names.append(f"view {i}")
             mats.append(m)
     return names, torch.as_tensor(np.stack(mats), dtype=torch.float32)
@@ -396,14 +396,14 @@ def _render_grid(verts: torch.Tensor, faces: torch.Tensor, face_colour: torch.Te
     if titles is not None:
         if isinstance(titles, str) or len(titles) != N:
             got = repr(titles) if isinstance(titles, str) else f"{len(titles)} titles"
-            raise ValueError(f"titles must be a list of {N} strings (one per sample), got {got}")
+            raise InputError(f"titles must be a list of {N} strings (one per sample), got {got}")
         titles = [str(t) for t in titles]
     if shading not in SHADINGS:
-        raise ValueError(f"shading must be one of {SHADINGS}, got {shading!r}")
+        raise InputError(f"shading must be one of {SHADINGS}, got {shading!r}")
     if not isinstance(supersample, int) or isinstance(supersample, bool) or not 1 <= supersample <= 8:
-        raise ValueError(f"supersample must be an integer in 1..8, got {supersample!r}")
+        raise InputError(f"supersample must be an integer in 1..8, got {supersample!r}")
     if not 0.0 <= float(margin) < 0.9:
-        raise ValueError(f"margin must be in [0, 0.9), got {margin!r}")
+        raise InputError(f"margin must be in [0, 0.9), got {margin!r}")
     view_names, rot = _view_matrices(views)
     layout = grid_layout(N, cols, len(view_names), view_size, titles is not None)
     K, device, ss = len(view_names), verts.device, supersample

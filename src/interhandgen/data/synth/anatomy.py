@@ -33,13 +33,12 @@ import dataclasses
 import numpy as np
 import trimesh
 
+from interhandgen.hand.joints import FINGER_JOINTS, FINGER_NAMES, MCP_JOINTS
 from interhandgen.hand.model_data import HandModelData
+from interhandgen.exceptions import InputError
 
 # MANO joint ids of each finger's three articulated joints, proximal to distal, and the index of the
 # finger in ``fingertip_ids`` (thumb, index, middle, ring, pinky).
-FINGER_NAMES = ("thumb", "index", "middle", "ring", "pinky")
-FINGER_JOINTS = {"thumb": (13, 14, 15), "index": (1, 2, 3), "middle": (4, 5, 6), "ring": (10, 11, 12), "pinky": (7, 8, 9)}
-MCP_JOINTS = (1, 4, 10, 7)  # index, middle, ring, pinky
 PALM_JOINTS = (0, 1, 4, 7, 10)  # joints whose skinned vertices can belong to the palm / dorsum
 COMPONENT_NAMES = ("flexion", "abduction", "twist")
 
@@ -70,7 +69,7 @@ JOINT_LIMITS = _default_limits()
 def _unit(v: np.ndarray) -> np.ndarray:
     norm = np.linalg.norm(v, axis=-1, keepdims=True)
     if np.any(norm < 1e-12):
-        raise ValueError("degenerate hand geometry: a direction vector has zero length")
+        raise InputError("degenerate hand geometry: a direction vector has zero length")
     return v / norm
 
 
@@ -118,7 +117,7 @@ class HandAnatomy:
         """[..., 15, 3] anatomical components -> [..., 45] local axis-angle (flat-hand relative)."""
         comps = np.asarray(components, dtype=np.float64)
         if comps.shape[-2:] != (15, 3):
-            raise ValueError(f"components must have shape [..., 15, 3], got {list(comps.shape)}")
+            raise InputError(f"components must have shape [..., 15, 3], got {list(comps.shape)}")
         aa = np.einsum("...jk,jkc->...jc", comps, self.joint_axes)
         return aa.reshape(*comps.shape[:-2], 45)
 
@@ -126,7 +125,7 @@ class HandAnatomy:
         """[..., 45] local axis-angle -> [..., 15, 3] anatomical components (exact: the axes are orthonormal)."""
         aa = np.asarray(axis_angle, dtype=np.float64)
         if aa.shape[-1] != 45:
-            raise ValueError(f"axis_angle must have shape [..., 45], got {list(aa.shape)}")
+            raise InputError(f"axis_angle must have shape [..., 45], got {list(aa.shape)}")
         aa = aa.reshape(*aa.shape[:-1], 15, 3)
         return np.einsum("...jc,jkc->...jk", aa, self.joint_axes)
 
@@ -163,7 +162,7 @@ def hand_anatomy(data: HandModelData, thumb_flexion_angle_deg: float = 45.0) -> 
         np.abs((V - center_guess) @ radial) < 0.25 * palm_width
     )
     if near_center.sum() < 4:
-        raise ValueError("could not find palm vertices around the palm centre; is the model's skinning MANO-like?")
+        raise InputError("could not find palm vertices around the palm centre; is the model's skinning MANO-like?")
     palm_center = center_guess + palmar * 0.5 * (depth[near_center].max() + depth[near_center].min())
 
     # Bone directions: towards the child joint, or the fingertip for distal joints; root: forward.
@@ -287,7 +286,7 @@ def _contact_regions(data, J, tips, normals, dominant, forward, radial, palmar, 
     for name, mask in masks.items():
         ids = np.flatnonzero(mask)
         if len(ids) < 3:
-            raise ValueError(
+            raise InputError(
                 f"contact region {name!r} has only {len(ids)} vertices on this hand model; the model's skinning "
                 "weights or normals do not look MANO-like"
             )

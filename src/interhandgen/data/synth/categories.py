@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from interhandgen.data.synth.anatomy import FINGER_JOINTS
+from interhandgen.hand.joints import FINGER_JOINTS
 from interhandgen.data.synth.kinematics import HandKinematics, PosedHand
 from interhandgen.rotations import quaternion_to_matrix
 from interhandgen.data.synth.placement import (

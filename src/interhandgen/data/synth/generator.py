@@ -22,12 +22,17 @@ from interhandgen.geometry.mesh import seal_torch
 from interhandgen.geometry.queries import signed_distance_few
 from interhandgen.data.synth.categories import CATEGORIES, CATEGORY_NAMES, Category, Scene
 from interhandgen.data.synth.kinematics import HandKinematics
-from interhandgen.data.synth.optimize import OptimConfig, optimise_contacts
+from interhandgen.data.synth.optimize import OptimConfig, optimise_contacts, subset_quality
 from interhandgen.data.synth.placement import slide_to_distance
-from interhandgen.data.synth.proxy import slide_to_clearance
+from interhandgen.geometry.proxy import slide_to_clearance
 from interhandgen.data.synth.poses import POSE_FAMILIES, sample_pose_logits
 from interhandgen.hand.model_data import HandModelData
 from interhandgen.rotations import matrix_to_axis_angle, quaternion_to_matrix
+from interhandgen.exceptions import InputError
+from interhandgen._atomic import atomic_write
+from interhandgen.data.format import HandModelSpec, STANDARD_SPLITS, TwoHandSet
+from interhandgen.hand import open_hand
+from interhandgen.limits import check_count
 
 #: Acceptance thresholds (metres).
 CONTACT_DISTANCE = 0.002  # a contact-category sample counts as touching below this minimum distance
@@ -186,7 +191,6 @@ def _quality(kin_a, kin_b, posed_a, posed_b, va, vb, R, in_contact: bool):
     subset depth exceeds 1.5 mm (the deepest vertex may lie between subset vertices), the exact full-mesh
     :func:`interhandgen.geometry.penetration_depth`.
     """
-    from interhandgen.data.synth.optimize import subset_quality
 
     sa, sb = kin_a.subset, kin_b.subset
     pa_sub, pb_sub = va[:, sa], vb[:, sb]
@@ -265,7 +269,6 @@ def _balanced_counts(num: int, k: int) -> list[int]:
 
 
 def _default_models() -> dict[str, HandModelData]:
-    from interhandgen.hand import open_hand  # the bundled open hand
 
     return {side: getattr(open_hand(side), "data", open_hand(side)) for side in ("left", "right")}
 
@@ -312,40 +315,37 @@ def generate_synthetic_set(
         ``flat_hand_mean=False``, category and split labels, per-sample ``record_id``
         ``"<category>/<active side>/<index>"`` and the generation statistics in ``metadata["synth"]``.
     """
-    from interhandgen.data.format import STANDARD_SPLITS, HandModelSpec, TwoHandSet
 
     if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
-        raise ValueError(f"num must be a positive integer, got {num!r}")
-    from interhandgen.limits import check_count
-
+        raise InputError(f"num must be a positive integer, got {num!r}")
     # The whole set is assembled in memory: refuse at once what cannot fit (documented in docs/reliability.md).
     check_count("num", int(num), out=out, disk_bytes_each=SYNTH_DISK_BYTES, memory_bytes_each=SYNTH_MEMORY_BYTES)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
     splits = tuple(float(s) for s in splits)
     if len(splits) != 3 or any(not math.isfinite(s) or s < 0 for s in splits) or abs(sum(splits) - 1.0) > 1e-6:
-        raise ValueError(f"splits must be three non-negative fractions (train, validation, test) summing to 1, got {splits}")
+        raise InputError(f"splits must be three non-negative fractions (train, validation, test) summing to 1, got {splits}")
     names = CATEGORY_NAMES if categories is None else tuple(categories)
     unknown = [c for c in names if c not in CATEGORIES]
     if not names or unknown or len(set(names)) != len(names):
-        raise ValueError(f"categories must be distinct names from {list(CATEGORY_NAMES)}, got {list(names)}")
+        raise InputError(f"categories must be distinct names from {list(CATEGORY_NAMES)}, got {list(names)}")
     spec = HandModelSpec.open_hand()
     if hand_models is None:
         hand_models = _default_models()
     elif set(hand_models) != {"left", "right"}:
-        raise ValueError(f"hand_models must map 'left' and 'right' to HandModelData, got keys {sorted(hand_models)}")
+        raise InputError(f"hand_models must map 'left' and 'right' to HandModelData, got keys {sorted(hand_models)}")
     for side, data in hand_models.items():
         if not isinstance(data, HandModelData) or data.side != side:
-            raise ValueError(f"hand_models['{side}'] must be a {side} HandModelData")
+            raise InputError(f"hand_models['{side}'] must be a {side} HandModelData")
     device = torch.device(device)
     if workers is None:
         workers = min(os.cpu_count() or 1, 8) if device.type == "cpu" and num >= 4 * batch_size else 1
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
-        raise ValueError(f"workers must be a positive integer or None, got {workers!r}")
+        raise InputError(f"workers must be a positive integer or None, got {workers!r}")
     if workers > 1 and device.type != "cpu":
-        raise ValueError("workers > 1 runs CPU worker processes; use workers=1 with an accelerator device")
+        raise InputError("workers > 1 runs CPU worker processes; use workers=1 with an accelerator device")
 
     store = None
     if resume and (out is not None or work_dir is not None):
@@ -647,7 +647,6 @@ class _ChunkStore:
         return True
 
     def save(self, name: str, chunk: int, size: int, result: list) -> None:
-        from interhandgen._atomic import atomic_write
 
         arrays = {"groups": np.array([side for side, _ in result])}
         for g, (_, res) in enumerate(result):
@@ -667,9 +666,9 @@ class _ChunkStore:
                     hands = [HandBatch(**{f: z[f"{g}/{hand}/{f}"] for f in _HAND_FIELDS}) for hand in ("a", "b")]
                     out.append((side, GroupResult(*hands, *(z[f"{g}/{f}"] for f in _RESULT_FIELDS))))
         except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-            raise ValueError(f"stored chunk {path} is unreadable ({type(exc).__name__}: {exc})") from None
+            raise InputError(f"stored chunk {path} is unreadable ({type(exc).__name__}: {exc})") from None
         if sum(len(res.min_distance) for _, res in out) != size:
-            raise ValueError(f"stored chunk {path} does not hold {size} samples")
+            raise InputError(f"stored chunk {path} does not hold {size} samples")
         return out
 
     def remove(self) -> None:

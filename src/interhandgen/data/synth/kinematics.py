@@ -14,25 +14,24 @@ import torch
 
 from interhandgen.data.synth.anatomy import HandAnatomy, hand_anatomy
 from interhandgen.data.synth.poses import logits_to_components
-from interhandgen.data.synth.proxy import build_sphere_proxy
+from interhandgen.geometry.proxy import build_sphere_proxy
 from interhandgen.hand.lbs import kinematic_levels, lbs, rigid_transforms
 from interhandgen.hand.model_data import HandModelData
+from interhandgen.geometry.points import farthest_point_sample
 from interhandgen.rotations import axis_angle_to_matrix
+from interhandgen.exceptions import InputError
 
 
 def farthest_point_order(points: np.ndarray, k: int) -> np.ndarray:
     """Deterministic farthest-point sampling: ``k`` indices of ``points`` [N, 3] in selection order, starting
-    from the point with the smallest x. Every prefix of the result is itself a farthest-point sample."""
+    from the point with the smallest x. Every prefix of the result is itself a farthest-point sample.
+    (:func:`interhandgen.geometry.points.farthest_point_sample` in float64; on the open hand's vertices it gives the
+    same order as the earlier numpy loop over Euclidean distances, checked for every k on 2026-12-04.)"""
     n = len(points)
     if not 1 <= k <= n:
-        raise ValueError(f"k must be in [1, {n}], got {k}")
-    chosen = [int(np.argmin(points[:, 0]))]
-    dist = np.linalg.norm(points - points[chosen[0]], axis=1)
-    while len(chosen) < k:
-        nxt = int(np.argmax(dist))
-        chosen.append(nxt)
-        dist = np.minimum(dist, np.linalg.norm(points - points[nxt], axis=1))
-    return np.asarray(chosen, dtype=np.int64)
+        raise InputError(f"k must be in [1, {n}], got {k}")
+    p = torch.from_numpy(np.ascontiguousarray(points, dtype=np.float64))[None]
+    return farthest_point_sample(p, k, int(np.argmin(points[:, 0])))[0].numpy().astype(np.int64)
 
 
 def covering_radius(points: np.ndarray, subset: np.ndarray) -> float:
@@ -111,7 +110,7 @@ class HandKinematics:
             self.region_mask[name] = m
             self.region_mask_sub[name] = m[sub]
             if not bool(m[sub].any()):
-                raise ValueError(f"region {name!r} has no vertex in the optimisation subset; raise subset_size")
+                raise InputError(f"region {name!r} has no vertex in the optimisation subset; raise subset_size")
 
     # ------------------------------------------------------------------ poses
     def components_to_full_pose(self, components: torch.Tensor) -> torch.Tensor:
@@ -197,5 +196,5 @@ class HandKinematics:
         a = self.anatomy
         table = {"forward": a.forward, "radial": a.radial, "palmar": a.palmar, "ulnar": -a.radial, "dorsal": -a.palmar}
         if name not in table:
-            raise ValueError(f"unknown anatomy vector {name!r}; expected one of {sorted(table)}")
+            raise InputError(f"unknown anatomy vector {name!r}; expected one of {sorted(table)}")
         return torch.as_tensor(table[name], dtype=self.dtype, device=self.device)

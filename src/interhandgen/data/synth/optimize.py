@@ -23,7 +23,9 @@ import torch
 from interhandgen.data.synth.categories import Contact
 from interhandgen.data.synth.kinematics import HandKinematics
 from interhandgen.data.synth.poses import synergy_basis
-from interhandgen.data.synth.proxy import sphere_clearance
+from interhandgen.geometry.proxy import sphere_clearance
+from interhandgen.geometry.optim import BatchedAdam
+from interhandgen.geometry.points import gather_rows, min_squared_distance, nearest_both_ways, sample_blocks, squared_distances
 from interhandgen.rotations import axis_angle_to_matrix
 
 MM = 1000.0
@@ -57,15 +59,6 @@ class OptimConfig:
     settle_tol: float = 0.05
     settle_gap_mm: float = 1.9
     settle_depth_mm: float = 1.0
-
-
-def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """[B, N, M] squared distances between point sets [B, N, 3] and [B, M, 3], one fused matrix product
-    (centred first: the error of |a|^2 + |b|^2 - 2 a.b grows with the coordinates' magnitude)."""
-    c = a.mean(1, keepdim=True)
-    a, b = a - c, b - c
-    d2 = torch.baddbmm((b * b).sum(-1)[:, None, :], a, b.transpose(1, 2), alpha=-2.0)
-    return d2.add_((a * a).sum(-1)[:, :, None])
 
 
 def nearest_pairs(d2: torch.Tensor, mask_src: torch.Tensor | None = None, mask_dst: torch.Tensor | None = None
@@ -102,38 +95,6 @@ def penetration_depths(points: torch.Tensor, target: torch.Tensor, target_normal
     return depth * near.to(depth.dtype)
 
 
-def _gather(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """x [B, N, C], idx [B, K] -> [B, K, C]."""
-    return torch.gather(x, 1, idx[..., None].expand(-1, -1, x.shape[-1]))
-
-
-#: Distance-matrix entries computed per block of samples (~1 MB in float32): a block stays in cache between the
-#: matrix product and the reductions that read it, about 2x faster than one batch-wide matrix on CPU.
-BLOCK_ELEMS = 1 << 18
-
-
-def sample_blocks(batch: int, n: int, m: int) -> list[slice]:
-    """Slices of the batch whose [block, n, m] distance matrices hold at most about ``BLOCK_ELEMS`` entries."""
-    step = max(1, BLOCK_ELEMS // max(1, n * m))
-    return [slice(b, b + step) for b in range(0, batch, step)]
-
-
-def nearest_both_ways(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Nearest neighbours of two point sets a [B, N, 3], b [B, M, 3], blocked over samples: squared distance
-    and index of the nearest b of every a ([B, N] each) and of the nearest a of every b ([B, M] each)."""
-    outs = []
-    for blk in sample_blocks(a.shape[0], a.shape[1], b.shape[1]):
-        d2 = squared_distances(a[blk], b[blk])
-        outs.append((*d2.min(dim=2), *d2.min(dim=1)))
-    return tuple(torch.cat(x) for x in zip(*outs))
-
-
-def min_squared_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """[B] smallest squared distance between point sets a [B, N, 3] and b [B, M, 3], blocked over samples."""
-    return torch.cat([squared_distances(a[blk], b[blk]).amin(dim=(1, 2))
-                      for blk in sample_blocks(a.shape[0], a.shape[1], b.shape[1])])
-
-
 def near_sets(va: torch.Tensor, vb: torch.Tensor, priority_a: torch.Tensor, priority_b: torch.Tensor, k: int,
               bonus: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices [B, k] of the vertices of each hand that matter for the optimisation: the closest to the other
@@ -143,43 +104,6 @@ def near_sets(va: torch.Tensor, vb: torch.Tensor, priority_a: torch.Tensor, prio
     score_b = d_ba.clamp_min(0).sqrt() - bonus * priority_b.to(va.dtype)
     ka, kb = min(k, va.shape[1]), min(k, vb.shape[1])
     return score_a.topk(ka, dim=1, largest=False).indices, score_b.topk(kb, dim=1, largest=False).indices
-
-
-class _Adam:
-    """Adam (Kingma & Ba; torch.optim.Adam's update without weight decay) on per-sample parameter rows, with a
-    cosine learning-rate decay to 0 over ``steps`` and row selection (samples that finish leave the batch).
-
-    Written out because each row belongs to one sample: dropping finished samples is an index into the
-    parameters and both moments, which changes nothing for the others (their losses are independent).
-    """
-
-    def __init__(self, params: list[torch.Tensor], lrs: list[float], steps: int,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
-        self.params, self.lrs, self.steps = params, lrs, max(int(steps), 1)
-        self.betas, self.eps = betas, eps
-        self.m = [torch.zeros_like(p) for p in params]
-        self.v = [torch.zeros_like(p) for p in params]
-        self.t = 0
-
-    def step(self, grads: list[torch.Tensor]) -> None:
-        import math
-
-        b1, b2 = self.betas
-        # torch's CosineAnnealingLR(T_max=steps, eta_min=0) in closed form: the lr of step t (0-based).
-        decay = 0.5 * (1.0 + math.cos(math.pi * self.t / self.steps))
-        self.t += 1
-        c1, c2 = 1.0 - b1 ** self.t, 1.0 - b2 ** self.t
-        for p, g, m, v, lr in zip(self.params, grads, self.m, self.v, self.lrs):
-            m.mul_(b1).add_(g, alpha=1.0 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
-            denom = (v / c2).sqrt_().add_(self.eps)
-            p.addcdiv_(m, denom, value=-lr * decay / c1)
-
-    def keep(self, rows: torch.Tensor) -> None:
-        """Keep only the parameter rows ``rows`` (long [K]) of every parameter and moment."""
-        self.params = [p[rows] for p in self.params]
-        self.m = [m[rows] for m in self.m]
-        self.v = [v[rows] for v in self.v]
 
 
 def optimise_contacts(
@@ -205,7 +129,7 @@ def optimise_contacts(
     basis = synergy_basis(dtype, device)
     k = basis.shape[0]
     zeros = lambda c: torch.zeros(B, c, dtype=dtype, device=device)  # noqa: E731
-    opt = _Adam([zeros(3), zeros(3), zeros(k), zeros(k)],
+    opt = BatchedAdam([zeros(3), zeros(3), zeros(k), zeros(k)],
                 [config.lr_translation, config.lr_rotation, config.lr_pose, config.lr_pose], config.steps)
 
     with torch.no_grad():
@@ -279,12 +203,12 @@ def optimise_contacts(
         loss_pen = loss_pen + config.proxy_weight * overlap
         # Keep the hands touching somewhere while the designated contacts are pulled together: the closest
         # vertex pair is held within ``touch_mm``.
-        gap = (va - _gather(vb, i_ab)).norm(dim=-1).amin(dim=1)
+        gap = (va - gather_rows(vb, i_ab)).norm(dim=-1).amin(dim=1)
         loss_touch = torch.relu(gap - config.touch_mm) ** 2
         loss_designated = torch.zeros_like(loss_touch)
         for c, (idx, w) in zip(contacts, picks):
             src, dst = (vb, va) if c.from_b else (va, vb)
-            loss_designated = loss_designated + c.weight * (w * ((src - _gather(dst, idx)) ** 2).sum(-1)).sum(1)
+            loss_designated = loss_designated + c.weight * (w * ((src - gather_rows(dst, idx)) ** 2).sum(-1)).sum(1)
         tau, omega, syn_a, syn_b = opt.params
         loss_reg = (config.reg_translation * (tau ** 2).sum(1) + config.reg_rotation * (omega ** 2).sum(1)
                     + config.reg_pose * ((syn_a ** 2).sum(1) + (syn_b ** 2).sum(1)))
@@ -367,8 +291,8 @@ def subset_quality(va: torch.Tensor, na: torch.Tensor, vb: torch.Tensor, nb: tor
     dmin = d_ab.amin(dim=1).clamp_min(0).sqrt()
 
     def one_way(p, q, nq, idx):
-        offset = p - _gather(q, idx)
-        depth = torch.relu(-(offset * _gather(nq, idx)).sum(-1))
+        offset = p - gather_rows(q, idx)
+        depth = torch.relu(-(offset * gather_rows(nq, idx)).sum(-1))
         return torch.where((offset * offset).sum(-1) < radius * radius, depth, torch.zeros_like(depth))
 
     pa, pb = one_way(va, vb, nb, i_ab), one_way(vb, va, na, i_ba)

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from interhandgen.data.synth.kinematics import HandKinematics, PosedHand
+from interhandgen.geometry.points import min_squared_distance
+from interhandgen.exceptions import InputError
 
 
 @dataclasses.dataclass
@@ -63,7 +65,7 @@ def orthonormal_frame(normal: torch.Tensor, tangent: torch.Tensor) -> torch.Tens
     t = tangent - (tangent * n).sum(-1, keepdim=True) * n
     t_norm = t.norm(dim=-1, keepdim=True)
     if bool((t_norm < 1e-6).any()):
-        raise ValueError("anchor tangent is parallel to its normal; choose another tangent direction")
+        raise InputError("anchor tangent is parallel to its normal; choose another tangent direction")
     t = t / t_norm
     return torch.stack([t, n, torch.cross(t, n, dim=-1)], dim=-1)
 
@@ -96,8 +98,6 @@ def transform_points(R: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch
 
 def subset_min_distance(points_a: torch.Tensor, points_b: torch.Tensor) -> torch.Tensor:
     """[B] smallest distance between two point sets [B, N, 3] and [B, M, 3] (centred for cdist accuracy)."""
-    from interhandgen.data.synth.optimize import min_squared_distance
-
     return min_squared_distance(points_a, points_b).clamp_min(0).sqrt()
 
 

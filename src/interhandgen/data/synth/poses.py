@@ -14,7 +14,9 @@ import dataclasses
 import numpy as np
 import torch
 
-from interhandgen.data.synth.anatomy import FINGER_JOINTS, JOINT_LIMITS
+from interhandgen.data.synth.anatomy import JOINT_LIMITS
+from interhandgen.hand.joints import FINGER_JOINTS
+from interhandgen.exceptions import InputError
 
 LONG_FINGERS = ("index", "middle", "ring", "pinky")
 # Abduction of each long finger per unit of "spread" (fingers fan out around the middle finger).
@@ -100,7 +102,7 @@ def components_to_logits(components: torch.Tensor) -> torch.Tensor:
     lo, hi = _limits_t(components.device, components.dtype)
     u = (components - lo) / (hi - lo)
     if not bool(((u > 0) & (u < 1)).all()):
-        raise ValueError("components must lie strictly inside the joint limits (JOINT_LIMITS)")
+        raise InputError("components must lie strictly inside the joint limits (JOINT_LIMITS)")
     return torch.logit(u)
 
 
@@ -118,7 +120,7 @@ def sample_pose_logits(family: PoseFamily, num: int, generator: torch.Generator,
     adding the shared curl offset to all flexions of the long fingers (DIP gets 2/3 of it).
     """
     if num < 0:
-        raise ValueError(f"num must be >= 0, got {num}")
+        raise InputError(f"num must be >= 0, got {num}")
     mean = torch.as_tensor(family.mean, dtype=torch.float64)
     lo, hi = _limits_t("cpu", torch.float64)
     u = ((mean - lo) / (hi - lo)).clamp(0.02, 0.98)  # families are authored inside the limits; keep a margin

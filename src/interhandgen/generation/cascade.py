@@ -1,0 +1,209 @@
+"""Cascaded two-hand sampling: the anchor hand first, then the other hand conditioned on it.
+
+Works on standardised canonical 64-vectors (see docs/data.md); :mod:`interhandgen.generation.api` turns the result into
+world-frame hand parameters. Stage 1 calls the shared denoiser with the null condition; stage 2 conditions on the
+sampled anchor, with classifier-free guidance on a chosen set of dimensions (the reference: the last 9 numbers,
+rotation and translation, scale 0.1) and optional anti-penetration guidance on the predicted x0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from interhandgen._seeding import derived_seed
+from interhandgen.data.canonical import HAND_DIM, IDENTITY_ROT6D, RIGID_SLICE
+from interhandgen.diffusion import Schedule, classifier_free_guidance, conditional, ddim_sample, unconditional
+from interhandgen.exceptions import InputError
+
+# The anchor's canonical rotation/translation slots: identity 6D rotation, zero translation.
+CANONICAL_TAIL = torch.tensor([*IDENTITY_ROT6D, 0.0, 0.0, 0.0])
+
+
+@dataclasses.dataclass
+class SamplerSettings:
+    """All sampler options and their defaults (the ONE place for them: the CLI and the benchmarks read these).
+
+    APG fields (see :mod:`interhandgen.generation.apg`): ``apg_weight`` is the first-order fraction of the
+    penetration penalty removed by the last step (0 disables APG), ``apg_decay`` its factor per step back,
+    ``apg_last_steps`` how many final steps are guided, ``apg_points`` the surface subset size per hand,
+    ``apg_margin`` the bounding-box prefilter (metres), ``apg_max_step`` the trust region (standardised units).
+    """
+
+    # 20 DDIM steps: on the bundled model as good as 42 (docs/results.md) in half the denoiser time, which pays
+    # for contact settling (10,000 pairs with APG and settling: 148 s vs 183 s on the 2-core CPU).
+    steps: int = 20
+    # 1.0 (stochastic DDIM; the reference uses 0): on 10,000 bundled-model pairs (seed 0, with settling at 20 mm) FHID
+    # 7.6 +- 1.7 vs 18.2 +- 8.1 with eta 0, recall 0.93 vs 0.81, precision 0.94 vs 0.93 (docs/results.md).
+    eta: float = 1.0
+    # 0: the conditional prediction alone. The reference uses 0.1; on the bundled model 0.1 pushed the hands apart
+    # (proximity ratio 0.838 -> 0.782, contact rate after settling 0.811 -> 0.759 on 1,000 pairs; precision 0.929
+    # vs 0.921), see docs/diffusion.md. --cfg-scale 0.1 reproduces the reference setting.
+    cfg_scale: float = 0.0
+    cfg_dims: tuple[int, int] = (RIGID_SLICE.start, RIGID_SLICE.stop)  # [start, stop) of the guided dimensions
+    apg_weight: float = 1.5
+    apg_decay: float = 0.9
+    apg_rho: float = 0.05
+    apg_last_steps: int | None = 3
+    apg_points: int = 192
+    apg_margin: float = 0.005
+    apg_max_step: float = 1.0
+    same_noise: bool = True  # the reference starts stage 2 from the anchor's initial noise
+    update: str = "ddim"  # or "reference"
+    # Contact settling after the last step (interhandgen.generation.settle): pairs closer than settle_attract_mm
+    # are moved rigidly into touch without penetration; 0 steps disables it.
+    settle_steps: int = 80
+    # 20 mm (15 mm before commit eb693ea, 2026-12-03): in the data 99.8% of the pairs touch (< 2 mm) or lie farther than 15 mm apart,
+    # and under 0.7% of all pairs are no-contact pairs within 20 mm; with eta 1 the model leaves 3.6% of its pairs
+    # 15-20 mm apart, so 15 mm gave contact rate 0.868 vs the test split's 0.915 and 20 mm gives 0.909 / 0.905
+    # (seeds 0 / 1, 10,000 pairs; docs/diffusion.md, radius sweep).
+    settle_attract_mm: float = 20.0
+    settle_points: int = 768
+    # Resampling: partners still interpenetrating deeper than resample_depth_mm after settling (or whose inscribed
+    # spheres overlap) are drawn again from fresh noise, up to resample_rounds times (each round judges only the
+    # partners drawn in the previous one); 0 disables it. Three rounds: on 10,000 bundled-model pairs the mean
+    # penetration volume fell from 0.0131 (one round) to 0.0018 cm^3 (the test split: 0.0107), because 10 pairs
+    # whose second draw also interpenetrated held 83% of it; contact rate 0.879 both; 70 s vs 67 s
+    # (docs/diffusion.md).
+    resample_rounds: int = 3
+    resample_depth_mm: float = 1.0
+
+    def validate(self) -> None:
+        if self.steps < 1:
+            raise InputError(f"steps must be >= 1, got {self.steps}")
+        if not self.cfg_scale >= 0:  # also NaN
+            raise InputError(f"cfg_scale must be >= 0, got {self.cfg_scale}")
+        if not 0 <= self.apg_weight <= 2:
+            raise InputError(f"apg_weight must lie in [0, 2] (0 disables APG), got {self.apg_weight}")
+        if not 0 < self.apg_decay <= 1:
+            raise InputError(f"apg_decay must lie in (0, 1], got {self.apg_decay}")
+        if self.apg_last_steps is not None and self.apg_last_steps < 1:
+            raise InputError(f"apg_last_steps must be >= 1 or None (all steps), got {self.apg_last_steps}")
+        if self.apg_points < 1:
+            raise InputError(f"apg_points must be >= 1, got {self.apg_points}")
+        if self.apg_margin < 0 or self.apg_max_step <= 0 or self.apg_rho <= 0:
+            raise InputError(f"apg_margin must be >= 0, apg_max_step and apg_rho > 0; got {self.apg_margin}, "
+                             f"{self.apg_max_step}, {self.apg_rho}")
+        if self.settle_steps < 0:
+            raise InputError(f"settle_steps must be >= 0 (0 disables contact settling), got {self.settle_steps}")
+        if self.resample_rounds < 0 or not self.resample_depth_mm > 0:
+            raise InputError(f"resample_rounds must be >= 0 and resample_depth_mm > 0, got {self.resample_rounds}, "
+                             f"{self.resample_depth_mm}")
+        if not self.settle_attract_mm > 0 or self.settle_points < 1:
+            raise InputError(f"settle_attract_mm must be > 0 and settle_points >= 1, got {self.settle_attract_mm}, "
+                             f"{self.settle_points}")
+        if not (0 <= self.cfg_dims[0] < self.cfg_dims[1] <= HAND_DIM):
+            raise InputError(f"cfg_dims must be a [start, stop) range within 0..{HAND_DIM}, got {self.cfg_dims}")
+
+
+def _partner(net, a_std, a_raw, noise, schedule, settings, mean, std, make_apg, settle, gen) -> torch.Tensor:
+    """Raw partner vectors [b, 64] for the anchors: the guided conditional stage, then settling."""
+    hook = make_apg(a_raw) if (make_apg is not None and settings.apg_weight > 0) else None
+    o_std = sample_partner(net, a_std, noise, schedule, settings, x0_guidance=hook, generator=gen)
+    o_raw = o_std * std[1] + mean[1]
+    if settle is not None and settings.settle_steps > 0:
+        with torch.enable_grad():
+            o_raw = settle(a_raw, o_raw)
+    return o_raw
+
+
+@torch.no_grad()
+def sample_anchor(net: nn.Module, noise: torch.Tensor, schedule: Schedule, settings: SamplerSettings,
+                  stats_mean: torch.Tensor, stats_std: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Stage 1: standardised anchor vectors [B, 64], with the canonical rotation/translation imposed."""
+    x = ddim_sample(unconditional(net), noise, schedule, settings.steps, eta=settings.eta, generator=generator,
+                    update=settings.update)
+    tail = (CANONICAL_TAIL.to(x) - stats_mean[RIGID_SLICE]) / stats_std[RIGID_SLICE]
+    x = x.clone()
+    x[:, RIGID_SLICE] = tail
+    return x
+
+
+@torch.no_grad()
+def sample_partner(net: nn.Module, anchor_std: torch.Tensor, noise: torch.Tensor, schedule: Schedule,
+                   settings: SamplerSettings, x0_guidance: Callable | None = None,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """Stage 2: standardised vectors [B, 64] of the other hand given standardised anchors [B, 64].
+
+    With ``cfg_scale`` 0 the guided prediction equals the conditional one: the unconditional forward is skipped.
+    """
+    if settings.cfg_scale == 0:
+        denoise = conditional(net)
+    else:
+        denoise = classifier_free_guidance(net, settings.cfg_scale, settings.cfg_dims)
+    return ddim_sample(denoise, noise, schedule, settings.steps, eta=settings.eta, cond=anchor_std,
+                       generator=generator, update=settings.update, x0_guidance=x0_guidance)
+
+
+def cascaded_sample(
+    net: nn.Module,
+    schedule: Schedule,
+    stats_mean: torch.Tensor,
+    stats_std: torch.Tensor,
+    num: int,
+    settings: SamplerSettings,
+    *,
+    make_apg: Callable[[torch.Tensor], Callable] | None = None,
+    settle: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    reject: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    anchors: torch.Tensor | None = None,
+    seed: int = 0,
+    batch_size: int = 2500,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    batch_offset: int = 0,
+) -> torch.Tensor:
+    """Sample ``num`` pairs; returns RAW (de-standardised) canonical vectors [num, 2, 64], anchor first.
+
+    Args:
+        stats_mean, stats_std: [2, 64] standardisation statistics (anchor row, other row).
+        make_apg: given the raw anchor vectors of a batch [b, 64], returns the x0-guidance hook for stage 2
+            (or None); used for anti-penetration guidance.
+        settle: ``settle(anchor_raw [b, 64], other_raw [b, 64]) -> other_raw`` applied to every batch's result
+            when ``settings.settle_steps > 0`` (contact settling, :func:`interhandgen.generation.settle_contact`).
+        reject: ``reject(anchor_raw, other_raw) -> bool [b]``; with ``settings.resample_rounds > 0`` the rejected
+            partners are sampled again (fresh noise from the batch's generator, same guidance and settling).
+        anchors: optional RAW anchor vectors [num, 64] to complete (stage 1 is skipped).
+        seed: batch i uses a generator seeded from (seed, batch_offset + i): the same (seed, batch_size) gives
+            identical output, also when the batches are shared among processes (batch_offset).
+    """
+    settings.validate()
+    device = torch.device(device)
+    mean, std = stats_mean.to(device), stats_std.to(device)
+    net = net.to(device).eval()
+    out = torch.empty(num, 2, HAND_DIM, device=device)
+    bar = tqdm(total=num, desc="sample", unit="pair", disable=not progress)
+    for bi, start in enumerate(range(0, num, batch_size)):
+        b = min(batch_size, num - start)
+        gen = torch.Generator().manual_seed(derived_seed(seed, batch_offset + bi))
+        z = torch.randn(b, HAND_DIM, generator=gen).to(device)
+        if anchors is None:
+            a_std = sample_anchor(net, z, schedule, settings, mean[0], std[0], generator=gen)
+        else:
+            a_std = (anchors[start:start + b].to(device) - mean[0]) / std[0]
+        a_raw = a_std * std[0] + mean[0]
+        z2 = z if settings.same_noise else torch.randn(b, HAND_DIM, generator=gen).to(device)
+        o_raw = _partner(net, a_std, a_raw, z2, schedule, settings, mean, std, make_apg, settle, gen)
+        if reject is not None and settings.resample_rounds > 0:
+            # Only the partners drawn in the previous round are judged again: the others have not changed.
+            judge = torch.arange(b, device=device)
+            for _ in range(settings.resample_rounds):
+                bad = judge[torch.nonzero(reject(a_raw[judge], o_raw[judge])).squeeze(1)]
+                if bad.numel() == 0:
+                    break
+                judge = bad
+                fresh = torch.randn(bad.numel(), HAND_DIM, generator=gen).to(device)
+                o_raw = o_raw.clone()
+                o_raw[bad] = _partner(net, a_std[bad], a_raw[bad], fresh, schedule, settings, mean, std, make_apg,
+                                      settle, gen)
+        out[start:start + b, 0] = a_raw
+        out[start:start + b, 1] = o_raw
+        bar.update(b)
+    bar.close()
+    if not torch.isfinite(out).all():
+        raise FloatingPointError("sampling produced NaN or inf; check the checkpoint and guidance weights")
+    return out

@@ -1,0 +1,93 @@
+"""Baseline networks for the ablations of the paper, under the same data, trainer and protocol.
+
+- :class:`SeparateStageDenoisers` ("w/o shared network"): two denoisers of the same architecture as the shared
+  one, one for the unconditional (anchor) stage and one for the conditional stage; same call signature as the
+  shared denoiser, so the cascaded trainer and sampler use it unchanged.
+- :class:`JointDenoiser` ("w/o decomposition", the parallel baseline): ONE diffusion over both hands at once,
+  x = [anchor 64, other 64] (128 numbers), an MLP denoiser predicting x0.
+- :class:`TwoHandVAE`: a two-hand VAE prior in the style of Zuo et al. (ICCV 2023): an MLP encoder to a Gaussian
+  latent, an MLP decoder back to both hands' 128 numbers, trained with a reconstruction + beta * KL objective.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from interhandgen.models.denoiser import timestep_embedding
+from interhandgen.exceptions import InputError
+
+
+class ResidualMLP(nn.Module):
+    """in -> width, ``depth`` pre-norm residual blocks (LayerNorm, Linear, SiLU, Linear), -> out."""
+
+    def __init__(self, in_dim: int, out_dim: int, width: int, depth: int) -> None:
+        super().__init__()
+        self.inp = nn.Linear(in_dim, width)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.LayerNorm(width), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
+            for _ in range(depth)
+        )
+        self.out = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, out_dim))
+
+    def forward(self, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.inp(x)
+        for block in self.blocks:
+            h = h + block(h if add is None else h + add)
+        return self.out(h)
+
+
+class JointDenoiser(nn.Module):
+    """x0-predicting denoiser of both hands jointly: forward(x_t [B, 128], t [B]) -> x0_hat [B, 128]."""
+
+    def __init__(self, width: int = 768, depth: int = 6, time_dim: int = 128) -> None:
+        super().__init__()
+        self.time_dim = time_dim
+        self.time = nn.Sequential(nn.Linear(time_dim, width), nn.SiLU(), nn.Linear(width, width))
+        self.mlp = ResidualMLP(128, 128, width, depth)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond=None, cond_mask=None) -> torch.Tensor:
+        if x_t.dim() != 2 or x_t.shape[1] != 128:
+            raise InputError(f"x_t must have shape [B, 128], got {list(x_t.shape)}")
+        return self.mlp(x_t, self.time(timestep_embedding(t, self.time_dim, convention="cos_sin")))
+
+
+class TwoHandVAE(nn.Module):
+    """VAE over both hands' 128 standardised numbers. forward(x) -> (reconstruction, mu, logvar)."""
+
+    def __init__(self, latent_dim: int = 32, width: int = 768, depth: int = 4) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.encoder = ResidualMLP(128, 2 * latent_dim, width, depth)
+        self.decoder = ResidualMLP(latent_dim, 128, width, depth)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encoder(x).chunk(2, dim=-1)
+        return mu, logvar.clamp(-12.0, 8.0)  # keeps exp() finite early in training; documented, not silent
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
+        mu, logvar = self.encode(x)
+        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device)
+        z = mu + torch.exp(0.5 * logvar) * eps
+        return self.decode(z), mu, logvar
+
+
+class SeparateStageDenoisers(nn.Module):
+    """Two denoisers (same config): ``unconditional`` for cond_mask False rows, ``conditional`` for True rows."""
+
+    def __init__(self, unconditional: nn.Module, conditional: nn.Module) -> None:
+        super().__init__()
+        self.unconditional = unconditional
+        self.conditional = conditional
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, cond_mask: torch.Tensor) -> torch.Tensor:
+        out = torch.empty_like(x_t)
+        m = cond_mask.bool()
+        if m.any():
+            out[m] = self.conditional(x_t[m], t[m], cond[m], cond_mask[m])
+        if (~m).any():
+            out[~m] = self.unconditional(x_t[~m], t[~m], cond[~m], cond_mask[~m])
+        return out
