@@ -96,6 +96,19 @@ def test_fuzz_two_hand_npz(tmp_path, capsys):
     assert failed >= CASES  # most damage is detected (the rest hit bytes that do not matter)
 
 
+def test_fuzz_view_export_input(tmp_path, capsys):
+    # The viewer reads its samples with the same loader: a damaged file stops `view --export` with a clean error
+    # before any page is written.
+    from interhandgen.data.format import TwoHandSet
+
+    good = tmp_path / "good.npz"
+    tiny_set().save(good)
+    path, page = tmp_path / "fuzz.npz", tmp_path / "page.html"
+    failed = _fuzz_bytes(good.read_bytes(), path, TwoHandSet.load, ["view", path, "--export", page], capsys, seed=15)
+    assert failed >= CASES // 2
+    assert not page.exists()
+
+
 # --- InterHand2.6M JSON -------------------------------------------------------------------------------------------
 def _interhand_doc(rng):
     def hand():
