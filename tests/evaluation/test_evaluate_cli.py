@@ -53,7 +53,7 @@ def files(tmp_path_factory):
 def run_cli(files, out, *extra):
     return main(["evaluate", "--samples", str(files / "samples.npz"), "--reference", str(files / "reference.npz"),
                  "--evaluator", str(files / "evaluator"), "--out", str(out), "--replications", "2",
-                 "--subset-size", "16", "--no-progress", *extra])
+                 "--subset-size", "16", "--no-progress", "--no-floor", "--no-categories", *extra])
 
 
 def test_evaluate_writes_metrics_table_and_valid_pngs(files, tmp_path, capsys):
@@ -137,7 +137,8 @@ def test_evaluate_without_evaluator_uses_the_bundled_one(files, tmp_path):
     from interhandgen.evaluation.bundled import bundled_evaluator_path
 
     common = ["--samples", str(files / "samples.npz"), "--reference", str(files / "reference.npz"),
-              "--replications", "2", "--subset-size", "16", "--no-progress", "--no-penetration"]
+              "--replications", "2", "--subset-size", "16", "--no-progress", "--no-penetration", "--no-floor",
+              "--no-categories"]
     assert main(["evaluate", *common, "--out", str(tmp_path / "default")]) == 0
     assert main(["evaluate", *common, "--evaluator", str(bundled_evaluator_path()),
                  "--out", str(tmp_path / "explicit")]) == 0

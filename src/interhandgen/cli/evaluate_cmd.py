@@ -10,12 +10,14 @@ from interhandgen.cli._args import positive_int
 def register(sub) -> None:
     p = sub.add_parser(
         "evaluate",
-        help="evaluate generated two-hand samples against reference data (FHID, KHID, P/R, penetration, ...)",
+        help="evaluate generated two-hand samples against reference data (FHID, KHID, P/R, C2ST, penetration, ...)",
         description=(
             "Feature-based FHID/KHID, diversity and precision/recall (replicated over seeded subsets, 95%% CI), "
             "and per-pair geometry: exact penetration volume (cm^3), penetration depth (mm), minimum distance, "
-            "contact rate and proximity ratio. Writes metrics.json, report.md and plots into --out. Fails on sets "
-            "of different hand models."
+            "contact rate and proximity ratio. Also density/coverage, a classifier two-sample test (evaluator and "
+            "joint features) and per-category frequencies by nearest reference label, each beside a data floor "
+            "(a second, disjoint reference draw: by default the reference file's train split). Writes "
+            "metrics.json, report.md and plots into --out. Fails on sets of different hand models."
         ),
     )
     p.add_argument("--samples", required=True, help="generated pairs (.npz, TwoHandSet format)")
@@ -32,6 +34,26 @@ def register(sub) -> None:
     p.add_argument("--subset-size", type=positive_int, default=None, help="samples per replication (default: half the smaller set)")
     p.add_argument("--kid-degree", type=int, default=3, help="polynomial kernel degree of KHID (1 = reference code)")
     p.add_argument("--no-penetration", action="store_true", help="skip the penetration metrics")
+    p.add_argument("--floor", default=None,
+                   help="second reference draw for the data floor of density/coverage, the two-sample test and the "
+                        "category frequencies (.npz; default: the --reference file); must be disjoint from the "
+                        "reference, e.g. another split")
+    p.add_argument("--floor-split", default="train",
+                   help="split of --floor to use, or 'all' (default %(default)s)")
+    p.add_argument("--floor-size", type=int, default=None,
+                   help="pairs of the floor draw (seeded subset; default: as many as --samples, at most all)")
+    p.add_argument("--no-floor", action="store_true", help="no floor draw (the floor columns read n/a)")
+    p.add_argument("--no-density-coverage", action="store_true", help="skip density and coverage")
+    p.add_argument("--no-c2st", action="store_true", help="skip the classifier two-sample test")
+    p.add_argument("--c2st-folds", type=int, default=5, help="cross-validation folds of the two-sample test "
+                                                             "(default %(default)s)")
+    p.add_argument("--c2st-hidden", type=int, default=64,
+                   help="hidden width of the two-sample test's MLP (default %(default)s; wider and longer training "
+                        "separates better, see docs/evaluation.md)")
+    p.add_argument("--c2st-epochs", type=int, default=10, help="training epochs of the two-sample test's MLP "
+                                                               "(default %(default)s)")
+    p.add_argument("--no-categories", action="store_true",
+                   help="skip the per-category frequencies (needed when the reference has no category labels)")
     cache = p.add_mutually_exclusive_group()
     cache.add_argument("--feature-cache", default=None,
                        help="folder of the reference-feature cache (default: $INTERHANDGEN_CACHE, else "
@@ -64,13 +86,25 @@ def run(args: argparse.Namespace) -> int:
     if args.reference_split != "all" and reference.split is not None:
         reference = reference.select_split(args.reference_split)
     settings = EvaluationSettings(replications=args.replications, subset_size=args.subset_size,
-                                  kid_degree=args.kid_degree, penetration=not args.no_penetration, seed=args.seed)
+                                  kid_degree=args.kid_degree, penetration=not args.no_penetration, seed=args.seed,
+                                  density_coverage=not args.no_density_coverage, c2st=not args.no_c2st,
+                                  c2st_folds=args.c2st_folds, c2st_hidden=args.c2st_hidden,
+                                  c2st_epochs=args.c2st_epochs, categories=not args.no_categories)
+    from interhandgen.evaluation.protocol import check_compatible
+
+    check_compatible(samples, reference)  # before the floor draw, so a mismatch is the error the user sees
+    floor = None
+    if not args.no_floor and (settings.density_coverage or settings.c2st or settings.categories):
+        from interhandgen.evaluation.floor import floor_draw
+
+        floor = floor_draw(args.floor or args.reference, args.floor_split, args.reference, args.reference_split,
+                           reference, size=args.floor_size or len(samples), seed=args.seed)
     extractor = load_evaluator(args.evaluator, device=args.device)
     from interhandgen.evaluation.cache import default_cache_dir
 
     cache = None if args.no_feature_cache else str(args.feature_cache or default_cache_dir())
     result = evaluate(samples, reference, extractor, settings, device=args.device, progress=not args.no_progress,
-                      feature_cache=cache)
+                      feature_cache=cache, floor=floor)
     if result["reference_feature_cache"] is not None:
         info = result["reference_feature_cache"]
         print(f"reference features {'read from' if info['hit'] else 'stored in'} {info['file']}")

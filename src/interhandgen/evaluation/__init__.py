@@ -27,6 +27,10 @@ from interhandgen.evaluation.metrics import (
     precision_recall,
 )
 from interhandgen.evaluation.replication import ReplicationResult, replicate, t_confidence_interval
+from interhandgen.evaluation.two_sample import C2STSettings, classifier_two_sample_test, mann_whitney_auc
+from interhandgen.evaluation.density_coverage import density_coverage
+from interhandgen.evaluation.categories import category_report, nearest_labels, total_variation
+from interhandgen.evaluation.joint_features import joint_features
 
 __all__ = [
     "FeatureExtractorConfig",
@@ -50,4 +54,12 @@ __all__ = [
     "ReplicationResult",
     "replicate",
     "t_confidence_interval",
+    "C2STSettings",
+    "classifier_two_sample_test",
+    "mann_whitney_auc",
+    "density_coverage",
+    "category_report",
+    "nearest_labels",
+    "total_variation",
+    "joint_features",
 ]

@@ -21,7 +21,9 @@ import torch
 
 from interhandgen.data.canonical import canonical_vertices, to_canonical
 from interhandgen.data.format import TwoHandSet
+from interhandgen.evaluation.joint_features import joint_features
 from interhandgen.evaluation.metrics import diversity, fid, kid, precision_recall
+from interhandgen.evaluation.protocol_additions import additional_metrics
 from interhandgen.evaluation.replication import replicate
 from interhandgen.exceptions import InputError
 from interhandgen.evaluation.cache import cached_reference_features
@@ -47,6 +49,15 @@ class EvaluationSettings:
     # penetrating pairs; the depth statistics are then estimates over that subset (reported with the count).
     depth_pairs: int | None = None
     seed: int = 0
+    # Protocol additions (docs/evaluation.md): density/coverage beside precision/recall, the classifier two-sample
+    # test on the evaluator and joint features, per-category frequencies by nearest reference label.
+    density_coverage: bool = True
+    c2st: bool = True
+    c2st_folds: int = 5
+    c2st_max_per_class: int | None = 10000
+    c2st_hidden: int = 64
+    c2st_epochs: int = 10
+    categories: bool = True
     # Measured on the 2-core CPU: 64 extracts faster than 256 or 1024 (7.1 s vs 9.1 s vs 14.7 s per 1,000 pairs).
     feature_batch_size: int = 64
 
@@ -61,22 +72,37 @@ def check_compatible(samples: TwoHandSet, reference: TwoHandSet) -> None:
             raise InputError(f"{name} has {len(s)} pair(s); at least 2 are needed")
 
 
-def canonical_two_hand_vertices(two: TwoHandSet, models, device="cpu", batch_size: int = 256) -> torch.Tensor:
+def canonical_two_hand_vertices(two: TwoHandSet, models, device="cpu", batch_size: int = 256,
+                                with_joints: bool = False):
     """Vertices [N, 2, V, 3] (slot 0 left, slot 1 right) in the left hand's canonical frame, float32, metres.
 
     The canonical parameters are computed in float64, the hand forward in float32 (the vertices are returned in
     float32 anyway; float32 and batches of 256 measured 3.3x faster than float64 in batches of 4,096).
+    ``with_joints``: return (vertices, joints [N, 2, 21, 3], canonical x [N, 2, 64]) instead.
     """
     x = to_canonical(two, models, anchor="left", device=device, dtype=torch.float64).x.float()
-    chunks = []
+    chunks, joint_chunks = [], []
     with torch.no_grad():
         for i in range(0, x.shape[0], batch_size):
             xb = x[i:i + batch_size]
-            left, _ = canonical_vertices(xb[:, 0], models["left"])
-            right, _ = canonical_vertices(xb[:, 1], models["right"])
+            left, left_j = canonical_vertices(xb[:, 0], models["left"])
+            right, right_j = canonical_vertices(xb[:, 1], models["right"])
             if left.shape[1] != right.shape[1]:
                 raise InputError("the two hand models have different vertex counts; the feature extractor needs equal counts")
             chunks.append(torch.stack([left, right], dim=1).float())
+            joint_chunks.append(torch.stack([left_j, right_j], dim=1).float())
+    if with_joints:
+        return torch.cat(chunks), torch.cat(joint_chunks), x
+    return torch.cat(chunks)
+
+
+def canonical_joint_features(two: TwoHandSet, models, device="cpu", batch_size: int = 256) -> torch.Tensor:
+    """Interpretable features [N, 135] of :func:`interhandgen.evaluation.joint_features.joint_features`, computed
+    batch by batch (the vertices of each batch are dropped)."""
+    chunks = []
+    for i in range(0, len(two), batch_size):
+        _, joints, x = canonical_two_hand_vertices(two[i:i + batch_size], models, device, batch_size, with_joints=True)
+        chunks.append(joint_features(x, joints))
     return torch.cat(chunks)
 
 
@@ -225,46 +251,55 @@ def distribution_metrics(fake: torch.Tensor, real: torch.Tensor, settings: Evalu
     return out
 
 
+def _set_features(two: TwoHandSet, extractor, models, settings: EvaluationSettings, device, progress: bool,
+                  feature_cache: str | None, timings: dict[str, float], name: str):
+    """Evaluator features [N, D] of a reference-like set, through the cache when one is given; returns
+    (features, cache info or None)."""
+    def compute() -> torch.Tensor:
+        t1 = time.perf_counter()
+        verts = canonical_two_hand_vertices(two, models, device)
+        timings[f"vertices_{name}_s"] = time.perf_counter() - t1
+        t1 = time.perf_counter()
+        feats = extract_features(extractor, verts, batch_size=settings.feature_batch_size, progress=progress)
+        timings[f"features_{name}_s"] = time.perf_counter() - t1
+        return feats
+
+    if feature_cache is None:
+        return compute(), None
+    t1 = time.perf_counter()
+    feats, hit, path = cached_reference_features(extractor, two, compute, settings.feature_batch_size, device,
+                                                 feature_cache)
+    timings[f"{name}_features_cache_s" if hit else f"{name}_features_with_cache_write_s"] = time.perf_counter() - t1
+    return feats, {"file": str(path), "hit": hit}
+
+
 def evaluate(samples: TwoHandSet, reference: TwoHandSet, extractor, settings: EvaluationSettings | None = None,
              device: str | torch.device = "cpu", progress: bool = True,
-             reference_features: torch.Tensor | None = None, feature_cache: str | None = None) -> dict[str, Any]:
+             reference_features: torch.Tensor | None = None, feature_cache: str | None = None,
+             floor: TwoHandSet | None = None) -> dict[str, Any]:
     """Run the whole protocol. Returns a JSON-ready dict (raw per-sample arrays under keys starting with '_').
 
     ``feature_cache``: a folder for the content-addressed reference-feature cache
     (:mod:`interhandgen.evaluation.cache`), or None (no cache). Ignored when ``reference_features`` is given.
+    ``floor``: a second reference draw, disjoint from ``reference``, evaluated like the samples by the protocol
+    additions (density/coverage, C2ST, category frequencies) as their data floor; None: no floor columns.
     """
-
     settings = settings or EvaluationSettings()
     check_compatible(samples, reference)
+    if floor is not None:
+        check_compatible(floor, reference)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     models = samples.hand_models(device=device)
-    fake_v = canonical_two_hand_vertices(samples, models, device)
+    fake_v, fake_j, fake_x = canonical_two_hand_vertices(samples, models, device, with_joints=True)
     timings["vertices_samples_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     feats_fake = extract_features(extractor, fake_v, batch_size=settings.feature_batch_size, progress=progress)
     timings["features_samples_s"] = time.perf_counter() - t1
     cache_info = None
     if reference_features is None:
-        def compute() -> torch.Tensor:
-            t1 = time.perf_counter()
-            real_v = canonical_two_hand_vertices(reference, models, device)
-            timings["vertices_reference_s"] = time.perf_counter() - t1
-            t1 = time.perf_counter()
-            feats = extract_features(extractor, real_v, batch_size=settings.feature_batch_size, progress=progress)
-            timings["features_reference_s"] = time.perf_counter() - t1
-            return feats
-
-        if feature_cache is None:
-            feats_real = compute()
-        else:
-
-            t1 = time.perf_counter()
-            feats_real, hit, path = cached_reference_features(extractor, reference, compute,
-                                                              settings.feature_batch_size, device, feature_cache)
-            timings["reference_features_cache_s" if hit else "reference_features_with_cache_write_s"] = \
-                time.perf_counter() - t1
-            cache_info = {"file": str(path), "hit": hit}
+        feats_real, cache_info = _set_features(reference, extractor, models, settings, device, progress,
+                                               feature_cache, timings, "reference")
     else:
         if reference_features.shape[0] != len(reference):
             raise InputError(f"reference_features has {reference_features.shape[0]} rows but the reference set "
@@ -274,6 +309,25 @@ def evaluate(samples: TwoHandSet, reference: TwoHandSet, extractor, settings: Ev
     t1 = time.perf_counter()
     dist = distribution_metrics(feats_fake, feats_real, settings, timings=timings)
     timings["distribution_metrics_s"] = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    extra = {}
+    if settings.density_coverage or settings.c2st or settings.categories:
+        floor_feats = None
+        if floor is not None:
+            floor_feats = {"evaluator": _set_features(floor, extractor, models, settings, device, progress,
+                                                      feature_cache, timings, "floor")[0]}
+        fake_feats, real_feats = {"evaluator": feats_fake}, {"evaluator": feats_real}
+        if settings.c2st:
+            t2 = time.perf_counter()
+            fake_feats["joints"] = joint_features(fake_x, fake_j)
+            real_feats["joints"] = canonical_joint_features(reference, models, device)
+            if floor_feats is not None:
+                floor_feats["joints"] = canonical_joint_features(floor, models, device)
+            timings["joint_features_s"] = time.perf_counter() - t2
+        extra = additional_metrics(fake_feats, real_feats, floor_feats, reference.category, reference.category_names,
+                                   settings, dist["_settings"]["pr_size"], timings)
+        extra["num_floor"] = None if floor is None else len(floor)
+    timings["protocol_additions_s"] = time.perf_counter() - t1
     t2 = time.perf_counter()
     geo = geometry_metrics(fake_v, models["left"].faces_np, models["right"].faces_np, settings, progress, timings)
     timings["geometry_s"] = time.perf_counter() - t2
@@ -281,7 +335,7 @@ def evaluate(samples: TwoHandSet, reference: TwoHandSet, extractor, settings: Ev
     return {
         "num_samples": len(samples), "num_reference": len(reference),
         "hand_model": samples.hand_model.kind,
-        "distribution": dist, "geometry": geo, "timings": timings,
+        "distribution": dist, "additions": extra, "geometry": geo, "timings": timings,
         "settings": dataclasses.asdict(settings), "reference_feature_cache": cache_info,
         "_features": {"samples": feats_fake, "reference": feats_real}, "_vertices": fake_v,
     }

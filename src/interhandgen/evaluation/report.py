@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from interhandgen._atomic import atomic_write_bytes
+from interhandgen.evaluation.report_additions import additions_markdown
 from interhandgen.viz import render
 
 
@@ -55,6 +56,8 @@ def markdown_table(result: dict[str, Any], title: str = "Evaluation") -> str:
              f"distribution metrics: mean ± half-width of the 95% t interval over {result['settings']['replications']} "
              f"seeded subsets.", "", "| metric | value |", "|---|---|"]
     lines += [f"| {a} | {b} |" for a, b in rows]
+    if result.get("additions"):
+        lines += ["", *additions_markdown(result["additions"])]
     lines += ["", "Timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in result["timings"].items()), ""]
     return "\n".join(lines)
 
