@@ -52,6 +52,8 @@ def test_output_equal_to_input_is_refused_and_input_kept(tmp_path, given, capsys
         (["data", "stats", given, "--out", given], "is not a folder"),
         (["evaluate", "--samples", given, "--reference", given, "--out", given], "is not a folder"),
         (["view", given, "--export", given], "--export must end in .html"),
+        (["evaluate", "--samples", given, "--reference", given, "--floor", tmp_path / "fl", "--out", tmp_path / "fl"],
+         "is the input --floor"),
     ]
     for argv, fragment in cases:
         rc, err = run_cli(argv, capsys)

@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     from interhandgen.io_guard import Out, check_outputs
 
     check_outputs({"--out": Out(args.out, folder=True), "--feature-cache": Out(args.feature_cache, folder=True)},
-                  {"--samples": args.samples, "--reference": args.reference, "--evaluator": args.evaluator})
+                  {"--samples": args.samples, "--reference": args.reference, "--evaluator": args.evaluator,
+                   "--floor": args.floor})
     if args.subset_size is not None and args.subset_size < 1:
         raise InputError(f"--subset-size must be >= 1 (omit it for half the smaller set), got {args.subset_size}")
     if args.replications < 1:
