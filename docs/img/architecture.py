@@ -20,6 +20,8 @@ LAYERS = [
     [("data", "TwoHandSet, canonical 64-number layout,\nloaders, statistics, synth"), ("objects", "(optional) objects")],
     [("geometry", "exact queries, volume, points (FPS, k-nearest,\ngather), batched Adam, sphere proxy")],
     [("hand", "hand layer, open hand, MANO I/O, joints")],
+    [("io_guard  limits  safe_files  reproducible  run_lock  run_hygiene",
+      "output paths, value limits, strict file readers, reproducible files, run lock and cleanup")],
     [("rotations  _atomic  _seeding", "shared helpers")],
     [("exceptions", "InterHandGenError, InputError, MissingFileError, ModelMismatchError")],
 ]
@@ -27,7 +29,7 @@ OPTIONAL = {"viewer", "fitting", "objects"}
 
 
 def main(out: str = "docs/img/architecture.png") -> None:
-    fig, ax = plt.subplots(figsize=(9.5, 11.5))
+    fig, ax = plt.subplots(figsize=(9.5, 12.4))
     ax.set_xlim(0, 10)
     ax.set_ylim(0, len(LAYERS) + 0.6)
     ax.axis("off")

@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"interhandgen {__version__}")
+    parser.add_argument("--no-limits", action="store_true",
+                        help="lift the documented plausibility limits (cfg scale, betas, translations, sizes; "
+                             "docs/reliability.md) for this command; NaN/inf are still rejected")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in SUBCOMMANDS:
@@ -49,8 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from interhandgen.cli._guards import run_guarded
+
     try:
-        return int(args.func(args) or 0)
+        return run_guarded(args)
     except InterHandGenError as exc:  # user-facing: a bad file, field or argument; anything else is a bug
         print(f"interhandgen {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -57,6 +57,9 @@ def settings_from_args(args: argparse.Namespace, default_apg_weight: float) -> S
     s = SamplerSettings(steps=args.steps, eta=args.eta, cfg_scale=args.cfg_scale, apg_weight=apg, update=args.update,
                         settle_steps=args.settle_steps, settle_attract_mm=args.settle_attract_mm,
                         resample_rounds=args.resample_rounds)
+    from interhandgen.limits import CFG_SCALE_MAX, check_range
+
+    check_range("--cfg-scale", args.cfg_scale, 0.0, CFG_SCALE_MAX)
     s.validate()
     apply_threads(args.threads)
     return s

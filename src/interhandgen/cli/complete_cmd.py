@@ -30,6 +30,10 @@ def run(args: argparse.Namespace) -> int:
     from interhandgen.data.format import TwoHandSet
     from interhandgen.generation import InterHandGen
 
+    from interhandgen.io_guard import Out, check_outputs
+
+    check_outputs({"--out": Out(args.out, (".npz",)), "--render": Out(args.render, (".png",))},
+                  {"--given": args.given, "--checkpoint": args.checkpoint})
     settings = settings_from_args(args, DEFAULTS.apg_weight)
     given = TwoHandSet.load(args.given)
     gen = InterHandGen.load(args.checkpoint, device=args.device, hand_model=given.hand_model)

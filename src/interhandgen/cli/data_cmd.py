@@ -84,8 +84,9 @@ def register(sub) -> None:
     g.add_argument("--workers", type=positive_int, default=None,
                    help="CPU worker processes (default: one per core for large sets; the arrays do not depend on it)")
     g.add_argument("--no-resume", action="store_true",
-                   help="do not keep finished chunks in <out>.parts/ (by default an interrupted run continues "
-                        "from there and the folder is removed after the output is written)")
+                   help="do not keep finished chunks in <out>.parts/, and remove such a folder left by an earlier run "
+                        "(by default an interrupted run continues from there, damaged chunks are computed again, and "
+                        "the folder is removed after the output is written)")
     g.add_argument("--objects", action="store_true",
                    help="generate the bimanual hand-object set instead (interhandgen.objects; docs/objects.md)")
     g.add_argument("--no-physics-filter", action="store_true",
@@ -112,9 +113,10 @@ def run_convert(args: argparse.Namespace) -> int:
         if args.format != "arctic":
             raise InputError("--no-objects applies to --format arctic only")
         options["include_objects"] = False
+    from interhandgen.io_guard import Out, check_outputs
+
     out = Path(args.out)
-    if out.suffix != ".npz":
-        raise InputError(f"--out must end in .npz, got {out}")
+    check_outputs({"--out": Out(out, (".npz",))}, {"input": args.input})
     two_hands, summary = convert(args.format, args.input, out, mano_dir=args.mano_dir, skip_bad=args.skip_bad,
                                  progress=not args.no_progress, **options)
     print(summary)
@@ -147,6 +149,9 @@ def run_stats(args: argparse.Namespace) -> int:
     from interhandgen.data.format import HandModelSpec, TwoHandSet
     from interhandgen.data.format import atomic_write
 
+    from interhandgen.io_guard import Out, check_outputs
+
+    check_outputs({"--out": Out(args.out, folder=True)}, {"data": args.data})
     if args.volume_samples < 0:
         raise InputError(f"--volume-samples must be >= 0, got {args.volume_samples}")
     render = None
@@ -156,6 +161,8 @@ def run_stats(args: argparse.Namespace) -> int:
         except ImportError as exc:
             raise InputError(f"cannot write samples.png: interhandgen.viz is not available ({exc}); use --no-png") from None
     two_hands = TwoHandSet.load(args.data)
+    if len(two_hands) == 0:
+        raise InputError(f"{args.data}: holds no samples, so there are no statistics to compute")
     if args.mano_dir:
         if two_hands.hand_model.kind != "mano":
             raise InputError("--mano-dir given but the set uses the open hand")
@@ -197,6 +204,12 @@ def run_synth(args: argparse.Namespace) -> int:
         from interhandgen.data.synth import generate_synthetic_set
     except ImportError as exc:
         raise InputError(f"the synthetic data generator is not available ({exc})") from None
+    from interhandgen.data.synth.generator import SYNTH_DISK_BYTES, SYNTH_MEMORY_BYTES
+    from interhandgen.io_guard import Out, check_outputs
+    from interhandgen.limits import check_count
+
+    check_outputs({"--out": Out(args.out, (".npz",))})
+    check_count("--num", args.num, out=args.out, disk_bytes_each=SYNTH_DISK_BYTES, memory_bytes_each=SYNTH_MEMORY_BYTES)
     try:
         splits = tuple(float(v) for v in args.splits.split(","))
     except ValueError:

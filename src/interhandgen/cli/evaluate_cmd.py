@@ -27,7 +27,8 @@ def register(sub) -> None:
     p.add_argument("--reference-split", default="test", help="split of --reference to use, or 'all' (default %(default)s)")
     p.add_argument("--out", required=True, help="report folder")
     p.add_argument("--evaluator", default=None,
-                   help="feature extractor (.safetensors from `interhandgen evaluator train`; default: the bundled one "
+                   help="feature extractor: the folder written by `interhandgen evaluator train`, its config.json or "
+                        "its model.safetensors (default: the bundled one "
                         "for the open hand's synthetic data)")
     p.add_argument("--replications", type=positive_int, default=5, help="R seeded subsets (default %(default)s)")
     p.add_argument("--subset-size", type=positive_int, default=None, help="samples per replication (default: half the smaller set)")
@@ -67,10 +68,20 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from interhandgen.data.format import TwoHandSet
+    from interhandgen.exceptions import InputError
     from interhandgen.evaluation.bundled import load_evaluator
     from interhandgen.evaluation.protocol import EvaluationSettings, evaluate
     from interhandgen.evaluation.report import markdown_table, write_report
 
+    from interhandgen.io_guard import Out, check_outputs
+
+    check_outputs({"--out": Out(args.out, folder=True), "--feature-cache": Out(args.feature_cache, folder=True)},
+                  {"--samples": args.samples, "--reference": args.reference, "--evaluator": args.evaluator,
+                   "--floor": args.floor})
+    if args.subset_size is not None and args.subset_size < 1:
+        raise InputError(f"--subset-size must be >= 1 (omit it for half the smaller set), got {args.subset_size}")
+    if args.replications < 1:
+        raise InputError(f"--replications must be >= 1, got {args.replications}")
     samples = TwoHandSet.load(args.samples)
     reference = TwoHandSet.load(args.reference)
     if args.reference_split != "all" and reference.split is not None:

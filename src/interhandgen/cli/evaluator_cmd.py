@@ -23,7 +23,7 @@ def register(sub) -> None:
         ),
     )
     t.add_argument("--data", required=True, help="TwoHandSet .npz (its train split is used when it has splits)")
-    t.add_argument("--out", required=True, help="output path of the extractor (.safetensors)")
+    t.add_argument("--out", required=True, help="output folder of the extractor (model.safetensors and config.json)")
     t.add_argument("--epochs", type=positive_int, default=30)
     t.add_argument("--batch-size", type=positive_int, default=64)
     t.add_argument("--lr", type=float, default=1e-3)
@@ -36,6 +36,20 @@ def register(sub) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from interhandgen.evaluation.bundled import train_evaluator
+    from interhandgen.exceptions import InputError
+    from interhandgen.io_guard import Out, check_outputs
+
+    check_outputs({"--out": Out(args.out, folder=True)}, {"--data": args.data})
+    for name in ("epochs", "batch_size"):
+        if getattr(args, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.max_samples is not None and args.max_samples < 2:
+        raise InputError(f"--max-samples must be >= 2 (omit it to use the whole train split), got {args.max_samples}")
+    from interhandgen.limits import LR_RANGE, check_range
+
+    check_range("--lr", args.lr, LR_RANGE[0], LR_RANGE[1])
+    if args.lr <= 0:
+        raise InputError(f"--lr must be > 0, got {args.lr}")
 
     info = train_evaluator(args.data, args.out, epochs=args.epochs, max_samples=args.max_samples, seed=args.seed,
                            device=args.device, progress=not args.no_progress, batch_size=args.batch_size, lr=args.lr)

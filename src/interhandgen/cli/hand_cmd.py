@@ -77,9 +77,11 @@ def run(args: argparse.Namespace) -> int:
     from interhandgen.viz import LEFT_COLOUR, RIGHT_COLOUR, render_meshes
     from interhandgen.viz.mesh_io import MESH_FORMATS, export_mesh
 
+    from interhandgen.io_guard import Out, check_outputs
+
     out = Path(args.out)
-    if out.suffix.lower().lstrip(".") not in MESH_FORMATS:
-        raise InputError(f"--out must end in one of {['.' + f for f in MESH_FORMATS]}, got {args.out!r}")
+    check_outputs({"--out": Out(out, tuple("." + f for f in MESH_FORMATS)), "--png": Out(args.png, (".png",))},
+                  {"--model": None if args.model == "open" else args.model})
     data = load_model_data(args.model, args.side)
     verts = posed_hand(data, args.pose, args.seed, args.betas)
     faces = data.faces

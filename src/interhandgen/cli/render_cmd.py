@@ -55,6 +55,10 @@ def run(args: argparse.Namespace) -> int:
     from interhandgen.data.format import HandModelSpec, TwoHandSet
     from interhandgen.viz import render
 
+    from interhandgen.io_guard import Out, check_outputs
+    from interhandgen.limits import check_view_size
+
+    check_outputs({"--out": Out(args.out, (".png",))}, {"--samples": args.samples})
     views = [v.strip() for v in args.views.split(",") if v.strip()]
     samples = TwoHandSet.load(args.samples)
     if args.mano_dir:
@@ -63,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         samples = samples.with_hand_model(
             HandModelSpec.mano(args.mano_dir, fix_left_shapedirs=samples.hand_model.fix_left_shapedirs))
     pick = pick_samples(len(samples), args.num, args.seed, args.first)
+    check_view_size(args.view_size, len(pick), max(len(views), 1), args.cols)
     chosen = samples[pick]
     titles = None
     if not args.no_titles:

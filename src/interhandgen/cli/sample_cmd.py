@@ -9,6 +9,11 @@ from pathlib import Path
 from interhandgen.cli._args import positive_int
 from interhandgen.cli._sampling_opts import DEFAULTS, add_sampler_options, hand_model_from_args, settings_from_args
 
+# Upper bounds per pair for the --num check: the .npz stores 2 x 61 float32 hand numbers (488 B) plus labels;
+# in memory the canonical [N, 64] float32 vectors and the world-frame arrays (float32 and the float64 copies).
+SAMPLE_DISK_BYTES = 512
+SAMPLE_MEMORY_BYTES = 2048
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -35,6 +40,12 @@ def run(args: argparse.Namespace) -> int:
 
     from interhandgen.generation import InterHandGen, Shards, load_model
 
+    from interhandgen.io_guard import Out, check_outputs
+    from interhandgen.limits import check_count
+
+    check_outputs({"--out": Out(args.out, (".npz",)), "--render": Out(args.render, (".png",)),
+                   "--meshes": Out(args.meshes, folder=True)}, {"--checkpoint": args.checkpoint})
+    check_count("--num", args.num, out=args.out, disk_bytes_each=SAMPLE_DISK_BYTES, memory_bytes_each=SAMPLE_MEMORY_BYTES)
     settings = settings_from_args(args, DEFAULTS.apg_weight)
     shards = Shards.from_env()
     device = args.device
@@ -57,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         parts = shards.gather(mine, "sample")
         x = None if parts is None else torch.cat([p[bi] for bi in range(len(starts)) for p in parts if bi in p])
     if shards.rank == 0:
-        two = gen.to_world(x, args.seed, settings)
+        two = gen.to_world(x, args.seed, settings, extra={"batch_size": args.batch_size, "num": args.num})
         out = two.save(args.out)
         print(f"wrote {len(two)} samples to {out}")
         _write_extras(two, gen.hands, args)

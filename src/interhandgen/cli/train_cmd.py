@@ -42,27 +42,48 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Imports inside the commands keep `interhandgen --help` from loading torch (startup time, not cycles).
-    import torch
-
     from interhandgen.cli._sampling_opts import apply_threads
-    from interhandgen.data.canonical import Standardizer, load_training_arrays
-    from interhandgen.data.format import TwoHandSet
-    from interhandgen.training import (
-        dist_info,
-        exit_distributed,
-        init_distributed_from_env,
-        sample_preview_callback,
-        setup_run,
-        train,
-        write_run_config,
-    )
+    from interhandgen.exceptions import MissingFileError
+    from interhandgen.io_guard import Out, check_outputs
+    from interhandgen.run_hygiene import remove_orphan_temps
+    from interhandgen.run_lock import RunLock
+    from interhandgen.training import dist_info, exit_distributed, init_distributed_from_env
 
+    check_outputs({"--out" if args.out else "--resume": Out(args.resume or args.out, folder=True)},
+                  {"--data": args.data, "--config": args.config})
+    if args.resume and not (Path(args.resume) / "checkpoint.pt").is_file():
+        raise MissingFileError(f"--resume {args.resume}: no checkpoint.pt in that folder (start a run with --out)")
     apply_threads(args.threads)
     distributed = init_distributed_from_env(args.device)
     rank, _ = dist_info()
     out = Path(args.resume or args.out)
+    lock = RunLock(out) if rank == 0 else None  # one writer per run folder; DDP ranks share rank 0's lock
+    if lock is not None:
+        lock.acquire()
+    try:
+        if lock is not None:
+            remove_orphan_temps(out)
+        code = _run_locked(args, out, rank)
+    finally:
+        if lock is not None:
+            lock.release()
+    if distributed:
+        exit_distributed(code)  # does not return
+    return code
+
+
+def _run_locked(args: argparse.Namespace, out: Path, rank: int) -> int:
+    import torch
+
+    from interhandgen.data.canonical import Standardizer, load_training_arrays
+    from interhandgen.data.format import TwoHandSet
+    from interhandgen.run_hygiene import truncate_event_files
+    from interhandgen.training import sample_preview_callback, setup_run, train, write_run_config
+
     setup = setup_run(out, resume=bool(args.resume), config=args.config, epochs=args.epochs,
                       mirror_augment=not args.no_mirror_augment)
+    if args.resume and rank == 0:
+        truncate_event_files(out / "tb", setup.step)  # events past the checkpoint would be logged twice
     data = TwoHandSet.load(args.data)
     models = data.hand_models()
     train_x = load_training_arrays(data, split="train", mirror_augment=setup.mirror_augment, models=models)
@@ -84,7 +105,4 @@ def run(args: argparse.Namespace) -> int:
     )
     if rank == 0:
         print(f"{result.status} at step {result.step} (epoch {result.epoch}); run folder {out}")
-    code = 0 if result.status == "finished" else 130
-    if distributed:
-        exit_distributed(code)  # does not return
-    return code
+    return 0 if result.status == "finished" else 130

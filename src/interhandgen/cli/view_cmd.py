@@ -45,6 +45,11 @@ def run(args: argparse.Namespace) -> int:
     from interhandgen.exceptions import InputError
     from interhandgen.viewer.source import SampleSource
 
+    from interhandgen.io_guard import Out, check_outputs
+
+    # Before any work: the page path is writable, has the page suffix and is none of the inputs.
+    check_outputs({"--export": Out(args.export, (".html", ".htm"))},
+                  {"samples": args.samples, "--reference": args.reference, "--checkpoint": args.checkpoint})
     samples = SampleSource(TwoHandSet.load(args.samples), name=Path(args.samples).name)
     if args.export:
         from interhandgen.viewer.export import DEFAULT_EXPORT_SAMPLES, export_html

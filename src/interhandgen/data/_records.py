@@ -13,7 +13,7 @@ from interhandgen.exceptions import InputError
 MAX_BAD_MESSAGES = 50
 
 
-class BadRecordError(ValueError):
+class BadRecordError(InputError):
     """A record of a data file is malformed (missing key, wrong shape, NaN); the message names file and record."""
 
 

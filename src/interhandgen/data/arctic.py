@@ -66,7 +66,10 @@ def _hand_arrays(hand: Any, side: str) -> tuple[dict[str, np.ndarray] | None, st
     for key in ("rot", "pose", "trans", "shape", "fitting_err"):
         if key not in hand:
             return None, f"'{side}': missing key '{key}'"
-        arr = np.asarray(hand[key])
+        try:
+            arr = np.asarray(hand[key])
+        except (TypeError, ValueError) as exc:
+            return None, f"'{side}'['{key}']: not an array ({exc})"
         if arr.dtype.kind not in "fiu":
             return None, f"'{side}'['{key}']: expected numbers, got dtype {arr.dtype}"
         out[key] = arr
@@ -134,6 +137,9 @@ def load_arctic_sequences(
             summary.bad(f"{f}: {problem}", skip_bad, whole_file=True)
             continue
         T = hands["right"]["rot"].shape[0]
+        if T == 0:
+            summary.bad(f"{f}: the sequence holds no frames (T = 0)", skip_bad, whole_file=True)
+            continue
         obj = None
         if include_objects:
             obj_path = f.with_name(seq + ".object.npy")

@@ -28,7 +28,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -41,6 +40,8 @@ from interhandgen.hand.layer import HandModel
 from interhandgen.hand.mano_io import MANO_DOWNLOAD_HINT, read_mano_data
 from interhandgen.hand.model_data import HandModelData
 from interhandgen.hand.open_hand import open_hand
+from interhandgen.limits import check_hand_values
+from interhandgen.safe_files import NpzReader
 
 __all__ = [
     "FORMAT_VERSION",
@@ -627,12 +628,9 @@ class TwoHandSet:
     def load(cls, path: str | os.PathLike) -> "TwoHandSet":
         """Read and validate a .npz written by :meth:`save`; errors name the file and the field."""
         path = Path(path)
-        if not path.is_file():
+        if not path.is_file() and not path.is_dir():
             raise MissingFileError(f"two-hand data file not found: {path}")
-        try:
-            z = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, zipfile.BadZipFile) as exc:
-            raise InputError(f"{path}: not a two-hand .npz file ({type(exc).__name__}: {exc})") from None
+        z = NpzReader(path, "two-hand .npz")
         with z:
             files = set(z.files)
             required = ["format_version", "pose_space", "flat_hand_mean", "hand_model"] + [
@@ -641,7 +639,11 @@ class TwoHandSet:
             missing = [k for k in required if k not in files]
             if missing:
                 raise InputError(f"{path}: missing field(s) {missing}")
-            version = int(z["format_version"])
+            version = z["format_version"]
+            if version.shape != () or version.dtype.kind not in "iu":
+                raise InputError(f"{path}: field 'format_version' must be an integer scalar, got {version.dtype} "
+                                 f"{list(version.shape)}")
+            version = int(version)
             if version != FORMAT_VERSION:
                 raise InputError(f"{path}: field 'format_version' is {version}, this library reads version {FORMAT_VERSION}")
 
@@ -667,6 +669,8 @@ class TwoHandSet:
                 a = z[key]
                 if a.dtype.kind != "f":
                     raise InputError(f"{path}: field '{key}' must be floating point, got {a.dtype}")
+                if a.ndim != 2:
+                    raise InputError(f"{path}: field '{key}' must be a 2-D array [N, D], got shape {list(a.shape)}")
                 return a
 
             hands = {side: HandParams(**{n: float_array(f"{side}_{n}") for n in HAND_FIELDS}) for side in HAND_SIDES}
@@ -714,6 +718,8 @@ class TwoHandSet:
         except (ValueError, TypeError) as exc:
             msg = str(exc).replace("TwoHandSet: ", "")
             raise InputError(f"{path}: {msg}") from None
+        check_hand_values({f"{side}_{n}": getattr(getattr(obj, side), n) for side in HAND_SIDES for n in HAND_FIELDS},
+                          str(path))
         return obj
 
 

@@ -26,7 +26,6 @@ Two sources:
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any, Iterable
@@ -39,6 +38,7 @@ from interhandgen.data._records import LoadSummary, merge_summaries, safe_pickle
 from interhandgen.data.format import HAND_SIDES, HandModelSpec, HandParams, TwoHandSet, concatenate
 from interhandgen.rotations import matrix_to_axis_angle
 from interhandgen.exceptions import InputError, MissingFileError
+from interhandgen.safe_files import read_json
 
 __all__ = ["load_interhand_mano_json", "load_intaghand_anno", "INTERHAND_MANO_SETTINGS", "INTAGHAND_MANO_SETTINGS"]
 
@@ -55,7 +55,10 @@ _SPLIT_FROM_NAME = re.compile(r"InterHand2\.6M_(\w+?)_MANO_NeuralAnnot\.json$")
 
 
 def _numeric(value: Any, length: int) -> np.ndarray | None:
-    """A finite float64 vector of ``length`` from a JSON list / numpy array, or None if malformed."""
+    """A finite float64 vector of ``length`` from a JSON list / numpy array, or None if malformed (booleans are
+    not numbers: numpy would store true as 1.0)."""
+    if _has_bool(value):
+        return None
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
@@ -65,7 +68,17 @@ def _numeric(value: Any, length: int) -> np.ndarray | None:
     return arr
 
 
+def _has_bool(value: Any) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return True
+    if isinstance(value, np.ndarray):
+        return value.dtype == bool
+    return isinstance(value, (list, tuple)) and any(_has_bool(v) for v in value)
+
+
 def _describe(value: Any, length: int) -> str:
+    if _has_bool(value):
+        return "contains true/false where numbers belong"
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
@@ -119,7 +132,7 @@ def load_interhand_mano_json(
         (set, summary). Records are frames. Frames where a hand is null are counted in ``summary.filtered``
         under "left hand null", "right hand null" or "both hands null". Record ids "capture_id/frame_idx".
     Raises:
-        BadRecordError (a ValueError) naming the file, capture and frame of a malformed record.
+        BadRecordError (an InputError) naming the file, capture and frame of a malformed record.
     """
     path = Path(path)
     if not path.is_file():
@@ -127,11 +140,7 @@ def load_interhand_mano_json(
     if split is None:
         m = _SPLIT_FROM_NAME.search(path.name)
         split = m.group(1) if m else None
-    try:
-        with open(path) as fh:
-            raw = json.load(fh)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    raw = read_json(path, "InterHand2.6M MANO JSON")  # strict: duplicate frame keys, non-UTF-8, deep nesting
     if not isinstance(raw, dict):
         raise InputError(f"{path}: expected a JSON object {{capture_id: {{frame_idx: {{...}}}}}}, got {type(raw).__name__}")
     summary = LoadSummary(str(path))

@@ -4,8 +4,9 @@ Every evaluation against the same reference set with the same feature extractor 
 features (10,000 pairs: about 30 s on the 2-core CPU). They are stored once under a key that hashes everything
 they depend on: the extractor's weights and config, every array of the reference set, the extraction batch size,
 the device type and the package version. A changed reference or extractor gives a new key, never a stale hit.
-Files are written atomically; a file that cannot be read back or has the wrong shape is recomputed (with a
-warning) and replaced.
+Each entry is ``<key>.npy`` plus ``<key>.sha256`` (the SHA-256 of the .npy bytes), both written atomically, the
+checksum last. An entry whose checksum is missing or does not match (a damaged, zeroed or edited file), that cannot
+be read back or has the wrong shape is recomputed, with a warning, and replaced.
 """
 
 from __future__ import annotations
@@ -61,9 +62,16 @@ def cached_reference_features(extractor: torch.nn.Module, reference, compute, ba
     """
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = folder / "reference_features" / f"{reference_features_key(extractor, reference, batch_size, device)}.npy"
+    digest_path = path.with_suffix(".sha256")
     if path.exists():
         try:
-            feats = np.load(path, allow_pickle=False)
+            payload = path.read_bytes()
+            want = digest_path.read_text().strip() if digest_path.is_file() else None
+            got = hashlib.sha256(payload).hexdigest()
+            if want != got:
+                raise ValueError(f"checksum {got[:12]}... does not match the stored "
+                                 f"{(want or 'none')[:12]}... (damaged or modified file)")
+            feats = np.load(io.BytesIO(payload), allow_pickle=False)
             if feats.ndim == 2 and feats.shape[0] == len(reference) and np.isfinite(feats).all():
                 return torch.from_numpy(feats).to(device), True, path
             warnings.warn(f"{path}: cached features have shape {feats.shape}, expected [{len(reference)}, D]; "
@@ -75,4 +83,5 @@ def cached_reference_features(extractor: torch.nn.Module, reference, compute, ba
     np.save(buf, feats.detach().cpu().numpy(), allow_pickle=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(digest_path, (hashlib.sha256(buf.getvalue()).hexdigest() + "\n").encode())
     return feats, False, path

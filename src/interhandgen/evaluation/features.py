@@ -53,6 +53,7 @@ from torch.nn import functional as F
 from interhandgen._atomic import atomic_write_bytes
 from interhandgen.geometry.points import farthest_point_sample, gather_rows, knn_indices, pairwise_sq_distances
 from interhandgen.exceptions import InputError, MissingFileError
+from interhandgen.safe_files import read_json
 
 __all__ = [
     "FeatureExtractorConfig",
@@ -501,18 +502,18 @@ def save_feature_extractor(model: TwoHandPointNet, out_path: str | os.PathLike,
 def load_feature_extractor(path: str | os.PathLike, device: torch.device | str = "cpu") -> TwoHandPointNet:
     """Load a model saved by :func:`save_feature_extractor` / :func:`train_feature_extractor`, in eval mode.
 
-    ``path`` is the directory or its config.json. The weights' SHA-256 must match the one in the config.
+    ``path`` is the directory, its config.json or its model.safetensors (then the config.json beside it is read
+    and must name that weights file). The weights' SHA-256 must match the one in the config.
     """
     from safetensors.torch import load as safetensors_load
 
     path = Path(path)
-    config_path = path / CONFIG_FILE if path.is_dir() else path
+    weights_given = path.suffix == ".safetensors" and not path.is_dir()
+    config_path = path / CONFIG_FILE if path.is_dir() else path.parent / CONFIG_FILE if weights_given else path
     if not config_path.is_file():
-        raise MissingFileError(f"feature extractor config not found: {config_path}")
-    try:
-        record = json.loads(config_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{config_path}: not valid JSON ({exc})") from exc
+        extra = f" (beside the weights {path})" if weights_given else ""
+        raise MissingFileError(f"feature extractor config not found: {config_path}{extra}")
+    record = read_json(config_path, "feature extractor config")
     if not isinstance(record, dict) or record.get("format") != FORMAT_NAME:
         raise InputError(f"{config_path}: field 'format' must be {FORMAT_NAME!r}")
     if record.get("format_version") != FORMAT_VERSION:
@@ -521,6 +522,9 @@ def load_feature_extractor(path: str | os.PathLike, device: torch.device | str =
         if field not in record:
             raise InputError(f"{config_path}: missing field '{field}'")
     weights_path = config_path.parent / str(record["weights_file"])
+    if weights_given and weights_path.name != path.name:
+        raise InputError(f"{path}: the config {config_path} beside it names the weights file {weights_path.name}, "
+                         "not this one; pass the folder instead")
     if not weights_path.is_file():
         raise MissingFileError(f"feature extractor weights not found: {weights_path}")
     payload = weights_path.read_bytes()

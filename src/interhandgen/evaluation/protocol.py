@@ -207,7 +207,9 @@ def distribution_metrics(fake: torch.Tensor, real: torch.Tensor, settings: Evalu
     ``timings``, when given, receives the seconds of each metric (fhid_s, khid_s, diversity_s, precision_recall_s).
     """
     n = min(fake.shape[0], real.shape[0])
-    size = settings.subset_size or max(2 * settings.pr_k + 2, min(n, 10000) // 2)
+    size = settings.subset_size if settings.subset_size is not None else max(2 * settings.pr_k + 2, min(n, 10000) // 2)
+    if size < 1:  # 0 used to mean the default silently, while the report recorded 0
+        raise ValueError(f"subset_size must be >= 1 (None: the default), got {size}")
     if size > n:
         raise InputError(f"subset_size {size} exceeds the smaller set ({n} samples)")
     R, seed = settings.replications, settings.seed

@@ -177,11 +177,13 @@ class InterHandGen:
         x = self.sample_canonical(num, seed, settings, batch_size, progress)
         return self.to_world(x, seed, settings)
 
-    def to_world(self, x: torch.Tensor, seed: int, settings: SamplerSettings) -> TwoHandSet:
-        """World-frame pairs (the left hand at the origin, unrotated) of raw canonical pairs x [N, 2, 64]."""
+    def to_world(self, x: torch.Tensor, seed: int, settings: SamplerSettings,
+                 extra: dict[str, Any] | None = None) -> TwoHandSet:
+        """World-frame pairs (the left hand at the origin, unrotated) of raw canonical pairs x [N, 2, 64].
+        ``extra``: more metadata (e.g. batch size and count, which with the seed and sampler reproduce the file)."""
         return to_world(x, self.hands, anchor=ANCHOR_SIDE, hand_model=self.hand_model,
                         metadata={"generator": "interhandgen", "model": self.model.source, "seed": seed,
-                                  "sampler": dataclasses.asdict(settings)})
+                                  "sampler": dataclasses.asdict(settings), **(extra or {})})
 
     def complete(self, given: TwoHandSet, side: str = "left", seed: int = 0,
                  settings: SamplerSettings | None = None, batch_size: int = 2500,

@@ -75,7 +75,7 @@ class SamplerSettings:
     def validate(self) -> None:
         if self.steps < 1:
             raise InputError(f"steps must be >= 1, got {self.steps}")
-        if self.cfg_scale < 0:
+        if not self.cfg_scale >= 0:  # also NaN
             raise InputError(f"cfg_scale must be >= 0, got {self.cfg_scale}")
         if not 0 <= self.apg_weight <= 2:
             raise InputError(f"apg_weight must lie in [0, 2] (0 disables APG), got {self.apg_weight}")

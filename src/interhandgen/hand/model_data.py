@@ -27,6 +27,7 @@ import numpy as np
 
 from interhandgen._atomic import atomic_write_bytes as _atomic_write_bytes
 from interhandgen.exceptions import InputError, MissingFileError
+from interhandgen.safe_files import NpzReader
 
 NUM_JOINTS = 16
 NUM_POSE_FEATURES = 9 * (NUM_JOINTS - 1)
@@ -118,7 +119,7 @@ class HandModelData:
         path = Path(path)
         if not path.is_file():
             raise MissingFileError(f"hand model file not found: {path}")
-        with np.load(path, allow_pickle=False) as z:
+        with NpzReader(path, "hand model .npz") as z:
             missing = [f for f in (*cls.ARRAY_FIELDS, "side") if f not in z.files]
             if missing:
                 raise InputError(f"{path}: missing field(s) {missing}; expected {list(cls.ARRAY_FIELDS) + ['side', 'name']}")
@@ -133,6 +134,8 @@ class HandModelData:
             data.__post_init__()
         except ValueError as exc:
             raise InputError(f"{path}: {exc}") from None
+        except (TypeError, IndexError) as exc:  # arrays of a wrong kind that the checks above could not name
+            raise InputError(f"{path}: malformed hand model arrays ({type(exc).__name__}: {exc})") from None
         return data
 
     def mirrored(self) -> "HandModelData":

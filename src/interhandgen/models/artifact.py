@@ -36,7 +36,10 @@ from interhandgen._atomic import atomic_write_bytes
 from interhandgen.data.canonical import HAND_DIM, LAYOUT_VERSION
 from interhandgen.data.format import HandModelSpec
 from interhandgen.exceptions import InputError, MissingFileError, ModelMismatchError
+from interhandgen.limits import check_model_stats
 from interhandgen.models.registry import build_model, model_kind
+from interhandgen.reproducible import canonical_safetensors
+from interhandgen.safe_files import loads_json
 
 MODEL_FORMAT = "interhandgen.model.v2"
 MODEL_FORMAT_V1 = "interhandgen.model.v1"
@@ -152,7 +155,7 @@ def export_model(
     art = ModelArtifact({}, model_config, stats_mean, stats_std, schedule_record(provenance.get("train_config", {})),
                         hand_model_record(hand_model), LAYOUT_VERSION, tuple(conditioning), provenance)
     metadata = {"format": MODEL_FORMAT, "header": json.dumps(art.header(), sort_keys=True)}
-    payload = st_save(tensors, metadata=metadata)
+    payload = canonical_safetensors(st_save(tensors, metadata=metadata))  # same model, same bytes
     atomic_write_bytes(path, payload)
     return hashlib.sha256(payload).hexdigest()
 
@@ -177,16 +180,25 @@ def read_model_file(path: str | os.PathLike) -> ModelArtifact:
             raise InputError(f"{path}: missing tensor {key!r}")
     state = {k[len("net."):]: v for k, v in tensors.items() if k.startswith("net.")}
     mean, std = tensors["stats.mean"], tensors["stats.std"]
+    check_model_stats(str(path), mean, std)
+    field = "model_config" if fmt == MODEL_FORMAT_V1 else "header"
+    if field not in meta:
+        raise InputError(f"{path}: missing metadata field {field!r}")
     try:
         if fmt == MODEL_FORMAT_V1:
-            model_config = json.loads(meta["model_config"])
-            provenance = json.loads(meta.get("provenance", "{}"))
+            model_config = loads_json(meta["model_config"], f"{path}: metadata field 'model_config'", allow_nan=False)
+            provenance = loads_json(meta.get("provenance", "{}"), f"{path}: metadata field 'provenance'")
+            _require_objects(path, model_config=model_config, provenance=provenance)
             return ModelArtifact(state, model_config, mean, std, schedule_record(provenance.get("train_config", {})),
                                  None, 1, CONDITIONING, provenance, str(path))
-        h = json.loads(meta["header"])
+        h = loads_json(meta["header"], f"{path}: metadata field 'header'", allow_nan=False)
+        _require_objects(path, header=h)
+        _require_objects(path, model_config=h["model_config"], schedule=h["schedule"], provenance=h["provenance"])
         art = ModelArtifact(state, h["model_config"], mean, std, h["schedule"], h["hand_model"],
                             int(h["layout_version"]), tuple(h["conditioning"]), h["provenance"], str(path))
-    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, InputError):
+            raise
         raise InputError(f"{path}: malformed model header ({type(exc).__name__}: {exc})") from None
     if art.layout_version != LAYOUT_VERSION:
         raise ModelMismatchError(f"{path}: canonical layout version {art.layout_version}; this library reads "
@@ -196,6 +208,12 @@ def read_model_file(path: str | os.PathLike) -> ModelArtifact:
         raise ModelMismatchError(f"{path}: conditioned on {unknown}, which this library cannot provide "
                                  f"(known: {list(CONDITIONING)})")
     return art
+
+
+def _require_objects(path: Path, **fields: Any) -> None:
+    for name, value in fields.items():
+        if not isinstance(value, dict):
+            raise InputError(f"{path}: metadata field '{name}' must be a JSON object, got {type(value).__name__}")
 
 
 def read_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -216,6 +234,12 @@ def read_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     missing = [k for k in _CHECKPOINT_FIELDS if k not in ckpt]
     if missing:
         raise InputError(f"{path}: checkpoint lacks field(s) {missing}")
+    stats = ckpt["stats"]
+    if not isinstance(stats, dict) or not all(isinstance(stats.get(k), torch.Tensor) for k in ("mean", "std")):
+        raise InputError(f"{path}: field 'stats' must hold the tensors 'mean' and 'std'")
+    if not isinstance(ckpt["model_config"], dict) or not isinstance(ckpt["train_config"], dict):
+        raise InputError(f"{path}: fields 'model_config' and 'train_config' must be mappings")
+    check_model_stats(str(path), stats["mean"], stats["std"])
     return ckpt
 
 
@@ -237,10 +261,13 @@ def read_model(path: str | os.PathLike) -> ModelArtifact:
 
 def build_network(art: ModelArtifact, device: str | torch.device = "cpu") -> torch.nn.Module:
     """The network of a model with its weights, in eval mode on ``device``."""
-    net = build_model(art.model_config)
+    try:
+        net = build_model(art.model_config)
+    except (ValueError, TypeError, KeyError) as exc:  # the config comes from the file
+        raise InputError(f"{art.source}: invalid model config: {exc}") from None
     try:
         net.load_state_dict(art.state_dict)
-    except RuntimeError as exc:
+    except (RuntimeError, TypeError, AttributeError) as exc:  # a foreign or damaged state dict
         raise InputError(f"{art.source}: weights do not fit the model config stored with them: {exc}") from None
     for name, t in (("stats.mean", art.stats_mean), ("stats.std", art.stats_std)):
         if tuple(t.shape) != (2, HAND_DIM):

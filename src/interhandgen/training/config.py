@@ -8,6 +8,8 @@ from typing import Any
 
 import yaml
 from interhandgen.exceptions import InputError, MissingFileError
+from interhandgen.limits import LR_RANGE, limits_enabled
+from interhandgen.safe_files import check_config_types
 
 
 @dataclasses.dataclass
@@ -48,6 +50,7 @@ class TrainConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise InputError(f"{source}: unknown key(s) {unknown} in 'train'; known: {sorted(names)}")
+        check_config_types(d, {f.name: f.type for f in dataclasses.fields(cls)}, f"{source}: train")
         if "betas" in d:
             d["betas"] = tuple(float(b) for b in d["betas"])
         cfg = cls(**d)
@@ -77,6 +80,9 @@ class TrainConfig:
         need(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         need(self.batch_size >= 2, f"batch_size must be >= 2, got {self.batch_size}")
         need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        need(not limits_enabled() or LR_RANGE[0] < self.lr <= LR_RANGE[1],
+             f"lr must lie in ({LR_RANGE[0]:g}, {LR_RANGE[1]:g}] (a documented limit; --no-limits lifts it), "
+             f"got {self.lr}")
         need(0 <= self.ema_decay < 1, f"ema_decay must be in [0, 1), got {self.ema_decay}")
         need(self.cond_drop_prob is None or 0 <= self.cond_drop_prob <= 1,
              f"cond_drop_prob must be null or in [0, 1], got {self.cond_drop_prob}")
@@ -85,3 +91,6 @@ class TrainConfig:
         need(self.num_timesteps >= 2, f"num_timesteps must be >= 2, got {self.num_timesteps}")
         need(self.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
         need(self.grad_clip > 0, f"grad_clip must be > 0, got {self.grad_clip}")
+        need(self.log_every >= 1 and self.sample_every_epochs >= 0 and self.warmup_steps >= 0,
+             f"log_every must be >= 1, sample_every_epochs and warmup_steps >= 0, got {self.log_every}, "
+             f"{self.sample_every_epochs}, {self.warmup_steps}")

@@ -9,7 +9,8 @@ from typing import Any
 import torch
 import yaml
 
-from interhandgen.exceptions import InputError, MissingFileError, OutputExistsError
+from interhandgen.exceptions import InputError, OutputExistsError
+from interhandgen.safe_files import read_yaml
 from interhandgen.training.checkpoint import load_checkpoint
 from interhandgen.training.config import TrainConfig
 
@@ -17,12 +18,13 @@ from interhandgen.training.config import TrainConfig
 def load_experiment(path: str | Path) -> tuple[dict, TrainConfig]:
     """(model section, TrainConfig) of an experiment YAML."""
     path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"config file not found: {path}")
-    doc = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(doc, dict) or "model" not in doc:
-        raise InputError(f"{path}: expected a mapping with a 'model' section (and optionally 'train')")
-    return dict(doc["model"]), TrainConfig.from_dict(doc.get("train"), source=str(path))
+    doc = read_yaml(path, "config") or {}
+    if not isinstance(doc, dict) or "model" not in doc or not isinstance(doc["model"], dict):
+        raise InputError(f"{path}: expected a mapping with a 'model' section (a mapping) and optionally 'train'")
+    train = doc.get("train")
+    if train is not None and not isinstance(train, dict):
+        raise InputError(f"{path}: the 'train' section must be a mapping, got {type(train).__name__}")
+    return dict(doc["model"]), TrainConfig.from_dict(train, source=str(path))
 
 
 @dataclasses.dataclass
@@ -34,6 +36,7 @@ class RunSetup:
     train_config: TrainConfig
     mirror_augment: bool
     stats: tuple[torch.Tensor, torch.Tensor] | None = None
+    step: int = 0  # the optimizer step a resumed run continues from (0 for a new run)
 
 
 def setup_run(out: str | Path, *, resume: bool, config: str | Path | None = None, epochs: int | None = None,
@@ -45,9 +48,11 @@ def setup_run(out: str | Path, *, resume: bool, config: str | Path | None = None
     if resume:
         ckpt = load_checkpoint(out)
         model_cfg, train_cfg = ckpt["model_config"], TrainConfig.from_dict(ckpt["train_config"])
-        saved = yaml.safe_load((out / "config.yaml").read_text()) if (out / "config.yaml").is_file() else {}
+        saved = (read_yaml(out / "config.yaml") or {}) if (out / "config.yaml").is_file() else {}
+        if not isinstance(saved, dict):
+            raise InputError(f"{out / 'config.yaml'}: expected a mapping")
         setup = RunSetup(model_cfg, train_cfg, bool(saved.get("mirror_augment", mirror_augment)),
-                         (ckpt["stats"]["mean"], ckpt["stats"]["std"]))
+                         (ckpt["stats"]["mean"], ckpt["stats"]["std"]), int(ckpt["step"]))
     else:
         if (out / "checkpoint.pt").exists():
             raise OutputExistsError(f"{out} already holds a run: pass --resume {out} to continue it, or a new --out")

@@ -23,7 +23,9 @@ def sample_preview_callback(hand_model: HandModelSpec, train_cfg: TrainConfig, m
 
     def callback(net: nn.Module, epoch: int, step: int, out_dir: Path) -> None:
         sched = Schedule.from_config(train_cfg.to_dict())
-        x = cascaded_sample(net, sched, mean, std, 8, SamplerSettings(apg_weight=0.0), seed=0, progress=False)
+        # A schedule shorter than the default DDIM step count is sampled with all of its steps.
+        settings = SamplerSettings(apg_weight=0.0, steps=min(SamplerSettings().steps, train_cfg.num_timesteps))
+        x = cascaded_sample(net, sched, mean, std, 8, settings, seed=0, progress=False)
         hands = hand_model.load(pose_space="pca")
         two = to_world(x, hands, anchor=ANCHOR_SIDE, hand_model=hand_model)
         (out_dir / "samples").mkdir(exist_ok=True)

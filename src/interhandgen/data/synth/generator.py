@@ -8,6 +8,9 @@ import math
 import os
 import shutil
 import time
+import warnings
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -29,6 +32,7 @@ from interhandgen.exceptions import InputError
 from interhandgen._atomic import atomic_write
 from interhandgen.data.format import HandModelSpec, STANDARD_SPLITS, TwoHandSet
 from interhandgen.hand import open_hand
+from interhandgen.limits import check_count
 
 #: Acceptance thresholds (metres).
 CONTACT_DISTANCE = 0.002  # a contact-category sample counts as touching below this minimum distance
@@ -314,6 +318,8 @@ def generate_synthetic_set(
 
     if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
         raise InputError(f"num must be a positive integer, got {num!r}")
+    # The whole set is assembled in memory: refuse at once what cannot fit (documented in docs/reliability.md).
+    check_count("num", int(num), out=out, disk_bytes_each=SYNTH_DISK_BYTES, memory_bytes_each=SYNTH_MEMORY_BYTES)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InputError(f"seed must be a non-negative integer, got {seed!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -346,6 +352,10 @@ def generate_synthetic_set(
         root = Path(work_dir) if work_dir is not None else Path(str(out) + ".parts")
         store = _ChunkStore(root, _run_key(int(seed), int(batch_size), config, hand_models, device),
                             owns_root=work_dir is None)
+    elif not resume and out is not None and work_dir is None and Path(str(out) + ".parts").is_dir():
+        # A stale folder of an earlier run would otherwise stay on disk forever.
+        warnings.warn(f"resume=False: removing the chunks of an earlier run in {str(out) + '.parts'}", stacklevel=2)
+        shutil.rmtree(str(out) + ".parts")
     counts = _balanced_counts(int(num), len(names))
     started = time.perf_counter()
     bar = None
@@ -524,7 +534,7 @@ class _ChunkRunner:
 
     def map(self, seed: int, tasks: list[tuple[str, int, int]]):
         """Results of ``tasks`` [(category, chunk, size)], in task order."""
-        stored = [self.store is not None and self.store.has(*t) for t in tasks]
+        stored = [self.store is not None and self.store.usable(*t) for t in tasks]
         todo = [t for t, done in zip(tasks, stored) if not done]
         if self.pool is not None:
             computed = self.pool.imap(_worker_task, [(seed, *t) for t in todo])
@@ -585,6 +595,11 @@ def _summary(names: Sequence[str], cat: np.ndarray, md: np.ndarray, depth: np.nd
 
 # ------------------------------------------------------------------------------------------- resumable chunks
 _HAND_FIELDS = ("pose_axis_angle", "pose_pca", "betas", "global_orient", "transl")
+# Per-sample bounds for the size check: the .npz measured 620 B per sample (256 vs 1024 samples); in memory the
+# accepted chunks (both hands' 106 float32 numbers and the quality arrays, plus the rejected share), the collected
+# copies and the final set: about 2.5 kB by count of the arrays, rounded up.
+SYNTH_DISK_BYTES = 640
+SYNTH_MEMORY_BYTES = 4096
 _RESULT_FIELDS = ("min_distance", "penetration_depth", "full_checked")
 
 
@@ -618,6 +633,19 @@ class _ChunkStore:
     def has(self, name: str, chunk: int, size: int) -> bool:
         return self.path(name, chunk, size).is_file()
 
+    def usable(self, name: str, chunk: int, size: int) -> bool:
+        """Whether the chunk is stored and reads back whole; a damaged one is removed (with a warning) so that
+        it is computed again."""
+        if not self.has(name, chunk, size):
+            return False
+        try:
+            self.load(name, chunk, size)
+        except ValueError as exc:
+            warnings.warn(f"{exc}; computing that chunk again", stacklevel=2)
+            self.path(name, chunk, size).unlink()
+            return False
+        return True
+
     def save(self, name: str, chunk: int, size: int, result: list) -> None:
 
         arrays = {"groups": np.array([side for side, _ in result])}
@@ -637,11 +665,10 @@ class _ChunkStore:
                 for g, side in enumerate(z["groups"].tolist()):
                     hands = [HandBatch(**{f: z[f"{g}/{hand}/{f}"] for f in _HAND_FIELDS}) for hand in ("a", "b")]
                     out.append((side, GroupResult(*hands, *(z[f"{g}/{f}"] for f in _RESULT_FIELDS))))
-        except (OSError, KeyError, ValueError) as exc:
-            raise InputError(f"stored chunk {path} is unreadable ({exc}); delete the work folder {self.root} "
-                             "to regenerate") from None
+        except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            raise InputError(f"stored chunk {path} is unreadable ({type(exc).__name__}: {exc})") from None
         if sum(len(res.min_distance) for _, res in out) != size:
-            raise InputError(f"stored chunk {path} does not hold {size} samples; delete the work folder {self.root}")
+            raise InputError(f"stored chunk {path} does not hold {size} samples")
         return out
 
     def remove(self) -> None:
