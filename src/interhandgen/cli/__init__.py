@@ -12,6 +12,7 @@ import importlib
 import sys
 
 from interhandgen import __version__
+from interhandgen.cli._threads import add_threads_everywhere, apply_threads, before_torch
 
 # Order is the order shown in `interhandgen --help`.
 SUBCOMMANDS = [
@@ -45,13 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
     for name in SUBCOMMANDS:
         module = importlib.import_module(f"interhandgen.cli.{name}_cmd")
         module.register(sub)
+    add_threads_everywhere(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    before_torch()  # the OpenMP wait policy must be set before torch is imported (build_parser imports it)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        apply_threads(args.threads)
         return int(args.func(args) or 0)
     except (UserError, FileNotFoundError, ValueError) as exc:
         print(f"interhandgen {args.command}: error: {exc}", file=sys.stderr)

@@ -36,9 +36,6 @@ def add_sampler_options(p: argparse.ArgumentParser) -> None:
                    help="reverse update: standard DDIM, or the reference code's variant (compatibility)")
     g.add_argument("--batch-size", type=int, default=2500, help="pairs per batch (default %(default)s)")
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default %(default)s)")
-    g.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: torch's choice, one per core); on a CPU shared with other busy "
-                        "processes 1 thread can be many times faster")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -55,16 +52,5 @@ def settings_from_args(args: argparse.Namespace, default_apg_weight: float) -> S
     s.validate()
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    apply_threads(args.threads)
     return s
 
-
-def apply_threads(threads: int | None) -> None:
-    """``--threads``: set torch's CPU thread count (None keeps torch's choice)."""
-    if threads is None:
-        return
-    if threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {threads}")
-    import torch
-
-    torch.set_num_threads(threads)

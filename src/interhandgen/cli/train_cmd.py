@@ -31,10 +31,6 @@ def register(sub) -> None:
     p.add_argument("--no-mirror-augment", action="store_true",
                    help="do not add the mirrored pairs (sides swapped) to the training split")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: torch's choice, one per core). On a CPU shared with other busy "
-                        "processes use 1: two threads on a loaded 2-core machine ran 24x slower per step "
-                        "(4.8 s vs 0.2 s for the small model) than one")
     p.set_defaults(func=run)
 
 
@@ -64,9 +60,6 @@ def run(args: argparse.Namespace) -> int:
     from interhandgen.training import TrainConfig, load_checkpoint, train
     from interhandgen.training.trainer import dist_info, init_distributed_from_env
 
-    from interhandgen.cli._sampling_opts import apply_threads
-
-    apply_threads(args.threads)
     distributed = init_distributed_from_env(args.device)
     rank, _ = dist_info()
     out = Path(args.resume or args.out)
