@@ -9,6 +9,9 @@ waits for), in two load conditions measured in the same invocation:
 * ``hogs``: with ``--hogs`` (default 2) CPU-bound background processes (``python -c "while True: pass"``) that the
   benchmark starts before and kills after the condition, also when a run fails.
 
+The JSON also holds the CPU seconds of each run (user + system, children included): a load-independent
+measure of the work, and of spinning when it grows with the thread count.
+
 Variants per command: ``default`` (no option), ``t1`` (``--threads 1``), ``t2`` (``--threads 2``) and, with
 ``--legacy``, ``legacy`` = the default thread count with the OpenMP runtime's own spin-then-sleep waiting (what
 every command did before the thread policy; ``GOMP_SPINCOUNT=300000`` in the environment, libgomp's default
@@ -28,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -78,14 +82,15 @@ def _argv(variant: str) -> list[str]:
     return {"default": [], "legacy": [], "t1": ["--threads", "1"], "t2": ["--threads", "2"]}[variant]
 
 
-def _cli(args: list[str], env: dict, cwd: Path, timeout: float | None = None) -> float:
-    t0 = time.perf_counter()
+def _cli(args: list[str], env: dict, cwd: Path, timeout: float | None = None) -> tuple[float, float]:
+    """(wall s, CPU s of the process and its children) of one ``python -m interhandgen ARGS`` run."""
+    r0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "interhandgen", *args], env=env, cwd=cwd, capture_output=True,
                           text=True, timeout=timeout)
-    wall = time.perf_counter() - t0
+    wall, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise RuntimeError(f"interhandgen {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return wall
+    return wall, (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
 
 
 def _commands(work: Path, a: argparse.Namespace) -> dict[str, callable]:
@@ -128,24 +133,28 @@ def _stop_hogs(hogs: list[subprocess.Popen]) -> None:
         p.wait()
 
 
-def _measure(work: Path, a: argparse.Namespace, commands: dict, condition: str, variants: list[str]) -> dict:
-    out = {}
+def _measure(work: Path, a: argparse.Namespace, commands: dict, condition: str, variants: list[str],
+             out: dict, save) -> dict:
+    """Fills ``out`` command by command (``save()`` after each, so an interrupted run keeps what it measured)."""
     for name in a.commands:
-        walls = {v: [] for v in variants}
+        walls, cpus = {v: [] for v in variants}, {v: [] for v in variants}
         for r in range(a.repeats):
             order = variants[r % len(variants):] + variants[: r % len(variants)]
             for v in order:
                 tag = f"{condition}_{v}_{r}"
-                walls[v].append(_cli(commands[name](tag) + _argv(v), _env(v), work))
+                wall, cpu = _cli(commands[name](tag) + _argv(v), _env(v), work)
+                walls[v].append(wall)
+                cpus[v].append(cpu)
                 for p in work.glob(f"*{tag}*"):  # keep the disk small
                     shutil.rmtree(p) if p.is_dir() else p.unlink()
-                print(f"{condition:8s} {name:9s} {v:8s} {walls[v][-1]:7.1f} s", flush=True)
+                print(f"{condition:8s} {name:9s} {v:8s} {wall:7.1f} s wall {cpu:7.1f} s CPU", flush=True)
         best = {v: min(w) for v, w in walls.items()}
-        entry = {"wall_s": walls, "best_s": best,
+        entry = {"wall_s": walls, "cpu_s": cpus, "best_s": best,
                  "default_over_best_of_1_2": best["default"] / min(best["t1"], best["t2"])}
         if "legacy" in best:
             entry["legacy_over_default"] = best["legacy"] / best["default"]
         out[name] = entry
+        save()
     return out
 
 
@@ -174,30 +183,34 @@ def main() -> None:
               "sizes": {k: getattr(a, k) for k in ("sample_num", "eval_num", "synth_num", "train_pairs",
                                                   "train_batch", "repeats", "hogs")},
               "conditions": {}}
+    out = Path(a.out)
+    sys.path.insert(0, str(REPO / "src"))
+    from interhandgen._atomic import atomic_write_bytes
+
+    def save() -> None:
+        result["total_s"] = time.perf_counter() - t_start
+        atomic_write_bytes(out, json.dumps(result, indent=1).encode())
+
+    result["complete"] = False
     try:
         _prepare(work, a)
         commands = _commands(work, a)
         for condition in a.conditions:
-            load_before = os.getloadavg()
+            entry = result["conditions"][condition] = {"loadavg_before": os.getloadavg(), "commands": {}}
             hogs = _start_hogs(a.hogs) if condition == "hogs" else []
             try:
-                res = _measure(work, a, commands, condition, variants)
+                _measure(work, a, commands, condition, variants, entry["commands"], save)
             finally:
                 _stop_hogs(hogs)
-            result["conditions"][condition] = {"loadavg_before": load_before, "loadavg_after": os.getloadavg(),
-                                               "commands": res}
+            entry["loadavg_after"] = os.getloadavg()
+        result["complete"] = True
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    result["total_s"] = time.perf_counter() - t_start
+        save()
     for condition, c in result["conditions"].items():
         for name, e in c["commands"].items():
             print(f"{condition:8s} {name:9s} default / best(1,2) = {e['default_over_best_of_1_2']:.2f}"
                   + (f"   legacy / default = {e['legacy_over_default']:.2f}" if "legacy_over_default" in e else ""))
-    sys.path.insert(0, str(REPO / "src"))
-    from interhandgen._atomic import atomic_write_bytes
-
-    out = Path(a.out)
-    atomic_write_bytes(out, json.dumps(result, indent=1).encode())
     print(f"wrote {out} ({result['total_s']:.0f} s)")
 
 
