@@ -15,7 +15,8 @@ measure of the work, and of spinning when it grows with the thread count.
 Variants per command: ``default`` (no option), ``t1`` (``--threads 1``), ``t2`` (``--threads 2``) and, with
 ``--legacy``, ``legacy`` = the default thread count with the OpenMP runtime's own spin-then-sleep waiting (what
 every command did before the thread policy; ``GOMP_SPINCOUNT=300000`` in the environment, libgomp's default
-spin count, makes the policy leave the waiting alone). The variants of one command run back to back, in an
+spin count, makes the policy leave the waiting alone). After one untimed warm-up run per command, the variants of
+one command run back to back, in an
 order rotated per repeat, so they share the load. Per command and condition the JSON reports the best wall time
 of each variant over ``--repeats`` and ``default / min(t1, t2)`` (target: <= 1.3 under two hogs, <= 1.1 quiet).
 
@@ -138,6 +139,11 @@ def _measure(work: Path, a: argparse.Namespace, commands: dict, condition: str, 
     """Fills ``out`` command by command (``save()`` after each, so an interrupted run keeps what it measured)."""
     for name in a.commands:
         walls, cpus = {v: [] for v in variants}, {v: [] for v in variants}
+        # One untimed run first: the first process after another command was the slowest in trial runs, whatever
+        # its thread setting.
+        _cli(commands[name](f"{condition}_warm") + _argv("t1"), _env("t1"), work)
+        for p in work.glob(f"*{condition}_warm*"):
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
         for r in range(a.repeats):
             order = variants[r % len(variants):] + variants[: r % len(variants)]
             for v in order:
