@@ -12,6 +12,7 @@ import importlib
 import sys
 
 from interhandgen import __version__
+from interhandgen.cli._threads import add_threads_everywhere, apply_threads, before_torch
 from interhandgen.exceptions import InterHandGenError
 
 # Order is the order shown in `interhandgen --help`.
@@ -46,15 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
     for name in SUBCOMMANDS:
         module = importlib.import_module(f"interhandgen.cli.{name}_cmd")
         module.register(sub)
+    add_threads_everywhere(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    before_torch()  # the OpenMP wait policy must be set before torch is imported (build_parser imports it)
     parser = build_parser()
     args = parser.parse_args(argv)
     from interhandgen.cli._guards import run_guarded
 
     try:
+        apply_threads(args.threads)
         return run_guarded(args)
     except InterHandGenError as exc:  # user-facing: a bad file, field or argument; anything else is a bug
         print(f"interhandgen {args.command}: error: {exc}", file=sys.stderr)

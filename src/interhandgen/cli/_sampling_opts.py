@@ -41,9 +41,6 @@ def add_sampler_options(p: argparse.ArgumentParser) -> None:
                    help="reverse update: standard DDIM, or the reference code's variant (compatibility)")
     g.add_argument("--batch-size", type=positive_int, default=2500, help="pairs per batch (default %(default)s)")
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default %(default)s)")
-    g.add_argument("--threads", type=positive_int, default=None,
-                   help="torch CPU threads (default: torch's choice, one per core); on a CPU shared with other busy "
-                        "processes 1 thread can be many times faster")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -61,19 +58,7 @@ def settings_from_args(args: argparse.Namespace, default_apg_weight: float) -> S
 
     check_range("--cfg-scale", args.cfg_scale, 0.0, CFG_SCALE_MAX)
     s.validate()
-    apply_threads(args.threads)
     return s
-
-
-def apply_threads(threads: int | None) -> None:
-    """``--threads``: set torch's CPU thread count (None keeps torch's choice)."""
-    if threads is None:
-        return
-    if threads < 1:
-        raise InputError(f"--threads must be >= 1, got {threads}")
-    import torch
-
-    torch.set_num_threads(threads)
 
 
 def hand_model_from_args(args: argparse.Namespace, model):

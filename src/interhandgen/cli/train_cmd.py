@@ -33,16 +33,11 @@ def register(sub) -> None:
     p.add_argument("--no-mirror-augment", action="store_true",
                    help="do not add the mirrored pairs (sides swapped) to the training split")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("--threads", type=positive_int, default=None,
-                   help="torch CPU threads (default: torch's choice, one per core). On a CPU shared with other busy "
-                        "processes use 1: two threads on a loaded 2-core machine ran 24x slower per step "
-                        "(4.8 s vs 0.2 s for the small model) than one")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     # Imports inside the commands keep `interhandgen --help` from loading torch (startup time, not cycles).
-    from interhandgen.cli._sampling_opts import apply_threads
     from interhandgen.exceptions import MissingFileError
     from interhandgen.io_guard import Out, check_outputs
     from interhandgen.run_hygiene import remove_orphan_temps
@@ -53,7 +48,6 @@ def run(args: argparse.Namespace) -> int:
                   {"--data": args.data, "--config": args.config})
     if args.resume and not (Path(args.resume) / "checkpoint.pt").is_file():
         raise MissingFileError(f"--resume {args.resume}: no checkpoint.pt in that folder (start a run with --out)")
-    apply_threads(args.threads)
     distributed = init_distributed_from_env(args.device)
     rank, _ = dist_info()
     out = Path(args.resume or args.out)
