@@ -1,0 +1,23 @@
+"""The one module of :mod:`interhandgen.fitting` that imports the model-file loaders and the model registry.
+
+Keeping these imports in one place keeps a move of the generation / model packages a one-file edit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from interhandgen.baselines import model_kind
+from interhandgen.pipeline import LoadedModel, bundled_model_path, load_model, schedule_from_train_config
+
+__all__ = ["LoadedModel", "load_prior_model", "model_kind", "schedule_from_train_config", "bundled_model_path"]
+
+
+def load_prior_model(path: str | Path | None, device: str | torch.device) -> LoadedModel:
+    """A trained model file (run folder, checkpoint.pt or model.safetensors; None: the bundled model), frozen."""
+    model = load_model(path, device)
+    for p in model.net.parameters():
+        p.requires_grad_(False)
+    return model
