@@ -48,7 +48,10 @@ class TwoHandBody(nn.Module):
                                  "flat_hand_mean=False (the canonical convention)")
         self.models = dict(models)
         self.tips = nn.ModuleList(SubsetHand(models[s], indices=models[s].fingertip_ids) for s in HAND_SIDES)
-        self.surface = nn.ModuleList(SubsetHand(models[s], surface_points) for s in HAND_SIDES)
+        # Fingertips first, then the surface subset: one skinning pass gives both in stage 2.
+        self.surface = nn.ModuleList(
+            SubsetHand(models[s], indices=torch.cat([models[s].fingertip_ids, SubsetHand(models[s], surface_points).indices]))
+            for s in HAND_SIDES)
 
     def joints(self, y: torch.Tensor) -> torch.Tensor:
         """[B, 2, 21, 3] camera-frame joints (MANO21 order) of y [B, 2, 64]."""
@@ -60,11 +63,17 @@ class TwoHandBody(nn.Module):
             out.append(torch.cat([posed, tips], dim=1))
         return torch.stack(out, dim=1)
 
-    def surface_points(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(points_left, normals_left, points_right, normals_right), each [B, S, 3], camera frame."""
-        pl, nl = self.surface[0](y[:, 0])
-        pr, nr = self.surface[1](y[:, 1])
-        return pl, nl, pr, nr
+    def joints_and_surface(self, y: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """(joints [B, 2, 21, 3], (points_left, normals_left, points_right, normals_right) each [B, S, 3]),
+        camera frame: the joints of :meth:`joints` and the surface subsets for the penetration term."""
+        joints, surface = [], []
+        for s in range(2):
+            rest, transforms = self.surface[s].skeleton(y[:, s])
+            posed = (transforms[..., :3] @ rest[..., None])[..., 0] + transforms[..., 3]
+            points, normals = self.surface[s](y[:, s])
+            joints.append(torch.cat([posed, points[:, :5]], dim=1))
+            surface += [points[:, 5:], normals[:, 5:]]
+        return torch.stack(joints, dim=1), tuple(surface)
 
     def meshes(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Full meshes (vertices [B, 2, V, 3], joints [B, 2, 21, 3]) through the hand layer."""
