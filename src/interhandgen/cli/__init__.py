@@ -23,6 +23,7 @@ SUBCOMMANDS = [
     "complete",
     "evaluate",
     "evaluator",
+    "fit",
 ]
 
 

@@ -243,7 +243,17 @@ class Fitter:
     def _optimiser(self, tensors: dict[str, torch.Tensor]) -> torch.optim.Optimizer:
         s = self.settings
         lrs = {"pose": s.lr_pose, "betas": s.lr_betas, "rot": s.lr_rotation, "center": s.lr_center}
-        return torch.optim.Adam([{"params": [t], "lr": lrs[k]} for k, t in tensors.items()])
+        opt = torch.optim.Adam([{"params": [t], "lr": lrs[k]} for k, t in tensors.items()])
+        for group in opt.param_groups:
+            group["base_lr"] = group["lr"]
+        return opt
+
+    @staticmethod
+    def _decay(opt: torch.optim.Optimizer, progress: float) -> None:
+        """Learning rates fall linearly to 10% over a stage: Adam's steps are about lr long whatever the
+        gradient, so the final precision follows the final rate."""
+        for group in opt.param_groups:
+            group["lr"] = group["base_lr"] * (1.0 - 0.9 * progress)
 
     @staticmethod
     def _assemble(p: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -259,7 +269,8 @@ class Fitter:
         free = {k: p[k].requires_grad_() for k in ("rot", "center")}
         opt = self._optimiser(free)
         e = None
-        for _ in range(steps):
+        for i in range(steps):
+            self._decay(opt, i / max(steps - 1, 1))
             opt.zero_grad(set_to_none=True)
             e = data_terms(self.body.joints(self._assemble(p)), obs, self.settings, robust=False,
                            init_joints=init_joints)
@@ -327,6 +338,7 @@ class Fitter:
             t.requires_grad_()
         opt = self._optimiser(p)
         for it in range(n2):
+            self._decay(opt, it / max(n2 - 1, 1))
             opt.zero_grad(set_to_none=True)
             terms = self.energy(self._assemble(p), obs, it / max(n2 - 1, 1), gen, init_joints)
             terms["total"].sum().backward()
