@@ -15,7 +15,7 @@ from interhandgen.fitting.priors import PRIORS, DiffusionPrior, GaussianPrior, N
 
 # Prior weights per prior (FitSettings.prior_weight when not given), chosen on the validation split
 # (docs/fitting.md, "Tuning").
-DEFAULT_PRIOR_WEIGHTS = {"interhandgen": 1.0, "vae": 1.0, "gaussian": 1.0, "none": 0.0}
+DEFAULT_PRIOR_WEIGHTS = {"interhandgen": 5.0, "vae": 5.0, "gaussian": 5.0, "none": 0.0}
 DEFAULT_VARIANT = "sds"
 
 

@@ -272,14 +272,14 @@ class Fitter:
         for i in range(steps):
             self._decay(opt, i / max(steps - 1, 1))
             opt.zero_grad(set_to_none=True)
-            e = data_terms(self.body.joints(self._assemble(p)), obs, self.settings, robust=False,
+            e = data_terms(self.body.joints(self._assemble(p)), obs, self.settings, robust=True,
                            init_joints=init_joints)
             e.sum().backward()
             opt.step()
             bar.update(1)
         with torch.no_grad():
             y = self._assemble(p).detach()
-            e = data_terms(self.body.joints(y), obs, self.settings, robust=False, init_joints=init_joints)
+            e = data_terms(self.body.joints(y), obs, self.settings, robust=True, init_joints=init_joints)
         return y, e
 
     def _expand(self, obs: Observations, k: int) -> Observations:
