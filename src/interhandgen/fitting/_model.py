@@ -12,7 +12,8 @@ import torch
 from interhandgen.baselines import model_kind
 from interhandgen.pipeline import LoadedModel, bundled_model_path, load_model, schedule_from_train_config
 
-__all__ = ["LoadedModel", "load_prior_model", "model_kind", "schedule_from_train_config", "bundled_model_path"]
+__all__ = ["LoadedModel", "load_prior_model", "model_kind", "schedule_from_train_config", "bundled_model_path",
+           "write_model_file"]
 
 
 def load_prior_model(path: str | Path | None, device: str | torch.device) -> LoadedModel:
@@ -21,3 +22,10 @@ def load_prior_model(path: str | Path | None, device: str | torch.device) -> Loa
     for p in model.net.parameters():
         p.requires_grad_(False)
     return model
+
+
+def write_model_file(state_dict, model_config, stats_mean, stats_std, path) -> str:
+    """Write a model file (safetensors) that :func:`load_prior_model` reads; returns its SHA-256."""
+    from interhandgen.training.checkpoint import export_model
+
+    return export_model(state_dict, model_config, stats_mean, stats_std, path)

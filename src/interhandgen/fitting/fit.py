@@ -70,7 +70,7 @@ class FitSettings:
     robust_3d: float = 0.05  # metres
     sigma_init: float = 0.01  # metres
     prior_weight: float = 1.0
-    penetration_weight: float = 1.0
+    penetration_weight: float = 10.0  # ramped up over stage 2, see Fitter.energy
     penetration_points: int = 192
     seed: int = 0
 
@@ -298,7 +298,9 @@ class Fitter:
             pen = surface_penetration_loss(*surface) / PENETRATION_SCALE ** 2
         else:
             pen = data.new_zeros(len(data))
-        total = data + s.prior_weight * prior + s.penetration_weight * pen
+        # The penetration weight ramps up over stage 2 (from 10% to 100%): the hands first find their places from
+        # the data and the prior, then are pushed apart where they still overlap.
+        total = data + s.prior_weight * prior + s.penetration_weight * (0.1 + 0.9 * progress) * pen
         return {"data": data, "prior": prior, "penetration": pen, "total": total}
 
     def fit(self, obs: Observations, progress: bool = True) -> FitResult:
