@@ -6,7 +6,7 @@ import torch
 
 from interhandgen.exceptions import InputError, ModelMismatchError
 from interhandgen.fitting import canonical_from_camera, make_prior
-from interhandgen.fitting._model import write_model_file
+from interhandgen.fitting._model import TwoHandVAE, write_model_file
 
 
 @pytest.mark.parametrize("variant", ["sds", "dposer"])
@@ -32,8 +32,6 @@ def test_diffusion_prior_gradient_reduces_the_denoising_residual(variant, make_v
 
 
 def _tiny_vae(tmp_path):
-    from interhandgen.baselines.networks import TwoHandVAE
-
     torch.manual_seed(0)
     net = TwoHandVAE(latent_dim=4, width=32, depth=1)
     mean = torch.randn(2, 64) * 0.1

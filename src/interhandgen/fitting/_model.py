@@ -10,10 +10,11 @@ from pathlib import Path
 import torch
 
 from interhandgen.baselines import model_kind
+from interhandgen.baselines.networks import TwoHandVAE
 from interhandgen.pipeline import LoadedModel, bundled_model_path, load_model, schedule_from_train_config
 
 __all__ = ["LoadedModel", "load_prior_model", "model_kind", "schedule_from_train_config", "bundled_model_path",
-           "write_model_file"]
+           "write_model_file", "TwoHandVAE"]
 
 
 def load_prior_model(path: str | Path | None, device: str | torch.device) -> LoadedModel:
