@@ -6,9 +6,7 @@ import argparse
 
 
 def register(sub) -> None:
-    from interhandgen.fitting import DEFAULT_VARIANT, PRIORS, FitSettings
-
-    d = FitSettings()
+    from interhandgen.fitting.priors import DIFFUSION_VARIANTS, PRIORS
     p = sub.add_parser(
         "fit",
         help="fit both hands to 2D/3D keypoints with a two-hand prior",
@@ -25,11 +23,11 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", default=None,
                    help="model file of the prior (run folder, checkpoint.pt or .safetensors); default: the bundled "
                         "model (required for --prior vae)")
-    p.add_argument("--variant", choices=["sds", "dposer"], default=DEFAULT_VARIANT,
-                   help="form of the interhandgen prior term (default %(default)s)")
-    p.add_argument("--iterations", type=int, default=d.iterations, help="default %(default)s")
+    p.add_argument("--variant", choices=DIFFUSION_VARIANTS, default=None,
+                   help="form of the interhandgen prior term (default: sds, see docs/fitting.md)")
+    p.add_argument("--iterations", type=int, default=None, help="default 200 (FitSettings.iterations)")
     p.add_argument("--prior-weight", type=float, default=None, help="default: the prior's tuned weight")
-    p.add_argument("--penetration-weight", type=float, default=d.penetration_weight, help="default %(default)s")
+    p.add_argument("--penetration-weight", type=float, default=None, help="default 10 (FitSettings)")
     p.add_argument("--mano-dir", default=None, help="fit MANO hands (MANO_RIGHT.pkl / MANO_LEFT.pkl in this folder) "
                                                     "instead of the bundled open hand; the prior must match")
     p.add_argument("--render", default=None, help="also write a PNG overlay of the fitted meshes on the keypoints")
@@ -42,10 +40,15 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from interhandgen.data.format import HandModelSpec
     from interhandgen.exceptions import InputError
-    from interhandgen.fitting import DEFAULT_PRIOR_WEIGHTS, FitSettings, Fitter, load_observations, make_prior
+    from interhandgen.fitting import DEFAULT_PRIOR_WEIGHTS, DEFAULT_VARIANT, FitSettings, Fitter, load_observations, \
+        make_prior
 
-    if args.iterations < 1:
-        raise InputError(f"--iterations must be >= 1, got {args.iterations}")
+    d = FitSettings()
+    iterations = d.iterations if args.iterations is None else args.iterations
+    penetration = d.penetration_weight if args.penetration_weight is None else args.penetration_weight
+    variant = args.variant or DEFAULT_VARIANT
+    if iterations < 1:
+        raise InputError(f"--iterations must be >= 1, got {iterations}")
     if not str(args.out).endswith(".npz"):
         raise InputError(f"--out must end in .npz, got {args.out}")
     if args.render and not str(args.render).endswith(".png"):
@@ -53,9 +56,8 @@ def run(args: argparse.Namespace) -> int:
     obs, _ = load_observations(args.observations)
     spec = HandModelSpec.mano(args.mano_dir) if args.mano_dir else HandModelSpec.open_hand()
     weight = DEFAULT_PRIOR_WEIGHTS[args.prior] if args.prior_weight is None else args.prior_weight
-    settings = FitSettings(iterations=args.iterations, prior_weight=weight,
-                           penetration_weight=args.penetration_weight, seed=args.seed)
-    prior, mean, std = make_prior(args.prior, args.checkpoint, args.device, args.variant)
+    settings = FitSettings(iterations=iterations, prior_weight=weight, penetration_weight=penetration, seed=args.seed)
+    prior, mean, std = make_prior(args.prior, args.checkpoint, args.device, variant)
     fitter = Fitter(prior, mean, std, spec, settings, args.device)
     result = fitter.fit(obs, progress=not args.no_progress)
     out = result.two_hands.save(args.out)

@@ -9,20 +9,26 @@ masks, an initial TwoHandSet), the unknowns and the hands they pose (:mod:`.body
 staged optimisation (:mod:`.fit`), evaluation metrics (:mod:`.metrics`), overlays (:mod:`.overlay`).
 """
 
-from interhandgen.fitting.api import DEFAULT_PRIOR_WEIGHTS, DEFAULT_VARIANT, fit, make_prior
-from interhandgen.fitting.body import TwoHandBody, canonical_from_camera, set_from_vectors, vectors_from_set
-from interhandgen.fitting.camera import look_at, project
-from interhandgen.fitting.fit import Fitter, FitResult, FitSettings, data_terms
-from interhandgen.fitting.observations import (
-    JOINT_ORDERS,
-    Observations,
-    from_mano21,
-    load_observations,
-    parse_observations,
-    save_observations,
-    to_mano21,
-)
-from interhandgen.fitting.priors import PRIORS, DiffusionPrior, GaussianPrior, NoPrior, VAEPrior
+import importlib
+
+# Lazy attributes (PEP 562): `interhandgen fit --help` and importing one submodule stay light.
+_EXPORTS = {
+    "api": ("DEFAULT_PRIOR_WEIGHTS", "DEFAULT_VARIANT", "fit", "make_prior"),
+    "body": ("TwoHandBody", "canonical_from_camera", "set_from_vectors", "vectors_from_set"),
+    "camera": ("look_at", "project"),
+    "fit": ("Fitter", "FitResult", "FitSettings", "data_terms"),
+    "observations": ("JOINT_ORDERS", "Observations", "from_mano21", "load_observations", "parse_observations",
+                     "save_observations", "to_mano21"),
+    "priors": ("PRIORS", "DiffusionPrior", "GaussianPrior", "NoPrior", "VAEPrior"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"interhandgen.fitting.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'interhandgen.fitting' has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_PRIOR_WEIGHTS", "DEFAULT_VARIANT", "fit", "make_prior", "TwoHandBody", "canonical_from_camera",
