@@ -1,4 +1,5 @@
-"""The one module of :mod:`interhandgen.fitting` that imports the model-file loaders and the model registry.
+"""The one module of :mod:`interhandgen.fitting` that imports the model-file loaders, the model registry and the
+sampling-time guidance machinery (surface subsets, the surface penetration penalty).
 
 Keeping these imports in one place keeps a move of the generation / model packages a one-file edit.
 """
@@ -11,10 +12,12 @@ import torch
 
 from interhandgen.baselines import model_kind
 from interhandgen.baselines.networks import TwoHandVAE
+from interhandgen.guidance import SubsetHand, canonical_vertices, surface_penetration_loss
 from interhandgen.pipeline import LoadedModel, bundled_model_path, load_model, schedule_from_train_config
 
 __all__ = ["LoadedModel", "load_prior_model", "model_kind", "schedule_from_train_config", "bundled_model_path",
-           "write_model_file", "TwoHandVAE"]
+           "write_model_file", "TwoHandVAE",
+           "SubsetHand", "canonical_vertices", "surface_penetration_loss"]
 
 
 def load_prior_model(path: str | Path | None, device: str | torch.device) -> LoadedModel:

@@ -23,7 +23,7 @@ from torch import nn
 
 from interhandgen.data.canonical import IDENTITY_ROT6D, to_canonical, to_world
 from interhandgen.data.format import HAND_SIDES, HandModelSpec, TwoHandSet
-from interhandgen.guidance import SubsetHand, canonical_vertices
+from interhandgen.fitting._model import SubsetHand, canonical_vertices
 from interhandgen.hand import HandModel
 from interhandgen.rotations import matrix_to_rot6d, rot6d_to_matrix
 

@@ -33,20 +33,18 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import time
-from typing import Mapping
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from interhandgen.data.format import HAND_SIDES, HandModelSpec, TwoHandSet
+from interhandgen.data.format import HandModelSpec, TwoHandSet
 from interhandgen.exceptions import InputError
 from interhandgen.fitting.body import BETAS, CENTER, POSE, ROT6D, TwoHandBody, canonical_from_camera, \
     set_from_vectors, vectors_from_set
 from interhandgen.fitting.camera import project
 from interhandgen.fitting.observations import Observations
 from interhandgen.geometry.loss import geman_mcclure
-from interhandgen.guidance import surface_penetration_loss
+from interhandgen.fitting._model import surface_penetration_loss
 from interhandgen.rotations import matrix_to_rot6d, rot6d_to_matrix
 
 PENETRATION_SCALE = 0.002  # metres: a point 2 mm deep costs about 1
