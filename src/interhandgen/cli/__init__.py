@@ -25,6 +25,7 @@ SUBCOMMANDS = [
     "complete",
     "evaluate",
     "evaluator",
+    "fit",
     "view",
 ]
 

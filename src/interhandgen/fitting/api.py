@@ -1,0 +1,66 @@
+"""The entry points: build a prior from a model file and fit observations with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from interhandgen.data.format import HandModelSpec
+from interhandgen.exceptions import InputError, ModelMismatchError
+from interhandgen.fitting._model import load_prior_model, model_kind, schedule_from_train_config
+from interhandgen.fitting.fit import Fitter, FitResult, FitSettings
+from interhandgen.fitting.observations import Observations
+from interhandgen.fitting.priors import PRIORS, DiffusionPrior, GaussianPrior, NoPrior, VAEPrior
+
+# Prior weights per prior (FitSettings.prior_weight when not given), chosen on the validation split
+# (docs/fitting.md, "Tuning").
+DEFAULT_PRIOR_WEIGHTS = {"interhandgen": 5.0, "vae": 5.0, "gaussian": 5.0, "none": 0.0}
+DEFAULT_VARIANT = "sds"
+
+
+def make_prior(name: str, checkpoint: str | Path | None = None, device: str | torch.device = "cpu",
+               variant: str = DEFAULT_VARIANT, hand_model: HandModelSpec | None = None,
+               ) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """(prior module, stats mean [2, 64], stats std [2, 64]).
+
+    ``interhandgen``: a cascaded model file (kind shared/separate; default the bundled model). ``vae``: a model file
+    of kind vae (required). ``gaussian`` and ``none`` use the statistics of ``checkpoint`` (default the bundled
+    model): the Gaussian's mean and scales, and the mean placement of an unobserved hand.
+    """
+    if name not in PRIORS:
+        raise InputError(f"prior must be one of {PRIORS}, got {name!r}")
+    if name == "vae" and checkpoint is None:
+        raise InputError("the vae prior needs --checkpoint: a model file trained with a kind: vae config "
+                         "(configs/baselines/vae.yaml; docs/fitting.md gives the command)")
+    model = load_prior_model(checkpoint, device)
+    if model.artifact is not None:  # the fitted hands must use the hand model the prior was trained with
+        model.artifact.resolve_hand_model(hand_model)
+    kind = model_kind(model.model_config)
+    mean, std = model.stats_mean, model.stats_std
+    if name == "interhandgen":
+        if kind not in ("shared", "separate"):
+            raise ModelMismatchError(f"{model.source}: the interhandgen prior needs a cascaded model (kind shared or "
+                                     f"separate), this file holds kind {kind!r}")
+        schedule = schedule_from_train_config(model.train_config)
+        return DiffusionPrior(model.net, mean, std, schedule, variant=variant), mean, std
+    if name == "vae":
+        if kind != "vae":
+            raise ModelMismatchError(f"{model.source}: the vae prior needs a model file of kind 'vae', got {kind!r}")
+        return VAEPrior(model.net, mean, std), mean, std
+    if name == "gaussian":
+        return GaussianPrior(mean, std), mean, std
+    return NoPrior(), mean, std
+
+
+def fit(observations: Observations, prior: str = "interhandgen", checkpoint: str | Path | None = None,
+        settings: FitSettings | None = None, hand_model: HandModelSpec | None = None,
+        device: str | torch.device = "cpu", variant: str = DEFAULT_VARIANT, progress: bool = True) -> FitResult:
+    """Fit both hands to ``observations`` with the named prior (see :mod:`interhandgen.fitting.fit`).
+
+    ``settings.prior_weight`` defaults to :data:`DEFAULT_PRIOR_WEIGHTS` of the prior when ``settings`` is None.
+    """
+    module, mean, std = make_prior(prior, checkpoint, device, variant, hand_model)
+    if settings is None:
+        settings = FitSettings(prior_weight=DEFAULT_PRIOR_WEIGHTS[prior])
+    return Fitter(module, mean, std, hand_model, settings, device).fit(observations, progress=progress)

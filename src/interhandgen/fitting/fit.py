@@ -1,0 +1,376 @@
+"""Two-hand fitting by optimisation: data terms + prior + hand-hand penetration, in stages.
+
+Unknowns (:mod:`interhandgen.fitting.body`): per hand 45 pose PCA coefficients, 10 betas, a 6D rotation and the
+camera-frame centre joint, batched over frames [B, 2, 64]. The loss per frame is
+
+    E = E_2d + E_3d + E_init + w_prior * prior(canonical(y)) + w_pen * penetration(y) / (2 mm)^2
+
+- E_2d = sum_j c_j rho(|pi(J_j) - u_j| / sigma_2d): confidence-weighted, Geman-McClure robust pixel residuals
+  (``robust_2d`` pixels of saturation) of the projected joints (OpenCV pinhole, :mod:`interhandgen.fitting.camera`).
+- E_3d = sum_j c_j rho(|J_j - X_j| / sigma_3d): the same on camera-frame 3D joints.
+- E_init = sum_j |J_j - J_j^init|^2 / sigma_init^2 when an initial estimate is given (it acts as a soft 3D
+  observation of every joint, so a refit stays near it where the other terms are silent).
+- prior: one of :mod:`interhandgen.fitting.priors` on the canonical pair (left = anchor).
+- penetration: :func:`interhandgen.guidance.surface_penetration_loss` (the anti-penetration guidance's
+  tangent-plane depth penalty on farthest-point surface subsets of both hands), squared metres.
+
+A confidence of 0 removes a joint from every term and from the initialisation exactly (its gradient is 0).
+
+Stages:
+ 0. initialisation per hand: from the initial estimate; else a weighted Kabsch fit of the mean-pose hand's joints to
+    the observed 3D joints; else (2D only) depth from the keypoints' spread, centre by back-projection, and
+    ``hypotheses`` rotations (the 24 rotations of the cube), each refined for ``hypothesis_iterations`` steps of
+    stage 1, keeping the best per hand; a hand never observed is placed at the training data's mean pose
+    relative to the other hand.
+ 1. global: rotation and centre of both hands on the data terms only (pose and shape held).
+ 2. fingers: all unknowns with the data terms, the prior and the penetration term.
+Adam throughout; every frame's unknowns get their own moments, so frames do not interact and the batch is only a
+speed-up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import time
+
+import torch
+from tqdm.auto import tqdm
+
+from interhandgen.data.format import HandModelSpec, TwoHandSet
+from interhandgen.exceptions import InputError
+from interhandgen.fitting.body import BETAS, CENTER, POSE, ROT6D, TwoHandBody, canonical_from_camera, \
+    set_from_vectors, vectors_from_set
+from interhandgen.fitting.camera import project
+from interhandgen.fitting.observations import Observations
+from interhandgen.geometry.loss import geman_mcclure
+from interhandgen.fitting._model import surface_penetration_loss
+from interhandgen.rotations import matrix_to_rot6d, rot6d_to_matrix
+
+PENETRATION_SCALE = 0.002  # metres: a point 2 mm deep costs about 1
+
+
+@dataclasses.dataclass
+class FitSettings:
+    """Options of :func:`fit` (the CLI and the benchmark read their defaults from here)."""
+
+    iterations: int = 200  # stages 1 + 2
+    global_fraction: float = 0.3  # share of the iterations in stage 1
+    hypotheses: int = 24  # initial rotations tried for a hand seen only in 2D (<= 24)
+    hypothesis_iterations: int = 15
+    lr_pose: float = 0.05
+    lr_betas: float = 0.05
+    lr_rotation: float = 0.03
+    lr_center: float = 0.004  # metres per step
+    sigma_2d: float = 4.0  # pixels
+    robust_2d: float = 30.0  # pixels: Geman-McClure saturation of the 2D residual
+    sigma_3d: float = 0.01  # metres
+    robust_3d: float = 0.05  # metres
+    sigma_init: float = 0.01  # metres
+    prior_weight: float = 5.0  # tuned on the validation split for all three priors (docs/fitting.md)
+    penetration_weight: float = 10.0  # ramped up over stage 2, see Fitter.energy
+    penetration_points: int = 192
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.iterations < 1:
+            raise InputError(f"iterations must be >= 1, got {self.iterations}")
+        if not 0 <= self.global_fraction <= 1:
+            raise InputError(f"global_fraction must lie in [0, 1], got {self.global_fraction}")
+        if not 1 <= self.hypotheses <= 24:
+            raise InputError(f"hypotheses must lie in 1..24, got {self.hypotheses}")
+        for name in ("sigma_2d", "robust_2d", "sigma_3d", "robust_3d", "sigma_init", "lr_pose", "lr_betas",
+                     "lr_rotation", "lr_center"):
+            if not getattr(self, name) > 0:
+                raise InputError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.prior_weight < 0 or self.penetration_weight < 0:
+            raise InputError("prior_weight and penetration_weight must be >= 0")
+
+
+@dataclasses.dataclass
+class FitResult:
+    """vectors: camera-frame unknowns [B, 2, 64]; two_hands: the fitted pairs (camera frame, PCA pose space);
+    diagnostics: per-frame lists (reprojection_px: mean pixel error over the observed 2D joints, None without
+    2D; joint_3d_mm: the same for 3D joints; prior: the prior's value; penetration: the penalty) and seconds."""
+
+    vectors: torch.Tensor
+    two_hands: TwoHandSet
+    diagnostics: dict
+
+
+def cube_rotations() -> torch.Tensor:
+    """The 24 rotations of the cube [24, 3, 3] (signed permutation matrices of determinant +1), identity first."""
+    mats = []
+    for perm in itertools.permutations(range(3)):
+        for signs in itertools.product((1.0, -1.0), repeat=3):
+            m = torch.zeros(3, 3)
+            for r, c in enumerate(perm):
+                m[r, c] = signs[r]
+            if torch.det(m) > 0:
+                mats.append(m)
+    mats.sort(key=lambda m: -float(torch.trace(m)))
+    return torch.stack(mats)
+
+
+def data_terms(joints: torch.Tensor, obs: Observations, settings: FitSettings, robust: bool = True,
+               init_joints: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-hand data energy [B, 2] of camera-frame joints [B, 2, 21, 3] (see the module docstring)."""
+    out = joints.new_zeros(joints.shape[:2])
+    if obs.keypoints_2d is not None:
+        r = (project(joints.reshape(joints.shape[0], -1, 3), obs.intrinsics).reshape(*joints.shape[:3], 2)
+             - obs.keypoints_2d.to(joints)).norm(dim=-1) / settings.sigma_2d
+        rho = geman_mcclure(r, settings.robust_2d / settings.sigma_2d) if robust else r * r
+        out = out + (obs.confidence_2d.to(joints) * rho).sum(-1)
+    if obs.keypoints_3d is not None:
+        r = (joints - obs.keypoints_3d.to(joints)).norm(dim=-1) / settings.sigma_3d
+        rho = geman_mcclure(r, settings.robust_3d / settings.sigma_3d) if robust else r * r
+        out = out + (obs.confidence_3d.to(joints) * rho).sum(-1)
+    if init_joints is not None:
+        out = out + (((joints - init_joints) / settings.sigma_init) ** 2).sum(dim=(-1, -2))
+    return out
+
+
+def _kabsch(src: torch.Tensor, dst: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted rigid fit R [N, 3, 3], t [N, 3] minimising sum_j w_j |R src_j + t - dst_j|^2; src, dst [N, J, 3]."""
+    wn = w / w.sum(1, keepdim=True).clamp(min=1e-12)
+    ms, md = (wn[..., None] * src).sum(1), (wn[..., None] * dst).sum(1)
+    H = ((src - ms[:, None]) * wn[..., None]).transpose(1, 2) @ (dst - md[:, None])
+    U, _, Vh = torch.linalg.svd(H)
+    d = torch.sign(torch.det(Vh.transpose(1, 2) @ U.transpose(1, 2)))
+    D = torch.diag_embed(torch.stack([torch.ones_like(d), torch.ones_like(d), d], -1))
+    R = Vh.transpose(1, 2) @ D @ U.transpose(1, 2)
+    return R, md - (R @ ms[..., None])[..., 0]
+
+
+class Fitter:
+    """Fits batches of observations with one hand model, one prior and one set of settings (built once).
+
+    Args:
+        hand_model: the hand model of the fitted pairs (default: the bundled open hand).
+        prior: a module of :mod:`interhandgen.fitting.priors` (value [B] of canonical pairs [B, 2, 64]).
+        stats_mean, stats_std: [2, 64] training statistics of the canonical vectors (the prior's model file): the
+            mean relative placement of an unobserved hand.
+        device: where the fit runs.
+    """
+
+    def __init__(self, prior: torch.nn.Module, stats_mean: torch.Tensor, stats_std: torch.Tensor,
+                 hand_model: HandModelSpec | None = None, settings: FitSettings | None = None,
+                 device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self.settings = settings or FitSettings()
+        self.settings.validate()
+        self.hand_model = hand_model or HandModelSpec.open_hand()
+        self.models = self.hand_model.load(pose_space="pca", device=self.device)
+        self.body = TwoHandBody(self.models, self.settings.penetration_points).to(self.device)
+        self.prior = prior.to(self.device)
+        self.stats_mean = torch.as_tensor(stats_mean, dtype=torch.float32, device=self.device)
+        self.stats_std = torch.as_tensor(stats_std, dtype=torch.float32, device=self.device)
+        rest = torch.zeros(1, 2, 64, device=self.device)
+        rest[..., ROT6D] = matrix_to_rot6d(torch.eye(3, device=self.device))
+        with torch.no_grad():
+            self.rest_joints = self.body.joints(rest)[0]  # [2, 21, 3], centre joint at the origin
+
+    # ------------------------------------------------------------------ initialisation
+    def initial_vectors(self, obs: Observations) -> tuple[torch.Tensor, torch.Tensor]:
+        """(y [B, 2, 64], needs_hypotheses [B, 2] bool) before stage 1."""
+        B, dev = len(obs), self.device
+        y = torch.zeros(B, 2, 64, device=dev)
+        y[..., ROT6D] = matrix_to_rot6d(torch.eye(3, device=dev))
+        y[..., CENTER] = torch.tensor([0.0, 0.0, 0.5], device=dev)
+        done = torch.zeros(B, 2, dtype=torch.bool, device=dev)
+        hyp = torch.zeros(B, 2, dtype=torch.bool, device=dev)
+        if obs.initial is not None:
+            return vectors_from_set(obs.initial, self.models, device=dev), hyp
+        rest = self.rest_joints
+        if obs.keypoints_3d is not None:
+            w = obs.confidence_3d
+            ok = (w > 0).sum(-1) >= 3
+            for s in range(2):
+                R, t = _kabsch(rest[s].expand(B, 21, 3), obs.keypoints_3d[:, s], w[:, s])
+                sel = ok[:, s]
+                y[sel, s, ROT6D] = matrix_to_rot6d(R[sel])
+                y[sel, s, CENTER] = t[sel]
+                done[:, s] |= sel
+        if obs.keypoints_2d is not None:
+            w = obs.confidence_2d
+            fx, fy, cx, cy = obs.intrinsics.unbind(1)
+            for s in range(2):
+                ws = w[:, s]
+                ok = ((ws > 0).sum(-1) >= 2) & ~done[:, s]
+                wn = ws / ws.sum(-1, keepdim=True).clamp(min=1e-12)
+                m2 = (wn[..., None] * obs.keypoints_2d[:, s]).sum(1)
+                spread2 = ((wn * ((obs.keypoints_2d[:, s] - m2[:, None]) ** 2).sum(-1)).sum(-1)).sqrt()
+                m3 = (wn[..., None] * rest[s]).sum(1)
+                spread3 = ((wn * ((rest[s] - m3[:, None]) ** 2).sum(-1)).sum(-1)).sqrt()
+                # A random orientation shows sqrt(2/3) of a 3D spread in the image on average.
+                z = (0.5 * (fx + fy) * (2.0 / 3.0) ** 0.5 * spread3 / spread2.clamp(min=1e-6)).clamp(0.1, 5.0)
+                centre = torch.stack([(m2[:, 0] - cx) * z / fx, (m2[:, 1] - cy) * z / fy, z], dim=1)
+                y[ok, s, CENTER] = centre[ok]
+                hyp[:, s] |= ok
+                done[:, s] |= ok
+        # A hand never observed: the data's mean placement relative to the other hand.
+        for s in range(2):
+            lone = ~done[:, s] & done[:, 1 - s]
+            if lone.any():
+                y[lone, s] = self._partner_guess(y[lone], s)
+        if (~done).all(1).any():
+            bad = torch.nonzero((~done).all(1)).squeeze(1).tolist()
+            raise InputError(f"frames {bad[:10]} have no usable observation of either hand (a hand needs >= 3 "
+                             "3D joints or >= 2 2D keypoints with confidence > 0)")
+        return y, hyp
+
+    def _partner_guess(self, y: torch.Tensor, side: int) -> torch.Tensor:
+        """The mean pose of the hand ``side`` relative to the other hand of y [N, 2, 64]."""
+        mean = self.stats_mean
+        R_rel = rot6d_to_matrix(mean[1, ROT6D])
+        t_rel = mean[1, CENTER]
+        other = y[:, 1 - side]
+        R_o = rot6d_to_matrix(other[:, ROT6D])
+        if side == 1:  # right hand from the left anchor
+            R, c = R_o @ R_rel, other[:, CENTER] + (R_o @ t_rel)
+        else:  # left anchor from the right hand: invert the relative pose
+            R = R_o @ R_rel.T
+            c = other[:, CENTER] - (R @ t_rel)
+        out = torch.zeros_like(other)
+        out[:, :55] = mean[side, :55]
+        out[:, ROT6D] = matrix_to_rot6d(R)
+        out[:, CENTER] = c
+        return out
+
+    # ------------------------------------------------------------------ stages
+    def _optimiser(self, tensors: dict[str, torch.Tensor]) -> torch.optim.Optimizer:
+        s = self.settings
+        lrs = {"pose": s.lr_pose, "betas": s.lr_betas, "rot": s.lr_rotation, "center": s.lr_center}
+        opt = torch.optim.Adam([{"params": [t], "lr": lrs[k]} for k, t in tensors.items()])
+        for group in opt.param_groups:
+            group["base_lr"] = group["lr"]
+        return opt
+
+    @staticmethod
+    def _decay(opt: torch.optim.Optimizer, progress: float) -> None:
+        """Learning rates fall linearly to 10% over a stage: Adam's steps are about lr long whatever the
+        gradient, so the final precision follows the final rate."""
+        for group in opt.param_groups:
+            group["lr"] = group["base_lr"] * (1.0 - 0.9 * progress)
+
+    @staticmethod
+    def _assemble(p: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.cat([p["pose"], p["betas"], p["rot"], p["center"]], dim=-1)
+
+    def _split(self, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"pose": y[..., POSE].clone(), "betas": y[..., BETAS].clone(), "rot": y[..., ROT6D].clone(),
+                "center": y[..., CENTER].clone()}
+
+    def _global(self, y: torch.Tensor, obs: Observations, steps: int, init_joints, bar) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stage 1 on y [N, 2, 64]: rotation and centre only. Returns (y, final per-hand data energy [N, 2])."""
+        p = self._split(y)
+        free = {k: p[k].requires_grad_() for k in ("rot", "center")}
+        opt = self._optimiser(free)
+        e = None
+        for i in range(steps):
+            self._decay(opt, i / max(steps - 1, 1))
+            opt.zero_grad(set_to_none=True)
+            e = data_terms(self.body.joints(self._assemble(p)), obs, self.settings, robust=True,
+                           init_joints=init_joints)
+            e.sum().backward()
+            opt.step()
+            bar.update(1)
+        with torch.no_grad():
+            y = self._assemble(p).detach()
+            e = data_terms(self.body.joints(y), obs, self.settings, robust=True, init_joints=init_joints)
+        return y, e
+
+    def _expand(self, obs: Observations, k: int) -> Observations:
+        rep = lambda t: None if t is None else t.repeat_interleave(k, 0)  # noqa: E731
+        return Observations(rep(obs.keypoints_2d), rep(obs.confidence_2d), rep(obs.keypoints_3d),
+                            rep(obs.confidence_3d), rep(obs.intrinsics), obs.image_size)
+
+    def energy(self, y: torch.Tensor, obs: Observations, progress: float, generator: torch.Generator,
+               init_joints: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The stage-2 terms per frame [B]: data, prior, penetration, total."""
+        s = self.settings
+        joints, surface = self.body.joints_and_surface(y)
+        data = data_terms(joints, obs, s, robust=True, init_joints=init_joints).sum(1)
+        prior = self.prior(canonical_from_camera(y), progress, generator) if s.prior_weight > 0 else data.new_zeros(len(data))
+        if s.penetration_weight > 0:
+            pen = surface_penetration_loss(*surface) / PENETRATION_SCALE ** 2
+        else:
+            pen = data.new_zeros(len(data))
+        # The penetration weight ramps up over stage 2 (from 10% to 100%): the hands first find their places from
+        # the data and the prior, then are pushed apart where they still overlap.
+        total = data + s.prior_weight * prior + s.penetration_weight * (0.1 + 0.9 * progress) * pen
+        return {"data": data, "prior": prior, "penetration": pen, "total": total}
+
+    def fit(self, obs: Observations, progress: bool = True) -> FitResult:
+        """Fit every frame of ``obs``; see the module docstring."""
+        s = self.settings
+        t0 = time.perf_counter()
+        obs = obs.to(self.device)
+        gen = torch.Generator().manual_seed(int(s.seed))
+        y, hyp = self.initial_vectors(obs)
+        B = len(obs)
+        init_joints = None
+        if obs.initial is not None:
+            with torch.no_grad():
+                init_joints = self.body.joints(y)
+        n1 = int(round(s.iterations * s.global_fraction))
+        n2 = s.iterations - n1
+        K = s.hypotheses if bool(hyp.any()) else 1
+        total = n2 + n1 + (s.hypothesis_iterations if K > 1 else 0)
+        bar = tqdm(total=total, desc="fit", unit="it", disable=not progress)
+        if K > 1:
+            rots = cube_rotations()[:K].to(self.device)  # [K, 3, 3]
+            yk = y.repeat_interleave(K, 0).clone()  # [B K, 2, 64]
+            hk = hyp.repeat_interleave(K, 0)
+            cand = matrix_to_rot6d(rots).repeat(B, 1)  # [B K, 6]
+            for side in range(2):
+                yk[hk[:, side], side, ROT6D] = cand[hk[:, side]]
+            ij = None if init_joints is None else init_joints.repeat_interleave(K, 0)
+            yk, e = self._global(yk, self._expand(obs, K), s.hypothesis_iterations, ij, bar)
+            best = e.view(B, K, 2).argmin(1)  # [B, 2]: hands are independent in stage 1
+            yk = yk.view(B, K, 2, 64)
+            idx = torch.arange(B, device=self.device)
+            y = torch.stack([yk[idx, best[:, side], side] for side in range(2)], dim=1)
+        if n1:
+            y, _ = self._global(y, obs, n1, init_joints, bar)
+        p = self._split(y)
+        for t in p.values():
+            t.requires_grad_()
+        opt = self._optimiser(p)
+        for it in range(n2):
+            self._decay(opt, it / max(n2 - 1, 1))
+            opt.zero_grad(set_to_none=True)
+            terms = self.energy(self._assemble(p), obs, it / max(n2 - 1, 1), gen, init_joints)
+            terms["total"].sum().backward()
+            opt.step()
+            bar.update(1)
+        bar.close()
+        y = self._assemble(p).detach()
+        diagnostics = self.diagnostics(y, obs, gen, init_joints)
+        diagnostics["seconds"] = time.perf_counter() - t0
+        meta = {"fit": {"prior": getattr(self.prior, "name", type(self.prior).__name__),
+                        "settings": dataclasses.asdict(s), "frames": diagnostics}}
+        two = set_from_vectors(y, self.models, self.hand_model, metadata=meta)
+        return FitResult(y, two, diagnostics)
+
+    @torch.no_grad()
+    def diagnostics(self, y: torch.Tensor, obs: Observations, gen: torch.Generator, init_joints=None) -> dict:
+        joints = self.body.joints(y)
+        out: dict = {}
+        for key, kp, conf, err in (
+                ("reprojection_px", obs.keypoints_2d, obs.confidence_2d,
+                 lambda: (project(joints.reshape(len(y), -1, 3), obs.intrinsics).reshape(*joints.shape[:3], 2)
+                          - obs.keypoints_2d).norm(dim=-1)),
+                ("joint_3d_mm", obs.keypoints_3d, obs.confidence_3d,
+                 lambda: (joints - obs.keypoints_3d).norm(dim=-1) * 1000.0)):
+            if kp is None:
+                out[key] = [None] * len(y)
+                continue
+            m = (conf > 0).float()
+            e = (err() * m).sum((1, 2)) / m.sum((1, 2)).clamp(min=1)
+            out[key] = [float(v) if c > 0 else None for v, c in zip(e.tolist(), m.sum((1, 2)).tolist())]
+        terms = self.energy(y, obs, 1.0, gen, init_joints)
+        out["prior"] = terms["prior"].tolist()
+        out["penetration"] = terms["penetration"].tolist()
+        out["data"] = terms["data"].tolist()
+        return out

@@ -1,0 +1,155 @@
+"""Switchable priors over the canonical two-hand vectors x [B, 2, 64] (left = anchor first, raw units).
+
+Each prior maps x to a value per frame [B] whose gradient the fit follows; ``progress`` in [0, 1] is the
+fraction of the prior-weighted stage done (schedules use it), ``generator`` draws the noise.
+
+- :class:`NoPrior` (``none``): 0.
+- :class:`GaussianPrior` (``gaussian``): 0.5 * squared standardised distance of both hands' pose PCA coefficients
+  and betas from the training data's mean (the per-dimension mean and std stored with the model file), the
+  classic pose-PCA / shape L2 prior with the data's scales.
+- :class:`VAEPrior` (``vae``): the two-hand VAE baseline (kind ``vae`` model files): 0.5 |mu(z)|^2 + 0.5 |D(mu(z)) - z|^2
+  on the standardised 128 numbers z (the anchor's constant rotation/translation slots excluded), i.e. the
+  latent's prior energy plus the distance to the VAE's manifold, differentiable through the frozen encoder and
+  decoder.
+- :class:`DiffusionPrior` (``interhandgen``): the cascaded diffusion prior as a score-distillation-like term on
+  the standardised vectors z. The anchor term is unconditional, the partner term conditioned on the CURRENT
+  (detached) anchor, as in the cascade p(x_a) p(x_o | x_a):
+
+      z_t = sqrt(abar_t) z + sqrt(1 - abar_t) eps,      z_hat = D(z_t, t [, cond = z_a]) (frozen, no gradient)
+      value = w(t) * |z - z_hat|^2      ->  gradient 2 w(t) (z - z_hat): a step towards the model's denoised estimate
+
+  Variant ``sds`` (the paper's term): t uniform in [t_min, t_max] anew at every iteration, w = 1.
+  Variant ``dposer`` (DPoser-style one-step denoising): t decreases linearly from t_max to t_min over the stage
+  (coarse corrections first, fine ones last) and w(t) = sqrt(SNR(t) / SNR(t_max)) (SNR = abar / (1 - abar)), so
+  the smaller residuals at low noise keep their pull; the value is divided by the SNR weight's mean over the
+  schedule so both variants use the same prior weight scale.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from interhandgen.data.canonical import HAND_DIM
+
+PRIORS = ("interhandgen", "vae", "gaussian", "none")
+DIFFUSION_VARIANTS = ("sds", "dposer")
+# Pose PCA coefficients and betas of a canonical hand vector: what the Gaussian prior covers.
+_SHAPE_POSE = slice(0, 55)
+# The anchor's rotation/translation slots are constants of the canonical frame, never part of a prior.
+_ANCHOR_FREE = slice(0, 55)
+
+
+class NoPrior(nn.Module):
+    name = "none"
+
+    def forward(self, x: torch.Tensor, progress: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        return x.new_zeros(x.shape[0])
+
+
+class GaussianPrior(nn.Module):
+    """0.5 |(x - mean) / std|^2 over both hands' pose and shape numbers. mean, std: [2, 64]."""
+
+    name = "gaussian"
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).clone())
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).clone())
+
+    def forward(self, x: torch.Tensor, progress: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        z = (x - self.mean.to(x)) / self.std.to(x)
+        return 0.5 * (z[..., _SHAPE_POSE] ** 2).sum(dim=(1, 2))
+
+
+class VAEPrior(nn.Module):
+    """Prior energy of the two-hand VAE (a frozen :class:`interhandgen.baselines.networks.TwoHandVAE`)."""
+
+    name = "vae"
+
+    def __init__(self, net: nn.Module, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.net = net.eval()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).clone())
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).clone())
+        w = torch.ones(2, HAND_DIM)
+        w[0, _ANCHOR_FREE.stop:] = 0.0
+        self.register_buffer("weight", w.reshape(2 * HAND_DIM))
+
+    def forward(self, x: torch.Tensor, progress: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        z = ((x - self.mean.to(x)) / self.std.to(x)).reshape(x.shape[0], 2 * HAND_DIM)
+        mu, _ = self.net.encode(z)
+        rec = self.net.decode(mu)
+        return 0.5 * (mu ** 2).sum(1) + 0.5 * (((rec - z) * self.weight.to(x)) ** 2).sum(1)
+
+
+class DiffusionPrior(nn.Module):
+    """The cascaded diffusion prior as a score-distillation-like term (see the module docstring).
+
+    Args:
+        net: the frozen shared denoiser ``net(x_t, t, cond, cond_mask) -> x0_hat`` (kind ``shared`` or ``separate``).
+        mean, std: [2, 64] standardisation statistics of the model file.
+        schedule: its noise schedule (:class:`interhandgen.diffusion.Schedule`).
+        variant: "sds" or "dposer".
+        t_range: (t_min, t_max) as fractions of the schedule's T.
+    """
+
+    name = "interhandgen"
+
+    def __init__(self, net: nn.Module, mean: torch.Tensor, std: torch.Tensor, schedule, variant: str = "sds",
+                 t_range: tuple[float, float] = (0.02, 0.3)) -> None:
+        super().__init__()
+        if variant not in DIFFUSION_VARIANTS:
+            raise ValueError(f"variant must be one of {DIFFUSION_VARIANTS}, got {variant!r}")
+        lo, hi = t_range
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ValueError(f"t_range must satisfy 0 <= t_min <= t_max <= 1, got {t_range}")
+        self.net = net.eval()
+        self.variant = variant
+        T = schedule.num_timesteps
+        self.t_min, self.t_max = int(round(lo * (T - 1))), int(round(hi * (T - 1)))
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).clone())
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).clone())
+        abar = schedule.alphas_cumprod.detach().cpu().to(torch.float64)
+        self.register_buffer("sqrt_abar", abar.sqrt().float())
+        self.register_buffer("sqrt_one_minus", (1 - abar).sqrt().float())
+        snr = abar / (1 - abar)
+        w = (snr / snr[self.t_max]).sqrt()
+        w = w / w[self.t_min:self.t_max + 1].mean()
+        self.register_buffer("snr_weight", w.float())
+
+    def timesteps(self, batch: int, progress: float, generator: torch.Generator | None) -> torch.Tensor:
+        """int64 [B] timesteps for this iteration."""
+        if self.variant == "sds":
+            return torch.randint(self.t_min, self.t_max + 1, (batch,), generator=generator)
+        t = round(self.t_max - (self.t_max - self.t_min) * min(max(progress, 0.0), 1.0))
+        return torch.full((batch,), int(t), dtype=torch.int64)
+
+    def denoise_targets(self, z: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """Denoised estimates [B, 2, 64] of standardised z [B, 2, 64] noised to t [B] with eps [B, 2, 64]: the
+        anchor unconditionally, the partner conditioned on the (clean) anchor z[:, 0]. No gradient."""
+        with torch.no_grad():
+            dev = z.device
+            a = self.sqrt_abar.to(dev)[t.to(dev)][:, None, None]
+            s = self.sqrt_one_minus.to(dev)[t.to(dev)][:, None, None]
+            zt = a * z.detach() + s * eps
+            B = z.shape[0]
+            td = t.to(dev)
+            off = torch.zeros(B, dtype=torch.bool, device=dev)
+            anchor = self.net(zt[:, 0], td, torch.zeros_like(zt[:, 0]), off)
+            partner = self.net(zt[:, 1], td, z[:, 0].detach(), ~off)
+            return torch.stack([anchor, partner], dim=1)
+
+    def standardise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean.to(x)) / self.std.to(x)
+
+    def forward(self, x: torch.Tensor, progress: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        z = self.standardise(x)
+        t = self.timesteps(x.shape[0], progress, generator)
+        eps = torch.randn(z.shape, generator=generator).to(z)
+        target = self.denoise_targets(z, t, eps)
+        diff = z - target
+        value = (diff[:, 0, _ANCHOR_FREE] ** 2).sum(1) + (diff[:, 1] ** 2).sum(1)
+        if self.variant == "dposer":
+            value = value * self.snr_weight.to(z.device)[t.to(z.device)].to(z)
+        return value

@@ -1,0 +1,85 @@
+"""The priors: the diffusion term's gradient lowers its own denoising residual; the VAE prior's closed form and
+model-file checks."""
+
+import pytest
+import torch
+
+from interhandgen.exceptions import InputError, ModelMismatchError
+from interhandgen.fitting import canonical_from_camera, make_prior
+from interhandgen.fitting._model import TwoHandVAE, write_model_file
+
+
+@pytest.mark.parametrize("variant", ["sds", "dposer"])
+def test_diffusion_prior_gradient_reduces_the_denoising_residual(variant, make_vectors):
+    prior, mean, std = make_prior("interhandgen", variant=variant)
+    g = torch.Generator().manual_seed(0)
+    # Perturbed samples around the data: the statistics' mean plus one standard deviation of noise per number.
+    x = canonical_from_camera(make_vectors(6, seed=5))
+    x[:, :, :55] = mean[:, :55] + std[:, :55] * torch.randn(6, 2, 55, generator=g)
+    reps = 32  # each sample under 32 (timestep, noise) draws: the expected residual
+    x = x.repeat_interleave(reps, 0).requires_grad_()
+
+    def residual(v):
+        return prior(v, progress=0.3, generator=torch.Generator().manual_seed(1)).view(6, reps).mean(1)
+
+    r0 = residual(x)
+    (grad,) = torch.autograd.grad(r0.sum(), x)
+    gz = (grad * std).view(6, reps, 2, 64).sum(1)  # gradient w.r.t. the standardised numbers, per sample
+    step = -0.1 * gz / gz.flatten(1).norm(dim=1)[:, None, None]
+    with torch.no_grad():
+        r1 = residual(x + (step * std).repeat_interleave(reps, 0))
+    assert (r1 < r0.detach()).all(), (r0, r1)
+
+
+def _tiny_vae(tmp_path):
+    torch.manual_seed(0)
+    net = TwoHandVAE(latent_dim=4, width=32, depth=1)
+    mean = torch.randn(2, 64) * 0.1
+    std = torch.rand(2, 64) + 0.5
+    path = tmp_path / "vae.safetensors"
+    write_model_file(net.state_dict(), {"kind": "vae", "latent_dim": 4, "width": 32, "depth": 1}, mean, std, path)
+    return net, mean, std, path
+
+
+def test_vae_prior_matches_its_closed_form(tmp_path, make_vectors):
+    net, mean, std, path = _tiny_vae(tmp_path)
+    prior, m2, s2 = make_prior("vae", path)
+    assert torch.allclose(m2, mean) and torch.allclose(s2, std)
+    x = canonical_from_camera(make_vectors(3, seed=6))
+    z = ((x - mean) / std).reshape(3, 128)
+    mu = net.encode(z)[0]
+    rec = net.decode(mu)
+    keep = torch.ones(128)
+    keep[55:64] = 0.0  # the anchor's constant rotation/translation slots
+    want = 0.5 * (mu ** 2).sum(1) + 0.5 * (((rec - z) * keep) ** 2).sum(1)
+    assert torch.allclose(prior(x), want, rtol=1e-5, atol=1e-5)
+    x.requires_grad_()
+    (grad,) = torch.autograd.grad(prior(x).sum(), x)
+    assert grad.abs().sum() > 0
+
+
+def test_prior_model_files_are_checked(tmp_path):
+    _, _, _, path = _tiny_vae(tmp_path)
+    with pytest.raises(ModelMismatchError, match="cascaded model"):
+        make_prior("interhandgen", path)
+    with pytest.raises(InputError, match="needs --checkpoint"):
+        make_prior("vae")
+    with pytest.raises(ModelMismatchError, match="kind 'vae'"):
+        make_prior("vae", _bundled())
+    with pytest.raises(InputError, match="prior must be one of"):
+        make_prior("flow")
+
+
+def _bundled():
+    from interhandgen.fitting._model import bundled_model_path
+
+    return bundled_model_path()
+
+
+def test_gaussian_prior_is_the_standardised_squared_distance(make_vectors):
+    prior, mean, std = make_prior("gaussian")
+    x = canonical_from_camera(make_vectors(2, seed=7))
+    z = (x - mean) / std
+    assert torch.allclose(prior(x), 0.5 * (z[..., :55] ** 2).sum((1, 2)), rtol=1e-5)
+    none, _, _ = make_prior("none")
+    assert torch.equal(none(x), torch.zeros(2))
