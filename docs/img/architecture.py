@@ -8,16 +8,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import FancyBboxPatch  # noqa: E402
 
-# Top to bottom, as in the import-linter layers contract of pyproject.toml; dashed boxes are optional layers.
+# Top to bottom, as in the import-linter layers contract of pyproject.toml; dashed boxes are optional extras
+# (their third-party packages come with `pip install "interhandgen[viewer]"` / `"interhandgen[physics]"`).
 LAYERS = [
     [("cli", "subcommands: parse, call the API, print")],
-    [("viewer", "(optional) interactive viewer")],
+    [("viewer", "web viewer (viser), standalone HTML export")],
     [("training", "trainer, EMA, distributed, experiment files, previews")],
-    [("evaluation", "features, metrics, protocol, report"), ("fitting", "(optional) prior in fitting")],
+    [("evaluation", "features, metrics, protocol,\nC2ST, density/coverage, report"),
+     ("fitting", "two-hand fitting with the prior:\nobservations, priors, stages")],
     [("generation", "InterHandGen API, cascade, APG, settling,\nresampling, single-stage samplers, sharding")],
     [("models", "registry (kind -> network, loss, sampler),\nnetworks, losses, artifact (model file)")],
+    [("objects", "object library, exact SDF, hand-object metrics,\nMuJoCo stability, bimanual grasp set")],
     [("diffusion", "schedules, DDIM, CFG"), ("viz", "rendering, curves, mesh files")],
-    [("data", "TwoHandSet, canonical 64-number layout,\nloaders, statistics, synth"), ("objects", "(optional) objects")],
+    [("data", "TwoHandSet (optional object library), canonical\n64-number layout, loaders, statistics, synth")],
     [("geometry", "exact queries, volume, points (FPS, k-nearest,\ngather), batched Adam, sphere proxy")],
     [("hand", "hand layer, open hand, MANO I/O, joints")],
     [("io_guard  limits  safe_files  reproducible  run_lock  run_hygiene",
@@ -25,11 +28,11 @@ LAYERS = [
     [("rotations  _atomic  _seeding", "shared helpers")],
     [("exceptions", "InterHandGenError, InputError, MissingFileError, ModelMismatchError")],
 ]
-OPTIONAL = {"viewer", "fitting", "objects"}
+OPTIONAL = {"viewer"}
 
 
 def main(out: str = "docs/img/architecture.png") -> None:
-    fig, ax = plt.subplots(figsize=(9.5, 12.4))
+    fig, ax = plt.subplots(figsize=(9.5, 13.4))
     ax.set_xlim(0, 10)
     ax.set_ylim(0, len(LAYERS) + 0.6)
     ax.axis("off")
