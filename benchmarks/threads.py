@@ -104,7 +104,7 @@ def _commands(work: Path, a: argparse.Namespace) -> dict[str, callable]:
         "evaluate": lambda tag: ["evaluate", "--samples", str(work / "given.npz"), "--reference", str(work / "ref.npz"),
                                  "--reference-split", "train", "--out", str(work / f"report_{tag}"),
                                  "--replications", "2", "--subset-size", str(a.eval_num // 2),
-                                 "--no-feature-cache", "--no-progress"],
+                                 "--no-feature-cache", "--no-floor", "--no-progress"],
         "train": lambda tag: ["train", "--config", str(work / "train.yaml"), "--data", str(work / "train.npz"),
                               "--out", str(work / f"run_{tag}"), "--no-progress"],
         "synth": lambda tag: ["data", "synth", "--num", str(a.synth_num), "--seed", "0",

@@ -14,15 +14,11 @@ import torch
 from interhandgen.cli import main
 from interhandgen.data.canonical import to_canonical
 from interhandgen.data.format import TwoHandSet
-from interhandgen.evaluation.features import (
-    FeatureExtractorConfig,
-    TwoHandPointNet,
-    save_feature_extractor,
-    select_vertex_indices,
-)
 from interhandgen.evaluation.joint_features import JOINT_FEATURE_DIM, PLACEMENT
-from interhandgen.evaluation.protocol import canonical_joint_features, canonical_two_hand_vertices
+from interhandgen.evaluation.protocol import canonical_joint_features
 from interhandgen.rotations import axis_angle_to_matrix, matrix_to_rot6d
+
+from fixtures.evaluator import save_tiny_evaluator
 
 CATEGORIES = ("near", "far")
 
@@ -70,14 +66,7 @@ def files(tmp_path_factory):
     labelled_pairs(48, 2, labels=False).save(root / "unlabelled.npz")
     samples = labelled_pairs(20, 3, labels=False)
     samples.save(root / "samples.npz")
-    verts = canonical_two_hand_vertices(samples, samples.hand_models())
-    small = dict(sa1_centroids=16, sa1_neighbours=(4, 8), sa1_mlps=((16, 16), (16, 32)), sa2_centroids=8,
-                 sa2_neighbours=(4,), sa2_mlps=((32, 32),), global_mlp=(64, 128), head_hidden=64, feature_dim=32)
-    config = FeatureExtractorConfig(num_vertices=verts.shape[2],
-                                    vertex_indices=tuple(select_vertex_indices(verts[:, 0].mean(0).numpy(), 48)),
-                                    **small)
-    torch.manual_seed(0)
-    save_feature_extractor(TwoHandPointNet(config).eval(), root / "evaluator")
+    save_tiny_evaluator(samples, root / "evaluator")
     return root
 
 

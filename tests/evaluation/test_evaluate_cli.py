@@ -12,13 +12,9 @@ from PIL import Image
 
 from interhandgen.cli import main
 from interhandgen.data.format import HandModelSpec, TwoHandSet
-from interhandgen.evaluation.features import (
-    FeatureExtractorConfig,
-    TwoHandPointNet,
-    save_feature_extractor,
-    select_vertex_indices,
-)
 from interhandgen.evaluation.protocol import canonical_two_hand_vertices
+
+from fixtures.evaluator import save_tiny_evaluator
 
 
 def random_pairs(n: int, seed: int, overlapping: int) -> TwoHandSet:
@@ -39,14 +35,7 @@ def files(tmp_path_factory):
     samples, reference = random_pairs(24, 0, overlapping=3), random_pairs(24, 1, overlapping=3)
     samples.save(root / "samples.npz")
     reference.save(root / "reference.npz")
-    verts = canonical_two_hand_vertices(reference, reference.hand_models())
-    small = dict(sa1_centroids=16, sa1_neighbours=(4, 8), sa1_mlps=((16, 16), (16, 32)), sa2_centroids=8,
-                 sa2_neighbours=(4,), sa2_mlps=((32, 32),), global_mlp=(64, 128), head_hidden=64, feature_dim=32)
-    config = FeatureExtractorConfig(num_vertices=verts.shape[2],
-                                    vertex_indices=tuple(select_vertex_indices(verts[:, 0].mean(0).numpy(), 48)),
-                                    **small)
-    torch.manual_seed(0)
-    save_feature_extractor(TwoHandPointNet(config).eval(), root / "evaluator")
+    save_tiny_evaluator(reference, root / "evaluator")
     return root
 
 
