@@ -214,8 +214,6 @@ def run_synth(args: argparse.Namespace) -> int:
         splits = tuple(float(v) for v in args.splits.split(","))
     except ValueError:
         raise InputError(f"--splits must be three comma-separated fractions, got {args.splits!r}") from None
-    if not str(args.out).endswith(".npz"):
-        raise InputError(f"--out must end in .npz, got {args.out}")
     if getattr(args, "objects", False):
         from interhandgen.objects.cli import run_object_synth
 

@@ -11,13 +11,11 @@ from pathlib import Path
 import torch
 
 from interhandgen.data.canonical import canonical_vertices
-from interhandgen.diffusion import Schedule
 from interhandgen.generation import LoadedModel, SubsetHand, bundled_model_path, load_model, surface_penetration_loss
-from interhandgen.models import model_kind
 from interhandgen.models.artifact import export_model
 from interhandgen.models.baselines import TwoHandVAE
 
-__all__ = ["LoadedModel", "load_prior_model", "model_kind", "schedule_from_train_config", "bundled_model_path",
+__all__ = ["LoadedModel", "load_prior_model", "bundled_model_path",
            "write_model_file", "TwoHandVAE",
            "SubsetHand", "canonical_vertices", "surface_penetration_loss"]
 
@@ -28,11 +26,6 @@ def load_prior_model(path: str | Path | None, device: str | torch.device) -> Loa
     for p in model.net.parameters():
         p.requires_grad_(False)
     return model
-
-
-def schedule_from_train_config(cfg) -> Schedule:
-    """The noise schedule a model was trained with, from its training config."""
-    return Schedule.from_config(cfg)
 
 
 def write_model_file(state_dict, model_config, stats_mean, stats_std, path, hand_model=None) -> str:

@@ -8,7 +8,7 @@ import torch
 
 from interhandgen.data.format import HandModelSpec
 from interhandgen.exceptions import InputError, ModelMismatchError
-from interhandgen.fitting._model import load_prior_model, model_kind, schedule_from_train_config
+from interhandgen.fitting._model import load_prior_model
 from interhandgen.fitting.fit import Fitter, FitResult, FitSettings
 from interhandgen.fitting.observations import Observations
 from interhandgen.fitting.priors import PRIORS, DiffusionPrior, GaussianPrior, NoPrior, VAEPrior
@@ -36,13 +36,13 @@ def make_prior(name: str, checkpoint: str | Path | None = None, device: str | to
     model = load_prior_model(checkpoint, device)
     if model.artifact is not None:  # the fitted hands must use the hand model the prior was trained with
         model.artifact.resolve_hand_model(hand_model)
-    kind = model_kind(model.model_config)
+    kind = model.kind
     mean, std = model.stats_mean, model.stats_std
     if name == "interhandgen":
         if kind not in ("shared", "separate"):
             raise ModelMismatchError(f"{model.source}: the interhandgen prior needs a cascaded model (kind shared or "
                                      f"separate), this file holds kind {kind!r}")
-        schedule = schedule_from_train_config(model.train_config)
+        schedule = model.schedule()
         return DiffusionPrior(model.net, mean, std, schedule, variant=variant), mean, std
     if name == "vae":
         if kind != "vae":
