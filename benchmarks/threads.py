@@ -40,6 +40,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from interhandgen import threads as _policy
+
 REPO = Path(__file__).resolve().parent.parent
 VARIANTS = ("default", "t1", "t2")
 LEGACY_ENV = {"GOMP_SPINCOUNT": "300000"}
@@ -139,6 +141,7 @@ def _measure(work: Path, a: argparse.Namespace, commands: dict, condition: str, 
     """Fills ``out`` command by command (``save()`` after each, so an interrupted run keeps what it measured)."""
     for name in a.commands:
         walls, cpus = {v: [] for v in variants}, {v: [] for v in variants}
+        waits = []  # what the default's AUTO policy sees (read here, just before the process starts)
         # One untimed run first: the first process after another command was the slowest in trial runs, whatever
         # its thread setting.
         _cli(commands[name](f"{condition}_warm") + _argv("t1"), _env("t1"), work)
@@ -148,6 +151,11 @@ def _measure(work: Path, a: argparse.Namespace, commands: dict, condition: str, 
             order = variants[r % len(variants):] + variants[: r % len(variants)]
             for v in order:
                 tag = f"{condition}_{v}_{r}"
+                if v == "default":
+                    others = _policy.runnable_others()
+                    waits.append({"runnable_others": others,
+                                  "choice": _policy.choose_wait(_policy.available_cpus(), _policy.available_cpus(),
+                                                                others)})
                 wall, cpu = _cli(commands[name](tag) + _argv(v), _env(v), work)
                 walls[v].append(wall)
                 cpus[v].append(cpu)
@@ -155,7 +163,7 @@ def _measure(work: Path, a: argparse.Namespace, commands: dict, condition: str, 
                     shutil.rmtree(p) if p.is_dir() else p.unlink()
                 print(f"{condition:8s} {name:9s} {v:8s} {wall:7.1f} s wall {cpu:7.1f} s CPU", flush=True)
         best = {v: min(w) for v, w in walls.items()}
-        entry = {"wall_s": walls, "cpu_s": cpus, "best_s": best,
+        entry = {"wall_s": walls, "cpu_s": cpus, "best_s": best, "default_wait_expected": waits,
                  "default_over_best_of_1_2": best["default"] / min(best["t1"], best["t2"])}
         if "legacy" in best:
             entry["legacy_over_default"] = best["legacy"] / best["default"]

@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    before_torch()  # the OpenMP wait policy must be set before torch is imported (build_parser imports it)
+    before_torch(argv)  # the OpenMP wait policy must be set before torch is imported (build_parser imports it)
     parser = build_parser()
     args = parser.parse_args(argv)
     from interhandgen.cli._guards import run_guarded

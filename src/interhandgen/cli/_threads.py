@@ -9,13 +9,15 @@ See :mod:`interhandgen.threads` and docs/threads.md.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from interhandgen import threads as _policy
 from interhandgen.cli._args import positive_int
 
 HELP = ("torch CPU threads (default: one per available CPU, or OMP_NUM_THREADS; under torchrun the CPUs are "
-        "shared among the local processes). Idle threads sleep instead of spinning (OMP_WAIT_POLICY=PASSIVE), so "
-        "the default stays fast on a busy CPU. The count can change the last bits of results (docs/threads.md)")
+        "shared among the local processes). Idle threads sleep at once when other programs keep the CPUs busy at "
+        "start (OMP_WAIT_POLICY=PASSIVE) and spin briefly otherwise (GOMP_SPINCOUNT=10000), so the default stays "
+        "fast on a busy CPU. The count can change the last bits of results (docs/threads.md)")
 
 
 def add_threads_option(parser) -> None:
@@ -39,9 +41,26 @@ def add_threads_everywhere(parser: argparse.ArgumentParser) -> None:
                 add_threads_everywhere(child)
 
 
-def before_torch() -> _policy.ThreadSettings:
+def threads_in_argv(argv: list[str]) -> int | None:
+    """The value of ``--threads N`` / ``--threads=N`` in a raw command line, None when absent or not valid.
+
+    Read before the parser exists (building it imports torch), only to choose the wait policy for the count that
+    will run; the parser validates the option itself and reports a bad value.
+    """
+    for i, token in enumerate(argv):
+        if token == "--":
+            break
+        value = token[len("--threads="):] if token.startswith("--threads=") else (
+            argv[i + 1] if token == "--threads" and i + 1 < len(argv) else None)
+        if value is not None:
+            return int(value) if value.isdigit() and int(value) >= 1 else None
+    return None
+
+
+def before_torch(argv: list[str] | None = None) -> _policy.ThreadSettings:
     """The wait policy (and the per-process default under torchrun) before anything imports torch."""
-    return _policy.configure(None)
+    argv = sys.argv[1:] if argv is None else argv
+    return _policy.configure(None, planned_threads=threads_in_argv(argv))
 
 
 def apply_threads(threads: int | None) -> _policy.ThreadSettings:
