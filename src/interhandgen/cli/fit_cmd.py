@@ -36,9 +36,13 @@ def register(sub) -> None:
                    help="model file of the prior (run folder, checkpoint.pt or .safetensors); default: the bundled "
                         "model (required for --prior vae)")
     p.add_argument("--variant", choices=DIFFUSION_VARIANTS, default=None,
-                   help="form of the interhandgen prior term (default: sds, see docs/fitting.md)")
+                   help="form of the interhandgen prior term (default: dposer, see docs/fitting.md)")
     p.add_argument("--iterations", type=positive_int, default=None, help="default 200 (FitSettings.iterations)")
     p.add_argument("--prior-weight", type=float, default=None, help="default: the prior's tuned weight")
+    p.add_argument("--prior-weight-end", type=float, default=None,
+                   help="prior weight at the end of the finger stage, linear from --prior-weight (default: the prior's "
+                        "tuned schedule, docs/fitting.md)")
+    p.add_argument("--contact-weight", type=float, default=None, help="default: FitSettings.contact_weight")
     p.add_argument("--penetration-weight", type=float, default=None, help="default 10 (FitSettings)")
     p.add_argument("--mano-dir", default=None, help="fit MANO hands (MANO_RIGHT.pkl / MANO_LEFT.pkl in this folder) "
                                                     "instead of the bundled open hand; the prior must match")
@@ -53,8 +57,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from interhandgen.data.format import HandModelSpec
     from interhandgen.exceptions import InputError
-    from interhandgen.fitting import DEFAULT_PRIOR_WEIGHTS, DEFAULT_VARIANT, FitSettings, Fitter, load_observations, \
-        make_prior
+    from interhandgen.fitting import DEFAULT_VARIANT, Fitter, default_settings, load_observations, make_prior
     from interhandgen.io_guard import Out, check_outputs
 
     check_outputs({"--out": Out(args.out, (".npz",)), "--render": Out(args.render, (".png",)),
@@ -63,9 +66,6 @@ def run(args: argparse.Namespace) -> int:
     if args.image is None and (args.fov is not None or args.mirrored or args.save_observations):
         raise InputError("--fov, --mirrored and --save-observations go with --image")
 
-    d = FitSettings()
-    iterations = d.iterations if args.iterations is None else args.iterations
-    penetration = d.penetration_weight if args.penetration_weight is None else args.penetration_weight
     variant = args.variant or DEFAULT_VARIANT
     photo = None
     if args.image:
@@ -81,8 +81,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         obs, _ = load_observations(args.observations)
     spec = HandModelSpec.mano(args.mano_dir) if args.mano_dir else HandModelSpec.open_hand()
-    weight = DEFAULT_PRIOR_WEIGHTS[args.prior] if args.prior_weight is None else args.prior_weight
-    settings = FitSettings(iterations=iterations, prior_weight=weight, penetration_weight=penetration, seed=args.seed)
+    settings = default_settings(args.prior, iterations=args.iterations, prior_weight=args.prior_weight,
+                                prior_weight_end=args.prior_weight_end, penetration_weight=args.penetration_weight,
+                                contact_weight=args.contact_weight, seed=args.seed)
     prior, mean, std = make_prior(args.prior, args.checkpoint, args.device, variant, spec)
     fitter = Fitter(prior, mean, std, spec, settings, args.device)
     result = fitter.fit(obs, progress=not args.no_progress)

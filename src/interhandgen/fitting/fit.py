@@ -68,8 +68,17 @@ class FitSettings:
     robust_3d: float = 0.05  # metres
     sigma_init: float = 0.01  # metres
     prior_weight: float = 5.0  # tuned on the validation split for all three priors (docs/fitting.md)
+    # Weight at the end of stage 2 (linear from prior_weight); None keeps it constant. A falling weight lets the
+    # prior shape the solution early and the data settle the details late (DPoser's decreasing schedule).
+    prior_weight_end: float | None = None
     penetration_weight: float = 10.0  # ramped up over stage 2, see Fitter.energy
     penetration_points: int = 192
+    # Contact: when the fitted hands' surface samples come within contact_range of each other, their closest pair
+    # is pulled together (weight ramped up over stage 2 like the penetration term; 0 disables): most interacting
+    # hands touch, and the penetration term alone leaves a gap.
+    contact_weight: float = 0.0
+    global_prior: bool = False  # the prior also in stage 1 (after the hypotheses), see Fitter._global
+    contact_range: float = 0.01  # metres
     seed: int = 0
 
     def validate(self) -> None:
@@ -85,6 +94,17 @@ class FitSettings:
                 raise InputError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.prior_weight < 0 or self.penetration_weight < 0:
             raise InputError("prior_weight and penetration_weight must be >= 0")
+        if self.contact_weight < 0 or not self.contact_range > 0:
+            raise InputError(f"contact_weight must be >= 0 and contact_range > 0, got {self.contact_weight}, "
+                             f"{self.contact_range}")
+        if self.prior_weight_end is not None and self.prior_weight_end < 0:
+            raise InputError(f"prior_weight_end must be >= 0, got {self.prior_weight_end}")
+
+    def prior_weight_at(self, progress: float) -> float:
+        """The prior weight at ``progress`` in [0, 1] of stage 2."""
+        if self.prior_weight_end is None:
+            return self.prior_weight
+        return self.prior_weight + (self.prior_weight_end - self.prior_weight) * progress
 
 
 @dataclasses.dataclass
@@ -128,6 +148,13 @@ def data_terms(joints: torch.Tensor, obs: Observations, settings: FitSettings, r
     if init_joints is not None:
         out = out + (((joints - init_joints) / settings.sigma_init) ** 2).sum(dim=(-1, -2))
     return out
+
+
+def contact_loss(points_a: torch.Tensor, points_b: torch.Tensor, contact_range: float) -> torch.Tensor:
+    """[B] (d / 2 mm)^2 of the distance d between the closest points of two surface samples [B, N, 3] and
+    [B, M, 3] (metres) where d < contact_range, else 0 (hands apart are left alone)."""
+    d = torch.cdist(points_a, points_b).flatten(1).min(1).values
+    return torch.where(d < contact_range, (d / PENETRATION_SCALE) ** 2, torch.zeros_like(d))
 
 
 def _kabsch(src: torch.Tensor, dst: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -261,8 +288,16 @@ class Fitter:
         return {"pose": y[..., POSE].clone(), "betas": y[..., BETAS].clone(), "rot": y[..., ROT6D].clone(),
                 "center": y[..., CENTER].clone()}
 
-    def _global(self, y: torch.Tensor, obs: Observations, steps: int, init_joints, bar) -> tuple[torch.Tensor, torch.Tensor]:
-        """Stage 1 on y [N, 2, 64]: rotation and centre only. Returns (y, final per-hand data energy [N, 2])."""
+    def _global(self, y: torch.Tensor, obs: Observations, steps: int, init_joints, bar,
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stage 1 on y [N, 2, 64]: rotation and centre only. Returns (y, final per-hand data energy [N, 2]).
+
+        With a ``generator`` and ``settings.global_prior``, the prior (at the start of its schedule, weight
+        prior_weight) joins the data terms: a two-hand prior then shapes the hands' relative placement as they find
+        their places.
+        """
+        s = self.settings
+        use_prior = generator is not None and s.global_prior and s.prior_weight > 0
         p = self._split(y)
         free = {k: p[k].requires_grad_() for k in ("rot", "center")}
         opt = self._optimiser(free)
@@ -270,9 +305,12 @@ class Fitter:
         for i in range(steps):
             self._decay(opt, i / max(steps - 1, 1))
             opt.zero_grad(set_to_none=True)
-            e = data_terms(self.body.joints(self._assemble(p)), obs, self.settings, robust=True,
-                           init_joints=init_joints)
-            e.sum().backward()
+            y = self._assemble(p)
+            e = data_terms(self.body.joints(y), obs, s, robust=True, init_joints=init_joints)
+            total = e.sum()
+            if use_prior:
+                total = total + s.prior_weight * self.prior(canonical_from_camera(y), 0.0, generator).sum()
+            total.backward()
             opt.step()
             bar.update(1)
         with torch.no_grad():
@@ -291,15 +329,19 @@ class Fitter:
         s = self.settings
         joints, surface = self.body.joints_and_surface(y)
         data = data_terms(joints, obs, s, robust=True, init_joints=init_joints).sum(1)
-        prior = self.prior(canonical_from_camera(y), progress, generator) if s.prior_weight > 0 else data.new_zeros(len(data))
+        w_prior = s.prior_weight_at(progress)
+        used = max(s.prior_weight, s.prior_weight_end or 0.0) > 0  # the value is reported even where w_prior is 0
+        prior = self.prior(canonical_from_camera(y), progress, generator) if used else data.new_zeros(len(data))
         if s.penetration_weight > 0:
             pen = surface_penetration_loss(*surface) / PENETRATION_SCALE ** 2
         else:
             pen = data.new_zeros(len(data))
-        # The penetration weight ramps up over stage 2 (from 10% to 100%): the hands first find their places from
-        # the data and the prior, then are pushed apart where they still overlap.
-        total = data + s.prior_weight * prior + s.penetration_weight * (0.1 + 0.9 * progress) * pen
-        return {"data": data, "prior": prior, "penetration": pen, "total": total}
+        contact = contact_loss(surface[0], surface[2], s.contact_range) if s.contact_weight > 0 else data.new_zeros(len(data))
+        # The penetration and contact weights ramp up over stage 2 (from 10% to 100%): the hands first find their
+        # places from the data and the prior, then are pushed apart where they still overlap.
+        ramp = 0.1 + 0.9 * progress
+        total = data + w_prior * prior + ramp * (s.penetration_weight * pen + s.contact_weight * contact)
+        return {"data": data, "prior": prior, "penetration": pen, "contact": contact, "total": total}
 
     def fit(self, obs: Observations, progress: bool = True) -> FitResult:
         """Fit every frame of ``obs``; see the module docstring."""
@@ -332,7 +374,7 @@ class Fitter:
             idx = torch.arange(B, device=self.device)
             y = torch.stack([yk[idx, best[:, side], side] for side in range(2)], dim=1)
         if n1:
-            y, _ = self._global(y, obs, n1, init_joints, bar)
+            y, _ = self._global(y, obs, n1, init_joints, bar, gen)
         p = self._split(y)
         for t in p.values():
             t.requires_grad_()
@@ -372,5 +414,6 @@ class Fitter:
         terms = self.energy(y, obs, 1.0, gen, init_joints)
         out["prior"] = terms["prior"].tolist()
         out["penetration"] = terms["penetration"].tolist()
+        out["contact"] = terms["contact"].tolist()
         out["data"] = terms["data"].tolist()
         return out
