@@ -15,6 +15,7 @@ penetration volume (cm^3, manifold3d) and contact rate (minimum vertex distance 
 --batch frames per fit. The truth's penetration volume and contact rate are reported as the data's level.
 
     python benchmarks/fitting.py --data data/synth.npz --vae-checkpoint runs/vae --out fitting.json
+    python benchmarks/fitting.py --tables fitting.json [more.json ...]      # markdown tables of result files
 
 Timings are wall-clock on whatever else the machine runs; compare priors within one run.
 """
@@ -26,6 +27,7 @@ import dataclasses
 import json
 import math
 import platform
+import sys
 import time
 
 import numpy as np
@@ -89,7 +91,42 @@ def geometry(verts: torch.Tensor, faces) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(vol, dtype=np.float64), contact
 
 
+def _cell(m: dict, digits: int) -> str:
+    return f"{m['mean']:.{digits}f} ± {m['ci95']:.{digits}f}"
+
+
+def markdown_tables(paths: list[str]) -> str:
+    """Markdown tables (one per task, a row per prior) of result files written by this script."""
+    tasks: dict = {}
+    for path in paths:
+        with open(path) as fh:
+            doc = json.load(fh)
+        for task, rows in doc["tasks"].items():
+            tasks.setdefault(task, {}).update(rows)
+        level = doc["data_level"]
+    out = [f"Data level (truth): penetration volume {_cell(level['penetration_volume_cm3'], 4)} cm^3, contact rate "
+           f"{_cell(level['contact_rate'], 3)}, occluded joints {level['occluded_joint_fraction']:.3f}", ""]
+    head = ("| prior (weight) | MPJPE L / R (mm) | MPVPE L / R (mm) | MPVPE both | MRRPE (mm) | 2D error (px) | "
+            "pen. volume (cm^3) | contact rate | s/frame |")
+    for task in sorted(tasks):
+        out += [f"Task {task} ({next(iter(tasks[task].values()))['mpvpe_mm']['both']['n']} frames)", "", head,
+                "|" + "---|" * 9]
+        for entry, r in tasks[task].items():
+            w = r["prior_weight"] if r.get("prior_weight_end") in (None, r["prior_weight"]) else \
+                f"{r['prior_weight']:g} -> {r['prior_weight_end']:g}"
+            out.append(
+                f"| {entry} ({w}) | {_cell(r['mpjpe_mm']['left'], 1)} / {_cell(r['mpjpe_mm']['right'], 1)} | "
+                f"{_cell(r['mpvpe_mm']['left'], 1)} / {_cell(r['mpvpe_mm']['right'], 1)} | {_cell(r['mpvpe_mm']['both'], 2)} | "
+                f"{_cell(r['mrrpe_mm'], 1)} | {_cell(r['reprojection_px'], 1)} | {_cell(r['penetration_volume_cm3'], 4)} | "
+                f"{_cell(r['contact_rate'], 3)} | {r['seconds_per_frame']:.2f} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--tables":  # python benchmarks/fitting.py --tables a.json [b.json ...]
+        print(markdown_tables(sys.argv[2:]))
+        return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True)
     ap.add_argument("--split", default="test")

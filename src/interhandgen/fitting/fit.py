@@ -3,7 +3,8 @@
 Unknowns (:mod:`interhandgen.fitting.body`): per hand 45 pose PCA coefficients, 10 betas, a 6D rotation and the
 camera-frame centre joint, batched over frames [B, 2, 64]. The loss per frame is
 
-    E = E_2d + E_3d + E_init + w_prior * prior(canonical(y)) + w_pen * penetration(y) / (2 mm)^2
+    E = E_2d + E_3d + E_init + w_prior(p) * prior(canonical(y)) + ramp(p) (w_pen * penetration(y) / (2 mm)^2
+                                                                          + w_contact * contact(y))
 
 - E_2d = sum_j c_j rho(|pi(J_j) - u_j| / sigma_2d): confidence-weighted, Geman-McClure robust pixel residuals
   (``robust_2d`` pixels of saturation) of the projected joints (OpenCV pinhole, :mod:`interhandgen.fitting.camera`).
@@ -11,6 +12,10 @@ camera-frame centre joint, batched over frames [B, 2, 64]. The loss per frame is
 - E_init = sum_j |J_j - J_j^init|^2 / sigma_init^2 when an initial estimate is given (it acts as a soft 3D
   observation of every joint, so a refit stays near it where the other terms are silent).
 - prior: one of :mod:`interhandgen.fitting.priors` on the canonical pair (left = anchor).
+- w_prior(p): falls linearly from ``prior_weight`` to ``prior_weight_end`` over stage 2 (p = its progress in
+  [0, 1]); ramp(p) = 0.1 + 0.9 p.
+- contact (off by default): (d / 2 mm)^2 of the closest distance d between the two hands' surface samples when
+  d < ``contact_range``.
 - penetration: :func:`interhandgen.guidance.surface_penetration_loss` (the anti-penetration guidance's
   tangent-plane depth penalty on farthest-point surface subsets of both hands), squared metres.
 
@@ -77,7 +82,6 @@ class FitSettings:
     # is pulled together (weight ramped up over stage 2 like the penetration term; 0 disables): most interacting
     # hands touch, and the penetration term alone leaves a gap.
     contact_weight: float = 0.0
-    global_prior: bool = False  # the prior also in stage 1 (after the hypotheses), see Fitter._global
     contact_range: float = 0.01  # metres
     seed: int = 0
 
@@ -288,16 +292,9 @@ class Fitter:
         return {"pose": y[..., POSE].clone(), "betas": y[..., BETAS].clone(), "rot": y[..., ROT6D].clone(),
                 "center": y[..., CENTER].clone()}
 
-    def _global(self, y: torch.Tensor, obs: Observations, steps: int, init_joints, bar,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Stage 1 on y [N, 2, 64]: rotation and centre only. Returns (y, final per-hand data energy [N, 2]).
-
-        With a ``generator`` and ``settings.global_prior``, the prior (at the start of its schedule, weight
-        prior_weight) joins the data terms: a two-hand prior then shapes the hands' relative placement as they find
-        their places.
-        """
+    def _global(self, y: torch.Tensor, obs: Observations, steps: int, init_joints, bar) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stage 1 on y [N, 2, 64]: rotation and centre only. Returns (y, final per-hand data energy [N, 2])."""
         s = self.settings
-        use_prior = generator is not None and s.global_prior and s.prior_weight > 0
         p = self._split(y)
         free = {k: p[k].requires_grad_() for k in ("rot", "center")}
         opt = self._optimiser(free)
@@ -305,12 +302,8 @@ class Fitter:
         for i in range(steps):
             self._decay(opt, i / max(steps - 1, 1))
             opt.zero_grad(set_to_none=True)
-            y = self._assemble(p)
-            e = data_terms(self.body.joints(y), obs, s, robust=True, init_joints=init_joints)
-            total = e.sum()
-            if use_prior:
-                total = total + s.prior_weight * self.prior(canonical_from_camera(y), 0.0, generator).sum()
-            total.backward()
+            e = data_terms(self.body.joints(self._assemble(p)), obs, s, robust=True, init_joints=init_joints)
+            e.sum().backward()
             opt.step()
             bar.update(1)
         with torch.no_grad():
@@ -374,7 +367,7 @@ class Fitter:
             idx = torch.arange(B, device=self.device)
             y = torch.stack([yk[idx, best[:, side], side] for side in range(2)], dim=1)
         if n1:
-            y, _ = self._global(y, obs, n1, init_joints, bar, gen)
+            y, _ = self._global(y, obs, n1, init_joints, bar)
         p = self._split(y)
         for t in p.values():
             t.requires_grad_()
