@@ -44,8 +44,8 @@ from tqdm.auto import tqdm
 
 from interhandgen.data.format import HandModelSpec, TwoHandSet
 from interhandgen.exceptions import InputError
-from interhandgen.fitting.body import BETAS, CENTER, POSE, ROT6D, TwoHandBody, canonical_from_camera, \
-    set_from_vectors, vectors_from_set
+from interhandgen.fitting.body import BETAS, CENTER, POSE, ROT6D, TwoHandBody, camera_from_canonical, \
+    canonical_from_camera, set_from_vectors, vectors_from_set
 from interhandgen.fitting.camera import project
 from interhandgen.fitting.observations import Observations
 from interhandgen.geometry.loss import geman_mcclure
@@ -83,6 +83,14 @@ class FitSettings:
     # hands touch, and the penetration term alone leaves a gap.
     contact_weight: float = 0.0
     contact_range: float = 0.01  # metres
+    # ScoreHMR-style guided reverse diffusion (interhandgen prior only; None: off): at this progress of stage 2 the
+    # estimate is noised to guided_t * T and denoised by guided_steps DDIM steps of the prior, each guided by
+    # guided_inner normalised data-gradient steps of guided_step_size (DiffusionPrior.guided_projection).
+    guided_at: float | None = None
+    guided_t: float = 0.2
+    guided_steps: int = 10
+    guided_step_size: float = 0.05
+    guided_inner: int = 3
     seed: int = 0
 
     def validate(self) -> None:
@@ -101,6 +109,12 @@ class FitSettings:
         if self.contact_weight < 0 or not self.contact_range > 0:
             raise InputError(f"contact_weight must be >= 0 and contact_range > 0, got {self.contact_weight}, "
                              f"{self.contact_range}")
+        if self.guided_at is not None and not (0.0 <= self.guided_at <= 1.0 and 0.0 < self.guided_t <= 1.0
+                                               and self.guided_steps >= 1 and self.guided_inner >= 0
+                                               and self.guided_step_size >= 0):
+            raise InputError("guided_at must lie in [0, 1], guided_t in (0, 1], guided_steps >= 1, guided_inner >= 0 "
+                             f"and guided_step_size >= 0; got {self.guided_at}, {self.guided_t}, {self.guided_steps}, "
+                             f"{self.guided_inner}, {self.guided_step_size}")
         if self.prior_weight_end is not None and self.prior_weight_end < 0:
             raise InputError(f"prior_weight_end must be >= 0, got {self.prior_weight_end}")
 
@@ -311,6 +325,25 @@ class Fitter:
             e = data_terms(self.body.joints(y), obs, self.settings, robust=True, init_joints=init_joints)
         return y, e
 
+    def _guided(self, p: dict[str, torch.Tensor], obs: Observations, init_joints, gen: torch.Generator) -> None:
+        """Replace the unknowns ``p`` in place by the prior's guided projection (see FitSettings.guided_at); the
+        left hand's camera pose is kept, everything the canonical pair holds is projected."""
+        s = self.settings
+        if not hasattr(self.prior, "guided_projection"):
+            raise InputError(f"guided_at needs the interhandgen prior, got {getattr(self.prior, 'name', self.prior)!r}")
+        y = self._assemble(p).detach()
+        R_l, c_l = rot6d_to_matrix(y[:, 0, ROT6D]), y[:, 0, CENTER]
+
+        def energy(x: torch.Tensor) -> torch.Tensor:
+            yc = camera_from_canonical(x, R_l, c_l)
+            return data_terms(self.body.joints(yc), obs, s, robust=True, init_joints=init_joints).sum(1)
+
+        x = self.prior.guided_projection(canonical_from_camera(y), energy, s.guided_t, s.guided_steps,
+                                         s.guided_step_size, s.guided_inner, gen)
+        with torch.no_grad():
+            for k, v in self._split(camera_from_canonical(x, R_l, c_l)).items():
+                p[k].copy_(v)
+
     def _expand(self, obs: Observations, k: int) -> Observations:
         rep = lambda t: None if t is None else t.repeat_interleave(k, 0)  # noqa: E731
         return Observations(rep(obs.keypoints_2d), rep(obs.confidence_2d), rep(obs.keypoints_3d),
@@ -372,7 +405,10 @@ class Fitter:
         for t in p.values():
             t.requires_grad_()
         opt = self._optimiser(p)
+        guided_it = None if s.guided_at is None else int(round(s.guided_at * max(n2 - 1, 1)))
         for it in range(n2):
+            if it == guided_it:
+                self._guided(p, obs, init_joints, gen)
             self._decay(opt, it / max(n2 - 1, 1))
             opt.zero_grad(set_to_none=True)
             terms = self.energy(self._assemble(p), obs, it / max(n2 - 1, 1), gen, init_joints)
