@@ -15,6 +15,7 @@ penetration volume (cm^3, manifold3d) and contact rate (minimum vertex distance 
 --batch frames per fit. The truth's penetration volume and contact rate are reported as the data's level.
 
     python benchmarks/fitting.py --data data/synth.npz --vae-checkpoint runs/vae --out fitting.json
+    python benchmarks/fitting.py --tables fitting.json [more.json ...]      # markdown tables of result files
 
 Timings are wall-clock on whatever else the machine runs; compare priors within one run.
 """
@@ -26,6 +27,7 @@ import dataclasses
 import json
 import math
 import platform
+import sys
 import time
 
 import numpy as np
@@ -33,7 +35,7 @@ import torch
 
 from interhandgen._atomic import atomic_write
 from interhandgen.data.format import TwoHandSet
-from interhandgen.fitting import DEFAULT_PRIOR_WEIGHTS, FitSettings, Fitter, Observations, make_prior, \
+from interhandgen.fitting import DEFAULT_VARIANT, FitSettings, Fitter, Observations, default_settings, make_prior, \
     set_from_vectors, vectors_from_set
 from interhandgen.fitting.metrics import mrrpe_mm, reprojection_px, root_aligned_error_mm
 from interhandgen.fitting.synthetic import CameraSpec, corrupt_keypoints, exact_projection, occluded_by_other, \
@@ -89,7 +91,42 @@ def geometry(verts: torch.Tensor, faces) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(vol, dtype=np.float64), contact
 
 
+def _cell(m: dict, digits: int) -> str:
+    return f"{m['mean']:.{digits}f} ± {m['ci95']:.{digits}f}"
+
+
+def markdown_tables(paths: list[str]) -> str:
+    """Markdown tables (one per task, a row per prior) of result files written by this script."""
+    tasks: dict = {}
+    for path in paths:
+        with open(path) as fh:
+            doc = json.load(fh)
+        for task, rows in doc["tasks"].items():
+            tasks.setdefault(task, {}).update(rows)
+        level = doc["data_level"]
+    out = [f"Data level (truth): penetration volume {_cell(level['penetration_volume_cm3'], 4)} cm^3, contact rate "
+           f"{_cell(level['contact_rate'], 3)}, occluded joints {level['occluded_joint_fraction']:.3f}", ""]
+    head = ("| prior (weight) | MPJPE L / R (mm) | MPVPE L / R (mm) | MPVPE both | MRRPE (mm) | 2D error (px) | "
+            "pen. volume (cm^3) | contact rate | s/frame |")
+    for task in sorted(tasks):
+        out += [f"Task {task} ({next(iter(tasks[task].values()))['mpvpe_mm']['both']['n']} frames)", "", head,
+                "|" + "---|" * 9]
+        for entry, r in tasks[task].items():
+            w = r["prior_weight"] if r.get("prior_weight_end") in (None, r["prior_weight"]) else \
+                f"{r['prior_weight']:g} -> {r['prior_weight_end']:g}"
+            out.append(
+                f"| {entry} ({w}) | {_cell(r['mpjpe_mm']['left'], 1)} / {_cell(r['mpjpe_mm']['right'], 1)} | "
+                f"{_cell(r['mpvpe_mm']['left'], 1)} / {_cell(r['mpvpe_mm']['right'], 1)} | {_cell(r['mpvpe_mm']['both'], 2)} | "
+                f"{_cell(r['mrrpe_mm'], 1)} | {_cell(r['reprojection_px'], 1)} | {_cell(r['penetration_volume_cm3'], 4)} | "
+                f"{_cell(r['contact_rate'], 3)} | {r['seconds_per_frame']:.2f} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--tables":  # python benchmarks/fitting.py --tables a.json [b.json ...]
+        print(markdown_tables(sys.argv[2:]))
+        return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True)
     ap.add_argument("--split", default="test")
@@ -100,15 +137,19 @@ def main() -> None:
     ap.add_argument("--checkpoint", default=None, help="cascaded model file (default: the bundled model)")
     ap.add_argument("--vae-checkpoint", default=None, help="model file of kind vae (needed for the vae prior)")
     ap.add_argument("--iterations", type=int, default=FitSettings.iterations)
-    ap.add_argument("--prior-weights", default="", help="overrides, e.g. interhandgen=2,gaussian=0.5")
+    ap.add_argument("--prior-weights", default="", help="overrides of the start weights, e.g. interhandgen=2,gaussian=0.5 "
+                                                         "(a prior name or a whole entry such as interhandgen:sds)")
+    ap.add_argument("--prior-weights-end", default="", help="overrides of the end weights, same form")
     ap.add_argument("--penetration-weight", type=float, default=FitSettings.penetration_weight)
+    ap.add_argument("--contact-weight", type=float, default=FitSettings.contact_weight)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     tasks = [t for t in args.tasks.split(",") if t]
-    overrides = {k: float(v) for k, v in (kv.split("=") for kv in args.prior_weights.split(",") if kv)}
+    parse = lambda text: {k: float(v) for k, v in (kv.split("=") for kv in text.split(",") if kv)}  # noqa: E731
+    overrides, overrides_end = parse(args.prior_weights), parse(args.prior_weights_end)
 
     data = TwoHandSet.load(args.data)
     data = data.select_split(args.split) if args.split else data
@@ -123,10 +164,11 @@ def main() -> None:
     for entry in args.priors.split(","):
         name, _, variant = entry.partition(":")
         module, mean, std = make_prior(name, args.vae_checkpoint if name == "vae" else args.checkpoint,
-                                       variant=variant or "sds")
-        weight = overrides.get(entry, overrides.get(name, DEFAULT_PRIOR_WEIGHTS[name]))
-        settings = FitSettings(iterations=args.iterations, prior_weight=weight,
-                               penetration_weight=args.penetration_weight, seed=args.seed)
+                                       variant=variant or DEFAULT_VARIANT)
+        pick = lambda table: table.get(entry, table.get(name))  # noqa: E731
+        settings = default_settings(name, iterations=args.iterations, prior_weight=pick(overrides),
+                                    prior_weight_end=pick(overrides_end), penetration_weight=args.penetration_weight,
+                                    contact_weight=args.contact_weight, seed=args.seed)
         fitters[entry] = Fitter(module, mean, std, settings=settings)
     first = next(iter(fitters.values()))
     models = first.models
@@ -179,6 +221,7 @@ def main() -> None:
                 "contact_rate": interval(contact),
                 "seconds_per_frame": seconds / len(data),
                 "prior_weight": fitter.settings.prior_weight,
+                "prior_weight_end": fitter.settings.prior_weight_end,
             }
             results["tasks"].setdefault(task, {})[entry] = row
             print(task, entry, json.dumps({k: (v["both"]["mean"] if "both" in v else v["mean"]) if isinstance(v, dict) else v

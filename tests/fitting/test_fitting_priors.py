@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from interhandgen.exceptions import InputError, ModelMismatchError
-from interhandgen.fitting import canonical_from_camera, make_prior
+from interhandgen.fitting import FitSettings, Fitter, Observations, canonical_from_camera, make_prior
 from interhandgen.fitting._model import TwoHandVAE, write_model_file
 
 
@@ -83,3 +83,31 @@ def test_gaussian_prior_is_the_standardised_squared_distance(make_vectors):
     assert torch.allclose(prior(x), 0.5 * (z[..., :55] ** 2).sum((1, 2)), rtol=1e-5)
     none, _, _ = make_prior("none")
     assert torch.equal(none(x), torch.zeros(2))
+
+
+def test_guided_projection_follows_the_data_and_keeps_the_anchor_frame(make_vectors):
+    prior, mean, std = make_prior("interhandgen")
+    x = canonical_from_camera(make_vectors(4, seed=2))
+    target = mean + 0.5 * std * torch.randn(2, 64, generator=torch.Generator().manual_seed(3))
+    free = torch.ones(2, 64)
+    free[0, 55:] = 0.0  # the anchor's rotation/translation slots are constants of the frame
+
+    def energy(v):
+        return ((((v - target) / std) * free) ** 2).sum((1, 2))
+
+    def run(step):
+        return prior.guided_projection(x, energy, 0.1, 5, step, 5, torch.Generator().manual_seed(0))
+
+    plain, guided = run(0.0), run(0.2)
+    assert torch.equal(guided[:, 0, 55:], x[:, 0, 55:]) and torch.equal(plain[:, 0, 55:], x[:, 0, 55:])
+    assert (energy(guided) < energy(plain)).all()
+    assert torch.equal(run(0.2), guided)  # same generator seed, same result
+
+
+def test_guided_fit_needs_the_diffusion_prior(make_vectors):
+    module, mean, std = make_prior("gaussian")
+    fitter = Fitter(module, mean, std, settings=FitSettings(iterations=4, guided_at=0.0))
+    y = make_vectors(1, seed=1)
+    obs = Observations(keypoints_3d=fitter.body.joints(y).detach(), confidence_3d=torch.ones(1, 2, 21))
+    with pytest.raises(InputError, match="guided_at"):
+        fitter.fit(obs, progress=False)

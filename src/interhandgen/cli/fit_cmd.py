@@ -19,20 +19,35 @@ def register(sub) -> None:
             "per-frame diagnostics (reprojection error in pixels, prior value) in its metadata."
         ),
     )
-    p.add_argument("--observations", required=True, help="obs.json: camera, joint_order and frames of keypoints")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--observations", help="obs.json: camera, joint_order and frames of keypoints")
+    src.add_argument("--image", help="a photo (JPEG/PNG): 2D keypoints by MediaPipe Hands, camera from EXIF (needs "
+                                     "pip install 'interhandgen[image]'; docs/fitting.md)")
+    p.add_argument("--fov", type=float, default=None,
+                   help="with --image: horizontal field of view in degrees (default: EXIF focal length, else a 26 mm "
+                        "equivalent)")
+    p.add_argument("--mirrored", action="store_true",
+                   help="with --image: the photo is mirrored (a selfie preview); hands keep the detector's labels")
+    p.add_argument("--save-observations", default=None,
+                   help="with --image: also write the detected keypoints and camera as obs.json")
     p.add_argument("--out", required=True, help="output .npz (TwoHandSet, camera frame)")
     p.add_argument("--prior", choices=PRIORS, default="interhandgen", help="default %(default)s")
     p.add_argument("--checkpoint", default=None,
                    help="model file of the prior (run folder, checkpoint.pt or .safetensors); default: the bundled "
                         "model (required for --prior vae)")
     p.add_argument("--variant", choices=DIFFUSION_VARIANTS, default=None,
-                   help="form of the interhandgen prior term (default: sds, see docs/fitting.md)")
+                   help="form of the interhandgen prior term (default: dposer, see docs/fitting.md)")
     p.add_argument("--iterations", type=positive_int, default=None, help="default 200 (FitSettings.iterations)")
     p.add_argument("--prior-weight", type=float, default=None, help="default: the prior's tuned weight")
+    p.add_argument("--prior-weight-end", type=float, default=None,
+                   help="prior weight at the end of the finger stage, linear from --prior-weight (default: the prior's "
+                        "tuned schedule, docs/fitting.md)")
+    p.add_argument("--contact-weight", type=float, default=None, help="default: FitSettings.contact_weight")
     p.add_argument("--penetration-weight", type=float, default=None, help="default 10 (FitSettings)")
     p.add_argument("--mano-dir", default=None, help="fit MANO hands (MANO_RIGHT.pkl / MANO_LEFT.pkl in this folder) "
                                                     "instead of the bundled open hand; the prior must match")
-    p.add_argument("--render", default=None, help="also write a PNG overlay of the fitted meshes on the keypoints")
+    p.add_argument("--render", default=None,
+                   help="also write a PNG overlay of the fitted meshes on the keypoints (on the photo with --image)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu or cuda (default %(default)s)")
     p.add_argument("--no-progress", action="store_true")
@@ -42,21 +57,33 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from interhandgen.data.format import HandModelSpec
     from interhandgen.exceptions import InputError
-    from interhandgen.fitting import DEFAULT_PRIOR_WEIGHTS, DEFAULT_VARIANT, FitSettings, Fitter, load_observations, \
-        make_prior
+    from interhandgen.fitting import DEFAULT_VARIANT, Fitter, default_settings, load_observations, make_prior
     from interhandgen.io_guard import Out, check_outputs
 
-    check_outputs({"--out": Out(args.out, (".npz",)), "--render": Out(args.render, (".png",))},
-                  {"--observations": args.observations, "--checkpoint": args.checkpoint})
+    check_outputs({"--out": Out(args.out, (".npz",)), "--render": Out(args.render, (".png",)),
+                   "--save-observations": Out(args.save_observations, (".json",))},
+                  {"--observations": args.observations, "--image": args.image, "--checkpoint": args.checkpoint})
+    if args.image is None and (args.fov is not None or args.mirrored or args.save_observations):
+        raise InputError("--fov, --mirrored and --save-observations go with --image")
 
-    d = FitSettings()
-    iterations = d.iterations if args.iterations is None else args.iterations
-    penetration = d.penetration_weight if args.penetration_weight is None else args.penetration_weight
     variant = args.variant or DEFAULT_VARIANT
-    obs, _ = load_observations(args.observations)
+    photo = None
+    if args.image:
+        from interhandgen.fitting.image import observations_from_image
+
+        obs, photo, camera, found = observations_from_image(args.image, mirrored=args.mirrored, fov_degrees=args.fov)
+        hands = ", ".join(f"{h['side']} (detector label {h['label']}, score {h['score']:.2f})" for h in found)
+        print(f"{args.image}: found {hands}; camera fx = fy = {float(camera.intrinsics[0]):.1f} px from {camera.source}")
+        if args.save_observations:
+            from interhandgen.fitting import save_observations
+
+            print(f"wrote {save_observations(obs, args.save_observations)}")
+    else:
+        obs, _ = load_observations(args.observations)
     spec = HandModelSpec.mano(args.mano_dir) if args.mano_dir else HandModelSpec.open_hand()
-    weight = DEFAULT_PRIOR_WEIGHTS[args.prior] if args.prior_weight is None else args.prior_weight
-    settings = FitSettings(iterations=iterations, prior_weight=weight, penetration_weight=penetration, seed=args.seed)
+    settings = default_settings(args.prior, iterations=args.iterations, prior_weight=args.prior_weight,
+                                prior_weight_end=args.prior_weight_end, penetration_weight=args.penetration_weight,
+                                contact_weight=args.contact_weight, seed=args.seed)
     prior, mean, std = make_prior(args.prior, args.checkpoint, args.device, variant, spec)
     fitter = Fitter(prior, mean, std, spec, settings, args.device)
     result = fitter.fit(obs, progress=not args.no_progress)
@@ -72,6 +99,6 @@ def run(args: argparse.Namespace) -> int:
         verts, joints = fitter.body.meshes(result.vectors)
         faces = (fitter.models["left"].faces, fitter.models["right"].faces)
         save_overlay(args.render, verts.detach(), faces, obs.intrinsics, obs.image_size, obs.keypoints_2d,
-                     obs.confidence_2d, joints.detach())
+                     obs.confidence_2d, joints.detach(), photo=photo)
         print(f"wrote {args.render}")
     return 0

@@ -15,13 +15,16 @@ from interhandgen.fitting.priors import PRIORS, DiffusionPrior, GaussianPrior, N
 
 # Prior weights per prior (FitSettings.prior_weight when not given), chosen on the validation split
 # (docs/fitting.md, "Tuning").
-DEFAULT_PRIOR_WEIGHTS = {"interhandgen": 5.0, "vae": 5.0, "gaussian": 5.0, "none": 0.0}
-DEFAULT_VARIANT = "sds"
+DEFAULT_PRIOR_WEIGHTS = {"interhandgen": 20.0, "vae": 20.0, "gaussian": 20.0, "none": 0.0}
+# Weight at the end of stage 2 (FitSettings.prior_weight_end; None: constant).
+DEFAULT_PRIOR_WEIGHTS_END: dict[str, float | None] = {"interhandgen": 1.0, "vae": 1.0, "gaussian": 1.0, "none": None}
+DEFAULT_VARIANT = "dposer"
+DEFAULT_T_RANGE = (0.02, 0.3)  # fractions of T between which the interhandgen prior noises the estimate
 
 
 def make_prior(name: str, checkpoint: str | Path | None = None, device: str | torch.device = "cpu",
                variant: str = DEFAULT_VARIANT, hand_model: HandModelSpec | None = None,
-               ) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+               t_range: tuple[float, float] = DEFAULT_T_RANGE) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
     """(prior module, stats mean [2, 64], stats std [2, 64]).
 
     ``interhandgen``: a cascaded model file (kind shared/separate; default the bundled model). ``vae``: a model file
@@ -43,7 +46,7 @@ def make_prior(name: str, checkpoint: str | Path | None = None, device: str | to
             raise ModelMismatchError(f"{model.source}: the interhandgen prior needs a cascaded model (kind shared or "
                                      f"separate), this file holds kind {kind!r}")
         schedule = model.schedule()
-        return DiffusionPrior(model.net, mean, std, schedule, variant=variant), mean, std
+        return DiffusionPrior(model.net, mean, std, schedule, variant=variant, t_range=t_range), mean, std
     if name == "vae":
         if kind != "vae":
             raise ModelMismatchError(f"{model.source}: the vae prior needs a model file of kind 'vae', got {kind!r}")
@@ -53,14 +56,24 @@ def make_prior(name: str, checkpoint: str | Path | None = None, device: str | to
     return NoPrior(), mean, std
 
 
+def default_settings(prior: str, **fields) -> FitSettings:
+    """FitSettings with the tuned prior weight schedule of ``prior`` (DEFAULT_PRIOR_WEIGHTS[_END]); ``fields``
+    override any field (None values are ignored)."""
+    if prior not in PRIORS:
+        raise InputError(f"prior must be one of {PRIORS}, got {prior!r}")
+    base = {"prior_weight": DEFAULT_PRIOR_WEIGHTS[prior], "prior_weight_end": DEFAULT_PRIOR_WEIGHTS_END[prior]}
+    base.update({k: v for k, v in fields.items() if v is not None})
+    return FitSettings(**base)
+
+
 def fit(observations: Observations, prior: str = "interhandgen", checkpoint: str | Path | None = None,
         settings: FitSettings | None = None, hand_model: HandModelSpec | None = None,
         device: str | torch.device = "cpu", variant: str = DEFAULT_VARIANT, progress: bool = True) -> FitResult:
     """Fit both hands to ``observations`` with the named prior (see :mod:`interhandgen.fitting.fit`).
 
-    ``settings.prior_weight`` defaults to :data:`DEFAULT_PRIOR_WEIGHTS` of the prior when ``settings`` is None.
+    ``settings`` defaults to :func:`default_settings` of the prior.
     """
     module, mean, std = make_prior(prior, checkpoint, device, variant, hand_model)
     if settings is None:
-        settings = FitSettings(prior_weight=DEFAULT_PRIOR_WEIGHTS[prior])
+        settings = default_settings(prior)
     return Fitter(module, mean, std, hand_model, settings, device).fit(observations, progress=progress)

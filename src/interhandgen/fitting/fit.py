@@ -3,7 +3,8 @@
 Unknowns (:mod:`interhandgen.fitting.body`): per hand 45 pose PCA coefficients, 10 betas, a 6D rotation and the
 camera-frame centre joint, batched over frames [B, 2, 64]. The loss per frame is
 
-    E = E_2d + E_3d + E_init + w_prior * prior(canonical(y)) + w_pen * penetration(y) / (2 mm)^2
+    E = E_2d + E_3d + E_init + w_prior(p) * prior(canonical(y)) + ramp(p) (w_pen * penetration(y) / (2 mm)^2
+                                                                          + w_contact * contact(y))
 
 - E_2d = sum_j c_j rho(|pi(J_j) - u_j| / sigma_2d): confidence-weighted, Geman-McClure robust pixel residuals
   (``robust_2d`` pixels of saturation) of the projected joints (OpenCV pinhole, :mod:`interhandgen.fitting.camera`).
@@ -11,6 +12,10 @@ camera-frame centre joint, batched over frames [B, 2, 64]. The loss per frame is
 - E_init = sum_j |J_j - J_j^init|^2 / sigma_init^2 when an initial estimate is given (it acts as a soft 3D
   observation of every joint, so a refit stays near it where the other terms are silent).
 - prior: one of :mod:`interhandgen.fitting.priors` on the canonical pair (left = anchor).
+- w_prior(p): falls linearly from ``prior_weight`` to ``prior_weight_end`` over stage 2 (p = its progress in
+  [0, 1]); ramp(p) = 0.1 + 0.9 p.
+- contact (off by default): (d / 2 mm)^2 of the closest distance d between the two hands' surface samples when
+  d < ``contact_range``.
 - penetration: :func:`interhandgen.guidance.surface_penetration_loss` (the anti-penetration guidance's
   tangent-plane depth penalty on farthest-point surface subsets of both hands), squared metres.
 
@@ -39,8 +44,8 @@ from tqdm.auto import tqdm
 
 from interhandgen.data.format import HandModelSpec, TwoHandSet
 from interhandgen.exceptions import InputError
-from interhandgen.fitting.body import BETAS, CENTER, POSE, ROT6D, TwoHandBody, canonical_from_camera, \
-    set_from_vectors, vectors_from_set
+from interhandgen.fitting.body import BETAS, CENTER, POSE, ROT6D, TwoHandBody, camera_from_canonical, \
+    canonical_from_camera, set_from_vectors, vectors_from_set
 from interhandgen.fitting.camera import project
 from interhandgen.fitting.observations import Observations
 from interhandgen.geometry.loss import geman_mcclure
@@ -68,8 +73,24 @@ class FitSettings:
     robust_3d: float = 0.05  # metres
     sigma_init: float = 0.01  # metres
     prior_weight: float = 5.0  # tuned on the validation split for all three priors (docs/fitting.md)
+    # Weight at the end of stage 2 (linear from prior_weight); None keeps it constant. A falling weight lets the
+    # prior shape the solution early and the data settle the details late (DPoser's decreasing schedule).
+    prior_weight_end: float | None = None
     penetration_weight: float = 10.0  # ramped up over stage 2, see Fitter.energy
     penetration_points: int = 192
+    # Contact: when the fitted hands' surface samples come within contact_range of each other, their closest pair
+    # is pulled together (weight ramped up over stage 2 like the penetration term; 0 disables): most interacting
+    # hands touch, and the penetration term alone leaves a gap.
+    contact_weight: float = 0.0
+    contact_range: float = 0.01  # metres
+    # ScoreHMR-style guided reverse diffusion (interhandgen prior only; None: off): at this progress of stage 2 the
+    # estimate is noised to guided_t * T and denoised by guided_steps DDIM steps of the prior, each guided by
+    # guided_inner normalised data-gradient steps of guided_step_size (DiffusionPrior.guided_projection).
+    guided_at: float | None = None
+    guided_t: float = 0.2
+    guided_steps: int = 10
+    guided_step_size: float = 0.05
+    guided_inner: int = 3
     seed: int = 0
 
     def validate(self) -> None:
@@ -85,6 +106,23 @@ class FitSettings:
                 raise InputError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.prior_weight < 0 or self.penetration_weight < 0:
             raise InputError("prior_weight and penetration_weight must be >= 0")
+        if self.contact_weight < 0 or not self.contact_range > 0:
+            raise InputError(f"contact_weight must be >= 0 and contact_range > 0, got {self.contact_weight}, "
+                             f"{self.contact_range}")
+        if self.guided_at is not None and not (0.0 <= self.guided_at <= 1.0 and 0.0 < self.guided_t <= 1.0
+                                               and self.guided_steps >= 1 and self.guided_inner >= 0
+                                               and self.guided_step_size >= 0):
+            raise InputError("guided_at must lie in [0, 1], guided_t in (0, 1], guided_steps >= 1, guided_inner >= 0 "
+                             f"and guided_step_size >= 0; got {self.guided_at}, {self.guided_t}, {self.guided_steps}, "
+                             f"{self.guided_inner}, {self.guided_step_size}")
+        if self.prior_weight_end is not None and self.prior_weight_end < 0:
+            raise InputError(f"prior_weight_end must be >= 0, got {self.prior_weight_end}")
+
+    def prior_weight_at(self, progress: float) -> float:
+        """The prior weight at ``progress`` in [0, 1] of stage 2."""
+        if self.prior_weight_end is None:
+            return self.prior_weight
+        return self.prior_weight + (self.prior_weight_end - self.prior_weight) * progress
 
 
 @dataclasses.dataclass
@@ -128,6 +166,13 @@ def data_terms(joints: torch.Tensor, obs: Observations, settings: FitSettings, r
     if init_joints is not None:
         out = out + (((joints - init_joints) / settings.sigma_init) ** 2).sum(dim=(-1, -2))
     return out
+
+
+def contact_loss(points_a: torch.Tensor, points_b: torch.Tensor, contact_range: float) -> torch.Tensor:
+    """[B] (d / 2 mm)^2 of the distance d between the closest points of two surface samples [B, N, 3] and
+    [B, M, 3] (metres) where d < contact_range, else 0 (hands apart are left alone)."""
+    d = torch.cdist(points_a, points_b).flatten(1).min(1).values
+    return torch.where(d < contact_range, (d / PENETRATION_SCALE) ** 2, torch.zeros_like(d))
 
 
 def _kabsch(src: torch.Tensor, dst: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -263,6 +308,7 @@ class Fitter:
 
     def _global(self, y: torch.Tensor, obs: Observations, steps: int, init_joints, bar) -> tuple[torch.Tensor, torch.Tensor]:
         """Stage 1 on y [N, 2, 64]: rotation and centre only. Returns (y, final per-hand data energy [N, 2])."""
+        s = self.settings
         p = self._split(y)
         free = {k: p[k].requires_grad_() for k in ("rot", "center")}
         opt = self._optimiser(free)
@@ -270,8 +316,7 @@ class Fitter:
         for i in range(steps):
             self._decay(opt, i / max(steps - 1, 1))
             opt.zero_grad(set_to_none=True)
-            e = data_terms(self.body.joints(self._assemble(p)), obs, self.settings, robust=True,
-                           init_joints=init_joints)
+            e = data_terms(self.body.joints(self._assemble(p)), obs, s, robust=True, init_joints=init_joints)
             e.sum().backward()
             opt.step()
             bar.update(1)
@@ -279,6 +324,25 @@ class Fitter:
             y = self._assemble(p).detach()
             e = data_terms(self.body.joints(y), obs, self.settings, robust=True, init_joints=init_joints)
         return y, e
+
+    def _guided(self, p: dict[str, torch.Tensor], obs: Observations, init_joints, gen: torch.Generator) -> None:
+        """Replace the unknowns ``p`` in place by the prior's guided projection (see FitSettings.guided_at); the
+        left hand's camera pose is kept, everything the canonical pair holds is projected."""
+        s = self.settings
+        if not hasattr(self.prior, "guided_projection"):
+            raise InputError(f"guided_at needs the interhandgen prior, got {getattr(self.prior, 'name', self.prior)!r}")
+        y = self._assemble(p).detach()
+        R_l, c_l = rot6d_to_matrix(y[:, 0, ROT6D]), y[:, 0, CENTER]
+
+        def energy(x: torch.Tensor) -> torch.Tensor:
+            yc = camera_from_canonical(x, R_l, c_l)
+            return data_terms(self.body.joints(yc), obs, s, robust=True, init_joints=init_joints).sum(1)
+
+        x = self.prior.guided_projection(canonical_from_camera(y), energy, s.guided_t, s.guided_steps,
+                                         s.guided_step_size, s.guided_inner, gen)
+        with torch.no_grad():
+            for k, v in self._split(camera_from_canonical(x, R_l, c_l)).items():
+                p[k].copy_(v)
 
     def _expand(self, obs: Observations, k: int) -> Observations:
         rep = lambda t: None if t is None else t.repeat_interleave(k, 0)  # noqa: E731
@@ -291,15 +355,19 @@ class Fitter:
         s = self.settings
         joints, surface = self.body.joints_and_surface(y)
         data = data_terms(joints, obs, s, robust=True, init_joints=init_joints).sum(1)
-        prior = self.prior(canonical_from_camera(y), progress, generator) if s.prior_weight > 0 else data.new_zeros(len(data))
+        w_prior = s.prior_weight_at(progress)
+        used = max(s.prior_weight, s.prior_weight_end or 0.0) > 0  # the value is reported even where w_prior is 0
+        prior = self.prior(canonical_from_camera(y), progress, generator) if used else data.new_zeros(len(data))
         if s.penetration_weight > 0:
             pen = surface_penetration_loss(*surface) / PENETRATION_SCALE ** 2
         else:
             pen = data.new_zeros(len(data))
-        # The penetration weight ramps up over stage 2 (from 10% to 100%): the hands first find their places from
-        # the data and the prior, then are pushed apart where they still overlap.
-        total = data + s.prior_weight * prior + s.penetration_weight * (0.1 + 0.9 * progress) * pen
-        return {"data": data, "prior": prior, "penetration": pen, "total": total}
+        contact = contact_loss(surface[0], surface[2], s.contact_range) if s.contact_weight > 0 else data.new_zeros(len(data))
+        # The penetration and contact weights ramp up over stage 2 (from 10% to 100%): the hands first find their
+        # places from the data and the prior, then are pushed apart where they still overlap.
+        ramp = 0.1 + 0.9 * progress
+        total = data + w_prior * prior + ramp * (s.penetration_weight * pen + s.contact_weight * contact)
+        return {"data": data, "prior": prior, "penetration": pen, "contact": contact, "total": total}
 
     def fit(self, obs: Observations, progress: bool = True) -> FitResult:
         """Fit every frame of ``obs``; see the module docstring."""
@@ -337,7 +405,10 @@ class Fitter:
         for t in p.values():
             t.requires_grad_()
         opt = self._optimiser(p)
+        guided_it = None if s.guided_at is None else int(round(s.guided_at * max(n2 - 1, 1)))
         for it in range(n2):
+            if it == guided_it:
+                self._guided(p, obs, init_joints, gen)
             self._decay(opt, it / max(n2 - 1, 1))
             opt.zero_grad(set_to_none=True)
             terms = self.energy(self._assemble(p), obs, it / max(n2 - 1, 1), gen, init_joints)
@@ -372,5 +443,6 @@ class Fitter:
         terms = self.energy(y, obs, 1.0, gen, init_joints)
         out["prior"] = terms["prior"].tolist()
         out["penetration"] = terms["penetration"].tolist()
+        out["contact"] = terms["contact"].tolist()
         out["data"] = terms["data"].tolist()
         return out

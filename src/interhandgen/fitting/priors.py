@@ -153,3 +153,48 @@ class DiffusionPrior(nn.Module):
         if self.variant == "dposer":
             value = value * self.snr_weight.to(z.device)[t.to(z.device)].to(z)
         return value
+
+    def _denoise_cascade(self, zt: torch.Tensor, t: torch.Tensor, anchor_clean: torch.Tensor | None) -> torch.Tensor:
+        """x0 estimates [B, 2, 64] of z_t [B, 2, 64] at timesteps t [B]: the anchor unconditionally, the partner
+        conditioned on ``anchor_clean`` [B, 64] (default: the anchor's own estimate, as in cascaded sampling)."""
+        off = torch.zeros(zt.shape[0], dtype=torch.bool, device=zt.device)
+        anchor = self.net(zt[:, 0], t, torch.zeros_like(zt[:, 0]), off)
+        cond = anchor if anchor_clean is None else anchor_clean
+        return torch.stack([anchor, self.net(zt[:, 1], t, cond, ~off)], dim=1)
+
+    def guided_projection(self, x: torch.Tensor, data_energy, t_start: float, steps: int, step_size: float,
+                          inner: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """ScoreHMR-style refinement of canonical pairs x [B, 2, 64] (raw units) -> [B, 2, 64].
+
+        The standardised estimate is noised to ``t_start`` (a fraction of T) by the forward process, then brought
+        back by ``steps`` deterministic DDIM steps of the frozen cascade; at every step the x0 estimate is moved
+        ``inner`` times by ``step_size`` standardised units down the normalised gradient of ``data_energy`` (a
+        callable: raw canonical pairs [B, 2, 64] -> [B], differentiable) before the update, so the result is a
+        sample of the prior near the estimate that keeps explaining the observations. The anchor's constant slots
+        are kept.
+        """
+        z0 = self.standardise(x.detach())
+        T = self.sqrt_abar.shape[0]
+        ts = torch.linspace(0, t_start * (T - 1), steps + 1).round().long().tolist()
+        dev = z0.device
+        a, s = self.sqrt_abar.to(dev), self.sqrt_one_minus.to(dev)
+        eps = torch.randn(z0.shape, generator=generator).to(z0)
+        z = a[ts[-1]] * z0 + s[ts[-1]] * eps
+        fixed = z0[:, 0, _ANCHOR_FREE.stop:]
+        mean, std = self.mean.to(z0), self.std.to(z0)
+        x0 = z0
+        for i in range(steps, 0, -1):
+            t, t_prev = ts[i], ts[i - 1]
+            with torch.no_grad():
+                x0 = self._denoise_cascade(z, torch.full((z.shape[0],), t, dtype=torch.int64, device=dev), None)
+                x0[:, 0, _ANCHOR_FREE.stop:] = fixed
+            for _ in range(inner):
+                x0 = x0.detach().requires_grad_()
+                (g,) = torch.autograd.grad(data_energy(x0 * std + mean).sum(), x0)
+                g[:, 0, _ANCHOR_FREE.stop:] = 0.0
+                x0 = x0 - step_size * g / g.flatten(1).norm(dim=1).clamp(min=1e-12)[:, None, None]
+            x0 = x0.detach()
+            if i > 1:
+                e_hat = (z - a[t] * x0) / s[t]
+                z = a[t_prev] * x0 + s[t_prev] * e_hat
+        return x0 * std + mean
