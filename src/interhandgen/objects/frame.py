@@ -17,6 +17,7 @@ object model's share one representation, and :func:`interhandgen.data.canonical.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Mapping, NamedTuple
 
 import numpy as np
@@ -25,6 +26,7 @@ import torch
 from interhandgen.data.canonical import IDENTITY_ROT6D, ROT_SLICE, TRANSL_SLICE, mirror, to_canonical
 from interhandgen.data.format import TwoHandSet
 from interhandgen.exceptions import InputError
+from interhandgen.objects.grasps import surface_samples as grasp_surface_samples
 from interhandgen.rotations import axis_angle_to_matrix, matrix_to_rot6d, rot6d_to_matrix
 
 __all__ = ["SURFACE_POINTS", "surface_samples", "ObjectFramePairs", "to_object_frame", "object_frame_training_arrays",
@@ -36,27 +38,17 @@ _MIRROR = torch.tensor([-1.0, 1.0, 1.0])
 
 
 def surface_samples(vertices: np.ndarray, faces: np.ndarray, num: int = SURFACE_POINTS, seed: int = 0) -> np.ndarray:
-    """[num, 6] points (metres) and outward unit face normals, area-weighted on a closed mesh, deterministic for
-    (mesh, num, seed): triangles drawn with probability proportional to their area, uniform barycentric points."""
+    """[num, 6] area-weighted surface points (metres) and outward unit face normals of a closed mesh, deterministic
+    for (mesh, num, seed): the grasp generator's sampler (:func:`interhandgen.objects.grasps.surface_samples`)
+    with a generator seeded by ``seed``."""
     v = np.asarray(vertices, dtype=np.float64)
     f = np.asarray(faces, dtype=np.int64)
     if v.ndim != 2 or v.shape[1] != 3 or f.ndim != 2 or f.shape[1] != 3 or len(f) == 0:
         raise InputError(f"surface_samples: expected vertices [V, 3] and faces [F, 3], got {v.shape} and {f.shape}")
     if num < 1:
         raise InputError(f"surface_samples: num must be >= 1, got {num}")
-    tri = v[f]
-    cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    area2 = np.linalg.norm(cross, axis=1)
-    if not area2.sum() > 0:
-        raise InputError("surface_samples: the mesh has zero area")
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(len(f), size=num, p=area2 / area2.sum())
-    r1, r2 = rng.random(num), rng.random(num)
-    s = np.sqrt(r1)
-    w = np.stack([1.0 - s, s * (1.0 - r2), s * r2], axis=1)
-    points = np.einsum("nk,nkd->nd", w, tri[pick])
-    normals = cross[pick] / np.maximum(area2[pick], 1e-300)[:, None]
-    return np.concatenate([points, normals], axis=1)
+    pts, nrm = grasp_surface_samples(SimpleNamespace(vertices=v, faces=f), int(num), np.random.default_rng(seed))
+    return np.concatenate([pts, nrm], axis=1)
 
 
 class ObjectFramePairs(NamedTuple):
