@@ -52,20 +52,34 @@ def bundled_object_model_path() -> Path:
 
 @dataclasses.dataclass
 class ObjectScene:
-    """Objects to sample around: a library of M objects (own frames) and, per sample, an object index and world
-    pose. ``object_pose`` [M, 7] places library object m (articulation 0, axis-angle, translation = its centre);
-    samples cycle through the M objects (sample i gets object i mod M)."""
+    """Objects to sample around: a library of objects (own frames) and S placements: ``object_id`` [S] (default
+    0..M-1) and ``object_pose`` [S, 7] (articulation 0, axis-angle, translation = the object's centre). Sample i gets
+    placement i mod S (e.g. the placements of a data set's test split, to compare with it)."""
 
     library: ObjectLibrary
     object_pose: np.ndarray
+    object_id: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.object_pose = np.asarray(self.object_pose, dtype=np.float64)
-        if self.object_pose.shape != (len(self.library), 7) or not np.isfinite(self.object_pose).all():
-            raise InputError(f"object_pose must be finite [{len(self.library)}, 7], got {self.object_pose.shape}")
+        ids = np.arange(len(self.library)) if self.object_id is None else np.asarray(self.object_id)
+        self.object_id = ids.astype(np.int64)
+        if self.object_id.ndim != 1 or len(ids) == 0 or ids.min() < 0 or ids.max() >= len(self.library):
+            raise InputError(f"object_id must index the {len(self.library)} library objects")
+        if self.object_pose.shape != (len(ids), 7) or not np.isfinite(self.object_pose).all():
+            raise InputError(f"object_pose must be finite [{len(ids)}, 7], got {self.object_pose.shape}")
 
-    def rows(self, num: int) -> np.ndarray:
-        return np.arange(num) % len(self.library)
+    @classmethod
+    def of(cls, two_hands: TwoHandSet) -> "ObjectScene":
+        """The placements of a set's pairs (its object library, ids and poses)."""
+        if two_hands.object_library is None:
+            raise InputError("the set has no object library")
+        return cls(two_hands.object_library, two_hands.object_pose, two_hands.labels["object_id"][0])
+
+    def rows(self, num: int) -> tuple[np.ndarray, np.ndarray]:
+        """(object ids [num], poses [num, 7]) of samples 0..num-1."""
+        entry = np.arange(num) % len(self.object_id)
+        return self.object_id[entry], self.object_pose[entry]
 
 
 def mesh_centre_of_mass(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, float]:
@@ -190,15 +204,13 @@ class ObjectInterHandGen:
         if scene is None:
             x = self._run(num, None, None, seed, settings, object_settings, batch_size, progress)
             return to_world(x, self.hands, anchor=ANCHOR_SIDE, hand_model=self.hand_model, metadata=meta)
-        rows = scene.rows(num)
-        tokens, surfaces = self.condition(scene.library, rows, scene.object_pose[rows],
-                                          object_settings.object_guidance_points)
+        ids, poses = scene.rows(num)
+        tokens, surfaces = self.condition(scene.library, ids, poses, object_settings.object_guidance_points)
         x = self._run(num, tokens, surfaces, seed, settings, object_settings, batch_size, progress)
-        centre = torch.as_tensor(scene.object_pose[rows, 4:7], dtype=torch.float64)
+        centre = torch.as_tensor(poses[:, 4:7], dtype=torch.float64)
         return to_world(x, self.hands, anchor=ANCHOR_SIDE, anchor_world=anchor_world_pose(x, centre),
-                        hand_model=self.hand_model, metadata=meta, object_id=rows,
-                        object_names=scene.library.names, object_pose=scene.object_pose[rows],
-                        object_library=scene.library)
+                        hand_model=self.hand_model, metadata=meta, object_id=ids, object_names=scene.library.names,
+                        object_pose=poses, object_library=scene.library)
 
     def _run(self, num, tokens, surfaces, seed, settings, object_settings, batch_size, progress, anchors=None):
         if settings.resample_rounds:
