@@ -27,10 +27,9 @@ from interhandgen.data.canonical import ANCHOR_SIDE, mirror, to_world
 from interhandgen.data.format import HandModelSpec, TwoHandSet
 from interhandgen.data.object_library import ObjectLibrary
 from interhandgen.exceptions import InputError, MissingFileError, ModelMismatchError
-from interhandgen.generation.api import LoadedModel, load_model, settle_factory
+from interhandgen.generation.api import InterHandGen, LoadedModel, load_model, settle_factory
 from interhandgen.generation.cascade import SamplerSettings
 from interhandgen.generation.object_sampling import ObjectSettings, describe, object_cascaded_sample
-from interhandgen.generation.subset import SubsetHand
 from interhandgen.models import registered
 from interhandgen.objects.frame import SURFACE_POINTS, anchor_world_pose, surface_samples, to_object_frame
 from interhandgen.objects.library import FAMILY_NAMES, sample_objects
@@ -148,26 +147,18 @@ class ObjectInterHandGen:
         if not registered(model.model_config).uses_object:
             raise ModelMismatchError(f"{model.source}: a {model.kind!r} model takes no object; use an object model "
                                      "(kind shared_object, e.g. the bundled one) or sample without --object")
-        self.model = model
-        self.device = torch.device(device)
-        self.hand_model = model.hand_model(hand_model)
-        self.hands = self.hand_model.load(pose_space="pca", device=self.device)
-        self.schedule = model.schedule().to(self.device)
+        # the cascade's machinery (hand layers, schedule, guidance subsets) is the two-hand generator's
+        self.cascade = InterHandGen(model, hand_model, device)
+        self.model, self.device = model, self.cascade.device
+        self.hand_model, self.hands, self.schedule = self.cascade.hand_model, self.cascade.hands, self.cascade.schedule
         objects = (model.artifact.objects if model.artifact is not None else None) or {}
         self.orientations: dict[str, list] = dict(objects.get("orientations", {}))
         self.num_points = int(objects.get("num_points", SURFACE_POINTS))
-        self._subsets: dict[int, tuple[SubsetHand, SubsetHand]] = {}
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str | torch.device = "cpu",
              hand_model: HandModelSpec | None = None) -> "ObjectInterHandGen":
         return cls(load_model(bundled_object_model_path() if path is None else path, device), hand_model, device)
-
-    def subsets(self, num_points: int) -> tuple[SubsetHand, SubsetHand]:
-        if num_points not in self._subsets:
-            self._subsets[num_points] = (SubsetHand(self.hands[ANCHOR_SIDE], num_points),
-                                         SubsetHand(self.hands["right"], num_points))
-        return self._subsets[num_points]
 
     def condition(self, library: ObjectLibrary, ids: np.ndarray, poses: np.ndarray, guidance_points: int,
                   mirrored: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -216,10 +207,11 @@ class ObjectInterHandGen:
         if settings.resample_rounds:
             raise InputError("resampling of interpenetrating partners is not available with an object "
                              "(set resample_rounds=0; hand-object guidance and settling take its place)")
-        settle = settle_factory(*self.subsets(settings.settle_points), settings)
+        settle = settle_factory(*self.cascade.surface_subsets(settings.settle_points), settings)
         return object_cascaded_sample(self.model.net, self.schedule, self.model.stats_mean, self.model.stats_std,
                                       tokens, surfaces, num, settings, object_settings,
-                                      self.subsets(settings.apg_points), settle=settle, anchors=anchors, seed=seed,
+                                      self.cascade.surface_subsets(settings.apg_points), settle=settle,
+                                      anchors=anchors, seed=seed,
                                       batch_size=batch_size, device=self.device, progress=progress)
 
     def complete(self, given: TwoHandSet, side: str = "left", seed: int = 0, settings: SamplerSettings | None = None,
