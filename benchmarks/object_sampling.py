@@ -36,6 +36,10 @@ VARIANTS = {
     "no_guidance": ObjectSettings(object_guidance_weight=0.0),
     "no_settle": ObjectSettings(object_settle_steps=0),
     "none": ObjectSettings(object_guidance_weight=0.0, object_settle_steps=0),
+    # settling sweeps (every hand of the data touches its object, so a wider attraction is not ruled out by it)
+    "attract60": ObjectSettings(object_attract_mm=60.0),
+    "attract100": ObjectSettings(object_attract_mm=100.0),
+    "attract60_settle12": ObjectSettings(object_attract_mm=60.0, object_settle_steps=12),
 }
 
 
@@ -53,7 +57,8 @@ def main() -> None:
     ap.add_argument("--num", type=int, default=1000)
     ap.add_argument("--metric-pairs", type=int, default=200)
     ap.add_argument("--variants", default="full,no_guidance,no_settle,none,no_object")
-    ap.add_argument("--physics", action="store_true", help="MuJoCo stability of the data and the 'full' variant")
+    ap.add_argument("--physics", action="store_true", help="MuJoCo stability of the data and --physics-variants")
+    ap.add_argument("--physics-variants", default="full")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
@@ -81,7 +86,7 @@ def main() -> None:
             two = gen.sample(args.num, scene, seed=args.seed, settings=settings, object_settings=osets,
                              progress=False)
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-        fig = figures(two[: args.metric_pairs], args.physics and name == "full")  # MuJoCo: the default sampler
+        fig = figures(two[: args.metric_pairs], args.physics and name in args.physics_variants.split(","))
         result["variants"][name] = {"seconds": seconds, "cpu_seconds": cpu, "load_average": os.getloadavg(),
                                     "object_settings": dataclasses.asdict(osets), "figures": fig}
         print(name, f"{seconds:.1f} s", json.dumps(fig), flush=True)

@@ -97,3 +97,18 @@ def test_object_errors_are_clean(trained, tmp_path, capsys):
     code = main(["sample", "--checkpoint", str(trained / "run"), "--object-family", "teapot", "--num", "2",
                  "--out", str(tmp_path / "y.npz"), "--no-progress"])
     assert code != 0 and "unknown family" in capsys.readouterr().err
+
+
+def test_complete_given_hands_with_a_user_object(trained, tmp_path):
+    obj = sample_object("box", np.random.default_rng(1))
+    trimesh.Trimesh(obj.vertices + np.array([0.0, 0.05, 0.0]), obj.faces).export(tmp_path / "box.obj")
+    full = random_object_set(3, seed=2, splits=False)
+    plain = TwoHandSet(full.left, full.right, pose_space=full.pose_space, flat_hand_mean=full.flat_hand_mean)
+    plain.save(tmp_path / "plain.npz")
+    out = tmp_path / "c.npz"
+    assert main(["complete", "--checkpoint", str(trained / "run"), "--given", str(tmp_path / "plain.npz"), "--side",
+                 "left", "--object", str(tmp_path / "box.obj"), "--steps", "3", "--out", str(out), "--meshes",
+                 str(tmp_path / "m"), "--no-progress", "--threads", "1"]) == 0
+    c = TwoHandSet.load(out)
+    np.testing.assert_array_equal(c.left.transl, plain.left.transl)
+    assert len(c.object_library) == 1 and (tmp_path / "m" / "000002_object.ply").is_file()
