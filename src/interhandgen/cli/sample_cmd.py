@@ -8,6 +8,7 @@ from pathlib import Path
 
 from interhandgen.cli._args import positive_int
 from interhandgen.cli._sampling_opts import DEFAULTS, add_sampler_options, hand_model_from_args, settings_from_args
+from interhandgen.cli.sample_object import add_object_options, wants_object
 
 # Upper bounds per pair for the --num check: the .npz stores 2 x 61 float32 hand numbers (488 B) plus labels;
 # in memory the canonical [N, 64] float32 vectors and the world-frame arrays (float32 and the float64 copies).
@@ -31,6 +32,7 @@ def register(sub) -> None:
     add_sampler_options(p)
     p.add_argument("--meshes", default=None, help="also write each sample's two meshes (.ply) into this folder")
     p.add_argument("--render", default=None, help="also write a PNG grid of (up to 16) samples")
+    add_object_options(p)
     p.set_defaults(func=run)
 
 
@@ -47,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
                    "--meshes": Out(args.meshes, folder=True)}, {"--checkpoint": args.checkpoint})
     check_count("--num", args.num, out=args.out, disk_bytes_each=SAMPLE_DISK_BYTES, memory_bytes_each=SAMPLE_MEMORY_BYTES)
     settings = settings_from_args(args, DEFAULTS.apg_weight)
+    if wants_object(args):
+        return _run_with_object(args, settings)
     shards = Shards.from_env()
     device = args.device
     if shards.world > 1 and device == "cuda":
@@ -73,6 +77,31 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {len(two)} samples to {out}")
         _write_extras(two, gen.hands, args)
     shards.finish("sample")
+    return 0
+
+
+def _run_with_object(args: argparse.Namespace, settings) -> int:
+    """Sampling around an object (--object / --object-family) with an object model (docs/objects_model.md)."""
+    from interhandgen.cli.sample_object import (load_object_generator, object_sampler_settings,
+                                                object_settings_from_args, write_object_extras)
+    from interhandgen.exceptions import InputError
+    from interhandgen.generation import Shards
+    from interhandgen.generation.object_api import family_objects, user_object
+
+    if Shards.from_env().world > 1:
+        raise InputError("--object/--object-family: sharded sampling under torchrun is not available with objects")
+    settings = object_sampler_settings(args, settings, DEFAULTS)
+    object_settings = object_settings_from_args(args)
+    gen = load_object_generator(args)
+    if args.mano_dir is not None:
+        gen = load_object_generator(args, hand_model_from_args(args, gen.model))
+    scene = user_object(args.object) if args.object else \
+        family_objects(args.object_family, args.num_objects, args.seed, gen.orientations)
+    two = gen.sample(args.num, scene, seed=args.seed, settings=settings, object_settings=object_settings,
+                     batch_size=args.batch_size, progress=not args.no_progress)
+    out = two.save(args.out)
+    print(f"wrote {len(two)} samples with {len(scene.library)} object(s) to {out}")
+    write_object_extras(two, gen.hands, args)
     return 0
 
 

@@ -71,6 +71,9 @@ def _run_locked(args: argparse.Namespace, out: Path, rank: int) -> int:
 
     from interhandgen.data.canonical import Standardizer, load_training_arrays
     from interhandgen.data.format import TwoHandSet
+    from interhandgen.exceptions import InputError
+    from interhandgen.models import registered
+    from interhandgen.objects.frame import family_orientations, object_frame_training_arrays
     from interhandgen.run_hygiene import truncate_event_files
     from interhandgen.training import sample_preview_callback, setup_run, train, write_run_config
 
@@ -80,8 +83,21 @@ def _run_locked(args: argparse.Namespace, out: Path, rank: int) -> int:
         truncate_event_files(out / "tb", setup.step)  # events past the checkpoint would be logged twice
     data = TwoHandSet.load(args.data)
     models = data.hand_models()
-    train_x = load_training_arrays(data, split="train", mirror_augment=setup.mirror_augment, models=models)
-    val_x = load_training_arrays(data, split="validation", models=models)
+    object_kw = {}
+    if registered(setup.model_config).uses_object:
+        # Object models: the anchor's pose in the object frame, and the objects' surface points (docs/objects_model.md).
+        if data.object_library is None:
+            raise InputError(f"--data {args.data}: model kind {setup.model_config.get('kind')!r} trains on pairs with "
+                             "objects, but the file has no object library (interhandgen data synth --objects)")
+        num_points = int((setup.model_config.get("object_encoder") or {}).get("num_points", 256))
+        train_x, train_p = object_frame_training_arrays(data, "train", setup.mirror_augment, models, num_points)
+        val_x, val_p = object_frame_training_arrays(data, "validation", False, models, num_points)
+        object_kw = {"train_points": train_p, "val_points": val_p,
+                     "objects_record": {"num_points": num_points,
+                                        "orientations": family_orientations(data.select_split("train"))}}
+    else:
+        train_x = load_training_arrays(data, split="train", mirror_augment=setup.mirror_augment, models=models)
+        val_x = load_training_arrays(data, split="validation", models=models)
     std = Standardizer.fit(train_x)
     if setup.stats is not None:  # the statistics are part of the run
         std = Standardizer(setup.stats[0], setup.stats[1], torch.zeros(2, 64, dtype=torch.bool))
@@ -96,6 +112,7 @@ def _run_locked(args: argparse.Namespace, out: Path, rank: int) -> int:
                                              std.std.float()),
         hand_model=data.hand_model,
         provenance={"command": " ".join(["interhandgen", *sys.argv[1:]]), "data_file": str(args.data)},
+        **object_kw,
     )
     if rank == 0:
         print(f"{result.status} at step {result.step} (epoch {result.epoch}); run folder {out}")

@@ -32,7 +32,7 @@ from interhandgen.data.canonical import canonical_vertices
 from interhandgen.generation.subset import SubsetHand
 from interhandgen.exceptions import InputError
 
-__all__ = ["boxes_overlap", "surface_penetration_loss", "AntiPenetrationGuidance"]
+__all__ = ["boxes_overlap", "surface_penetration_loss", "PolyakGuidance", "AntiPenetrationGuidance"]
 
 
 def boxes_overlap(points_a: torch.Tensor, points_b: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
@@ -112,7 +112,55 @@ def surface_penetration_loss(
     return loss.index_add(0, rows, near_loss)
 
 
-class AntiPenetrationGuidance:
+class PolyakGuidance:
+    """The guided x0 step shared by the guidance hooks: subclasses define ``loss(x_std) -> [B]``; at guided step k
+    (fraction ``weight * decay**steps_left`` on the last ``last_steps`` steps) x0 takes the Polyak step
+    x0 - w L / |grad L|^2 grad L, shortened to ``max_step`` (see the module docstring)."""
+
+    weight: float
+    decay: float
+    num_steps: int
+    last_steps: int | None
+    max_step: float
+    calls: int
+    guided_calls: int
+
+    def loss(self, x_std: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def step_weight(self, step_index: int) -> float:
+        steps_left = self.num_steps - 1 - step_index
+        if self.last_steps is not None and steps_left >= self.last_steps:
+            return 0.0
+        return self.weight * self.decay ** steps_left
+
+    def __call__(self, x0_hat: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, step_index: int) -> torch.Tensor:
+        self.calls += 1
+        w = self.step_weight(step_index)
+        if w == 0.0:
+            return x0_hat
+        self.guided_calls += 1
+        with torch.enable_grad():
+            x = x0_hat.detach().requires_grad_(True)
+            loss = self.loss(x)
+            # No pair near: the loss is a constant 0 without a graph, and so is its gradient.
+            if loss.requires_grad:
+                with deterministic_backward():
+                    grad = torch.autograd.grad(loss.sum(), x)[0]
+            else:
+                grad = torch.zeros_like(x)
+        loss = loss.detach()
+        grad_sq = (grad * grad).sum(dim=1)
+        active = (loss > 0) & (grad_sq > 0)
+        scale = torch.where(active, w * loss / torch.where(active, grad_sq, torch.ones_like(grad_sq)),
+                            torch.zeros_like(loss))
+        step = scale[:, None] * grad
+        length = step.norm(dim=1, keepdim=True)
+        step = step * torch.clamp(self.max_step / torch.where(length > 0, length, torch.ones_like(length)), max=1.0)
+        return x0_hat - step
+
+
+class AntiPenetrationGuidance(PolyakGuidance):
     """An ``x0_guidance`` hook for :func:`interhandgen.diffusion.ddim_sample` (see the module docstring).
 
     Args:
@@ -166,39 +214,8 @@ class AntiPenetrationGuidance:
             points, normals = anchor(anchor_raw)
         return cls(points, normals, other, mean, std, **kwargs)
 
-    def step_weight(self, step_index: int) -> float:
-        steps_left = self.num_steps - 1 - step_index
-        if self.last_steps is not None and steps_left >= self.last_steps:
-            return 0.0
-        return self.weight * self.decay ** steps_left
-
     def loss(self, x_std: torch.Tensor) -> torch.Tensor:
         """The penalty [B] of standardised other-hand vectors [B, 64] against the anchors."""
         points, normals = self.other(x_std * self.std + self.mean)
         return surface_penetration_loss(self.anchor_points, self.anchor_normals, points, normals, rho=self.rho,
                                         margin=self.margin)
-
-    def __call__(self, x0_hat: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, step_index: int) -> torch.Tensor:
-        self.calls += 1
-        w = self.step_weight(step_index)
-        if w == 0.0:
-            return x0_hat
-        self.guided_calls += 1
-        with torch.enable_grad():
-            x = x0_hat.detach().requires_grad_(True)
-            loss = self.loss(x)
-            # No pair near: the loss is a constant 0 without a graph, and so is its gradient.
-            if loss.requires_grad:
-                with deterministic_backward():
-                    grad = torch.autograd.grad(loss.sum(), x)[0]
-            else:
-                grad = torch.zeros_like(x)
-        loss = loss.detach()
-        grad_sq = (grad * grad).sum(dim=1)
-        active = (loss > 0) & (grad_sq > 0)
-        scale = torch.where(active, w * loss / torch.where(active, grad_sq, torch.ones_like(grad_sq)),
-                            torch.zeros_like(loss))
-        step = scale[:, None] * grad
-        length = step.norm(dim=1, keepdim=True)
-        step = step * torch.clamp(self.max_step / torch.where(length > 0, length, torch.ones_like(length)), max=1.0)
-        return x0_hat - step

@@ -37,7 +37,7 @@ from interhandgen.data.canonical import HAND_DIM, LAYOUT_VERSION
 from interhandgen.data.format import HandModelSpec
 from interhandgen.exceptions import InputError, MissingFileError, ModelMismatchError
 from interhandgen.limits import check_model_stats
-from interhandgen.models.registry import build_model, model_kind
+from interhandgen.models.registry import build_model, model_kind, registered
 from interhandgen.reproducible import canonical_safetensors
 from interhandgen.safe_files import loads_json
 
@@ -45,6 +45,8 @@ MODEL_FORMAT = "interhandgen.model.v2"
 MODEL_FORMAT_V1 = "interhandgen.model.v1"
 CHECKPOINT_FORMAT = "interhandgen.train.v1"
 CONDITIONING = ("hand",)
+#: Condition slots this library can provide (an object model's file records ``["hand", "object"]``).
+KNOWN_CONDITIONING = ("hand", "object")
 SCHEDULE_KEYS = ("schedule", "num_timesteps", "beta_start", "beta_end")
 _CHECKPOINT_FIELDS = ("step", "epoch", "next_batch", "model", "ema", "optimizer", "rng", "model_config",
                       "train_config", "stats", "data", "log_rows")
@@ -80,6 +82,10 @@ class ModelArtifact:
     conditioning: tuple[str, ...] = CONDITIONING
     provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
     source: str = ""
+    # Object models only: what they need to place an object of a family (``orientations``: per family, world
+    # rotations (axis-angle) of the training objects; ``num_points``: surface points per object). None otherwise,
+    # and then absent from the header, so two-hand model files keep their bytes.
+    objects: dict[str, Any] | None = None
 
     @property
     def kind(self) -> str:
@@ -90,9 +96,12 @@ class ModelArtifact:
         return dict(self.provenance.get("train_config", {}))
 
     def header(self) -> dict[str, Any]:
-        return {"kind": self.kind, "model_config": self.model_config, "schedule": self.schedule,
-                "hand_model": self.hand_model, "layout_version": self.layout_version,
-                "conditioning": list(self.conditioning), "provenance": self.provenance}
+        h = {"kind": self.kind, "model_config": self.model_config, "schedule": self.schedule,
+             "hand_model": self.hand_model, "layout_version": self.layout_version,
+             "conditioning": list(self.conditioning), "provenance": self.provenance}
+        if self.objects is not None:
+            h["objects"] = self.objects
+        return h
 
     def resolve_hand_model(self, given: HandModelSpec | None) -> HandModelSpec:
         """The hand model to decode this model's samples with.
@@ -141,11 +150,13 @@ def export_model(
     *,
     hand_model: HandModelSpec | None = None,
     conditioning: tuple[str, ...] = CONDITIONING,
+    objects: dict[str, Any] | None = None,
 ) -> str:
     """Write a model file (format v2) atomically; returns its SHA-256.
 
     ``provenance`` should hold ``train_config`` (the schedule is taken from it), ``data`` (fingerprint),
-    ``command`` and ``commit`` where known; ``hand_model`` the hand model the training data used.
+    ``command`` and ``commit`` where known; ``hand_model`` the hand model the training data used; ``objects``
+    (object models) the ``objects`` header field.
     """
     provenance = dict(provenance or {})
     model_kind(model_config)  # refuse an unknown kind before writing
@@ -153,7 +164,8 @@ def export_model(
     tensors["stats.mean"] = stats_mean.detach().cpu().float().contiguous()
     tensors["stats.std"] = stats_std.detach().cpu().float().contiguous()
     art = ModelArtifact({}, model_config, stats_mean, stats_std, schedule_record(provenance.get("train_config", {})),
-                        hand_model_record(hand_model), LAYOUT_VERSION, tuple(conditioning), provenance)
+                        hand_model_record(hand_model), LAYOUT_VERSION, tuple(conditioning), provenance,
+                        objects=objects)
     metadata = {"format": MODEL_FORMAT, "header": json.dumps(art.header(), sort_keys=True)}
     payload = canonical_safetensors(st_save(tensors, metadata=metadata))  # same model, same bytes
     atomic_write_bytes(path, payload)
@@ -194,8 +206,11 @@ def read_model_file(path: str | os.PathLike) -> ModelArtifact:
         h = loads_json(meta["header"], f"{path}: metadata field 'header'", allow_nan=False)
         _require_objects(path, header=h)
         _require_objects(path, model_config=h["model_config"], schedule=h["schedule"], provenance=h["provenance"])
+        if "objects" in h:
+            _require_objects(path, objects=h["objects"])
         art = ModelArtifact(state, h["model_config"], mean, std, h["schedule"], h["hand_model"],
-                            int(h["layout_version"]), tuple(h["conditioning"]), h["provenance"], str(path))
+                            int(h["layout_version"]), tuple(h["conditioning"]), h["provenance"], str(path),
+                            h.get("objects"))
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, InputError):
             raise
@@ -203,10 +218,10 @@ def read_model_file(path: str | os.PathLike) -> ModelArtifact:
     if art.layout_version != LAYOUT_VERSION:
         raise ModelMismatchError(f"{path}: canonical layout version {art.layout_version}; this library reads "
                                  f"version {LAYOUT_VERSION}")
-    unknown = sorted(set(art.conditioning) - set(CONDITIONING))
+    unknown = sorted(set(art.conditioning) - set(KNOWN_CONDITIONING))
     if unknown:
         raise ModelMismatchError(f"{path}: conditioned on {unknown}, which this library cannot provide "
-                                 f"(known: {list(CONDITIONING)})")
+                                 f"(known: {list(KNOWN_CONDITIONING)})")
     return art
 
 
@@ -255,8 +270,9 @@ def read_model(path: str | os.PathLike) -> ModelArtifact:
         return read_model_file(path)
     ckpt = read_training_checkpoint(path)
     return ModelArtifact(ckpt["ema"], ckpt["model_config"], ckpt["stats"]["mean"], ckpt["stats"]["std"],
-                         schedule_record(ckpt["train_config"]), ckpt.get("hand_model"), LAYOUT_VERSION, CONDITIONING,
-                         {"train_config": ckpt["train_config"], "data": ckpt["data"]}, str(path))
+                         schedule_record(ckpt["train_config"]), ckpt.get("hand_model"), LAYOUT_VERSION,
+                         registered(ckpt["model_config"]).conditioning,
+                         {"train_config": ckpt["train_config"], "data": ckpt["data"]}, str(path), ckpt.get("objects"))
 
 
 def build_network(art: ModelArtifact, device: str | torch.device = "cpu") -> torch.nn.Module:

@@ -4,7 +4,10 @@
 - ``"shared"`` (default): the InterHandGen denoiser, ONE network for both stages;
 - ``"separate"``: the same architecture twice, one network per stage ("w/o shared network");
 - ``"joint"``: one diffusion over both hands jointly ("w/o decomposition");
-- ``"vae"``: a two-hand VAE prior.
+- ``"vae"``: a two-hand VAE prior;
+- ``"shared_object"``: the shared denoiser with an object token in both stages
+  (:class:`interhandgen.models.object_encoder.ObjectConditionedDenoiser`; ``object_encoder:`` configures it,
+  ``object_drop_prob`` and ``rotate_z`` its objective, :func:`interhandgen.models.object_loss.object_diffusion_loss`).
 The remaining keys configure the network (for shared/separate: :class:`interhandgen.models.DenoiserConfig`).
 
 The trainer takes a kind's builder and loss from here; the sampler is named (``SAMPLERS``) rather than
@@ -24,13 +27,15 @@ from interhandgen.models.baselines import JointDenoiser, SeparateStageDenoisers,
 from interhandgen.models.config import DenoiserConfig
 from interhandgen.models.denoiser import build_denoiser
 from interhandgen.models.losses import diffusion_loss, joint_loss, vae_loss
+from interhandgen.models.object_encoder import build_object_denoiser
+from interhandgen.models.object_loss import DEFAULT_OBJECT_DROP_PROB, object_diffusion_loss
 
 #: What a kind's sampler is (implemented in :mod:`interhandgen.generation`): the cascade (anchor, then the
 #: conditioned partner), one reverse diffusion over both hands, or one decoder pass.
 SAMPLERS = ("cascaded", "joint", "decoder")
 
 # Keys of a model config that configure the training objective, not the network.
-_OBJECTIVE_KEYS = ("kind", "kl_weight")
+_OBJECTIVE_KEYS = ("kind", "kl_weight", "object_drop_prob", "rotate_z")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +47,11 @@ class ModelKind:
     build: Callable[[dict[str, Any]], nn.Module]
     loss: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
     sampler: str
+    conditioning: tuple[str, ...] = ("hand",)  # the condition slots (model files record them)
+
+    @property
+    def uses_object(self) -> bool:
+        return "object" in self.conditioning
 
     @property
     def cascaded(self) -> bool:
@@ -69,11 +79,22 @@ def _vae_loss(net, batch, schedule, cfg, generator, model_config):
     return vae_loss(net, batch, float(model_config.get("kl_weight", 1e-2)), cfg, generator)
 
 
+def _object_loss(net, batch, schedule, cfg, generator, model_config, *, points=None, stats=None):
+    if points is None or stats is None:
+        raise InputError("a 'shared_object' model trains on pairs with objects: the trainer must pass the objects' "
+                         "points and the standardisation statistics (interhandgen train does for a set with an "
+                         "object library)")
+    return object_diffusion_loss(net, batch, schedule, cfg, generator, points=points, stats=stats,
+                                 object_drop_prob=float(model_config.get("object_drop_prob", DEFAULT_OBJECT_DROP_PROB)),
+                                 rotate_z=bool(model_config.get("rotate_z", True)))
+
+
 REGISTRY: dict[str, ModelKind] = {
     "shared": ModelKind("shared", _shared, _cascaded_loss, "cascaded"),
     "separate": ModelKind("separate", _separate, _cascaded_loss, "cascaded"),
     "joint": ModelKind("joint", lambda p: JointDenoiser(**p), _joint_loss, "joint"),
     "vae": ModelKind("vae", lambda p: TwoHandVAE(**p), _vae_loss, "decoder"),
+    "shared_object": ModelKind("shared_object", build_object_denoiser, _object_loss, "cascaded", ("hand", "object")),
 }
 KINDS = tuple(REGISTRY)
 CASCADED_KINDS = tuple(k for k, v in REGISTRY.items() if v.cascaded)
@@ -104,6 +125,9 @@ def build_model(model_config: dict[str, Any]) -> nn.Module:
 
 
 def objective_loss(model_config: dict[str, Any], net: nn.Module, batch: torch.Tensor, schedule, cfg,
-                   generator: torch.Generator):
-    """The training loss of the model config's kind: (total, part 1, part 2)."""
+                   generator: torch.Generator, **extra):
+    """The training loss of the model config's kind: (total, part 1, part 2). ``extra``: what a kind's objective
+    needs beyond the pairs (an object model: ``points`` [b, P, 6] and ``stats``); not passed to the others."""
+    if extra:
+        return registered(model_config).loss(net, batch, schedule, cfg, generator, model_config, **extra)
     return registered(model_config).loss(net, batch, schedule, cfg, generator, model_config)

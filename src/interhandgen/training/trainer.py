@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from interhandgen._seeding import derived_seed
 from interhandgen.data.format import HandModelSpec
 from interhandgen.diffusion import Schedule
-from interhandgen.models import CASCADED_KINDS, build_model, model_kind, objective_loss
+from interhandgen.models import CASCADED_KINDS, build_model, model_kind, objective_loss, registered
 from interhandgen.models.artifact import export_model, hand_model_record
 from interhandgen.training.checkpoint import CHECKPOINT_FORMAT, atomic_torch_save, data_fingerprint, load_checkpoint
 from interhandgen.training.config import TrainConfig
@@ -158,6 +158,9 @@ def train(
     max_steps: int | None = None,
     hand_model: HandModelSpec | None = None,
     provenance: dict[str, Any] | None = None,
+    train_points: torch.Tensor | None = None,
+    val_points: torch.Tensor | None = None,
+    objects_record: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train the denoiser on standardised canonical pairs.
 
@@ -173,6 +176,10 @@ def train(
         hand_model: the hand model of the training data, recorded in the checkpoint and the model file (None:
             not recorded; the sampler then decodes with the hand model its caller gives).
         provenance: extra provenance for the model file (e.g. ``command``, ``commit``, ``data_file``).
+        train_points, val_points: for a model kind conditioned on an object (``shared_object``): the objects'
+            surface points and normals [N, P, 6] in the object frame, row-aligned with train_x / val_x
+            (:func:`interhandgen.objects.frame.object_frame_training_arrays`).
+        objects_record: what the model file records about the training objects (``objects`` header field).
     """
     kind = model_kind(model_config)
     if on_epoch_end is not None and kind not in CASCADED_KINDS:
@@ -193,6 +200,16 @@ def train(
             raise InputError(f"{name} must have shape [N, 2, 64], got {list(x.shape)}")
         if not torch.isfinite(x).all():
             raise InputError(f"{name} contains NaN or inf")
+    uses_object = registered(model_config).uses_object
+    if uses_object != (train_points is not None) or (val_x is not None and uses_object != (val_points is not None)):
+        raise InputError(f"model kind {kind!r} {'needs' if uses_object else 'takes no'} object points "
+                         "(train_points, val_points)")
+    if uses_object:
+        if world > 1:
+            raise InputError("object-conditioned models train in one process (no DDP)")
+        for name, pts, x in (("train_points", train_points, train_x), ("val_points", val_points, val_x)):
+            if pts is not None and (pts.dim() != 3 or pts.shape[0] != x.shape[0] or pts.shape[2] != 6):
+                raise InputError(f"{name} must have shape [{x.shape[0]}, P, 6], got {list(pts.shape)}")
     if cfg.batch_size % world:
         raise InputError(f"train.batch_size ({cfg.batch_size}) must be divisible by the number of processes ({world})")
     N = train_x.shape[0]
@@ -242,6 +259,8 @@ def train(
     log = _CsvLog(out_dir / "log.csv", log_rows, rank)
     tb = _make_tb_writer(out_dir, step if resume else None, rank)
     train_x = train_x.to(device)
+    if uses_object:
+        train_points = train_points.to(device)
 
     def save_checkpoint(ep: int, nb: int) -> None:
         rng = _gather_rng_states(gen)
@@ -254,6 +273,7 @@ def train(
                 "model_config": model_config, "train_config": cfg.to_dict(),
                 "stats": {"mean": stats_mean.cpu(), "std": stats_std.cpu()}, "data": fingerprint,
                 "log_rows": log.rows, "hand_model": hand_model_record(hand_model),
+                **({"objects": objects_record} if objects_record is not None else {}),
             },
             ckpt_path,
         )
@@ -274,7 +294,10 @@ def train(
                 idx = order[k * cfg.batch_size:(k + 1) * cfg.batch_size][rank::world]
                 for g in opt.param_groups:
                     g["lr"] = cfg.lr * lr_factor(step, total_steps, cfg.warmup_steps, cfg.min_lr_ratio)
-                loss, la, lo = objective_loss(model_config, ddp_net, train_x[idx.to(device)], schedule, cfg, gen)
+                extra = {} if not uses_object else {"points": train_points[idx.to(device)],
+                                                     "stats": (stats_mean, stats_std)}
+                loss, la, lo = objective_loss(model_config, ddp_net, train_x[idx.to(device)], schedule, cfg, gen,
+                                              **extra)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
@@ -300,7 +323,8 @@ def train(
                 break
             if val_x is not None and rank == 0:
                 with torch.random.fork_rng(devices=[]):  # validation must not perturb the training RNG stream
-                    vl = validation_loss(ema, model_config, val_x, schedule, cfg, device)
+                    vl = validation_loss(ema, model_config, val_x, schedule, cfg, device, val_points,
+                                         (stats_mean, stats_std))
                 log.write({"kind": "val", "step": step, "epoch": epoch, "loss": f"{vl:.6g}",
                            "seconds": f"{time.time() - t_start:.1f}"})
                 if tb is not None:
@@ -319,7 +343,8 @@ def train(
         export_model(ema.state_dict(), model_config, stats_mean, stats_std, out_dir / "model.safetensors",
                      provenance={**(provenance or {}), "steps": step, "epochs": cfg.epochs,
                                  "train_config": cfg.to_dict(), "data": fingerprint},
-                     hand_model=hand_model)
+                     hand_model=hand_model, conditioning=registered(model_config).conditioning,
+                     objects=objects_record)
     if stop.requested is not None and rank == 0:
         print(f"interhandgen train: stopped by signal {stop.requested} at step {step}; checkpoint written to "
               f"{ckpt_path}; continue with --resume {out_dir}", file=sys.stderr)
@@ -333,15 +358,18 @@ def ema_module(ema: EMA, model_config: dict[str, Any], device: torch.device) -> 
 
 
 @torch.no_grad()
-def validation_loss(ema: EMA, model_config, val_x, schedule, cfg: TrainConfig, device) -> float:
-    """Mean diffusion loss of the EMA weights on the validation split, with FIXED noise and timesteps."""
+def validation_loss(ema: EMA, model_config, val_x, schedule, cfg: TrainConfig, device, val_points=None,
+                    stats=None) -> float:
+    """Mean diffusion loss of the EMA weights on the validation split, with FIXED noise and timesteps (and, for an
+    object model, its objects' points [N, P, 6] and the statistics)."""
     model = ema_module(ema, model_config, device)
     gen = torch.Generator().manual_seed(12345)
     vcfg = TrainConfig(**{**cfg.__dict__, "cond_drop_prob": None})
     total, count = 0.0, 0
     for i in range(0, val_x.shape[0], 1024):
         chunk = val_x[i:i + 1024].to(device)
-        loss, _, _ = objective_loss(model_config, model, chunk, schedule, vcfg, gen)
+        extra = {} if val_points is None else {"points": val_points[i:i + 1024].to(device), "stats": stats}
+        loss, _, _ = objective_loss(model_config, model, chunk, schedule, vcfg, gen, **extra)
         total += loss.item() * chunk.shape[0]
         count += chunk.shape[0]
     return total / count

@@ -1,0 +1,91 @@
+"""Object options of `sample` and `complete`: --object / --object-family, hand-object guidance and settling, and
+the outputs with the object (meshes, render)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from interhandgen.cli._args import positive_int
+from interhandgen.generation.object_sampling import ObjectSettings
+
+OBJECT_DEFAULTS = ObjectSettings()
+
+
+def add_object_options(p: argparse.ArgumentParser, families: bool = True) -> None:
+    g = p.add_argument_group("object (docs/objects_model.md)")
+    which = g.add_mutually_exclusive_group()
+    which.add_argument("--object", default=None,
+                       help="a closed object mesh (.obj/.ply/.stl/.glb) in METRES and world coordinates (z up, "
+                            "gravity -z): the hands are sampled around it where it is (its centre of mass is the "
+                            "object frame's origin); uses the bundled object model unless --checkpoint is an "
+                            "object model")
+    if families:
+        which.add_argument("--object-family", default=None,
+                           help="sample around random objects of this library family (box, mug, bowl, ...), "
+                                "turned as the model's training objects of the family were")
+        g.add_argument("--num-objects", type=positive_int, default=8,
+                       help="with --object-family: distinct objects, sample i gets object i mod this "
+                            "(default %(default)s)")
+    g.add_argument("--object-guidance-weight", type=float, default=OBJECT_DEFAULTS.object_guidance_weight,
+                   help="hand-object anti-penetration guidance (Polyak fraction, 0 disables; default %(default)s)")
+    g.add_argument("--object-settle-steps", type=int, default=OBJECT_DEFAULTS.object_settle_steps,
+                   help="object settling iterations: hands within --object-attract-mm are moved rigidly out of "
+                        "the object and into touch (default %(default)s; 0 disables it)")
+    g.add_argument("--object-attract-mm", type=float, default=OBJECT_DEFAULTS.object_attract_mm,
+                   help="hands closer than this to the object are settled into touch (default %(default)s)")
+
+
+def object_settings_from_args(args: argparse.Namespace) -> ObjectSettings:
+    s = ObjectSettings(object_guidance_weight=args.object_guidance_weight,
+                       object_settle_steps=args.object_settle_steps, object_attract_mm=args.object_attract_mm)
+    s.validate()
+    return s
+
+
+def wants_object(args: argparse.Namespace) -> bool:
+    return bool(args.object or getattr(args, "object_family", None))
+
+
+def object_sampler_settings(args: argparse.Namespace, settings, defaults):
+    """The cascade settings for sampling with an object: resampling is not available there."""
+    import dataclasses
+
+    from interhandgen.exceptions import InputError
+
+    if args.resample_rounds != defaults.resample_rounds and args.resample_rounds != 0:
+        raise InputError("--resample-rounds: resampling is not available with an object (hand-object guidance and "
+                         "settling take its place); drop the option")
+    return dataclasses.replace(settings, resample_rounds=0)
+
+
+def load_object_generator(args: argparse.Namespace, hand_model=None):
+    from interhandgen.generation.object_api import ObjectInterHandGen
+
+    return ObjectInterHandGen.load(args.checkpoint, device=args.device, hand_model=hand_model)
+
+
+def write_object_extras(two, hands, args: argparse.Namespace) -> None:
+    """--meshes: {i:06d}_left/right/object.ply in one world frame; --render: the object in a third colour."""
+    if getattr(args, "meshes", None):
+        import trimesh
+
+        from interhandgen.objects.metrics import object_world_vertices
+
+        folder = Path(args.meshes)
+        folder.mkdir(parents=True, exist_ok=True)
+        verts = two.vertices(hands)
+        lib = two.object_library
+        for i in range(len(two)):
+            for side in ("left", "right"):
+                trimesh.Trimesh(verts[side][i].cpu().numpy(), hands[side].faces_np,
+                                process=False).export(folder / f"{i:06d}_{side}.ply")
+            k = int(two.object_id[i])
+            obj = object_world_vertices(lib.vertices[k], two.object_pose[i:i + 1])[0]
+            trimesh.Trimesh(obj, lib.faces[k], process=False).export(folder / f"{i:06d}_object.ply")
+        print(f"wrote meshes to {folder}")
+    if getattr(args, "render", None):
+        from interhandgen.objects.cli import render_with_objects
+
+        render_with_objects(two[: min(16, len(two))], hands, args.render)
+        print(f"wrote {args.render}")

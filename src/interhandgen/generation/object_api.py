@@ -1,0 +1,248 @@
+"""The object-conditioned API: sample two hands around an object, or complete a hand holding an object.
+
+    >>> from interhandgen.generation.object_api import ObjectInterHandGen, family_objects, user_object
+    >>> gen = ObjectInterHandGen.load()                        # the bundled object model
+    >>> scene = family_objects("mug", 8, seed=0, orientations=gen.orientations)   # 8 mugs, placed as in training
+    >>> pairs = gen.sample(100, scene, seed=0)                  # TwoHandSet with the object library, world frame
+    >>> scene = user_object("mug.obj")                          # a closed mesh in metres, world coordinates
+
+Placement of an object: a user's mesh stays where it is (its coordinates are the world's, metres, z up: gravity
+is -z); its centre of mass (uniform density) becomes the object frame's origin, so the hands are generated around
+it as given (an upright mug gets grasps of an upright mug). A family object is drawn from the library
+(:mod:`interhandgen.objects.library`, its centre of mass at the world origin) and turned by a world rotation drawn
+from those of the model's training objects of that family (recorded in the model file), so it is presented as
+the model saw such objects. The samples' object is stored in the TwoHandSet's object library (docs/data.md), so
+``evaluate``, ``data stats`` and the metrics of :mod:`interhandgen.objects.metrics` read it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from importlib import resources
+from pathlib import Path
+import numpy as np
+import torch
+
+from interhandgen.data.canonical import ANCHOR_SIDE, mirror, to_world
+from interhandgen.data.format import HandModelSpec, TwoHandSet
+from interhandgen.data.object_library import ObjectLibrary
+from interhandgen.exceptions import InputError, MissingFileError, ModelMismatchError
+from interhandgen.generation.api import InterHandGen, LoadedModel, load_model, settle_factory
+from interhandgen.generation.cascade import SamplerSettings
+from interhandgen.generation.object_sampling import ObjectSettings, describe, object_cascaded_sample
+from interhandgen.models import registered
+from interhandgen.objects.frame import SURFACE_POINTS, anchor_world_pose, surface_samples, to_object_frame
+from interhandgen.objects.library import FAMILY_NAMES, sample_objects
+from interhandgen.rotations import axis_angle_to_matrix
+
+BUNDLED_OBJECT_MODEL = "object_small.safetensors"
+
+__all__ = ["ObjectScene", "user_object", "family_objects", "ObjectInterHandGen", "bundled_object_model_path",
+           "mesh_centre_of_mass"]
+
+
+def bundled_object_model_path() -> Path:
+    path = Path(str(resources.files("interhandgen") / "checkpoints" / BUNDLED_OBJECT_MODEL))
+    if not path.is_file():
+        raise MissingFileError(f"the bundled object model {path} is missing from this installation; reinstall "
+                               "interhandgen or pass --checkpoint PATH (an object model, kind shared_object)")
+    return path
+
+
+@dataclasses.dataclass
+class ObjectScene:
+    """Objects to sample around: a library of objects (own frames) and S placements: ``object_id`` [S] (default
+    0..M-1) and ``object_pose`` [S, 7] (articulation 0, axis-angle, translation = the object's centre). Sample i gets
+    placement i mod S (e.g. the placements of a data set's test split, to compare with it)."""
+
+    library: ObjectLibrary
+    object_pose: np.ndarray
+    object_id: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.object_pose = np.asarray(self.object_pose, dtype=np.float64)
+        ids = np.arange(len(self.library)) if self.object_id is None else np.asarray(self.object_id)
+        self.object_id = ids.astype(np.int64)
+        if self.object_id.ndim != 1 or len(ids) == 0 or ids.min() < 0 or ids.max() >= len(self.library):
+            raise InputError(f"object_id must index the {len(self.library)} library objects")
+        if self.object_pose.shape != (len(ids), 7) or not np.isfinite(self.object_pose).all():
+            raise InputError(f"object_pose must be finite [{len(ids)}, 7], got {self.object_pose.shape}")
+
+    @classmethod
+    def of(cls, two_hands: TwoHandSet) -> "ObjectScene":
+        """The placements of a set's pairs (its object library, ids and poses)."""
+        if two_hands.object_library is None:
+            raise InputError("the set has no object library")
+        return cls(two_hands.object_library, two_hands.object_pose, two_hands.labels["object_id"][0])
+
+    def rows(self, num: int) -> tuple[np.ndarray, np.ndarray]:
+        """(object ids [num], poses [num, 7]) of samples 0..num-1."""
+        entry = np.arange(num) % len(self.object_id)
+        return self.object_id[entry], self.object_pose[entry]
+
+
+def mesh_centre_of_mass(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, float]:
+    """(centre of mass [3] of the enclosed volume at uniform density, volume m^3) of a closed, outward mesh, by the
+    divergence theorem (signed tetrahedra from the origin)."""
+    tri = np.asarray(vertices, dtype=np.float64)[np.asarray(faces, dtype=np.int64)]
+    vol = np.einsum("fi,fi->f", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])) / 6.0
+    total = float(vol.sum())
+    if not total > 0:
+        raise InputError(f"the object mesh encloses volume {total:.3g} m^3; it must be a closed mesh with outward "
+                         "normals (metres)")
+    return (vol[:, None] * tri.sum(1) / 4.0).sum(0) / total, total
+
+
+def user_object(path: str | Path, name: str | None = None) -> ObjectScene:
+    """A user's closed mesh (.obj/.ply/.stl/.glb, metres, world coordinates) as a one-object scene, placed where
+    it is (module docstring). Its convex parts for the MuJoCo test: one, its convex hull (an approximation for a
+    non-convex object such as a mug: the hull fills the handle's hole)."""
+    import trimesh  # noqa: PLC0415 (an optional reader; trimesh is a dependency)
+
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"--object {path}: file not found")
+    try:
+        mesh = trimesh.load(str(path), force="mesh", process=True)
+    except Exception as exc:  # trimesh raises many types for foreign files
+        raise InputError(f"--object {path}: not a readable mesh: {exc}") from None
+    v, f = np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.faces, dtype=np.int64)
+    if len(f) == 0 or not mesh.is_watertight:
+        raise InputError(f"--object {path}: the mesh must be closed (watertight; {len(f)} faces read): the model "
+                         "and its guidance need an inside and an outside")
+    extent = float(np.ptp(v, axis=0).max())
+    if not 0.01 <= extent <= 1.0:
+        raise InputError(f"--object {path}: largest extent {extent:.4g}; give the mesh in metres (0.01-1 m; the "
+                         "training objects are 3-40 cm)")
+    centre, _ = mesh_centre_of_mass(v, f)
+    local = v - centre
+    lib = ObjectLibrary((name or path.stem,), ("user",), ("{}",), (local,), (f,), ((local,),))
+    return ObjectScene(lib, np.array([[0.0, 0.0, 0.0, 0.0, *centre]]))
+
+
+def family_objects(family: str, num_objects: int, seed: int, orientations: dict[str, list]) -> ObjectScene:
+    """``num_objects`` random objects of a library family, each turned by one of the recorded ``orientations`` of
+    that family (axis-angle; drawn with the seed), centred at the world origin."""
+    if family not in FAMILY_NAMES:
+        raise InputError(f"--object-family: unknown family {family!r}; known: {list(FAMILY_NAMES)}")
+    if family not in orientations or not orientations[family]:
+        raise InputError(f"--object-family {family}: the model saw no object of this family in training (it has: "
+                         f"{sorted(orientations)})")
+    if num_objects < 1:
+        raise InputError(f"num_objects must be >= 1, got {num_objects}")
+    meshes = sample_objects(num_objects, seed, families=[family])
+    rng = np.random.default_rng(seed)
+    choice = rng.integers(0, len(orientations[family]), num_objects)
+    pose = np.zeros((num_objects, 7))
+    pose[:, 1:4] = np.asarray(orientations[family], dtype=np.float64)[choice]
+    names = [f"{family}_{seed}_{i}" for i in range(num_objects)]
+    return ObjectScene(ObjectLibrary.from_meshes(names, meshes), pose)
+
+
+class ObjectInterHandGen:
+    """A trained object-conditioned cascaded prior (kind ``shared_object``) bound to its hand model."""
+
+    def __init__(self, model: LoadedModel, hand_model: HandModelSpec | None = None,
+                 device: str | torch.device = "cpu") -> None:
+        if not registered(model.model_config).uses_object:
+            raise ModelMismatchError(f"{model.source}: a {model.kind!r} model takes no object; use an object model "
+                                     "(kind shared_object, e.g. the bundled one) or sample without --object")
+        # the cascade's machinery (hand layers, schedule, guidance subsets) is the two-hand generator's
+        self.cascade = InterHandGen(model, hand_model, device)
+        self.model, self.device = model, self.cascade.device
+        self.hand_model, self.hands, self.schedule = self.cascade.hand_model, self.cascade.hands, self.cascade.schedule
+        objects = (model.artifact.objects if model.artifact is not None else None) or {}
+        self.orientations: dict[str, list] = dict(objects.get("orientations", {}))
+        self.num_points = int(objects.get("num_points", SURFACE_POINTS))
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, device: str | torch.device = "cpu",
+             hand_model: HandModelSpec | None = None) -> "ObjectInterHandGen":
+        return cls(load_model(bundled_object_model_path() if path is None else path, device), hand_model, device)
+
+    def condition(self, library: ObjectLibrary, ids: np.ndarray, poses: np.ndarray, guidance_points: int,
+                  mirrored: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(tokens [N, E], surfaces [N, K, 6]) of the rows' objects in the object frame (rotated by their poses;
+        ``mirrored``: the mirror images in x = 0, for a completed right hand)."""
+        enc = [surface_samples(library.vertices[m], library.faces[m], self.num_points) for m in range(len(library))]
+        guide = [surface_samples(library.vertices[m], library.faces[m], guidance_points, seed=2)
+                 for m in range(len(library))]
+        R = axis_angle_to_matrix(torch.as_tensor(np.asarray(poses)[:, 1:4], dtype=torch.float64))
+        ids = torch.as_tensor(ids, dtype=torch.long)
+
+        def placed(samples: list[np.ndarray]) -> torch.Tensor:
+            local = torch.as_tensor(np.stack(samples))[ids]  # [N, P, 6]
+            out = torch.cat([local[..., :3] @ R.transpose(1, 2), local[..., 3:] @ R.transpose(1, 2)], -1)
+            if mirrored:
+                out = out * torch.tensor([-1.0, 1.0, 1.0, -1.0, 1.0, 1.0], dtype=out.dtype)
+            return out.float().to(self.device)
+
+        with torch.no_grad():
+            tokens = self.model.net.encode(placed(enc))
+        return tokens, placed(guide)
+
+    def sample(self, num: int, scene: ObjectScene | None, seed: int = 0, settings: SamplerSettings | None = None,
+               object_settings: ObjectSettings | None = None, batch_size: int = 2500,
+               progress: bool = True) -> TwoHandSet:
+        """``num`` pairs around the scene's objects (sample i: object i mod M), world frame, with the object
+        library; ``scene`` None samples without an object (the null object token; the left hand at the origin)."""
+        if num < 1:
+            raise InputError(f"num must be >= 1, got {num}")
+        settings = settings or SamplerSettings(resample_rounds=0)
+        object_settings = object_settings or ObjectSettings()
+        meta = {"generator": "interhandgen", "model": self.model.source, "model_kind": self.model.kind, "seed": seed,
+                "sampler": describe(settings, object_settings)}
+        if scene is None:
+            x = self._run(num, None, None, seed, settings, object_settings, batch_size, progress)
+            return to_world(x, self.hands, anchor=ANCHOR_SIDE, hand_model=self.hand_model, metadata=meta)
+        ids, poses = scene.rows(num)
+        tokens, surfaces = self.condition(scene.library, ids, poses, object_settings.object_guidance_points)
+        x = self._run(num, tokens, surfaces, seed, settings, object_settings, batch_size, progress)
+        centre = torch.as_tensor(poses[:, 4:7], dtype=torch.float64)
+        return to_world(x, self.hands, anchor=ANCHOR_SIDE, anchor_world=anchor_world_pose(x, centre),
+                        hand_model=self.hand_model, metadata=meta, object_id=ids, object_names=scene.library.names,
+                        object_pose=poses, object_library=scene.library)
+
+    def _run(self, num, tokens, surfaces, seed, settings, object_settings, batch_size, progress, anchors=None):
+        if settings.resample_rounds:
+            raise InputError("resampling of interpenetrating partners is not available with an object "
+                             "(set resample_rounds=0; hand-object guidance and settling take its place)")
+        settle = settle_factory(*self.cascade.surface_subsets(settings.settle_points), settings)
+        return object_cascaded_sample(self.model.net, self.schedule, self.model.stats_mean, self.model.stats_std,
+                                      tokens, surfaces, num, settings, object_settings,
+                                      self.cascade.surface_subsets(settings.apg_points), settle=settle,
+                                      anchors=anchors, seed=seed,
+                                      batch_size=batch_size, device=self.device, progress=progress)
+
+    def complete(self, given: TwoHandSet, side: str = "left", seed: int = 0, settings: SamplerSettings | None = None,
+                 object_settings: ObjectSettings | None = None, batch_size: int = 2500,
+                 progress: bool = True) -> TwoHandSet:
+        """A partner for the ``side`` hand of every pair of ``given`` (which holds the object library and poses),
+        conditioned on the pair's object; the given hand and the object keep their world poses exactly."""
+        if side not in ("left", "right"):
+            raise InputError(f"side must be 'left' or 'right', got {side!r}")
+        if given.object_library is None:
+            raise InputError("complete with an object: the given pairs need an object library (fields "
+                             "'object_library_*', e.g. from interhandgen data synth --objects or sample --object)")
+        if given.hand_model != self.hand_model:
+            raise ModelMismatchError(f"the given hands use hand model {given.hand_model.kind!r}, the generator "
+                                     f"{self.hand_model.kind!r}")
+        settings = settings or SamplerSettings(resample_rounds=0)
+        object_settings = object_settings or ObjectSettings()
+        src = given if side == ANCHOR_SIDE else mirror(given, self.hands)
+        frame = to_object_frame(src, self.hands, num_points=self.num_points, dtype=torch.float32)
+        ids = given.labels["object_id"][0]
+        tokens, surfaces = self.condition(given.object_library, ids, given.object_pose,
+                                          object_settings.object_guidance_points, mirrored=side != ANCHOR_SIDE)
+        x = self._run(len(src), tokens, surfaces, seed, settings, object_settings, batch_size, progress,
+                      anchors=frame.x[:, 0].to(self.device))
+        done = to_world(x, self.hands, anchor=ANCHOR_SIDE, anchor_world=anchor_world_pose(x, frame.center),
+                        hand_model=self.hand_model, pose_space=given.pose_space, flat_hand_mean=given.flat_hand_mean,
+                        metadata={**given.metadata, "completed_side": "right" if side == "left" else "left",
+                                  "seed": seed, "sampler": describe(settings, object_settings)},
+                        object_id=src.labels["object_id"][0], object_names=src.labels["object_id"][1],
+                        object_pose=src.object_pose, object_library=src.object_library)
+        if side != ANCHOR_SIDE:
+            done = mirror(done, self.hands)
+        return done._replace(**{side: given.hand(side)}, object_pose=given.object_pose)
+

@@ -1,0 +1,275 @@
+"""Sampling two hands with an object: the object-conditioned cascade, hand-object guidance and object settling.
+
+The model (kind ``shared_object``) works in the object frame (:mod:`interhandgen.objects.frame`: the object's
+centre, world axes): stage 1 samples the anchor (left hand) with its pose relative to the object, stage 2 the
+right hand relative to the anchor, both conditioned on the object's token. Each sample has its own object (rows
+may share one); everything is batched over the rows, on any device.
+
+Post-processing and guidance, each switchable (:class:`ObjectSettings`):
+
+- **hand-object guidance** (``object_guidance_weight``; 0 disables): at the last guided steps of BOTH stages the
+  predicted x0 takes a Polyak step (:class:`interhandgen.generation.apg.PolyakGuidance`) on the hand's
+  penetration of the object: each hand subset point p, its nearest object surface sample q with outward normal n,
+  depth max(0, -(p - q) . n), Geman-McClure; in stage 2 the same step also carries hand-hand APG (one loss, one
+  backward), when ``apg_weight`` > 0;
+- **object settling** (``object_settle_steps``; 0 disables): each hand that is within ``object_attract_mm`` of the
+  object or inside it is translated rigidly (pose untouched) out of the object along the depth-weighted mean
+  normal of its penetrating points, or toward the object until its closest point is ``touch_mm`` away;
+- hand-hand contact settling (``settle_steps`` of :class:`SamplerSettings`) runs before the object settling;
+  resampling of interpenetrating partners is not used with objects (its rows would need their own objects).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from interhandgen._seeding import derived_seed
+from interhandgen.data.canonical import RIGID_SLICE, ROT_SLICE, TRANSL_SLICE, HAND_DIM
+from interhandgen.diffusion import Schedule, classifier_free_guidance, conditional, ddim_sample, unconditional
+from interhandgen.exceptions import InputError
+from interhandgen.generation.apg import PolyakGuidance, surface_penetration_loss
+from interhandgen.generation.cascade import SamplerSettings
+from interhandgen.generation.subset import SubsetHand
+from interhandgen.geometry.loss import geman_mcclure
+from interhandgen.models.object_encoder import BoundObject, ObjectConditionedDenoiser
+from interhandgen.objects.frame import canonical_anchor_tail
+from interhandgen.rotations import rot6d_to_matrix
+
+__all__ = ["ObjectSettings", "object_penetration", "HandObjectGuidance", "settle_on_object",
+           "other_in_object_frame", "object_cascaded_sample"]
+
+
+@dataclasses.dataclass
+class ObjectSettings:
+    """Options of sampling with an object (lengths in millimetres where named so)."""
+
+    object_guidance_weight: float = 1.5  # Polyak fraction of the hand-object penalty removed by the last step; 0 off
+    object_guidance_rho: float = 0.02  # Geman-McClure scale (metres)
+    object_guidance_points: int = 1024  # object surface samples the guidance and settling test against
+    object_settle_steps: int = 6  # settling iterations; 0 disables object settling
+    # Hands closer than this to the object are moved into touch. Every hand of the data touches its object; on the
+    # bundled model 60 mm gave both-hands contact 0.48 vs 0.32 at 20 mm with the same penetration volume and held
+    # fraction (benchmarks/results/object_settle_sweep.json, docs/results_object.md).
+    object_attract_mm: float = 60.0
+    touch_mm: float = 0.5  # settled hands end this far from the object
+
+    def validate(self) -> None:
+        if not 0 <= self.object_guidance_weight <= 2:
+            raise InputError(f"object_guidance_weight must lie in [0, 2] (0 disables), got {self.object_guidance_weight}")
+        if not self.object_guidance_rho > 0 or self.object_guidance_points < 1:
+            raise InputError("object_guidance_rho must be > 0 and object_guidance_points >= 1")
+        if self.object_settle_steps < 0 or not self.object_attract_mm > 0 or not self.touch_mm >= 0:
+            raise InputError("object_settle_steps must be >= 0, object_attract_mm > 0 and touch_mm >= 0")
+
+
+def object_penetration(points: torch.Tensor, surface: torch.Tensor, rho: float) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                        torch.Tensor]:
+    """Penetration of hand points [B, S, 3] into objects sampled by ``surface`` [B, K, 6] (points, outward normals).
+
+    Returns (penalty [B]: sum of Geman-McClure(depth, rho), signed [B, S]: (p - q) . n_q with q the nearest sample,
+    negative inside; differentiable w.r.t. ``points``, normals [B, S, 3] of those samples). The plane test is exact
+    for a point whose nearest sample lies on the face it is closest to, as in the hand-hand APG.
+    """
+    if points.dim() != 3 or surface.dim() != 3 or surface.shape[0] != points.shape[0] or surface.shape[2] != 6:
+        raise InputError(f"points [B, S, 3] and surface [B, K, 6] expected, got {list(points.shape)} and "
+                         f"{list(surface.shape)}")
+    surface = surface.to(points.dtype)
+    idx = torch.cdist(points.detach(), surface[..., :3]).argmin(dim=2)
+    near = torch.gather(surface, 1, idx[..., None].expand(-1, -1, 6))
+    signed = ((points - near[..., :3]) * near[..., 3:]).sum(-1)
+    return geman_mcclure(torch.relu(-signed), rho).sum(1), signed, near[..., 3:]
+
+
+def other_in_object_frame(points: torch.Tensor, anchor_raw: torch.Tensor) -> torch.Tensor:
+    """Points [B, S, 3] of the other hand in the anchor's frame -> the object frame (the anchor's raw object-frame
+    vector [B, 64] gives its rotation and translation)."""
+    R = rot6d_to_matrix(anchor_raw[:, ROT_SLICE]).to(points.dtype)
+    return points @ R.transpose(1, 2) + anchor_raw[:, None, TRANSL_SLICE].to(points.dtype)
+
+
+class HandObjectGuidance(PolyakGuidance):
+    """x0 guidance against the object for one stage (module docstring).
+
+    Args:
+        hand: :class:`SubsetHand` of the stage's hand; mean, std: [64] its statistics; surface: [B, K, 6].
+        anchor_raw: None for stage 1 (the hand is the anchor, placed in the object frame by its own vector); for
+            stage 2 the raw anchors [B, 64] (the hand is placed relative to them).
+        apg: optional (anchor subset points, normals [B, N, 3] in the anchor frame, rho, margin): hand-hand APG in
+            the same step (stage 2).
+    """
+
+    def __init__(self, hand: SubsetHand, mean: torch.Tensor, std: torch.Tensor, surface: torch.Tensor,
+                 weight: float, num_steps: int, decay: float, last_steps: int | None, rho: float, max_step: float,
+                 anchor_raw: torch.Tensor | None = None, apg: tuple | None = None) -> None:
+        self.hand, self.mean, self.std, self.surface = hand, mean, std, surface
+        self.weight, self.decay, self.num_steps = float(weight), float(decay), int(num_steps)
+        self.last_steps, self.rho, self.max_step = last_steps, float(rho), float(max_step)
+        self.anchor_raw, self.apg = anchor_raw, apg
+        self.calls = self.guided_calls = 0
+
+    def loss(self, x_std: torch.Tensor) -> torch.Tensor:
+        points, normals = self.hand(x_std * self.std + self.mean)
+        placed = points if self.anchor_raw is None else other_in_object_frame(points, self.anchor_raw)
+        total = 0.0 if self.surface is None else object_penetration(placed, self.surface, self.rho)[0]
+        if self.apg is not None:
+            a_pts, a_nrm, rho, margin = self.apg
+            total = total + surface_penetration_loss(a_pts, a_nrm, points, normals, rho=rho, margin=margin)
+        return total
+
+
+@torch.no_grad()
+def settle_on_object(points: torch.Tensor, surface: torch.Tensor, settings: ObjectSettings) -> torch.Tensor:
+    """Rigid translations [B, 3] (object frame, metres) that move hands with points [B, S, 3] out of the object and
+    into touch (module docstring); rows farther than ``object_attract_mm`` get exactly 0."""
+    B = points.shape[0]
+    move = torch.zeros(B, 3, dtype=points.dtype, device=points.device)
+    attract, touch = settings.object_attract_mm / 1000.0, settings.touch_mm / 1000.0
+    for _ in range(settings.object_settle_steps):
+        _, signed, normals = object_penetration(points + move[:, None], surface, 1.0)
+        depth = torch.relu(-signed)
+        deepest = depth.amax(1)
+        inside = deepest > 0
+        pushed = (depth[..., None] * normals).sum(1)
+        push_dir = pushed / pushed.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        gap, closest = signed.min(dim=1)
+        n_closest = torch.gather(normals, 1, closest[:, None, None].expand(-1, 1, 3))[:, 0]
+        pull = (~inside & (gap > touch) & (gap < attract))[:, None]
+        step = torch.where(inside[:, None], push_dir * (deepest[:, None] + touch),
+                           torch.where(pull, -n_closest * (gap - touch)[:, None], torch.zeros_like(move)))
+        move = move + step
+    return move
+
+
+def _in_own_frame(anchor_raw: torch.Tensor) -> torch.Tensor:
+    """Raw anchors [B, 64] with the canonical slots (identity, zero): the anchor in its own frame, where the
+    hand-hand guidance and settling work."""
+    out = anchor_raw.clone()
+    out[:, RIGID_SLICE] = canonical_anchor_tail(anchor_raw)
+    return out
+
+
+def _draw(b: int, gen: torch.Generator, device) -> torch.Tensor:
+    return torch.randn(b, HAND_DIM, generator=gen).to(device)
+
+
+def object_cascaded_sample(
+    net: ObjectConditionedDenoiser,
+    schedule: Schedule,
+    stats_mean: torch.Tensor,
+    stats_std: torch.Tensor,
+    tokens: torch.Tensor | None,
+    surfaces: torch.Tensor | None,
+    num: int,
+    settings: SamplerSettings,
+    object_settings: ObjectSettings,
+    hands: tuple[SubsetHand, SubsetHand],
+    *,
+    settle=None,
+    anchors: torch.Tensor | None = None,
+    seed: int = 0,
+    batch_size: int = 2500,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> torch.Tensor:
+    """Sample ``num`` pairs with objects; returns RAW object-frame vectors [num, 2, 64] (anchor first).
+
+    Args:
+        tokens: [num, E] object tokens (``net.encode``), or None for object-free sampling (the null object; the
+            anchor gets the canonical frame as in the two-hand model); surfaces: [num, K, 6] the objects' surface
+            samples (object frame) for guidance and settling (None when ``tokens`` is None).
+        hands: (anchor, other) :class:`SubsetHand` of the guidance (APG and hand-object).
+        settle: hand-hand contact settling ``settle(anchor_raw, other_raw) -> other_raw`` (or None).
+        anchors: optional RAW anchors [num, 64] to complete (their slots in the object frame).
+        seed: batch i uses a generator seeded from (seed, i).
+    """
+    settings.validate()
+    object_settings.validate()
+    if (tokens is None) != (surfaces is None):
+        raise InputError("tokens and surfaces go together (both None: no object)")
+    device = torch.device(device)
+    mean, std = stats_mean.to(device), stats_std.to(device)
+    net = net.to(device).eval()
+    anchor_hand, other_hand = hands
+    out = torch.empty(num, 2, HAND_DIM, device=device)
+    bar = tqdm(total=num, desc="sample", unit="pair", disable=not progress)
+    og = object_settings
+    for bi, start in enumerate(range(0, num, batch_size)):
+        b = min(batch_size, num - start)
+        rows = slice(start, start + b)
+        gen = torch.Generator().manual_seed(derived_seed(seed, bi))
+        z = _draw(b, gen, device)
+        tok = None if tokens is None else tokens[rows].to(device)
+        surf = None if surfaces is None else surfaces[rows].to(device)
+        bound = BoundObject(net, tok)
+        guide = surf is not None and og.object_guidance_weight > 0
+        common = dict(num_steps=settings.steps, decay=settings.apg_decay, last_steps=settings.apg_last_steps,
+                      rho=og.object_guidance_rho, max_step=settings.apg_max_step)
+        if anchors is None:
+            hook = HandObjectGuidance(anchor_hand, mean[0], std[0], surf, og.object_guidance_weight,
+                                      **common) if guide else None
+            a_std = ddim_sample(unconditional(bound), z, schedule, settings.steps, eta=settings.eta, generator=gen,
+                                update=settings.update, x0_guidance=hook)
+            if tok is None:  # no object: the anchor is the frame
+                a_std = a_std.clone()
+                a_std[:, RIGID_SLICE] = (canonical_anchor_tail(a_std) - mean[0, RIGID_SLICE]) / std[0, RIGID_SLICE]
+        else:
+            a_std = (anchors[rows].to(device) - mean[0]) / std[0]
+        a_raw = a_std * std[0] + mean[0]
+        z2 = z if settings.same_noise else _draw(b, gen, device)
+        apg = None
+        if settings.apg_weight > 0:
+            with torch.no_grad():
+                pts, nrm = anchor_hand(_in_own_frame(a_raw))
+            apg = (pts, nrm, settings.apg_rho, settings.apg_margin)
+        hook2 = None
+        if guide:
+            weight = settings.apg_weight if apg is not None else og.object_guidance_weight
+            hook2 = HandObjectGuidance(other_hand, mean[1], std[1], surf, weight, anchor_raw=a_raw, apg=apg, **common)
+        elif apg is not None:
+            hook2 = HandObjectGuidance(other_hand, mean[1], std[1], None, settings.apg_weight, apg=apg, **common)
+        denoise = conditional(bound) if settings.cfg_scale == 0 else \
+            classifier_free_guidance(bound, settings.cfg_scale, settings.cfg_dims)
+        o_std = ddim_sample(denoise, z2, schedule, settings.steps, eta=settings.eta, cond=a_std, generator=gen,
+                            update=settings.update, x0_guidance=hook2)
+        o_raw = o_std * std[1] + mean[1]
+        if settle is not None and settings.settle_steps > 0:
+            # hand-hand settling works in the anchor's frame: give it the anchor with the canonical slots
+            with torch.enable_grad():
+                o_raw = settle(_in_own_frame(a_raw), o_raw)
+        if surf is not None and og.object_settle_steps > 0:
+            # a given anchor (completion) keeps its pose
+            a_raw, o_raw = _settle_pair(a_raw, o_raw, surf, hands, og, move_anchor=anchors is None)
+        out[rows, 0] = a_raw
+        out[rows, 1] = o_raw
+        bar.update(b)
+    bar.close()
+    if not torch.isfinite(out).all():
+        raise FloatingPointError("sampling produced NaN or inf; check the model and guidance weights")
+    return out
+
+
+def _settle_pair(a_raw: torch.Tensor, o_raw: torch.Tensor, surface: torch.Tensor,
+                 hands: tuple[SubsetHand, SubsetHand], og: ObjectSettings, move_anchor: bool = True
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Object settling of both hands (translations in the object frame); the other hand's vector stays relative
+    to the (moved) anchor."""
+    with torch.no_grad():
+        a_pts = hands[0](a_raw)[0]
+        o_pts = other_in_object_frame(hands[1](o_raw)[0], a_raw)
+        d_a = settle_on_object(a_pts, surface, og) if move_anchor else torch.zeros_like(a_raw[:, :3])
+        d_o = settle_on_object(o_pts, surface, og)
+        R_a = rot6d_to_matrix(a_raw[:, ROT_SLICE])
+        a_new, o_new = a_raw.clone(), o_raw.clone()
+        a_new[:, TRANSL_SLICE] = a_raw[:, TRANSL_SLICE] + d_a
+        o_new[:, TRANSL_SLICE] = o_raw[:, TRANSL_SLICE] + (R_a.transpose(1, 2) @ (d_o - d_a)[..., None])[..., 0]
+    return a_new, o_new
+
+
+def describe(settings: SamplerSettings, object_settings: ObjectSettings) -> dict[str, Any]:
+    """The settings as recorded in a samples file's metadata."""
+    return {**dataclasses.asdict(settings), "object": dataclasses.asdict(object_settings)}
+

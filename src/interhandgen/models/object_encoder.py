@@ -1,0 +1,198 @@
+"""The object-conditioned shared denoiser: an object encoder whose token conditions BOTH cascade stages.
+
+``ObjectConditionedDenoiser`` = the shared :class:`interhandgen.models.Denoiser` + an object encoder of the
+object's surface points with normals ([B, P, 6], object frame, see :mod:`interhandgen.objects.frame`) giving ONE
+token of the denoiser's width, which takes part in the denoiser's attention as an extra token
+(``extra_tokens``) in both stages. Rows without an object use a learned null object token (object-token dropout in
+training), so one network serves with and without an object.
+
+Encoders (``object_encoder.type``):
+- ``pointnet``: a shared per-point MLP (6 -> width -> width -> 2 width) and a max-pool over the points (PointNet),
+  then an MLP to the token. Permutation-invariant by construction.
+- ``bps``: a basis point set (Prokudin et al. 2019): ``basis`` fixed points drawn uniformly in a ball of
+  ``bps_radius`` metres (seeded, stored in the weights); per basis point, the signed distance to the object
+  sampled by its surface points, (b - q) . n_q with q the nearest surface point and n_q its normal, then an MLP
+  of the [basis] features to the token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from interhandgen.exceptions import InputError
+from interhandgen.models.config import DenoiserConfig
+from interhandgen.models.denoiser import Denoiser, TokenMLP
+
+ENCODER_TYPES = ("pointnet", "bps")
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectEncoderConfig:
+    """The ``object_encoder:`` mapping of an object model's config.
+
+    type: ``pointnet`` or ``bps``; width: hidden width of the per-point MLP (pointnet) or of the feature MLP (bps);
+    basis: basis points (bps); bps_radius: radius of the basis ball (metres; the objects' largest extent is 40 cm);
+    seed: draws the basis; num_points: surface points per object expected in the input.
+    """
+
+    type: str = "pointnet"
+    width: int = 64
+    basis: int = 256
+    bps_radius: float = 0.25
+    seed: int = 0
+    num_points: int = 256
+
+    def __post_init__(self) -> None:
+        if self.type not in ENCODER_TYPES:
+            raise InputError(f"model.object_encoder.type must be one of {ENCODER_TYPES}, got {self.type!r}")
+        for name in ("width", "basis", "num_points"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise InputError(f"model.object_encoder.{name} must be a positive int, got {v!r}")
+        if not (isinstance(self.bps_radius, (int, float)) and self.bps_radius > 0):
+            raise InputError(f"model.object_encoder.bps_radius must be > 0 metres, got {self.bps_radius!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "ObjectEncoderConfig":
+        d = dict(d or {})
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise InputError(f"unknown key(s) {unknown} in model.object_encoder; known: {sorted(names)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check_points(points: torch.Tensor) -> None:
+    if not isinstance(points, torch.Tensor) or points.dim() != 3 or points.shape[-1] != 6:
+        raise InputError("object points must have shape [B, P, 6] (points and unit normals), got "
+                         f"{list(points.shape) if isinstance(points, torch.Tensor) else type(points).__name__}")
+
+
+class PointNetEncoder(nn.Module):
+    """[B, P, 6] -> [B, E]: shared point MLP, max-pool, token MLP. Points are scaled by 10 (decimetres), as the
+    reference evaluator does for hand points, so that the first layer sees unit-order inputs."""
+
+    def __init__(self, cfg: ObjectEncoderConfig, embed_dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        w = cfg.width
+        self.point_mlp = nn.Sequential(nn.Linear(6, w), nn.SiLU(), nn.Linear(w, w), nn.SiLU(), nn.Linear(w, 2 * w))
+        self.out = TokenMLP(2 * w, hidden_dim, embed_dim)
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        _check_points(points)
+        x = torch.cat([points[..., :3] * 10.0, points[..., 3:]], -1)
+        return self.out(self.point_mlp(x).amax(dim=1))
+
+
+class BPSEncoder(nn.Module):
+    """[B, P, 6] -> [B, E]: signed distances of fixed basis points to the sampled surface, then an MLP."""
+
+    def __init__(self, cfg: ObjectEncoderConfig, embed_dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(cfg.seed)
+        direction = F.normalize(torch.randn(cfg.basis, 3, generator=g), dim=1)
+        radius = cfg.bps_radius * torch.rand(cfg.basis, 1, generator=g) ** (1.0 / 3.0)
+        self.register_buffer("basis", direction * radius)
+        self.out = nn.Sequential(nn.Linear(cfg.basis, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, hidden_dim),
+                                 nn.SiLU(), nn.Linear(hidden_dim, embed_dim))
+
+    def features(self, points: torch.Tensor) -> torch.Tensor:
+        """[B, P, 6] -> [B, basis] signed distances (metres) of the basis points to the sampled surface."""
+        _check_points(points)
+        basis = self.basis.to(points.dtype)
+        idx = torch.cdist(basis.expand(points.shape[0], -1, -1), points[..., :3]).argmin(dim=2)  # [B, K]
+        near = torch.gather(points, 1, idx[..., None].expand(-1, -1, 6))
+        return ((basis[None] - near[..., :3]) * near[..., 3:]).sum(-1)
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        return self.out(self.features(points) * 10.0)
+
+
+class ObjectConditionedDenoiser(nn.Module):
+    """The shared denoiser with an object token (module docstring).
+
+    ``forward(x_t, t, cond, cond_mask, object_token=None, object_mask=None)``: ``object_token`` [B, E] (from
+    :meth:`encode`) or None (no object for any row); ``object_mask`` [B] bool, False rows use the null object token.
+    """
+
+    def __init__(self, denoiser_cfg: DenoiserConfig, encoder_cfg: ObjectEncoderConfig) -> None:
+        super().__init__()
+        if denoiser_cfg.reference_compat:
+            raise InputError("an object model cannot use reference_compat (its attention runs across the batch)")
+        self.denoiser = Denoiser(denoiser_cfg)
+        self.encoder_cfg = encoder_cfg
+        E, H = denoiser_cfg.embed_dim, denoiser_cfg.hidden_dim
+        self.encoder = (PointNetEncoder if encoder_cfg.type == "pointnet" else BPSEncoder)(encoder_cfg, E, H)
+        self.null_object = nn.Parameter(torch.randn(E, generator=torch.Generator().manual_seed(1)) * 0.02)
+
+    @property
+    def mixes_batch(self) -> bool:
+        return False
+
+    @property
+    def cfg(self) -> DenoiserConfig:
+        return self.denoiser.cfg
+
+    def encode(self, points: torch.Tensor) -> torch.Tensor:
+        """[B, P, 6] object-frame surface points and normals -> [B, E] object tokens."""
+        return self.encoder(points)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None, cond_mask: torch.Tensor | None,
+                object_token: torch.Tensor | None = None, object_mask: torch.Tensor | None = None) -> torch.Tensor:
+        B, E = x_t.shape[0], self.denoiser.cfg.embed_dim
+        null = self.null_object.to(x_t.dtype).expand(B, E)
+        if object_token is None:
+            token = null
+        else:
+            if object_token.shape != (B, E):
+                raise InputError(f"object_token must have shape [{B}, {E}], got {list(object_token.shape)}")
+            if object_mask is None:
+                token = object_token
+            else:
+                if object_mask.shape != (B,) or object_mask.dtype != torch.bool:
+                    raise InputError(f"object_mask must be a bool tensor of shape [{B}]")
+                token = torch.where(object_mask[:, None], object_token.to(x_t.dtype), null)
+        return self.denoiser(x_t, t, cond, cond_mask, extra_tokens=token[:, None])
+
+
+class BoundObject(nn.Module):
+    """An object model with one object (token [1, E] or [B, E]) or none (None: the null object) bound to it: the
+    plain ``net(x_t, t, cond, cond_mask)`` network the samplers call. A [1, E] token serves every row (also the 2B
+    rows of classifier-free guidance and the rows of a resampling round)."""
+
+    def __init__(self, net: ObjectConditionedDenoiser, token: torch.Tensor | None) -> None:
+        super().__init__()
+        self.net, self.token = net, token
+
+    @property
+    def mixes_batch(self) -> bool:
+        return False
+
+    def forward(self, x_t, t, cond, cond_mask):
+        if self.token is None:
+            return self.net(x_t, t, cond, cond_mask)
+        token = self.token.to(x_t.dtype)
+        if token.shape[0] == 1:
+            token = token.expand(x_t.shape[0], -1)
+        return self.net(x_t, t, cond, cond_mask, object_token=token)
+
+
+def build_object_denoiser(params: dict[str, Any]) -> ObjectConditionedDenoiser:
+    """From the network keys of an object model's config: the denoiser's keys plus ``object_encoder``."""
+    params = dict(params)
+    enc = ObjectEncoderConfig.from_dict(params.pop("object_encoder", None))
+    return ObjectConditionedDenoiser(DenoiserConfig.from_dict(params), enc)
+
+
+def object_parameter_count(net: ObjectConditionedDenoiser) -> dict[str, int]:
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    return {"denoiser": count(net.denoiser), "encoder": count(net.encoder), "total": count(net)}
+

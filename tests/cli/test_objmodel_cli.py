@@ -1,0 +1,114 @@
+"""The object model through the CLI: train an object model on a hand-object set, sample around a user's mesh and
+a library family with meshes in one world frame and a render, complete with the object."""
+
+import json
+
+import numpy as np
+import pytest
+import trimesh
+import yaml
+from PIL import Image
+
+from interhandgen.cli import main
+from interhandgen.data.format import TwoHandSet
+from interhandgen.models.artifact import read_model_file
+from interhandgen.objects.library import sample_object
+from interhandgen.viz.render import OBJECT_COLOUR
+
+from fixtures.objmodel_sets import random_object_set
+
+SMALL = {"kind": "shared_object", "hidden_dim": 32, "embed_dim": 16, "num_layers": 2, "skips": [1], "num_heads": 2,
+         "ff_dim": 32, "dropout": 0.0, "object_encoder": {"type": "pointnet", "width": 8, "num_points": 32}}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("objcli")
+    data = root / "obj.npz"
+    random_object_set(24, seed=0).save(data)
+    cfg = root / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"model": SMALL, "train": {"epochs": 2, "batch_size": 8, "warmup_steps": 1,
+                                                             "num_timesteps": 20, "schedule": "cosine",
+                                                             "sample_every_epochs": 100}}))
+    assert main(["train", "--config", str(cfg), "--data", str(data), "--out", str(root / "run"), "--no-progress",
+                 "--threads", "1"]) == 0
+    return root
+
+
+def test_train_writes_an_object_model_file(trained):
+    art = read_model_file(trained / "run" / "model.safetensors")
+    assert art.kind == "shared_object" and art.conditioning == ("hand", "object")
+    assert art.model_config["object_encoder"]["num_points"] == 32
+    # the recorded orientations are the training split's object rotations, per family
+    data = TwoHandSet.load(trained / "obj.npz").select_split("train")
+    fams = np.asarray(data.object_library.families)[data.object_id]
+    for fam, rows in art.objects["orientations"].items():
+        want = data.object_pose[fams == fam, 1:4][:len(rows)]
+        np.testing.assert_allclose(np.asarray(rows), want, atol=1e-6)
+    assert art.stats_std[0, 61:64].min() > 1e-3  # the anchor's place in the object frame varies (learned)
+
+
+def test_sample_around_a_user_mesh_writes_meshes_in_one_world_frame_and_a_render(trained, tmp_path):
+    obj = sample_object("mug", np.random.default_rng(0))
+    centre = np.array([0.3, 0.1, 0.9])
+    trimesh.Trimesh(obj.vertices + centre, obj.faces).export(tmp_path / "mug.obj")
+    out, meshes, png = tmp_path / "s.npz", tmp_path / "meshes", tmp_path / "s.png"
+    assert main(["sample", "--checkpoint", str(trained / "run"), "--object", str(tmp_path / "mug.obj"), "--num", "3",
+                 "--steps", "3", "--out", str(out), "--meshes", str(meshes), "--render", str(png), "--no-progress",
+                 "--threads", "1"]) == 0
+    two = TwoHandSet.load(out)
+    assert two.object_library is not None and len(two) == 3
+    given = trimesh.load(tmp_path / "mug.obj", force="mesh")
+    hands = two.hand_models()
+    verts = two.vertices(hands)
+    for i in range(3):
+        o = trimesh.load(meshes / f"{i:06d}_object.ply", process=False)
+        np.testing.assert_allclose(np.sort(o.vertices, 0), np.sort(given.vertices, 0), atol=1e-6)  # where it was
+        for side in ("left", "right"):
+            h = trimesh.load(meshes / f"{i:06d}_{side}.ply", process=False)
+            np.testing.assert_allclose(h.vertices, verts[side][i].numpy(), atol=1e-6)
+    pixels = np.asarray(Image.open(png).convert("RGB")).reshape(-1, 3).astype(int)
+    greenish = (np.abs(pixels - np.array(OBJECT_COLOUR)).sum(1) < 60).sum()
+    assert greenish > 50  # the object is drawn in its own colour
+
+
+def test_family_sampling_and_completion_with_the_object(trained, tmp_path):
+    fam = sorted(read_model_file(trained / "run" / "model.safetensors").objects["orientations"])[0]
+    out = tmp_path / "f.npz"
+    assert main(["sample", "--checkpoint", str(trained / "run"), "--object-family", fam, "--num-objects", "2",
+                 "--num", "4", "--steps", "3", "--out", str(out), "--no-progress", "--threads", "1"]) == 0
+    two = TwoHandSet.load(out)
+    assert set(two.object_library.families) == {fam} and len(two.object_library) == 2
+    done = tmp_path / "c.npz"
+    assert main(["complete", "--checkpoint", str(trained / "run"), "--given", str(out), "--side", "right", "--steps",
+                 "3", "--out", str(done), "--no-progress", "--threads", "1"]) == 0
+    c = TwoHandSet.load(done)
+    np.testing.assert_array_equal(c.right.transl, two.right.transl)
+    np.testing.assert_array_equal(c.object_pose, two.object_pose)
+    meta = json.loads(json.dumps(c.metadata))
+    assert meta["completed_side"] == "left"
+
+
+def test_object_errors_are_clean(trained, tmp_path, capsys):
+    (tmp_path / "open.obj").write_text("v 0 0 0\nv 0.1 0 0\nv 0 0.1 0\nf 1 2 3\n")
+    code = main(["sample", "--checkpoint", str(trained / "run"), "--object", str(tmp_path / "open.obj"), "--num", "2",
+                 "--out", str(tmp_path / "x.npz"), "--no-progress"])
+    assert code != 0 and "closed" in capsys.readouterr().err
+    code = main(["sample", "--checkpoint", str(trained / "run"), "--object-family", "teapot", "--num", "2",
+                 "--out", str(tmp_path / "y.npz"), "--no-progress"])
+    assert code != 0 and "unknown family" in capsys.readouterr().err
+
+
+def test_complete_given_hands_with_a_user_object(trained, tmp_path):
+    obj = sample_object("box", np.random.default_rng(1))
+    trimesh.Trimesh(obj.vertices + np.array([0.0, 0.05, 0.0]), obj.faces).export(tmp_path / "box.obj")
+    full = random_object_set(3, seed=2, splits=False)
+    plain = TwoHandSet(full.left, full.right, pose_space=full.pose_space, flat_hand_mean=full.flat_hand_mean)
+    plain.save(tmp_path / "plain.npz")
+    out = tmp_path / "c.npz"
+    assert main(["complete", "--checkpoint", str(trained / "run"), "--given", str(tmp_path / "plain.npz"), "--side",
+                 "left", "--object", str(tmp_path / "box.obj"), "--steps", "3", "--out", str(out), "--meshes",
+                 str(tmp_path / "m"), "--no-progress", "--threads", "1"]) == 0
+    c = TwoHandSet.load(out)
+    np.testing.assert_array_equal(c.left.transl, plain.left.transl)
+    assert len(c.object_library) == 1 and (tmp_path / "m" / "000002_object.ply").is_file()

@@ -1,0 +1,164 @@
+"""Sampling with an object: the hand-object penalty against the exact SDF, object settling, guidance, the cascade
+(determinism, devices), placement of a user's mesh and completion."""
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from interhandgen.data.canonical import canonical_vertices
+from interhandgen.generation.cascade import SamplerSettings
+from interhandgen.generation.object_api import ObjectInterHandGen, family_objects, mesh_centre_of_mass, user_object
+from interhandgen.generation.object_sampling import (HandObjectGuidance, ObjectSettings, object_penetration,
+                                                     settle_on_object)
+from interhandgen.generation.subset import SubsetHand
+from interhandgen.hand import open_hand
+from interhandgen.models import build_model
+from interhandgen.models.artifact import export_model
+from interhandgen.objects.frame import surface_samples
+from interhandgen.objects.library import make_object
+from interhandgen.objects.metrics import object_world_vertices
+from interhandgen.objects.sdf import object_signed_distance
+
+CONFIG = {"kind": "shared_object", "hidden_dim": 64, "embed_dim": 32, "num_layers": 3, "skips": [1], "num_heads": 2,
+          "ff_dim": 64, "dropout": 0.0, "object_encoder": {"type": "pointnet", "width": 16, "num_points": 64}}
+
+
+
+def _box():
+    from interhandgen.objects.library import FAMILIES
+
+    params = FAMILIES["box"].sample(np.random.default_rng(0))
+    return make_object("box", params)
+
+
+def _exact(points, obj):
+    return object_signed_distance(points.double(), torch.tensor(obj.vertices), torch.tensor(obj.faces))[0]
+
+
+def test_penetration_signs_and_depths_follow_the_exact_sdf():
+    obj = _box()
+    surf = torch.tensor(surface_samples(obj.vertices, obj.faces, 4096, seed=2))[None]
+    rng = np.random.default_rng(1)
+    ext = np.ptp(obj.vertices, axis=0) / 2 + 0.02
+    pts = torch.tensor(rng.uniform(-ext, ext, (1, 2000, 3)))
+    exact = _exact(pts, obj)
+    _, signed, _ = object_penetration(pts, surf, 0.02)
+    clear = exact.abs() > 0.003
+    assert ((signed > 0) == (exact > 0))[clear].float().mean() > 0.99
+    near = exact.abs() < 0.02
+    assert (signed - exact)[near].abs().median() < 1e-3  # a plane test on a 4,096-sample box surface
+
+
+def _hand_points(shift):
+    hand = SubsetHand(open_hand("left"), 192)
+    x = torch.zeros(1, 64)
+    x[0, 55:61] = torch.tensor([1.0, 0, 0, 0, 1, 0])
+    pts = hand(x)[0].double()
+    return pts - pts[..., 2:3].amin() + shift  # the hand's lowest point at height shift
+
+
+def test_object_settling_moves_penetrating_hands_out_and_near_hands_into_touch():
+    obj = _box()
+    top = float(obj.vertices[:, 2].max())
+    surf = torch.tensor(surface_samples(obj.vertices, obj.faces, 4096, seed=2))[None]
+    cfg = ObjectSettings(object_settle_steps=6)
+    for gap, expect_move in ((-0.008, True), (0.010, True), (0.080, False)):
+        pts = _hand_points(top + gap)
+        pts[..., :2] -= pts[..., :2].mean(1, keepdim=True)  # over the box's centre
+        move = settle_on_object(pts, surf, cfg)
+        if not expect_move:
+            assert torch.equal(move, torch.zeros_like(move))
+            continue
+        d = _exact(pts + move[:, None], obj)
+        assert float(d.min()) > -0.001  # out of the object (exact SDF), within a millimetre
+        assert float(d.min()) < 0.0015  # and touching it
+
+
+def test_guidance_step_reduces_the_penetration_penalty():
+    obj = _box()
+    surf = torch.tensor(surface_samples(obj.vertices, obj.faces, 2048, seed=2), dtype=torch.float32)[None]
+    hand = SubsetHand(open_hand("left"), 192)
+    x = torch.zeros(4, 64)
+    x[:, 55:61] = torch.tensor([1.0, 0, 0, 0, 1, 0])
+    x[:, 61:64] = torch.tensor([[0, 0, 0.04], [0.01, 0, 0.05], [0, 0.02, 0.03], [0, 0, 0.3]])  # into the box
+    mean, std = torch.zeros(64), torch.ones(64)
+    hook = HandObjectGuidance(hand, mean, std, surf.expand(4, -1, -1), 1.0, num_steps=5, decay=0.9, last_steps=3,
+                              rho=0.02, max_step=1.0)
+    before = hook.loss(x)
+    after = hook.loss(hook(x, x, torch.zeros(4, dtype=torch.long), 4))
+    assert (after[:3] < 0.7 * before[:3]).all() and before[3] == 0 and after[3] == 0
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    torch.manual_seed(0)
+    net = build_model(CONFIG)
+    path = tmp_path_factory.mktemp("objmodel") / "m.safetensors"
+    export_model(net.state_dict(), CONFIG, torch.zeros(2, 64), torch.ones(2, 64) * 0.5, path,
+                 {"train_config": {"num_timesteps": 20, "schedule": "cosine"}}, conditioning=("hand", "object"),
+                 objects={"num_points": 64, "orientations": {"box": [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]}})
+    return path
+
+
+def _write_box(path, centre):
+    obj = _box()
+    trimesh.Trimesh(obj.vertices + centre, obj.faces).export(path)
+    return obj.vertices + centre, obj.faces
+
+
+def test_user_mesh_is_placed_where_it_is(tmp_path, model_file):
+    v, f = _write_box(tmp_path / "box.obj", np.array([0.1, -0.2, 0.8]))
+    scene = user_object(tmp_path / "box.obj")
+    mesh = trimesh.load(tmp_path / "box.obj", force="mesh")
+    np.testing.assert_allclose(scene.object_pose[0, 4:7], mesh.center_mass, atol=1e-9)  # trimesh's centre of mass
+    gen = ObjectInterHandGen.load(model_file)
+    settings = SamplerSettings(steps=4, resample_rounds=0, settle_steps=0)
+    two = gen.sample(5, scene, seed=3, settings=settings, progress=False)
+    world = object_world_vertices(two.object_library.vertices[0], two.object_pose[:1])[0]
+    np.testing.assert_allclose(np.sort(world, 0), np.sort(np.asarray(mesh.vertices), 0), atol=1e-9)
+    again = gen.sample(5, scene, seed=3, settings=settings, progress=False)
+    for side in ("left", "right"):
+        np.testing.assert_array_equal(two.hand(side).transl, again.hand(side).transl)  # same seed, same samples
+    assert not np.allclose(gen.sample(5, scene, seed=4, settings=settings, progress=False).left.transl,
+                           two.left.transl)
+    c, vol = mesh_centre_of_mass(np.asarray(mesh.vertices), np.asarray(mesh.faces))
+    assert abs(vol - mesh.volume) < 1e-15 and np.abs(c - mesh.center_mass).max() < 1e-12
+
+
+def test_family_objects_and_object_free_sampling(model_file):
+    gen = ObjectInterHandGen.load(model_file)
+    scene = family_objects("box", 3, seed=0, orientations=gen.orientations)
+    assert len(scene.library) == 3 and set(map(tuple, scene.object_pose[:, 1:4])) <= {(0.0, 0, 0), (1.0, 0, 0)}
+    settings = SamplerSettings(steps=3, resample_rounds=0, settle_steps=0)
+    two = gen.sample(4, None, seed=0, settings=settings, progress=False)
+    # without an object the left hand is the frame: at the origin, unrotated
+    np.testing.assert_allclose(two.left.global_orient, 0.0, atol=1e-6)
+    with pytest.raises(Exception):
+        family_objects("mug", 2, 0, gen.orientations)
+
+
+def test_completion_keeps_the_given_hand_and_the_object(model_file, tmp_path):
+    from fixtures.objmodel_sets import random_object_set  # noqa: PLC0415 (tests/objects helper)
+
+    gen = ObjectInterHandGen.load(model_file)
+    given = random_object_set(4, seed=5, families=("box",), splits=False)
+    settings = SamplerSettings(steps=3, resample_rounds=0, settle_steps=0)
+    for side in ("left", "right"):
+        done = gen.complete(given, side=side, seed=0, settings=settings, progress=False)
+        for field in ("pose", "betas", "global_orient", "transl"):
+            np.testing.assert_array_equal(getattr(done.hand(side), field), getattr(given.hand(side), field))
+        np.testing.assert_array_equal(done.object_pose, given.object_pose)
+        other = "right" if side == "left" else "left"
+        assert not np.allclose(done.hand(other).transl, given.hand(other).transl)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_sampling_matches_cpu_closely(model_file, tmp_path):
+    v, f = _write_box(tmp_path / "b.obj", np.zeros(3))
+    scene = user_object(tmp_path / "b.obj")
+    settings = SamplerSettings(steps=4, resample_rounds=0, settle_steps=0, eta=0.0)
+    cpu = ObjectInterHandGen.load(model_file).sample(8, scene, seed=1, settings=settings, progress=False)
+    gpu = ObjectInterHandGen.load(model_file, device="cuda").sample(8, scene, seed=1, settings=settings,
+                                                                     progress=False)
+    np.testing.assert_allclose(cpu.left.transl, gpu.left.transl, atol=1e-4)

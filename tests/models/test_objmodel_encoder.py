@@ -1,0 +1,138 @@
+"""Object encoders and the object-conditioned denoiser: invariances, a brute-force BPS, the null object token,
+the object-token dropout objective and the model file."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from interhandgen.diffusion import Schedule
+from interhandgen.exceptions import InputError
+from interhandgen.models import build_model, registered
+from interhandgen.models.artifact import build_network, export_model, read_model_file
+from interhandgen.models.object_encoder import BPSEncoder, ObjectEncoderConfig, PointNetEncoder
+from interhandgen.models.object_loss import object_diffusion_loss
+from interhandgen.objects.frame import surface_samples
+from interhandgen.objects.library import sample_object
+from interhandgen.training import TrainConfig
+
+CONFIG = {"kind": "shared_object", "hidden_dim": 64, "embed_dim": 32, "num_layers": 3, "skips": [1], "num_heads": 2,
+          "ff_dim": 64, "dropout": 0.0, "object_encoder": {"type": "pointnet", "width": 16}}
+
+
+def _points(b=3, n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    objs = [sample_object(f, rng) for f in ("box", "mug", "sphere")][:b]
+    return torch.tensor(np.stack([surface_samples(o.vertices, o.faces, n) for o in objs]), dtype=torch.float32)
+
+
+def test_pointnet_is_invariant_to_point_order_and_sees_the_shape():
+    torch.manual_seed(0)
+    enc = PointNetEncoder(ObjectEncoderConfig(width=16), 32, 64)
+    p = _points()
+    perm = torch.randperm(p.shape[1])
+    torch.testing.assert_close(enc(p), enc(p[:, perm]), rtol=0, atol=1e-6)
+    out = enc(p)
+    assert (out[0] - out[1]).abs().max() > 1e-3  # different objects, different tokens
+
+
+def test_bps_features_equal_a_brute_force_nearest_point_signed_distance():
+    enc = BPSEncoder(ObjectEncoderConfig(type="bps", basis=40), 32, 64)
+    p = _points(n=50).double()
+    feats = enc.features(p)
+    basis = enc.basis.double().numpy()
+    for b in range(p.shape[0]):
+        pts, nrm = p[b, :, :3].numpy(), p[b, :, 3:].numpy()
+        for k in range(len(basis)):
+            j = min(range(len(pts)), key=lambda i: float(np.sum((basis[k] - pts[i]) ** 2)))
+            assert abs(float(feats[b, k]) - float(np.dot(basis[k] - pts[j], nrm[j]))) < 1e-12
+    assert (np.linalg.norm(basis, axis=1) <= 0.25 + 1e-7).all()
+
+
+def test_null_object_rows_equal_the_object_free_forward():
+    torch.manual_seed(0)
+    net = build_model(CONFIG).eval()
+    x, t = torch.randn(3, 64), torch.tensor([0, 50, 128])
+    cond, mask = torch.randn(3, 64), torch.tensor([False, True, True])
+    tok = net.encode(_points())
+    off = torch.zeros(3, dtype=torch.bool)
+    torch.testing.assert_close(net(x, t, cond, mask, tok, off), net(x, t, cond, mask), rtol=0, atol=0)
+    on = net(x, t, cond, mask, tok, ~off)
+    assert (on - net(x, t, cond, mask)).abs().max() > 1e-4  # the object changes the prediction
+    # rows are independent: a row's output does not depend on the other rows' objects
+    torch.testing.assert_close(net(x[:1], t[:1], cond[:1], mask[:1], tok[:1], ~off[:1]), on[:1], rtol=1e-5, atol=1e-6)
+    with pytest.raises(InputError):
+        net(x, t, cond, mask, tok[:2], ~off)
+
+
+def test_object_dropout_objective_masks_the_canonical_anchor_slots():
+    torch.manual_seed(0)
+    net = build_model(CONFIG)
+    cfg = TrainConfig(num_timesteps=20, schedule="cosine")
+    sched = Schedule.from_config(cfg.to_dict())
+    batch, pts = torch.randn(4, 2, 64), _points(b=3).repeat(2, 1, 1)[:4]
+    stats = (torch.zeros(2, 64), torch.ones(2, 64))
+    # all objects dropped: the anchor's 9 frame outputs get no gradient
+    out = {}
+
+    def hook(module, inputs, output):
+        output.retain_grad()
+        out["pred"] = output
+
+    handle = net.denoiser.output_proj.register_forward_hook(hook)
+    loss, la, lo = object_diffusion_loss(net, batch, sched, cfg, torch.Generator().manual_seed(0), points=pts,
+                                         stats=stats, object_drop_prob=1.0, rotate_z=False)
+    loss.backward()
+    g = out["pred"].grad
+    assert torch.equal(g[:4, 55:], torch.zeros_like(g[:4, 55:])) and g[:4, :55].abs().sum() > 0
+    assert g[4:].abs().sum() > 0
+    # no object dropped: they are learned
+    net.zero_grad()
+    loss, _, _ = object_diffusion_loss(net, batch, sched, cfg, torch.Generator().manual_seed(0), points=pts,
+                                       stats=stats, object_drop_prob=0.0, rotate_z=True)
+    loss.backward()
+    assert out["pred"].grad[:4, 55:].abs().sum() > 0
+    handle.remove()
+    # the total is the mean squared error of both stages, recomputed by hand (drop 0, no rotation)
+    gen = torch.Generator().manual_seed(3)
+    loss, la, lo = object_diffusion_loss(net, batch, sched, cfg, gen, points=pts, stats=stats, object_drop_prob=0.0,
+                                         rotate_z=False)
+    gen = torch.Generator().manual_seed(3)
+    torch.rand(4, generator=gen)  # the dropout draw
+    t = torch.cat([torch.randint(0, 20, (4,), generator=gen)])
+    t = torch.cat([t, 19 - t])
+    noise = torch.randn(8, 64, generator=gen)
+    x0 = torch.cat([batch[:, 0], batch[:, 1]])
+    from interhandgen.diffusion import q_sample
+
+    x_t = q_sample(x0, t, noise, sched)
+    cond = torch.cat([torch.zeros(4, 64), batch[:, 0]])
+    mask = torch.cat([torch.zeros(4, dtype=torch.bool), torch.ones(4, dtype=torch.bool)])
+    tok = net.encode(pts)
+    pred = net(x_t, t, cond, mask, torch.cat([tok, tok]), torch.ones(8, dtype=torch.bool))
+    err = ((pred - x0) ** 2).mean(1)
+    torch.testing.assert_close(la, err[:4].mean().detach(), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(lo, err[4:].mean().detach(), rtol=1e-5, atol=1e-7)
+
+
+def test_model_file_carries_the_encoder_config_and_conditioning(tmp_path):
+    torch.manual_seed(0)
+    net = build_model({**CONFIG, "object_encoder": {"type": "bps", "basis": 32}, "object_drop_prob": 0.3})
+    assert registered(CONFIG).conditioning == ("hand", "object")
+    path = tmp_path / "m.safetensors"
+    objects = {"num_points": 64, "orientations": {"box": [[0.1, 0.2, 0.3]]}}
+    export_model(net.state_dict(), {**CONFIG, "object_encoder": {"type": "bps", "basis": 32}, "object_drop_prob": 0.3},
+                 torch.zeros(2, 64), torch.ones(2, 64), path, {"train_config": {}},
+                 conditioning=("hand", "object"), objects=objects)
+    art = read_model_file(path)
+    assert art.conditioning == ("hand", "object") and art.objects == objects
+    assert art.model_config["object_encoder"] == {"type": "bps", "basis": 32}
+    again = build_network(art)
+    x, t = torch.randn(2, 64), torch.tensor([3, 9])
+    tok = net.eval().encode(_points(b=2))
+    torch.testing.assert_close(again(x, t, None, None, again.encode(_points(b=2)), None), net(x, t, None, None, tok),
+                               rtol=0, atol=0)
+    with pytest.raises(InputError):
+        ObjectEncoderConfig.from_dict({"type": "voxels"})
+    assert dataclasses.asdict(ObjectEncoderConfig())["type"] == "pointnet"
