@@ -9,6 +9,9 @@ in the evaluation protocol) are measured. ``--steps`` takes several step counts.
 
     python benchmarks/sampling.py --num 1000 --steps 42 20 10 --out benchmarks/results/sampling.json
     python benchmarks/sampling.py --checkpoint runs/small --num 1000 --quality-num 500
+
+The speed of the default sampler against an earlier checkout (both as `interhandgen sample` processes, back to
+back, with the quality of both outputs) is measured by benchmarks/sampler_speed.py.
 """
 
 from __future__ import annotations

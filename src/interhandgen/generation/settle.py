@@ -27,8 +27,9 @@ import torch
 
 from interhandgen.data.canonical import ROT_SLICE, TRANSL_SLICE, canonical_vertices
 from interhandgen.geometry.optim import BatchedAdam
-from interhandgen.geometry.points import gather_rows, nearest_both_ways
-from interhandgen.geometry.proxy import SphereProxy, build_sphere_proxy, sphere_clearance
+from interhandgen.geometry.points import (gather_rows, mutual_nearest, nearest_squared_distances, nearest_within,
+                                         sample_blocks)
+from interhandgen.geometry.proxy import RADIUS_MARGIN, SphereProxy, build_sphere_proxy, sphere_clearance
 from interhandgen.generation.subset import SubsetHand
 from interhandgen.rotations import axis_angle_to_matrix, matrix_to_rot6d, rot6d_to_matrix
 from interhandgen.exceptions import InputError
@@ -96,26 +97,20 @@ def _depth_below(points: torch.Tensor, nearest: torch.Tensor, normals: torch.Ten
     return depth * near.to(depth.dtype)
 
 
-def _proxy_spheres(anchor_hand: SubsetHand, other_hand: SubsetHand, anchor: torch.Tensor, other: torch.Tensor,
-                   rows: torch.Tensor):
-    """Sphere proxies in mm (centres [B, S, 3], radii [B, S] for each hand) posed for the pairs where ``rows``
-    [B] is True; the other pairs get zero radii with the two hands' centres a kilometre apart, so that they add
-    no overlap (and no gradient)."""
-    sel = torch.nonzero(rows).squeeze(1)
-    proxy_a = _proxy_for(anchor_hand.hand_model.data, anchor.device, anchor.dtype)
-    proxy_b = _proxy_for(other_hand.hand_model.data, other.device, other.dtype)
-    B = anchor.shape[0]
-    ca = torch.zeros(B, proxy_a.coeff.shape[0], 3, dtype=anchor.dtype, device=anchor.device)
-    cb = torch.zeros(B, proxy_b.coeff.shape[0], 3, dtype=anchor.dtype, device=anchor.device)
-    cb[..., 0] = 1e6
-    ra = torch.zeros(B, proxy_a.coeff.shape[0], dtype=anchor.dtype, device=anchor.device)
-    rb = torch.zeros(B, proxy_b.coeff.shape[0], dtype=anchor.dtype, device=anchor.device)
-    if sel.numel():
-        c, r = _spheres(anchor_hand, anchor[sel])
-        ca[sel], ra[sel] = c * MM, r * MM
-        c, r = _spheres(other_hand, other[sel])
-        cb[sel], rb[sel] = c * MM, r * MM
-    return ca, ra, cb, rb
+def _capped_radii(proxy: SphereProxy, rest: torch.Tensor, centres: torch.Tensor, verts: torch.Tensor) -> torch.Tensor:
+    """[B, S] proxy radii scaled with the hand (``proxy.radii(rest)``) and capped by the distance from each posed
+    centre [B, S, 3] to the nearest posed full-mesh vertex [B, V, 3] minus ``RADIUS_MARGIN``: the rule of
+    :meth:`SphereProxy.radii` with vertices, computed as one product of augmented coordinates
+    [c, 1] . [-2 v, |v|^2] reduced along its contiguous axis, in cache-sized blocks of samples (no index search;
+    about 3x faster than the full distance matrix on the CPU). Metres."""
+    c0 = verts.mean(1, keepdim=True)
+    c, v = centres - c0, verts - c0
+    query = torch.cat([c, torch.ones_like(c[..., :1])], dim=-1)
+    target = torch.cat([-2.0 * v, (v * v).sum(-1, keepdim=True)], dim=-1).transpose(1, 2)
+    d2 = torch.cat([torch.bmm(query[blk], target[blk]).amin(dim=2)
+                    for blk in sample_blocks(c.shape[0], c.shape[1], v.shape[1])]) + (c * c).sum(-1)
+    nearest = d2.clamp_min(0).sqrt() - RADIUS_MARGIN
+    return torch.minimum(proxy.radii(rest), nearest.clamp_min(0.0))
 
 
 def _spheres(hand: SubsetHand, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -126,7 +121,132 @@ def _spheres(hand: SubsetHand, x: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     rest, transforms = hand.skeleton(x)
     centres = proxy.centres(rest, transforms)
     verts, _ = canonical_vertices(x, model)
-    return centres, proxy.radii(rest, centres, verts.to(x.dtype))
+    return centres, _capped_radii(proxy, rest, centres, verts.to(x.dtype))
+
+
+_PROXY_FIELDS = ("ca", "cb", "reach", "reach_sq")
+
+
+@dataclasses.dataclass
+class _RigidState:
+    """Per-pair state of the settling loop (mm). ``pa``/``na`` [K, n, 3]: the anchor's near points and normals;
+    ``pb``/``nb`` [K, m, 3]: the other hand's near points relative to ``pivot`` [K, 1, 3] and their normals, at the
+    start; ``pb_near``/``nb_near`` [K, n, 3] and ``pa_near``/``na_near`` [K, m, 3]: the nearest partners of each
+    point, gathered at the last refresh (fixed between refreshes: only the rigid move changes). Sphere proxies
+    (centres ``ca`` [P, Sa, 3], ``cb`` [P, Sb, 3] relative to the pivot, and ``reach`` [P, Sa, Sb], the sum of
+    every two radii, with its square ``reach_sq``) exist only for the rows ``prow`` [P] (indices into the K rows),
+    the pairs that started with a point inside the other hand."""
+
+    pa: torch.Tensor
+    na: torch.Tensor
+    pb: torch.Tensor
+    nb: torch.Tensor
+    pivot: torch.Tensor
+    prow: torch.Tensor
+    ca: torch.Tensor
+    cb: torch.Tensor
+    reach: torch.Tensor
+    reach_sq: torch.Tensor
+    pb_near: torch.Tensor | None = None
+    nb_near: torch.Tensor | None = None
+    pa_near: torch.Tensor | None = None
+    na_near: torch.Tensor | None = None
+
+    def moved(self, points: torch.Tensor, Rt: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+        """Points relative to the pivot [K, n, 3] after the rigid move (rotation Rt = Rd^T [K, 3, 3], tau [K, 3])."""
+        return points @ Rt + (self.pivot + tau[:, None])
+
+    def refresh(self, Rt: torch.Tensor, tau: torch.Tensor) -> None:
+        """Nearest partners of the moved hand; gathered from the fixed (unmoved) points, moved at every step."""
+        i_ab, i_ba = mutual_nearest(self.pa, self.moved(self.pb, Rt, tau))
+        self.pb_near, self.nb_near = gather_rows(self.pb, i_ab), gather_rows(self.nb, i_ab)
+        self.pa_near, self.na_near = gather_rows(self.pa, i_ba), gather_rows(self.na, i_ba)
+
+    def keep(self, rows: torch.Tensor) -> "_RigidState":
+        """The state of the rows ``rows`` (sorted long [K'] into the current rows)."""
+        new_index = torch.full((self.pa.shape[0],), -1, dtype=torch.long, device=rows.device)
+        new_index[rows] = torch.arange(rows.numel(), device=rows.device)
+        mapped = new_index[self.prow]
+        sel = mapped >= 0
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out = {k: (v[sel] if k in _PROXY_FIELDS else v[rows] if v is not None else None)
+               for k, v in fields.items() if k != "prow"}
+        out.update(prow=mapped[sel])
+        return _RigidState(**out)
+
+
+def rigid_settle_gradients(st: _RigidState, tau: torch.Tensor, omega: torch.Tensor, config: SettleConfig):
+    """The settling loss's gradient in closed form, and the quantities that judge a pair settled.
+
+    The loss per pair (mm; nearest partners fixed, as gathered at the last refresh), of the rigid move
+    x -> Rd(omega) (x - pivot) + pivot + tau of the other hand:
+
+        penetration_weight * (sum depth_a^2 + sum depth_b^2 + proxy_weight * sum overlap^2)
+        + touch_weight * relu(gap - touch_mm)^2 + reg_translation |tau|^2 + reg_rotation |omega|^2
+
+    ``depth_a``: how far (below ``margin_mm`` outside) each anchor point lies under the tangent plane of its moved
+    nearest partner (within ``nn_radius_mm``), ``depth_b`` the same for the moved points against the anchor,
+    ``overlap`` the overlap of every pair of proxy spheres, ``gap`` the smallest anchor-to-partner distance.
+    Gradients of the moved points are summed into the translation and the 3x3 matrix gradient in one product
+    each; only the rotation's Rodrigues map goes through autograd ([K, 3] -> [K, 3, 3]). Checked against autograd of
+    the same loss in tests/generation/test_settle_fast.py.
+
+    Returns (grad_tau [K, 3], grad_omega [K, 3], deepest [K] (largest depth, margin included), overlap [K],
+    gap [K]).
+    """
+    wp = config.penetration_weight
+    with torch.enable_grad():
+        om = omega.detach().requires_grad_(True)
+        Rd = axis_angle_to_matrix(om)
+    Rt = Rd.detach().transpose(1, 2)
+    r2 = config.nn_radius_mm ** 2
+    # The anchor's points against the moved partners (moved normals too).
+    q_near = st.moved(st.pb_near, Rt, tau)
+    n_near = st.nb_near @ Rt
+    off_a = st.pa - q_near
+    d2_a = (off_a * off_a).sum(-1)
+    depth_a = torch.relu(config.margin_mm - (off_a * n_near).sum(-1)) * (d2_a < r2).to(off_a.dtype)
+    # The moved points against the anchor.
+    off_b = st.moved(st.pb, Rt, tau) - st.pa_near
+    depth_b = (torch.relu(config.margin_mm - (off_b * st.na_near).sum(-1))
+               * ((off_b * off_b).sum(-1) < r2).to(off_b.dtype))
+    gap2, closest = d2_a.min(dim=1)
+    gap = gap2.sqrt()
+    # d loss / d (moved point or normal), then into tau and Rd: x' = Rd v + const gives dL/dRd = sum g v^T.
+    c_a = (2.0 * wp) * depth_a[..., None]
+    g_qa, g_na = c_a * n_near, -c_a * off_a
+    g_qb = (-2.0 * wp) * depth_b[..., None] * st.na_near
+    rows = torch.arange(tau.shape[0], device=tau.device)
+    pull = 2.0 * config.touch_weight * torch.relu(gap - config.touch_mm)
+    unit = -off_a[rows, closest] / torch.where(gap > 0, gap, torch.ones_like(gap))[:, None]
+    g_touch = (pull * (gap > 0).to(gap.dtype))[:, None] * unit
+    g_tau = g_qa.sum(1) + g_qb.sum(1) + g_touch + 2.0 * config.reg_translation * tau
+    G = (g_qa.transpose(1, 2) @ st.pb_near + g_na.transpose(1, 2) @ st.nb_near + g_qb.transpose(1, 2) @ st.pb
+         + g_touch[:, :, None] * st.pb_near[rows, closest][:, None, :])
+    overlap = torch.zeros_like(gap)
+    if config.proxy_weight > 0 and st.prow.numel():
+        p = st.prow
+        cb = st.cb @ Rt[p] + (st.pivot[p] + tau[p][:, None])
+        # Distances by the centred expanded form (as torch.cdist on this many points).
+        c0 = st.ca.mean(1, keepdim=True)
+        ca, cbc = st.ca - c0, cb - c0
+        d2 = torch.baddbmm((cbc * cbc).sum(-1)[:, None, :], ca, cbc.transpose(1, 2), alpha=-2.0)
+        d2.add_((ca * ca).sum(-1)[:, :, None])
+        # Most proxy rows have no overlapping spheres (one comparison tells): the rest of the term runs on the others.
+        hit = torch.nonzero((d2 - st.reach_sq).flatten(1).amin(1) < 0).squeeze(1)
+        if hit.numel():
+            d = d2[hit].clamp_min_(0).sqrt_()
+            ov = torch.relu(st.reach[hit] - d)
+            ca, cbc, p = ca[hit], cbc[hit], p[hit]
+            overlap = overlap.index_put((p,), (ov * ov).sum(dim=(1, 2)))
+            # d(overlap^2)/d cb_l = -2 ov (cb_l - ca_k) / d, summed over k.
+            co = (2.0 * wp * config.proxy_weight) * ov / torch.where(d > 0, d, torch.ones_like(d))
+            g_c = -(cbc * co.sum(1)[..., None] - co.transpose(1, 2) @ ca)
+            g_tau = g_tau.index_add(0, p, g_c.sum(1))
+            G = G.index_add(0, p, g_c.transpose(1, 2) @ st.cb[hit])
+    g_omega = torch.autograd.grad(Rd, om, G)[0] + 2.0 * config.reg_rotation * omega
+    deepest = torch.maximum(depth_a.amax(1), depth_b.amax(1))
+    return g_tau, g_omega, deepest, overlap, gap
 
 
 def settle_contact(anchor: torch.Tensor, other: torch.Tensor, anchor_hand: SubsetHand, other_hand: SubsetHand,
@@ -138,7 +258,9 @@ def settle_contact(anchor: torch.Tensor, other: torch.Tensor, anchor_hand: Subse
         anchor_hand, other_hand: the hands' surface subsets (:class:`SubsetHand`; their size is the subset used,
             ``config.points`` is the size the sampler builds them with).
     Only the rotation (6D) and translation of ``other`` change, and only for the pairs whose subsets are closer
-    than ``config.attract_mm``; the other rows are returned unchanged.
+    than ``config.attract_mm`` and that are not already settled (touching within ``settle_gap_mm`` with no near
+    point inside the other hand and no sphere overlap); the other rows are returned bit-for-bit unchanged. Each
+    pair's result does not depend on the other pairs of the batch (up to the rounding of batched products).
     """
     config.validate()
     for name, x in (("anchor", anchor), ("other", other)):
@@ -154,96 +276,77 @@ def settle_contact(anchor: torch.Tensor, other: torch.Tensor, anchor_hand: Subse
         pa, na = anchor_hand(anchor.float())
         pb, nb = other_hand(other.float())
         pa, pb = pa * MM, pb * MM
-        d_ab, i_ab0, d_ba, i_ba0 = nearest_both_ways(pa, pb)
-        gap0 = d_ab.amin(1).clamp_min(0).sqrt()
-        rows = torch.nonzero(gap0 < config.attract_mm).squeeze(1)
+        d_ab, d_ba = nearest_squared_distances(pa, pb)
+        rows = torch.nonzero(d_ab.amin(1) < config.attract_mm ** 2).squeeze(1)
         if rows.numel() == 0:
             return out
-        # Pairs with a subset point inside the other hand at the start: only they can hide a deep overlap, so only
-        # they get the sphere proxies (posing the proxies and capping their radii by the full mesh is the costly
-        # part; a pair that starts outside is moved only into touch).
-        inside0 = ((_depth_below(pa, gather_rows(pb, i_ab0), gather_rows(nb, i_ab0)) > 0).any(1)
-                   | (_depth_below(pb, gather_rows(pa, i_ba0), gather_rows(na, i_ba0)) > 0).any(1))[rows]
         pa, na, pb, nb = pa[rows], na[rows], pb[rows], nb[rows]
         k_a, k_b = min(config.near_size, pa.shape[1]), min(config.near_size, pb.shape[1])
         idx_a = d_ab[rows].topk(k_a, dim=1, largest=False).indices
         idx_b = d_ba[rows].topk(k_b, dim=1, largest=False).indices
         pa, na, pb, nb = gather_rows(pa, idx_a), gather_rows(na, idx_a), gather_rows(pb, idx_b), gather_rows(nb, idx_b)
         pivot = pb.mean(1, keepdim=True)
+        K = rows.numel()
+        no_proxy = torch.zeros(0, dtype=torch.long, device=pa.device)
+        st = _RigidState(pa, na, pb - pivot, nb, pivot, no_proxy, pa.new_zeros(0, 1, 3), pa.new_zeros(0, 1, 3),
+                         pa.new_zeros(0, 1, 1), pa.new_zeros(0, 1, 1))
+        eye = torch.eye(3, dtype=pa.dtype, device=pa.device).expand(K, 3, 3)
+        st.refresh(eye, pa.new_zeros(K, 3))
         if config.proxy_weight > 0:
-            ca, ra, cb, rb = _proxy_spheres(anchor_hand, other_hand, anchor[rows].float(), other[rows].float(),
-                                            inside0)
+            # Pairs with a near point inside the other hand at the start (nearest-point + normal test among the
+            # near points): only they can hide a deep overlap, so only they get the sphere proxies (posing the
+            # proxies and capping their radii by the full mesh is the costly part; a pair that starts outside
+            # is moved only into touch).
+            inside0 = ((_depth_below(st.pa, st.pb_near + st.pivot, st.nb_near) > 0).any(1)
+                       | (_depth_below(st.pb + st.pivot, st.pa_near, st.na_near) > 0).any(1))
+            prow = torch.nonzero(inside0).squeeze(1)
+            if prow.numel():
+                sel = rows[prow]
+                ca, ra = _spheres(anchor_hand, anchor[sel].float())
+                cb, rb = _spheres(other_hand, other[sel].float())
+                reach = (ra[:, :, None] + rb[:, None, :]) * MM
+                st.prow, st.ca, st.cb, st.reach, st.reach_sq = prow, ca * MM, cb * MM - pivot[prow], reach, reach * reach
 
-    K = rows.numel()
     zeros = lambda: torch.zeros(K, 3, dtype=pa.dtype, device=pa.device)  # noqa: E731
     opt = BatchedAdam([zeros(), zeros()], [config.lr_translation, config.lr_rotation], config.steps)
     final_tau, final_omega = zeros(), zeros()
-    # Per-sample state of the pairs still optimised; ``live`` indexes them into the K settled rows.
-    st = {"pa": pa, "na": na, "pb": pb, "nb": nb, "pivot": pivot}
-    if config.proxy_weight > 0:
-        st.update(ca=ca, ra=ra, cb=cb, rb=rb)
-    live = torch.arange(K, device=pa.device)
+    moved = torch.ones(K, dtype=torch.bool, device=pa.device)
+    live = torch.arange(K, device=pa.device)  # the settled rows still optimised
 
     for step in range(config.steps):
-        tau, omega = (p.requires_grad_(True) for p in opt.params)
-        Rd = axis_angle_to_matrix(omega)
-
-        def move(points: torch.Tensor) -> torch.Tensor:
-            return (points - st["pivot"]) @ Rd.transpose(1, 2) + st["pivot"] + tau[:, None]
-
-        qb = move(st["pb"])
-        overlap = torch.zeros_like(tau[:, 0])
-        if config.proxy_weight > 0:
-            overlap = torch.relu(-sphere_clearance(st["ca"], st["ra"], move(st["cb"]), st["rb"])).square().sum(dim=(1, 2))
-        refresh = step % config.nn_every == 0
-        if refresh:
+        tau, omega = opt.params
+        if step % config.nn_every == 0 and step > 0:  # (step 0: refreshed above)
             with torch.no_grad():
-                _, i_ab, _, i_ba = nearest_both_ways(st["pa"], qb.detach())
-        # Nearest points are gathered from the fixed (unmoved) points and moved afterwards: the same values, and no
-        # gather on a tensor that needs a gradient (its backward accumulates with atomics on CUDA, which made the
-        # result differ from run to run there).
-        qb_near = move(gather_rows(st["pb"], i_ab))
-        qn_near = gather_rows(st["nb"], i_ab) @ Rd.transpose(1, 2)
-        depth_a = _depth_below(st["pa"], qb_near, qn_near, config.margin_mm, config.nn_radius_mm)
-        depth_b = _depth_below(qb, gather_rows(st["pa"], i_ba), gather_rows(st["na"], i_ba), config.margin_mm,
-                               config.nn_radius_mm)
-        gap = (st["pa"] - qb_near).norm(dim=-1).amin(dim=1)
-        loss = (config.penetration_weight * ((depth_a ** 2).sum(1) + (depth_b ** 2).sum(1)
-                                             + config.proxy_weight * overlap)
-                + config.touch_weight * torch.relu(gap - config.touch_mm) ** 2
-                + config.reg_translation * (tau ** 2).sum(1) + config.reg_rotation * (omega ** 2).sum(1))
-        grads = list(torch.autograd.grad(loss.sum(), [tau, omega]))
-        for p in opt.params:
-            p.requires_grad_(False)
-        if refresh and step > 0:
+                st.refresh(axis_angle_to_matrix(omega).transpose(1, 2), tau)
+        g_tau, g_omega, deepest, overlap, gap = rigid_settle_gradients(st, tau, omega, config)
+        if step % config.nn_every == 0:
             # Settled (judged before this step's update, so a finished pair keeps its current state): touching
             # within ``settle_gap_mm``, no point inside the other surface (depth below the margin means outside),
-            # no sphere overlap.
-            with torch.no_grad():
-                deepest = torch.maximum(depth_a.amax(1), depth_b.amax(1))
-                done = (deepest <= config.margin_mm) & (overlap <= 0) & (gap <= config.settle_gap_mm)
+            # no sphere overlap. At step 0 this leaves pairs that are settled already untouched.
+            done = (deepest <= config.margin_mm) & (overlap <= 0) & (gap <= config.settle_gap_mm)
             if bool(done.any()):
-                final_tau[live[done]], final_omega[live[done]] = opt.params[0][done], opt.params[1][done]
+                final_tau[live[done]], final_omega[live[done]] = tau[done], omega[done]
+                if step == 0:
+                    moved[live[done]] = False
                 keep = torch.nonzero(~done).squeeze(1)
                 live = live[keep]
                 if live.numel() == 0:
                     break
                 opt.keep(keep)
-                grads = [g[keep] for g in grads]
-                st = {k: v[keep] for k, v in st.items()}
-                i_ab, i_ba = i_ab[keep], i_ba[keep]
+                st = st.keep(keep)
+                g_tau, g_omega = g_tau[keep], g_omega[keep]
         with torch.no_grad():
-            opt.step(grads)
+            opt.step([g_tau, g_omega])
     if live.numel():
         final_tau[live], final_omega[live] = opt.params[0], opt.params[1]
 
     with torch.no_grad():
-        tau, omega = final_tau, final_omega
+        keep = torch.nonzero(moved).squeeze(1)
+        rows, tau, omega, p = rows[keep], final_tau[keep], final_omega[keep], pivot[keep, 0].to(other.dtype)
         Rd = axis_angle_to_matrix(omega).to(other.dtype)
         sel = other[rows]
         R = rot6d_to_matrix(sel[:, ROT_SLICE])
         t_mm = sel[:, TRANSL_SLICE] * MM
-        p = pivot[:, 0].to(other.dtype)
         t_new = (Rd @ (t_mm - p)[..., None]).squeeze(-1) + p + tau.to(other.dtype)
         sel = sel.clone()
         sel[:, ROT_SLICE] = matrix_to_rot6d(Rd @ R)
@@ -270,9 +373,12 @@ def interpenetrating(anchor: torch.Tensor, other: torch.Tensor, anchor_hand: Sub
     pa, na = anchor_hand(anchor.float())
     pb, nb = other_hand(other.float())
     pa, pb = pa * MM, pb * MM
-    _, i_ab, _, i_ba = nearest_both_ways(pa, pb)
-    depth = torch.maximum(_depth_below(pa, gather_rows(pb, i_ab), gather_rows(nb, i_ab), radius=radius_mm).amax(1),
-                          _depth_below(pb, gather_rows(pa, i_ba), gather_rows(na, i_ba), radius=radius_mm).amax(1))
+    # Only points within radius_mm of the other hand can count (the rest is masked): search those only.
+    d_ab, d_ba = nearest_squared_distances(pa, pb)
+    i_ab, near_a, i_ba, near_b = nearest_within(pa, pb, d_ab, d_ba, radius_mm ** 2)
+    depth = torch.maximum(
+        (_depth_below(pa, gather_rows(pb, i_ab), gather_rows(nb, i_ab), radius=radius_mm) * near_a).amax(1),
+        (_depth_below(pb, gather_rows(pa, i_ba), gather_rows(na, i_ba), radius=radius_mm) * near_b).amax(1))
     out = depth > depth_mm
     # Sphere proxies only where some point is inside but none deeper than depth_mm (a deep overlap can fool the
     # nearest-point test; a pair with no point inside is not checked further).

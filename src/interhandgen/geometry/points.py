@@ -94,6 +94,68 @@ def mutual_nearest(points_a: torch.Tensor, points_b: torch.Tensor, chunk_elems: 
     return idx_ab, idx_ba
 
 
+@torch.no_grad()
+def nearest_squared_distances(points_a: torch.Tensor, points_b: torch.Tensor, chunk_elems: int = 1 << 18
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Squared distance of every point of a [B, N, 3] to its nearest point of b [B, M, 3] ([B, N]) and of every
+    point of b to its nearest of a ([B, M]); values only.
+
+    The ranking product of :func:`mutual_nearest` ([p, 1] . [-2 q, |q|^2], centred coordinates) reduced with a
+    plain minimum, which skips the index search (about 2.5x faster than :func:`mutual_nearest` on the CPU), plus
+    |p|^2; clamped at 0 (the expanded form can round below it). Its rounding is that of
+    :func:`squared_distances`: about 1e-7 of the squared coordinates.
+    """
+    check_points(points_a, "points_a")
+    check_points(points_b, "points_b", points_a.shape[0])
+    B, N, M = points_a.shape[0], points_a.shape[1], points_b.shape[1]
+    centre = points_b.mean(dim=1, keepdim=True)
+    a, b = points_a - centre, points_b - centre
+    a2, b2 = (a * a).sum(-1), (b * b).sum(-1)
+    a_query, b_query = torch.cat([a, torch.ones_like(a[..., :1])], -1), torch.cat([b, torch.ones_like(b[..., :1])], -1)
+    a_target_t = torch.cat([-2.0 * a, a2[..., None]], -1).transpose(1, 2)
+    b_target_t = torch.cat([-2.0 * b, b2[..., None]], -1).transpose(1, 2)
+    d_ab = torch.empty(B, N, dtype=a.dtype, device=a.device)
+    d_ba = torch.empty(B, M, dtype=a.dtype, device=a.device)
+    step = max(1, chunk_elems // (N * M))
+    for s in range(0, B, step):
+        rows = slice(s, s + step)
+        d_ab[rows] = torch.bmm(a_query[rows], b_target_t[rows]).amin(dim=2)
+        d_ba[rows] = torch.bmm(b_query[rows], a_target_t[rows]).amin(dim=2)
+    return (d_ab + a2).clamp_min_(0), (d_ba + b2).clamp_min_(0)
+
+
+@torch.no_grad()
+def nearest_within(points_a: torch.Tensor, points_b: torch.Tensor, d_ab: torch.Tensor, d_ba: torch.Tensor,
+                   radius_sq: float, chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Nearest neighbours both ways, searched only for the points whose nearest squared distance (``d_ab`` [B, N],
+    ``d_ba`` [B, M], from :func:`nearest_squared_distances`) is below ``radius_sq``.
+
+    Exact for those points: the nearest partner q of such a point p lies within the radius of p, hence of the
+    other set, so it is itself one of the searched points; the search runs over each pair's points within the
+    radius only (padded, per chunk of pairs of similar counts, with their next-nearest points, which cannot
+    change a minimum that a searched point attains). Pairs with no point within the radius are not searched.
+
+    Returns (idx_ab [B, N], within_a [B, N] bool, idx_ba [B, M], within_b [B, M] bool): the index is that of
+    :func:`mutual_nearest` where ``within`` is True and 0 elsewhere.
+    """
+    within_a, within_b = d_ab < radius_sq, d_ba < radius_sq
+    idx_ab = torch.zeros(d_ab.shape, dtype=torch.int64, device=d_ab.device)
+    idx_ba = torch.zeros(d_ba.shape, dtype=torch.int64, device=d_ba.device)
+    count_a, count_b = within_a.sum(1), within_b.sum(1)
+    size = count_a * points_b.shape[1] + count_b  # sort key: pairs of similar sizes share a padded chunk
+    busy = torch.nonzero(count_a + count_b > 0).squeeze(1)
+    busy = busy[torch.argsort(size[busy], stable=True)]
+    for s in range(0, busy.numel(), chunk):
+        rows = busy[s:s + chunk]
+        ka, kb = max(1, int(count_a[rows].max())), max(1, int(count_b[rows].max()))
+        sel_a = d_ab[rows].topk(ka, dim=1, largest=False, sorted=False).indices
+        sel_b = d_ba[rows].topk(kb, dim=1, largest=False, sorted=False).indices
+        j_ab, j_ba = mutual_nearest(gather_rows(points_a[rows], sel_a), gather_rows(points_b[rows], sel_b))
+        idx_ab[rows] = idx_ab[rows].scatter(1, sel_a, sel_b.gather(1, j_ab))
+        idx_ba[rows] = idx_ba[rows].scatter(1, sel_b, sel_a.gather(1, j_ba))
+    return idx_ab * within_a, within_a, idx_ba * within_b, within_b
+
+
 def gather_rows_deterministic(values: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """values [B, M, C], idx [B, N] -> [B, N, C], as a 1-D gather: its backward has a deterministic CUDA
     implementation under :func:`interhandgen.generation.apg.deterministic_backward` (a gather along dim 1 of a 3-D tensor has none)."""
