@@ -29,6 +29,9 @@ def register(sub) -> None:
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--max-samples", type=positive_int, default=None, help="train on a seeded subset of this size")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--hands-only", action="store_true",
+                   help="train a hands-only extractor on a set with objects (default there: object-aware, the "
+                        "object's surface points as a third channel; docs/evaluation.md)")
     t.add_argument("--device", default="cpu")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=run_train)
@@ -52,6 +55,7 @@ def run_train(args: argparse.Namespace) -> int:
         raise InputError(f"--lr must be > 0, got {args.lr}")
 
     info = train_evaluator(args.data, args.out, epochs=args.epochs, max_samples=args.max_samples, seed=args.seed,
-                           device=args.device, progress=not args.no_progress, batch_size=args.batch_size, lr=args.lr)
+                           device=args.device, progress=not args.no_progress, batch_size=args.batch_size, lr=args.lr,
+                           objects=False if args.hands_only else None)
     print(json.dumps({k: v for k, v in info.items() if k not in ("train_loss", "val_loss")}, indent=2, default=str))
     return 0
