@@ -11,6 +11,8 @@ Without ``--samples`` the held-out split of ``--reference`` (``--heldout-split``
 halves: one plays the samples, the other the floor, so every figure of the samples row should be at the floor's
 level. ``--shift-into-object-cm D`` degrades the samples: each hand moves D cm towards the centroid of its object
 (straight line from the hand's vertex mean), which must raise the hand-object penetration and lower stability.
+``--move-object-cm D`` moves each object D cm in a seeded random direction, hands unchanged: a hands-only
+evaluator cannot see it, an object-aware one must.
 
     interhandgen data synth --objects --num 160 --seed 3 --splits 0.5,0,0.5 --threads 1 --out obj160.npz
     interhandgen evaluator train --data obj160.npz --out ev_obj --epochs 30
@@ -57,6 +59,15 @@ def shift_hands_into_objects(two: TwoHandSet, distance_m: float) -> TwoHandSet:
     return two._replace(left=hands["left"], right=hands["right"])
 
 
+def move_objects(two: TwoHandSet, distance_m: float, seed: int) -> TwoHandSet:
+    """Each object translated by ``distance_m`` in a seeded uniformly random direction."""
+    d = np.random.default_rng(seed).normal(size=(len(two), 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    pose = two.object_pose.copy()
+    pose[:, 4:7] += distance_m * d
+    return two._replace(object_pose=pose)
+
+
 def targets(result: dict) -> dict:
     """Issue 13's evaluation targets, samples against the data floor; each with both numbers and met or not."""
     o = result["objects"]
@@ -84,6 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
                                                    "held-out split)")
     p.add_argument("--evaluator", required=True, help="object-aware evaluator (interhandgen evaluator train)")
     p.add_argument("--shift-into-object-cm", type=float, default=0.0, help="degrade the samples (see above)")
+    p.add_argument("--move-object-cm", type=float, default=0.0, help="degrade the samples (see above)")
     p.add_argument("--replications", type=int, default=5)
     p.add_argument("--no-physics", action="store_true")
     p.add_argument("--physics-pairs", type=int, default=None)
@@ -103,6 +115,8 @@ def main(argv: list[str] | None = None) -> dict:
         samples, floor = TwoHandSet.load(args.samples), heldout
     if args.shift_into_object_cm:
         samples = shift_hands_into_objects(samples, args.shift_into_object_cm / 100.0)
+    if args.move_object_cm:
+        samples = move_objects(samples, args.move_object_cm / 100.0, args.seed)
     extractor = load_evaluator(args.evaluator)
     settings = EvaluationSettings(replications=args.replications, seed=args.seed, density_coverage=False,
                                   c2st=False, categories=False)
@@ -115,6 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
         "command": "python benchmarks/object_protocol.py " + " ".join(argv if argv is not None else os.sys.argv[1:]),
         "reference_file": os.path.abspath(args.reference), "num_samples": len(samples),
         "num_reference": len(reference), "num_floor": len(floor), "shift_into_object_cm": args.shift_into_object_cm,
+        "move_object_cm": args.move_object_cm,
         "evaluator": os.path.abspath(args.evaluator), "wall_s": wall, "threads": args.threads,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_avg_1min": os.getloadavg()[0]},
         "targets": targets(result) if result["objects"].get("floor") is not None else None,

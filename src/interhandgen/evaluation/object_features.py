@@ -20,27 +20,16 @@ import torch
 from interhandgen.data.canonical import to_canonical
 from interhandgen.exceptions import InputError
 from interhandgen.geometry.points import farthest_point_sample
+from interhandgen.objects.metrics import require_objects
 from interhandgen.rotations import axis_angle_to_matrix, matrix_to_rot6d
 
-__all__ = ["OBJECT_POINTS", "OBJECT_TARGETS", "object_surface_points", "canonical_object_points",
-           "require_object_library"]
+__all__ = ["OBJECT_POINTS", "OBJECT_TARGETS", "object_surface_points", "canonical_object_points"]
 
 #: Object surface points given to an object-aware evaluator (the hands give 2 x 128).
 OBJECT_POINTS = 128
 #: Regressed object numbers: rotation 6D, centroid 3, sorted extents 3.
 OBJECT_TARGETS = 12
 _SURFACE_SEED = 0
-
-
-def require_object_library(two_hands, name: str):
-    """The set's object library, or InputError naming the set."""
-    library = getattr(two_hands, "object_library", None)
-    if library is None:
-        raise InputError(f"{name} has no object library (fields 'object_library_*'); the object-aware evaluator "
-                         "and the hand-object metrics need one (interhandgen data synth --objects)")
-    if np.any(two_hands.object_pose[:, 0] != 0.0):
-        raise InputError(f"{name}: field 'object_pose' has articulation != 0; library objects are placed rigidly")
-    return library
 
 
 def object_surface_points(vertices: np.ndarray, faces: np.ndarray, num_points: int) -> np.ndarray:
@@ -67,7 +56,7 @@ def canonical_object_points(two_hands, models, num_points: int = OBJECT_POINTS, 
 
     ``with_targets``: also return the object's regression targets [N, 12] (see the module docstring).
     """
-    library = require_object_library(two_hands, name)
+    library = require_objects(two_hands, name)
     can = to_canonical(two_hands, models, anchor="left", device=device, dtype=torch.float64)
     Ra, Ja = can.anchor_rotation.cpu().numpy(), can.anchor_center.cpu().numpy()
     pose = np.asarray(two_hands.object_pose, dtype=np.float64)

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from interhandgen.exceptions import InputError
-from interhandgen.objects.metrics import hand_object_metrics, object_stability, summarise_hand_object
+from interhandgen.objects.metrics import (hand_object_metrics, object_stability, require_objects,
+                                          summarise_hand_object)
 
 __all__ = ["ObjectSettings", "object_set_metrics", "object_markdown"]
 
@@ -33,8 +34,7 @@ def object_set_metrics(two_hands, models, settings: ObjectSettings, progress: bo
     """Hand-object figures of one set: :func:`summarise_hand_object` plus ``physics`` (or the reason it was not
     run, as a string) and the pairs the physics test used."""
     timings = {} if timings is None else timings
-    if getattr(two_hands, "object_library", None) is None:
-        raise InputError(f"{name} has no object library; the hand-object metrics need one")
+    require_objects(two_hands, name)
     t0 = time.perf_counter()
     metrics = hand_object_metrics(two_hands, models, progress=progress)
     timings[f"hand_object_{name}_s"] = time.perf_counter() - t0
