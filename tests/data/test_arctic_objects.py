@@ -100,6 +100,8 @@ def test_placement_matches_arctic_quaternion_path(tmp_path):
 
 def test_template_errors_and_cli(tmp_path):
     templates = tmp_path / "t"
+    boolean = read_arctic_template(write_template(tmp_path / "b", labels=[bool(x) for x in LABELS]))
+    assert boolean.top.tolist() == [x == 0 for x in LABELS]  # JSON true/false labels read like 1/0
     write_template(templates, labels=LABELS[:-1])
     with pytest.raises(InputError, match="parts.json"):
         read_arctic_template(templates / "box")
