@@ -6,6 +6,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from interhandgen.exceptions import MissingFileError
 from interhandgen.data.canonical import to_canonical
@@ -13,6 +14,7 @@ from interhandgen.data.format import TwoHandSet
 from interhandgen.evaluation.features import load_feature_extractor, train_feature_extractor
 from interhandgen.evaluation.object_features import OBJECT_POINTS, canonical_object_points
 from interhandgen.exceptions import InputError
+from interhandgen.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from interhandgen.evaluation.protocol import canonical_two_hand_vertices
 
 #: Directory (config.json + model.safetensors, as written by ``save_feature_extractor``) of the evaluator for the
@@ -55,13 +57,40 @@ def evaluator_training_arrays(two_hands, models=None, device="cpu", objects: boo
     return verts, torch.cat([targets, obj_targets], dim=1), points
 
 
+#: Object jitter of the evaluator's training copies (``object_augment``): Gaussian translation (m) per axis and
+#: rotation (rad) per axis-angle component, about the object's origin.
+OBJECT_JITTER_M = 0.02
+OBJECT_JITTER_RAD = 0.25
+
+
+def jitter_objects(two_hands, copies: int, seed: int = 0) -> TwoHandSet:
+    """The set followed by ``copies`` copies of it whose objects are moved by seeded random rigid motions
+    (:data:`OBJECT_JITTER_M`, :data:`OBJECT_JITTER_RAD`; R' = dR R, t' = t + dt), hands unchanged."""
+    if isinstance(copies, bool) or not isinstance(copies, int) or copies < 0:
+        raise InputError(f"argument 'copies' must be an integer >= 0, got {copies!r}")
+    n = len(two_hands)
+    out = two_hands[np.tile(np.arange(n), copies + 1)]
+    if copies == 0:
+        return out
+    rng = np.random.default_rng(seed)
+    pose = np.asarray(out.object_pose, dtype=np.float64).copy()
+    m = copies * n
+    pose[n:, 4:7] += rng.normal(0.0, OBJECT_JITTER_M, (m, 3))
+    dR = axis_angle_to_matrix(torch.as_tensor(rng.normal(0.0, OBJECT_JITTER_RAD, (m, 3))))
+    pose[n:, 1:4] = matrix_to_axis_angle(dR @ axis_angle_to_matrix(torch.as_tensor(pose[n:, 1:4]))).numpy()
+    return out._replace(object_pose=pose.astype(out.object_pose.dtype))
+
+
 def train_evaluator(data_path: str | Path, out: str | Path, epochs: int = 30, max_samples: int | None = None,
                     seed: int = 0, device: str = "cpu", progress: bool = True, objects: bool | None = None,
-                    **kw: Any) -> dict[str, Any]:
+                    object_augment: int = 0, **kw: Any) -> dict[str, Any]:
     """Train the feature extractor on the train split of a TwoHandSet file (a seeded held-out 10% validates).
 
     ``objects``: train an object-aware extractor (object points as a third channel); None: when the file has an
-    object library; True on a file without one raises.
+    object library; True on a file without one raises. ``object_augment = K``: train an object-aware extractor
+    on the pairs plus K copies with jittered objects (:func:`jitter_objects`; targets computed for the jittered
+    objects), which teaches it where the object is on small grasp sets (the seeded 10 % validation split is then
+    drawn from all copies).
     """
 
     data = TwoHandSet.load(data_path)
@@ -74,6 +103,10 @@ def train_evaluator(data_path: str | Path, out: str | Path, epochs: int = 30, ma
         objects = data.object_library is not None
     elif objects and data.object_library is None:
         raise InputError(f"{data_path}: no object library; an object-aware evaluator needs a set with objects")
+    if object_augment:
+        if not objects:
+            raise InputError("object_augment needs an object-aware extractor (a set with objects, not hands-only)")
+        data = jitter_objects(data, object_augment, seed)
     arrays = evaluator_training_arrays(data, device=device, objects=objects)
     return train_feature_extractor(arrays[0], arrays[1], epochs=epochs, seed=seed, out_path=out, progress=progress,
                                    device=device, object_points=arrays[2] if objects else None, **kw)
