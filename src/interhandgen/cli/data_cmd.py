@@ -41,6 +41,9 @@ def register(sub) -> None:
     c.add_argument("--unique-frames", action="store_true",
                    help="intaghand: keep one record per (capture, frame) instead of one per camera view")
     c.add_argument("--no-objects", action="store_true", help="arctic: do not read <seq>.object.npy")
+    c.add_argument("--object-templates", default=None,
+                   help="arctic: ARCTIC's meta/object_vtemplates/ folder; stores the object meshes as an object "
+                        "library (one entry per object and articulation angle, docs/data.md)")
     c.add_argument("--float64", action="store_true", help="store float64 arrays (default float32)")
     c.add_argument("--no-progress", action="store_true")
     c.set_defaults(func=run_convert)
@@ -113,10 +116,14 @@ def run_convert(args: argparse.Namespace) -> int:
         if args.format != "arctic":
             raise InputError("--no-objects applies to --format arctic only")
         options["include_objects"] = False
+    if args.object_templates is not None:
+        if args.format != "arctic" or args.no_objects:
+            raise InputError("--object-templates applies to --format arctic without --no-objects only")
+        options["object_templates"] = args.object_templates
     from interhandgen.io_guard import Out, check_outputs
 
     out = Path(args.out)
-    check_outputs({"--out": Out(out, (".npz",))}, {"input": args.input})
+    check_outputs({"--out": Out(out, (".npz",))}, {"input": args.input, "--object-templates": args.object_templates})
     two_hands, summary = convert(args.format, args.input, out, mano_dir=args.mano_dir, skip_bad=args.skip_bad,
                                  progress=not args.no_progress, **options)
     print(summary)

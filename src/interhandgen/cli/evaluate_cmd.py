@@ -60,6 +60,14 @@ def register(sub) -> None:
                             "$XDG_CACHE_HOME/interhandgen or ~/.cache/interhandgen); the key hashes the reference "
                             "arrays and the extractor's weights, so a changed input never hits a stale entry")
     cache.add_argument("--no-feature-cache", action="store_true", help="always extract the reference features")
+    p.add_argument("--no-objects", action="store_true",
+                   help="skip the hand-object protocol (run by default when --samples has an object library: "
+                        "hand-object penetration and contact per hand, MuJoCo stability, floor rows; "
+                        "docs/evaluation.md)")
+    p.add_argument("--no-physics", action="store_true",
+                   help="skip the MuJoCo stability test of the hand-object protocol (the slow part)")
+    p.add_argument("--physics-pairs", type=positive_int, default=None,
+                   help="run the stability test on a seeded subset of this many pairs per set (default: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true")
@@ -94,8 +102,21 @@ def run(args: argparse.Namespace) -> int:
     from interhandgen.evaluation.protocol import check_compatible
 
     check_compatible(samples, reference)  # before the floor draw, so a mismatch is the error the user sees
+    objects = None
+    if samples.object_library is not None and not args.no_objects:
+        from interhandgen.evaluation.object_protocol import ObjectSettings
+
+        objects = ObjectSettings(physics=not args.no_physics, physics_pairs=args.physics_pairs, seed=args.seed)
+        if not args.no_physics:
+            from interhandgen.objects.physics import require_mujoco
+
+            require_mujoco()  # before any work: the stability test needs it (or pass --no-physics)
+    elif args.no_physics or args.physics_pairs is not None:
+        raise InputError("--no-physics / --physics-pairs apply to the hand-object protocol only (samples with an "
+                         "object library, without --no-objects)")
     floor = None
-    if not args.no_floor and (settings.density_coverage or settings.c2st or settings.categories):
+    if not args.no_floor and (settings.density_coverage or settings.c2st or settings.categories
+                              or objects is not None):
         from interhandgen.evaluation.floor import floor_draw
 
         floor = floor_draw(args.floor or args.reference, args.floor_split, args.reference, args.reference_split,
@@ -105,11 +126,21 @@ def run(args: argparse.Namespace) -> int:
 
     cache = None if args.no_feature_cache else str(args.feature_cache or default_cache_dir())
     result = evaluate(samples, reference, extractor, settings, device=args.device, progress=not args.no_progress,
-                      feature_cache=cache, floor=floor)
+                      feature_cache=cache, floor=floor, objects=objects)
     if result["reference_feature_cache"] is not None:
         info = result["reference_feature_cache"]
         print(f"reference features {'read from' if info['hit'] else 'stored in'} {info['file']}")
     write_report(result, args.out, samples=samples, title=f"Evaluation of {args.samples}")
     print(markdown_table(result, f"Evaluation of {args.samples}"))
+    if objects is not None:
+        from pathlib import Path
+
+        from interhandgen._atomic import atomic_write_bytes
+        from interhandgen.evaluation.object_protocol import object_markdown
+
+        table = object_markdown(result)
+        atomic_write_bytes(Path(args.out) / "objects.md", (f"# Hand-object evaluation of {args.samples}\n\n"
+                                                           f"{table}\n").encode())
+        print(table)
     print(f"wrote {args.out}/metrics.json, report.md and plots")
     return 0

@@ -29,6 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from interhandgen.data._records import LoadSummary, safe_npy_load
+from interhandgen.data.arctic_objects import arctic_object_library
 from interhandgen.data.format import HAND_SIDES, HandModelSpec, HandParams, TwoHandSet
 from interhandgen.data.interhand import _spec_for
 from interhandgen.exceptions import InputError, MissingFileError
@@ -93,6 +94,7 @@ def load_arctic_sequences(
     hand_model: HandModelSpec | None = None,
     skip_bad: bool = False,
     include_objects: bool = True,
+    object_templates: str | Path | None = None,
     dtype=np.float32,
     progress: bool = False,
 ) -> tuple[TwoHandSet, LoadSummary]:
@@ -102,11 +104,16 @@ def load_arctic_sequences(
         path: raw_seqs/ (all subjects), one subject folder, or one ``<seq>.mano.npy``.
         include_objects: also read ``<seq>.object.npy`` into ``object_pose`` (metres) and ``object_id``; a
             missing or malformed object file is then a bad sequence.
+        object_templates: ARCTIC's ``meta/object_vtemplates/`` folder: also store the object meshes as an object
+            library (:func:`interhandgen.data.arctic_objects.arctic_object_library`: one entry per distinct
+            (object, articulation angle), the articulation baked into the mesh and 0 in ``object_pose``).
         skip_bad: skip and count bad records: a frame with a non-finite value (named "<subject>/<seq> frame t")
             or a whole sequence file whose structure is wrong (counted in ``skipped_files``).
     Returns:
         (set, summary); records are frames. Record ids "<subject>/<seq>/<frame>".
     """
+    if object_templates is not None and not include_objects:
+        raise InputError("object_templates needs include_objects=True (the object poses place the templates)")
     files = arctic_sequence_files(path)
     summary = LoadSummary(str(path))
     cols: dict[str, list[np.ndarray]] = {f"{s}_{k}": [] for s in HAND_SIDES for k in ("rot", "pose", "trans", "shape")}
@@ -188,12 +195,21 @@ def load_arctic_sequences(
                                   global_orient=cat["rot"].astype(dtype), transl=cat["trans"].astype(dtype))
     kw: dict[str, Any] = {}
     if include_objects and object_names:
-        kw.update(object_pose=np.concatenate(objects).astype(dtype), object_id=np.concatenate(object_ids),
-                  object_names=object_names)
+        pose, ids_ = np.concatenate(objects), np.concatenate(object_ids)
+        if object_templates is not None:
+            library, entry = arctic_object_library(object_names, ids_, pose[:, 0], object_templates)
+            pose[:, 0] = 0.0  # baked into the library entry
+            kw.update(object_pose=pose.astype(dtype), object_id=entry, object_names=list(library.names),
+                      object_library=library)
+        else:
+            kw.update(object_pose=pose.astype(dtype), object_id=ids_, object_names=object_names)
     meta = {
         "source": "ARCTIC raw_seqs", "path": str(Path(path).resolve()), "record_id": "<subject>/<seq>/<frame>",
         "mano_layer": ARCTIC_MANO_SETTINGS,
         "object_pose": "articulation (rad), axis-angle rotation, translation (metres)" if "object_pose" in kw else None,
+        "object_library": ("ARCTIC templates from " + str(Path(object_templates).resolve()) + ": one entry per "
+                           "(object, articulation angle), articulation baked in (object_pose articulation 0)")
+        if "object_library" in kw else None,
         "load_summary": summary.to_dict(),
     }
     two_hands = TwoHandSet(params["left"], params["right"], pose_space="axis_angle", flat_hand_mean=False,

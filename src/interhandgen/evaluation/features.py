@@ -23,6 +23,11 @@ The feature is the batch-normalised output of the second fully connected layer, 
 the activation the reference evaluator reads. In eval mode everything is deterministic and each sample's
 output is independent of the rest of the batch (BatchNorm uses its running statistics).
 
+Object-aware variant (``config.object_points = Q > 0``): Q surface points of the object, in the same canonical
+frame, join the cloud as a third channel (one-hot (0, 0, 1); the hands get (1, 0, 0) and (0, 1, 0)), so the
+embedding sees where the hands are relative to the object, not only to each other. Every call then takes
+``object_points`` [B, Q, 3] beside the vertices (:mod:`interhandgen.evaluation.object_features` builds them).
+
 Mirroring: the side channel makes a sample and its mirror image (reflect x, swap the slots; see
 :func:`mirror_two_hands`) different inputs, on purpose: an interaction and its mirror image differ in
 chirality, and an evaluator that cannot tell them apart would not notice a generator that produces the wrong
@@ -97,6 +102,7 @@ class FeatureExtractorConfig:
         head_hidden: width of the first fully connected layer.
         feature_dim: width of the feature layer (256).
         dropout: dropout probability in the head (training only).
+        object_points: Q, object surface points given beside the hands (0: a hands-only extractor).
     """
 
     num_vertices: int
@@ -113,6 +119,7 @@ class FeatureExtractorConfig:
     head_hidden: int = 512
     feature_dim: int = 256
     dropout: float = 0.4
+    object_points: int = 0  # Q object surface points as a third channel (0: hands only)
 
     def __post_init__(self) -> None:
         self.vertex_indices = tuple(int(i) for i in self.vertex_indices)
@@ -149,11 +156,14 @@ class FeatureExtractorConfig:
             raise InputError(f"feature extractor config: field 'input_scale' must be a positive number, got {self.input_scale!r}")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise InputError(f"feature extractor config: field 'dropout' must be in [0, 1), got {self.dropout!r}")
-        num_points = 2 * self.points_per_hand
+        if isinstance(self.object_points, bool) or not isinstance(self.object_points, int) or self.object_points < 0:
+            raise InputError(f"feature extractor config: field 'object_points' must be an integer >= 0, got "
+                             f"{self.object_points!r}")
+        num_points = 2 * self.points_per_hand + self.object_points
         if self.sa1_centroids > num_points:
             raise InputError(
                 f"feature extractor config: field 'sa1_centroids' ({self.sa1_centroids}) exceeds the {num_points} "
-                "input points (2 x len(vertex_indices))"
+                "input points (2 x len(vertex_indices) + object_points)"
             )
         if self.sa2_centroids > self.sa1_centroids:
             raise InputError("feature extractor config: field 'sa2_centroids' must not exceed 'sa1_centroids'")
@@ -319,7 +329,7 @@ class TwoHandPointNet(nn.Module):
         self.register_buffer("vertex_indices", torch.tensor(config.vertex_indices, dtype=torch.long))
         self.register_buffer("target_mean", torch.zeros(config.num_outputs))
         self.register_buffer("target_std", torch.ones(config.num_outputs))
-        side_channels = 2
+        side_channels = 3 if config.object_points else 2
         self.sa1 = MultiScaleSetAbstraction(config.sa1_centroids, config.sa1_neighbours, side_channels, config.sa1_mlps)
         self.sa2 = MultiScaleSetAbstraction(config.sa2_centroids, config.sa2_neighbours, self.sa1.out_features,
                                             config.sa2_mlps)
@@ -351,16 +361,40 @@ class TwoHandPointNet(nn.Module):
         """The stored vertex subset of each hand: [B, 2, V, 3] -> [B, 2, P, 3] (still metres)."""
         return self._check_verts(verts).index_select(2, self.vertex_indices)
 
+    def _check_object(self, object_points: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+        q = self.config.object_points
+        if q == 0:
+            if object_points is not None:
+                raise InputError("this feature extractor sees hands only (config.object_points = 0); do not pass "
+                                 "object_points")
+            return None
+        if object_points is None:
+            raise InputError(f"this feature extractor is object-aware (config.object_points = {q}); pass "
+                             f"object_points [B, {q}, 3]")
+        if tuple(object_points.shape) != (batch, q, 3):
+            raise InputError(f"argument 'object_points' must have shape [{batch}, {q}, 3], got "
+                             f"{list(object_points.shape)}")
+        if not bool(torch.isfinite(object_points).all()):
+            raise InputError("argument 'object_points' contains NaN or inf")
+        return object_points
+
     # -- network -----------------------------------------------------------------------------------------------------
 
-    def forward_points(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Selected points [B, 2, P, 3] in metres -> (standardised outputs [B, num_outputs], features [B, feature_dim])."""
+    def forward_points(self, points: torch.Tensor, object_points: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Selected points [B, 2, P, 3] in metres (and, for an object-aware extractor, object points [B, Q, 3])
+        -> (standardised outputs [B, num_outputs], features [B, feature_dim])."""
         b, _, p, _ = points.shape
+        obj = self._check_object(object_points, b)
         weight = self.fc1.weight
+        q = 0 if obj is None else obj.shape[1]
         xyz = (points * self.config.input_scale).to(weight.dtype).reshape(b, 2 * p, 3)
-        side = torch.zeros(2 * p, 2, dtype=weight.dtype, device=weight.device)
+        side = torch.zeros(2 * p + q, 3 if obj is not None else 2, dtype=weight.dtype, device=weight.device)
         side[:p, 0] = 1.0  # left hand
-        side[p:, 1] = 1.0  # right hand
+        side[p:2 * p, 1] = 1.0  # right hand
+        if obj is not None:
+            side[2 * p:, 2] = 1.0  # object
+            xyz = torch.cat([xyz, (obj * self.config.input_scale).to(weight.dtype)], dim=1)
         side = side.expand(b, -1, -1)
         xyz1, feats1 = self.sa1(xyz, side)
         xyz2, feats2 = self.sa2(xyz1, feats1)
@@ -376,20 +410,21 @@ class TwoHandPointNet(nn.Module):
         out = self.fc3(self.dropout(F.relu(feature)))
         return out, feature
 
-    def forward(self, verts: torch.Tensor) -> torch.Tensor:
+    def forward(self, verts: torch.Tensor, object_points: torch.Tensor | None = None) -> torch.Tensor:
         """verts [B, 2, V, 3] (metres; slot 0 left, slot 1 right) -> standardised parameters [B, num_outputs]."""
-        return self.forward_points(self.select_points(verts))[0]
+        return self.forward_points(self.select_points(verts), object_points)[0]
 
-    def forward_with_features(self, verts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.forward_points(self.select_points(verts))
+    def forward_with_features(self, verts: torch.Tensor, object_points: torch.Tensor | None = None
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.forward_points(self.select_points(verts), object_points)
 
-    def features(self, verts: torch.Tensor) -> torch.Tensor:
+    def features(self, verts: torch.Tensor, object_points: torch.Tensor | None = None) -> torch.Tensor:
         """The evaluation embedding [B, feature_dim]: bn2(fc2(.)), the penultimate activation before its ReLU."""
-        return self.forward_points(self.select_points(verts))[1]
+        return self.forward_points(self.select_points(verts), object_points)[1]
 
-    def predict_parameters(self, verts: torch.Tensor) -> torch.Tensor:
+    def predict_parameters(self, verts: torch.Tensor, object_points: torch.Tensor | None = None) -> torch.Tensor:
         """Regressed parameters in their original units: outputs * target_std + target_mean, [B, num_outputs]."""
-        return self(verts) * self.target_std + self.target_mean
+        return self(verts, object_points) * self.target_std + self.target_mean
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -411,8 +446,10 @@ def extract_features(
     batch_size: int = 64,
     device: torch.device | str | None = None,
     progress: bool = True,
+    object_points: Any = None,
 ) -> torch.Tensor:
-    """Features [N, feature_dim] (float32, CPU) of two-hand vertices [N, 2, V, 3] in metres, in eval mode.
+    """Features [N, feature_dim] (float32, CPU) of two-hand vertices [N, 2, V, 3] in metres, in eval mode
+    (with ``object_points`` [N, Q, 3] for an object-aware extractor).
 
     Batches of ``batch_size`` go to ``device`` (default: the model's); the model's train/eval mode is restored.
     """
@@ -421,9 +458,13 @@ def extract_features(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"argument 'batch_size' must be a positive integer, got {batch_size!r}")
     x = _as_float_tensor(verts, "verts")
+    o = None if object_points is None else _as_float_tensor(object_points, "object_points")
     device = torch.device(device) if device is not None else model.fc1.weight.device
     if x.ndim != 4:
         raise InputError(f"argument 'verts' must have shape [N, 2, V, 3], got {list(x.shape)}")
+    if o is not None and o.shape[0] != x.shape[0]:
+        raise InputError(f"arguments 'verts' and 'object_points' must have the same N, got {x.shape[0]} and "
+                         f"{o.shape[0]}")
     was_training = model.training
     model.eval()
     chunks = range(0, x.shape[0], batch_size)
@@ -435,7 +476,8 @@ def extract_features(
     try:
         for start in chunks:
             batch = x[start:start + batch_size].to(device=device, dtype=model.fc1.weight.dtype)
-            out.append(model.features(batch).float().cpu())
+            ob = None if o is None else o[start:start + batch_size].to(device=device, dtype=model.fc1.weight.dtype)
+            out.append(model.features(batch, ob).float().cpu())
     finally:
         model.train(was_training)
     if not out:
@@ -556,7 +598,7 @@ def _batches(n: int, batch_size: int, order: torch.Tensor | None = None) -> list
 
 @torch.no_grad()
 def _recalibrate_batchnorm(model: TwoHandPointNet, points: torch.Tensor, batch_size: int,
-                           device: torch.device) -> None:
+                           device: torch.device, objects: torch.Tensor | None = None) -> None:
     """Replace BatchNorm running statistics by exact averages over ``points`` under the current weights.
 
     The exponential running averages kept during training lag behind weights that change quickly (few steps,
@@ -576,20 +618,24 @@ def _recalibrate_batchnorm(model: TwoHandPointNet, points: torch.Tensor, batch_s
         m.momentum = None  # cumulative average over the batches below
     try:
         for idx in _batches(points.shape[0], batch_size):
-            model.forward_points(points[idx].to(device))
+            model.forward_points(points[idx].to(device), _rows(objects, idx, device))
     finally:
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum
         model.train(was_training)
 
 
+def _rows(objects: torch.Tensor | None, idx: torch.Tensor, device: torch.device) -> torch.Tensor | None:
+    return None if objects is None else objects[idx].to(device)
+
+
 @torch.no_grad()
 def _mean_loss(model: TwoHandPointNet, points: torch.Tensor, targets: torch.Tensor, batch_size: int,
-               device: torch.device) -> float:
+               device: torch.device, objects: torch.Tensor | None = None) -> float:
     model.eval()
     total = 0.0
     for idx in _batches(points.shape[0], batch_size):
-        pred = model.forward_points(points[idx].to(device))[0]
+        pred = model.forward_points(points[idx].to(device), _rows(objects, idx, device))[0]
         total += float(F.mse_loss(pred, targets[idx].to(device), reduction="sum"))
     return total / targets.numel()
 
@@ -610,6 +656,7 @@ def train_feature_extractor(
     weight_decay: float = 1e-4,
     bn_calibration_samples: int = 4096,
     device: torch.device | str = "cpu",
+    object_points: Any = None,
 ) -> dict[str, Any]:
     """Train :class:`TwoHandPointNet` to regress ``targets`` from ``verts`` and save it to ``out_path``.
 
@@ -626,6 +673,8 @@ def train_feature_extractor(
     Args:
         verts: [N, 2, V, 3] vertices in metres (slot 0 left hand, slot 1 right hand), numpy or torch.
         targets: [N, T] parameters to regress (T = 128: each hand's 64 numbers, left then right).
+        object_points: None, or [N, Q, 3] object surface points (same frame as ``verts``): trains an
+            object-aware extractor (default config with ``object_points = Q``).
         val_split: fraction in [0, 1) held out for validation.
         config: architecture; default ``FeatureExtractorConfig`` with ``num_vertices = V``, ``num_outputs = T``
             and ``vertex_indices`` = FPS (from vertex 0) of ``points_per_hand`` vertices on the mean left hand
@@ -647,6 +696,11 @@ def train_feature_extractor(
         raise InputError("argument 'verts' contains NaN or inf")
     if not bool(torch.isfinite(y).all()):
         raise InputError("argument 'targets' contains NaN or inf")
+    obj = None if object_points is None else _as_float_tensor(object_points, "object_points").float()
+    if obj is not None and (obj.ndim != 3 or obj.shape[0] != x.shape[0] or obj.shape[2] != 3
+                            or not bool(torch.isfinite(obj).all())):
+        raise InputError(f"argument 'object_points' must be finite with shape [{x.shape[0]}, Q, 3], got "
+                         f"{list(obj.shape)}")
     if not isinstance(val_split, (int, float)) or not 0.0 <= float(val_split) < 1.0:
         raise InputError(f"argument 'val_split' must be in [0, 1), got {val_split!r}")
     for name, value, minimum in (("epochs", epochs, 1), ("batch_size", batch_size, 2),
@@ -675,12 +729,16 @@ def train_feature_extractor(
             num_vertices=int(x.shape[2]),
             vertex_indices=tuple(select_vertex_indices(reference.numpy(), points_per_hand)),
             num_outputs=int(y.shape[1]),
+            object_points=0 if obj is None else int(obj.shape[1]),
         )
     else:
         if config.num_vertices != x.shape[2]:
             raise InputError(f"config.num_vertices = {config.num_vertices} but 'verts' has V = {x.shape[2]}")
         if config.num_outputs != y.shape[1]:
             raise InputError(f"config.num_outputs = {config.num_outputs} but 'targets' has T = {y.shape[1]}")
+        if config.object_points != (0 if obj is None else obj.shape[1]):
+            raise InputError(f"config.object_points = {config.object_points} but 'object_points' gives "
+                             f"{0 if obj is None else obj.shape[1]}")
 
     target_mean = y[train_idx].mean(dim=0)
     target_std = y[train_idx].std(dim=0, unbiased=False)
@@ -701,9 +759,12 @@ def train_feature_extractor(
         train_points, train_targets = points[train_idx], y_std[train_idx]
         calibration_points = train_points[:bn_calibration_samples]
         val_points, val_targets = points[val_idx], y_std[val_idx]
+        train_obj = None if obj is None else obj[train_idx]
+        val_obj = None if obj is None else obj[val_idx]
+        calibration_obj = None if obj is None else train_obj[:bn_calibration_samples]
         history: dict[str, Any] = {"train_loss": [], "val_loss": []}
         history["initial_val_loss"] = (
-            _mean_loss(model, val_points, val_targets, 4 * batch_size, device) if num_val else None
+            _mean_loss(model, val_points, val_targets, 4 * batch_size, device, val_obj) if num_val else None
         )
         best_state, best_loss, best_epoch = None, float("inf"), -1
         epoch_iter = range(epochs)
@@ -716,7 +777,7 @@ def train_feature_extractor(
             model.train()
             total = 0.0
             for idx in _batches(num_train, batch_size, torch.randperm(num_train, generator=generator)):
-                pred = model.forward_points(train_points[idx].to(device))[0]
+                pred = model.forward_points(train_points[idx].to(device), _rows(train_obj, idx, device))[0]
                 loss = F.mse_loss(pred, train_targets[idx].to(device))
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
@@ -724,9 +785,9 @@ def train_feature_extractor(
                 scheduler.step()
                 total += float(loss.detach()) * idx.numel()
             history["train_loss"].append(total / num_train)
-            _recalibrate_batchnorm(model, calibration_points, 4 * batch_size, device)
+            _recalibrate_batchnorm(model, calibration_points, 4 * batch_size, device, calibration_obj)
             if num_val:
-                val_loss = _mean_loss(model, val_points, val_targets, 4 * batch_size, device)
+                val_loss = _mean_loss(model, val_points, val_targets, 4 * batch_size, device, val_obj)
                 history["val_loss"].append(val_loss)
                 if val_loss < best_loss:
                     best_loss, best_epoch = val_loss, epoch

@@ -28,6 +28,8 @@ from interhandgen.evaluation.replication import replicate
 from interhandgen.exceptions import InputError
 from interhandgen.evaluation.cache import cached_reference_features
 from interhandgen.evaluation.features import extract_features
+from interhandgen.evaluation.object_features import canonical_object_points
+from interhandgen.evaluation.object_protocol import ObjectSettings, object_set_metrics
 from interhandgen.geometry import penetration_depth, penetration_volume, proximity_ratio
 from interhandgen.geometry.queries import min_vertex_distance_clustered, vertex_clusters
 
@@ -258,9 +260,11 @@ def _set_features(two: TwoHandSet, extractor, models, settings: EvaluationSettin
     def compute() -> torch.Tensor:
         t1 = time.perf_counter()
         verts = canonical_two_hand_vertices(two, models, device)
+        points = _object_points(extractor, two, models, device, name)
         timings[f"vertices_{name}_s"] = time.perf_counter() - t1
         t1 = time.perf_counter()
-        feats = extract_features(extractor, verts, batch_size=settings.feature_batch_size, progress=progress)
+        feats = extract_features(extractor, verts, batch_size=settings.feature_batch_size, progress=progress,
+                                 object_points=points)
         timings[f"features_{name}_s"] = time.perf_counter() - t1
         return feats
 
@@ -273,16 +277,26 @@ def _set_features(two: TwoHandSet, extractor, models, settings: EvaluationSettin
     return feats, {"file": str(path), "hit": hit}
 
 
+def _object_points(extractor, two: TwoHandSet, models, device, name: str) -> torch.Tensor | None:
+    """Object points [N, Q, 3] for an object-aware extractor (raises for a set without objects), else None."""
+    q = extractor.config.object_points
+    return canonical_object_points(two, models, q, device, name) if q else None
+
+
 def evaluate(samples: TwoHandSet, reference: TwoHandSet, extractor, settings: EvaluationSettings | None = None,
              device: str | torch.device = "cpu", progress: bool = True,
              reference_features: torch.Tensor | None = None, feature_cache: str | None = None,
-             floor: TwoHandSet | None = None) -> dict[str, Any]:
+             floor: TwoHandSet | None = None, objects: ObjectSettings | None = None) -> dict[str, Any]:
     """Run the whole protocol. Returns a JSON-ready dict (raw per-sample arrays under keys starting with '_').
 
     ``feature_cache``: a folder for the content-addressed reference-feature cache
     (:mod:`interhandgen.evaluation.cache`), or None (no cache). Ignored when ``reference_features`` is given.
     ``floor``: a second reference draw, disjoint from ``reference``, evaluated like the samples by the protocol
     additions (density/coverage, C2ST, category frequencies) as their data floor; None: no floor columns.
+    ``objects``: also run the hand-object protocol (:mod:`interhandgen.evaluation.object_protocol`) on the samples
+    and the floor, and give the floor its own rows of every table (FHID/KHID/P/R/diversity, hand-hand geometry).
+    An object-aware extractor (``config.object_points > 0``) gets each set's object points (sets without an
+    object library then raise).
     """
     settings = settings or EvaluationSettings()
     check_compatible(samples, reference)
@@ -294,7 +308,8 @@ def evaluate(samples: TwoHandSet, reference: TwoHandSet, extractor, settings: Ev
     fake_v, fake_j, fake_x = canonical_two_hand_vertices(samples, models, device, with_joints=True)
     timings["vertices_samples_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()
-    feats_fake = extract_features(extractor, fake_v, batch_size=settings.feature_batch_size, progress=progress)
+    feats_fake = extract_features(extractor, fake_v, batch_size=settings.feature_batch_size, progress=progress,
+                                  object_points=_object_points(extractor, samples, models, device, "samples"))
     timings["features_samples_s"] = time.perf_counter() - t1
     cache_info = None
     if reference_features is None:
@@ -311,11 +326,13 @@ def evaluate(samples: TwoHandSet, reference: TwoHandSet, extractor, settings: Ev
     timings["distribution_metrics_s"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     extra = {}
-    if settings.density_coverage or settings.c2st or settings.categories:
-        floor_feats = None
-        if floor is not None:
-            floor_feats = {"evaluator": _set_features(floor, extractor, models, settings, device, progress,
-                                                      feature_cache, timings, "floor")[0]}
+    additions = settings.density_coverage or settings.c2st or settings.categories
+    floor_eval = None
+    if floor is not None and (additions or objects is not None):
+        floor_eval = _set_features(floor, extractor, models, settings, device, progress, feature_cache, timings,
+                                   "floor")[0]
+    if additions:
+        floor_feats = None if floor_eval is None else {"evaluator": floor_eval}
         fake_feats, real_feats = {"evaluator": feats_fake}, {"evaluator": feats_real}
         if settings.c2st:
             t2 = time.perf_counter()
@@ -331,11 +348,21 @@ def evaluate(samples: TwoHandSet, reference: TwoHandSet, extractor, settings: Ev
     t2 = time.perf_counter()
     geo = geometry_metrics(fake_v, models["left"].faces_np, models["right"].faces_np, settings, progress, timings)
     timings["geometry_s"] = time.perf_counter() - t2
+    obj_result = None
+    if objects is not None:
+        obj_result = {"samples": object_set_metrics(samples, models, objects, progress, timings, "samples"),
+                      "settings": dataclasses.asdict(objects), "num_floor": None if floor is None else len(floor)}
+        if floor is not None:
+            obj_result["floor"] = object_set_metrics(floor, models, objects, progress, timings, "floor")
+            obj_result["distribution_floor"] = distribution_metrics(floor_eval, feats_real, settings)
+            floor_v = canonical_two_hand_vertices(floor, models, device)
+            obj_result["geometry_floor"] = geometry_metrics(floor_v, models["left"].faces_np,
+                                                            models["right"].faces_np, settings, progress)
     timings["total_s"] = time.perf_counter() - t0
     return {
         "num_samples": len(samples), "num_reference": len(reference),
         "hand_model": samples.hand_model.kind,
-        "distribution": dist, "additions": extra, "geometry": geo, "timings": timings,
+        "distribution": dist, "additions": extra, "geometry": geo, "objects": obj_result, "timings": timings,
         "settings": dataclasses.asdict(settings), "reference_feature_cache": cache_info,
         "_features": {"samples": feats_fake, "reference": feats_real}, "_vertices": fake_v,
     }

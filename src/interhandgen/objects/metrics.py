@@ -25,7 +25,7 @@ from interhandgen.exceptions import InputError
 from interhandgen.objects.physics import PhysicsConfig, hand_convex_parts, require_mujoco, simulate_drop
 from interhandgen.rotations import axis_angle_to_matrix
 
-__all__ = ["CONTACT_THRESHOLD", "object_rotation", "object_world_vertices", "hand_object_metrics",
+__all__ = ["CONTACT_THRESHOLD", "require_objects", "object_rotation", "object_world_vertices", "hand_object_metrics",
            "summarise_hand_object", "object_stability"]
 
 #: A hand touches the object when closer than this (metres), as for two hands.
@@ -33,12 +33,14 @@ CONTACT_THRESHOLD = 0.002
 SIDES = ("left", "right")
 
 
-def _require_objects(two_hands) -> Any:
+def require_objects(two_hands, name: str = "this two-hand set") -> Any:
+    """The set's object library; InputError naming ``name`` when it has none or an articulation is not 0."""
     if getattr(two_hands, "object_library", None) is None:
-        raise InputError("this two-hand set has no object library (fields 'object_library_*'); hand-object metrics "
-                         "need one (interhandgen data synth --objects)")
+        raise InputError(f"{name} has no object library (fields 'object_library_*'); hand-object metrics and the "
+                         "object-aware evaluator need one (interhandgen data synth --objects)")
     if np.any(two_hands.object_pose[:, 0] != 0.0):
-        raise InputError("field 'object_pose': articulated objects (articulation != 0) are not library objects")
+        raise InputError(f"{name}: field 'object_pose': articulated objects (articulation != 0) are not library "
+                         "objects (ARCTIC conversion bakes the articulation into library entries)")
     return two_hands.object_library
 
 
@@ -69,7 +71,7 @@ def hand_object_metrics(two_hands, models: dict | None = None, device: str | tor
     from tqdm import tqdm
 
 
-    library = _require_objects(two_hands)
+    library = require_objects(two_hands)
     models = models if models is not None else two_hands.hand_models(device=device)
     hands = two_hands.vertices(models, device=device, dtype=torch.float64)
     n = len(two_hands)
@@ -139,7 +141,7 @@ def object_stability(two_hands, config=None, models: dict | None = None, progres
 
     require_mujoco()
     config = config if config is not None else PhysicsConfig()
-    library = _require_objects(two_hands)
+    library = require_objects(two_hands)
     models = models if models is not None else two_hands.hand_models()
     hands = {s: v.cpu().numpy() for s, v in two_hands.vertices(models, dtype=torch.float64).items()}
     weights = {s: np.asarray(models[s].data.weights) for s in SIDES}
