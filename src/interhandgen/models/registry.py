@@ -24,6 +24,7 @@ from interhandgen.models.baselines import JointDenoiser, SeparateStageDenoisers,
 from interhandgen.models.config import DenoiserConfig
 from interhandgen.models.denoiser import build_denoiser
 from interhandgen.models.losses import diffusion_loss, joint_loss, vae_loss
+from interhandgen.models.losses_geometry import PartnerGeometry
 
 #: What a kind's sampler is (implemented in :mod:`interhandgen.generation`): the cascade (anchor, then the
 #: conditioned partner), one reverse diffusion over both hands, or one decoder pass.
@@ -57,15 +58,15 @@ def _separate(params: dict[str, Any]) -> nn.Module:
                                   build_denoiser(DenoiserConfig.from_dict(params)))
 
 
-def _cascaded_loss(net, batch, schedule, cfg, generator, model_config):
-    return diffusion_loss(net, batch, schedule, cfg, generator)
+def _cascaded_loss(net, batch, schedule, cfg, generator, model_config, geometry=None):
+    return diffusion_loss(net, batch, schedule, cfg, generator, geometry)
 
 
-def _joint_loss(net, batch, schedule, cfg, generator, model_config):
+def _joint_loss(net, batch, schedule, cfg, generator, model_config, geometry=None):
     return joint_loss(net, batch, schedule, cfg, generator)
 
 
-def _vae_loss(net, batch, schedule, cfg, generator, model_config):
+def _vae_loss(net, batch, schedule, cfg, generator, model_config, geometry=None):
     return vae_loss(net, batch, float(model_config.get("kl_weight", 1e-2)), cfg, generator)
 
 
@@ -103,7 +104,24 @@ def build_model(model_config: dict[str, Any]) -> nn.Module:
         raise InputError(f"model config for kind {entry.name!r}: {exc}") from None
 
 
+def uses_geometry(cfg) -> bool:
+    """Whether a training config asks for the geometric terms of the objective."""
+    return getattr(cfg, "geometry_weight", 0.0) > 0 or getattr(cfg, "contact_weight", 0.0) > 0
+
+
+def check_objective(model_config: dict[str, Any], cfg) -> None:
+    """Refuse objective options the model config's kind does not implement (they would be silently ignored)."""
+    kind = model_kind(model_config)
+    if REGISTRY[kind].cascaded:
+        return
+    if uses_geometry(cfg) or getattr(cfg, "loss_weighting", "uniform") != "uniform":
+        raise InputError(f"train.loss_weighting / geometry_weight / contact_weight are options of the cascaded "
+                         f"kinds {CASCADED_KINDS}, not of kind {kind!r}")
+
+
 def objective_loss(model_config: dict[str, Any], net: nn.Module, batch: torch.Tensor, schedule, cfg,
-                   generator: torch.Generator):
-    """The training loss of the model config's kind: (total, part 1, part 2)."""
-    return registered(model_config).loss(net, batch, schedule, cfg, generator, model_config)
+                   generator: torch.Generator, geometry: PartnerGeometry | None = None):
+    """The training loss of the model config's kind: (total, part 1, part 2). ``geometry``: the
+    :class:`PartnerGeometry` the geometric terms of the cascaded kinds need (see
+    :func:`interhandgen.training.objective_geometry`)."""
+    return registered(model_config).loss(net, batch, schedule, cfg, generator, model_config, geometry)
