@@ -318,7 +318,9 @@ def train(
                 bar.write(f"epoch {epoch + 1}/{cfg.epochs}: validation loss (EMA) {vl:.4f}")
             epoch += 1
             next_batch = 0
-            if on_epoch_end is not None and rank == 0 and (epoch % cfg.sample_every_epochs == 0 or epoch == cfg.epochs):
+            # sample_every_epochs 0: no previews (the modulo would divide by zero)
+            if (on_epoch_end is not None and rank == 0 and cfg.sample_every_epochs > 0
+                    and (epoch % cfg.sample_every_epochs == 0 or epoch == cfg.epochs)):
                 with torch.random.fork_rng(devices=[]):
                     on_epoch_end(ema_module(ema, model_config, device), epoch, step, out_dir)
             save_checkpoint(epoch, 0)
