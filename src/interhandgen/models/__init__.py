@@ -5,6 +5,7 @@ from interhandgen.models.baselines import JointDenoiser, ResidualMLP, SeparateSt
 from interhandgen.models.config import NULL_CONDITIONS, DenoiserConfig
 from interhandgen.models.denoiser import Denoiser, TokenMLP, build_denoiser, count_parameters, timestep_embedding
 from interhandgen.models.losses import diffusion_loss, draw_timesteps, joint_loss, vae_loss
+from interhandgen.models.losses_geometry import LOSS_WEIGHTINGS, PartnerGeometry, timestep_weights
 from interhandgen.models.reference import (
     import_reference_checkpoint,
     infer_reference_config,
@@ -18,9 +19,11 @@ from interhandgen.models.registry import (
     SAMPLERS,
     ModelKind,
     build_model,
+    check_objective,
     model_kind,
     objective_loss,
     registered,
+    uses_geometry,
 )
 
 __all__ = [
@@ -29,6 +32,8 @@ __all__ = [
     "Denoiser",
     "JointDenoiser",
     "KINDS",
+    "LOSS_WEIGHTINGS",
+    "PartnerGeometry",
     "ModelArtifact",
     "ModelKind",
     "NULL_CONDITIONS",
@@ -40,6 +45,7 @@ __all__ = [
     "TwoHandVAE",
     "build_denoiser",
     "build_model",
+    "check_objective",
     "count_parameters",
     "diffusion_loss",
     "draw_timesteps",
@@ -53,6 +59,8 @@ __all__ = [
     "reference_shapes",
     "registered",
     "timestep_embedding",
+    "timestep_weights",
     "to_reference_state_dict",
+    "uses_geometry",
     "vae_loss",
 ]

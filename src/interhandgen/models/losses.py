@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from interhandgen.diffusion import q_sample
+from interhandgen.models.losses_geometry import PartnerGeometry, timestep_weights
 
 
 def draw_timesteps(n: int, num_timesteps: int, antithetic: bool, generator: torch.Generator) -> torch.Tensor:
@@ -27,12 +28,16 @@ def diffusion_loss(
     schedule,
     cfg: Any,
     generator: torch.Generator,
+    geometry: PartnerGeometry | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Loss of one batch [b, 2, 64] (standardised; anchor first). Returns (total, anchor part, other part).
 
     Both stages go through the network in ONE forward pass of up to 2b rows.
     ``cfg``: the training config (:class:`interhandgen.training.TrainConfig` or any object with its
-    ``num_timesteps``, ``cond_drop_prob``, ``antithetic_timesteps`` and ``anchor_loss_dims``).
+    ``num_timesteps``, ``cond_drop_prob``, ``antithetic_timesteps`` and ``anchor_loss_dims``; optional
+    ``loss_weighting``, ``min_snr_gamma``, ``geometry_weight``, ``contact_weight``, ``geometry_rows``, see
+    :mod:`interhandgen.models.losses_geometry`). ``geometry``: needed when a geometric weight is > 0; its terms
+    (cm^2) are added to the conditioned rows' parameter loss, on the first ``geometry_rows`` of them.
     """
     b = batch.shape[0]
     anchor, other = batch[:, 0], batch[:, 1]
@@ -57,6 +62,25 @@ def diffusion_loss(
     dim_weight = torch.ones(n, x0.shape[1], dtype=err.dtype, device=device)
     dim_weight[~mask, cfg.anchor_loss_dims:] = 0.0
     per_row = (err * dim_weight).sum(1) / dim_weight.sum(1)
+    weighting = getattr(cfg, "loss_weighting", "uniform")
+    w_t = None
+    if weighting != "uniform":  # uniform keeps the original arithmetic exactly
+        w_t = timestep_weights(schedule, t, weighting, getattr(cfg, "min_snr_gamma", 5.0)).to(per_row.dtype)
+        per_row = per_row * w_t
+    geo_w, contact_w = getattr(cfg, "geometry_weight", 0.0), getattr(cfg, "contact_weight", 0.0)
+    if geo_w > 0 or contact_w > 0:
+        if geometry is None:
+            raise ValueError("geometry_weight/contact_weight > 0 need a PartnerGeometry (the hand models and "
+                             "statistics of the training data)")
+        rows = mask.nonzero().squeeze(1)[: cfg.geometry_rows]
+        if rows.numel():
+            keypoint, contact = geometry.terms(pred[rows], x0[rows], cond[rows])
+            geo = geo_w * keypoint + contact_w * contact
+            if w_t is not None:
+                geo = geo * w_t[rows]
+            # Added per conditioned row (index_add keeps the graph); the mean below then averages it over the
+            # conditioned rows, scaled by the fraction that carried a geometric term.
+            per_row = per_row.index_add(0, rows, geo.to(per_row.dtype))
     zero = per_row.new_zeros(())
     loss_anchor = per_row[~mask].mean() if (~mask).any() else zero
     loss_other = per_row[mask].mean() if mask.any() else zero

@@ -27,6 +27,7 @@ from interhandgen.models.baselines import JointDenoiser, SeparateStageDenoisers,
 from interhandgen.models.config import DenoiserConfig
 from interhandgen.models.denoiser import build_denoiser
 from interhandgen.models.losses import diffusion_loss, joint_loss, vae_loss
+from interhandgen.models.losses_geometry import PartnerGeometry
 from interhandgen.models.object_encoder import build_object_denoiser
 from interhandgen.models.object_loss import DEFAULT_OBJECT_DROP_PROB, object_diffusion_loss
 
@@ -67,19 +68,21 @@ def _separate(params: dict[str, Any]) -> nn.Module:
                                   build_denoiser(DenoiserConfig.from_dict(params)))
 
 
-def _cascaded_loss(net, batch, schedule, cfg, generator, model_config):
-    return diffusion_loss(net, batch, schedule, cfg, generator)
+def _cascaded_loss(net, batch, schedule, cfg, generator, model_config, geometry=None):
+    return diffusion_loss(net, batch, schedule, cfg, generator, geometry)
 
 
-def _joint_loss(net, batch, schedule, cfg, generator, model_config):
+def _joint_loss(net, batch, schedule, cfg, generator, model_config, geometry=None):
     return joint_loss(net, batch, schedule, cfg, generator)
 
 
-def _vae_loss(net, batch, schedule, cfg, generator, model_config):
+def _vae_loss(net, batch, schedule, cfg, generator, model_config, geometry=None):
     return vae_loss(net, batch, float(model_config.get("kl_weight", 1e-2)), cfg, generator)
 
 
-def _object_loss(net, batch, schedule, cfg, generator, model_config, *, points=None, stats=None):
+def _object_loss(net, batch, schedule, cfg, generator, model_config, geometry=None, *, points=None, stats=None):
+    if geometry is not None:  # check_objective refuses the options before training starts
+        raise AssertionError("the shared_object objective has no geometric terms")
     if points is None or stats is None:
         raise InputError("a 'shared_object' model trains on pairs with objects: the trainer must pass the objects' "
                          "points and the standardisation statistics (interhandgen train does for a set with an "
@@ -98,6 +101,8 @@ REGISTRY: dict[str, ModelKind] = {
 }
 KINDS = tuple(REGISTRY)
 CASCADED_KINDS = tuple(k for k, v in REGISTRY.items() if v.cascaded)
+# Kinds whose loss implements train.loss_weighting / geometry_weight / contact_weight (the object model's does not).
+OBJECTIVE_OPTION_KINDS = ("shared", "separate")
 
 
 def model_kind(model_config: dict[str, Any]) -> str:
@@ -124,10 +129,25 @@ def build_model(model_config: dict[str, Any]) -> nn.Module:
         raise InputError(f"model config for kind {entry.name!r}: {exc}") from None
 
 
+def uses_geometry(cfg) -> bool:
+    """Whether a training config asks for the geometric terms of the objective."""
+    return getattr(cfg, "geometry_weight", 0.0) > 0 or getattr(cfg, "contact_weight", 0.0) > 0
+
+
+def check_objective(model_config: dict[str, Any], cfg) -> None:
+    """Refuse objective options the model config's kind does not implement (they would be silently ignored)."""
+    kind = model_kind(model_config)
+    if kind in OBJECTIVE_OPTION_KINDS:
+        return
+    if uses_geometry(cfg) or getattr(cfg, "loss_weighting", "uniform") != "uniform":
+        raise InputError(f"train.loss_weighting / geometry_weight / contact_weight are options of the "
+                         f"kinds {OBJECTIVE_OPTION_KINDS}, not of kind {kind!r}")
+
+
 def objective_loss(model_config: dict[str, Any], net: nn.Module, batch: torch.Tensor, schedule, cfg,
-                   generator: torch.Generator, **extra):
-    """The training loss of the model config's kind: (total, part 1, part 2). ``extra``: what a kind's objective
-    needs beyond the pairs (an object model: ``points`` [b, P, 6] and ``stats``); not passed to the others."""
-    if extra:
-        return registered(model_config).loss(net, batch, schedule, cfg, generator, model_config, **extra)
-    return registered(model_config).loss(net, batch, schedule, cfg, generator, model_config)
+                   generator: torch.Generator, geometry: PartnerGeometry | None = None, **extra):
+    """The training loss of the model config's kind: (total, part 1, part 2). ``geometry``: the
+    :class:`PartnerGeometry` the geometric terms of the cascaded kinds need (see
+    :func:`interhandgen.training.objective_geometry`). ``extra``: what a kind's objective needs beyond the pairs
+    (an object model: ``points`` [b, P, 6] and ``stats``); not passed to the others."""
+    return registered(model_config).loss(net, batch, schedule, cfg, generator, model_config, geometry, **extra)

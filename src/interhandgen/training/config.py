@@ -38,6 +38,15 @@ class TrainConfig:
     beta_end: float = 0.01
     num_timesteps: int = 129
     antithetic_timesteps: bool = True
+    # Objective options of the cascaded kinds (interhandgen.models.losses_geometry; docs/prior_experiments.md).
+    # The defaults are the plain x0 loss of the bundled model.
+    loss_weighting: str = "uniform"  # "uniform" | "min_snr" (per-timestep weight min(SNR_t, gamma), mean 1)
+    min_snr_gamma: float = 5.0
+    geometry_weight: float = 0.0  # partner joints + surface points in the anchor frame, cm^2
+    contact_weight: float = 0.0  # signed distance to the anchor surface near contact, cm^2
+    geometry_rows: int = 128  # conditioned rows per batch that carry the geometric terms (hand layer cost)
+    geometry_points: int = 64  # partner surface points of the geometric terms (besides the 21 joints)
+    contact_band_mm: float = 20.0  # partner points within this distance of the anchor enter the contact term
     checkpoint_every: int = 500
     log_every: int = 25
     sample_every_epochs: int = 5
@@ -88,6 +97,14 @@ class TrainConfig:
              f"cond_drop_prob must be null or in [0, 1], got {self.cond_drop_prob}")
         need(1 <= self.anchor_loss_dims <= 64, f"anchor_loss_dims must be in [1, 64], got {self.anchor_loss_dims}")
         need(self.schedule in ("linear", "cosine"), f"schedule must be 'linear' or 'cosine', got {self.schedule!r}")
+        need(self.loss_weighting in ("uniform", "min_snr"),
+             f"loss_weighting must be 'uniform' or 'min_snr', got {self.loss_weighting!r}")
+        need(self.min_snr_gamma > 0, f"min_snr_gamma must be > 0, got {self.min_snr_gamma}")
+        need(self.geometry_weight >= 0 and self.contact_weight >= 0,
+             f"geometry_weight and contact_weight must be >= 0, got {self.geometry_weight}, {self.contact_weight}")
+        need(self.geometry_rows >= 1 and self.geometry_points >= 1,
+             f"geometry_rows and geometry_points must be >= 1, got {self.geometry_rows}, {self.geometry_points}")
+        need(self.contact_band_mm > 0, f"contact_band_mm must be > 0, got {self.contact_band_mm}")
         need(self.num_timesteps >= 2, f"num_timesteps must be >= 2, got {self.num_timesteps}")
         need(self.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
         need(self.grad_clip > 0, f"grad_clip must be > 0, got {self.grad_clip}")

@@ -26,12 +26,20 @@ from tqdm.auto import tqdm
 from interhandgen._seeding import derived_seed
 from interhandgen.data.format import HandModelSpec
 from interhandgen.diffusion import Schedule
-from interhandgen.models import CASCADED_KINDS, build_model, model_kind, objective_loss, registered
+from interhandgen.models import (
+    CASCADED_KINDS,
+    build_model,
+    check_objective,
+    model_kind,
+    objective_loss,
+    registered,
+)
 from interhandgen.models.artifact import export_model, hand_model_record
 from interhandgen.training.checkpoint import CHECKPOINT_FORMAT, atomic_torch_save, data_fingerprint, load_checkpoint
 from interhandgen.training.config import TrainConfig
 from interhandgen.training.distributed import dist_info
 from interhandgen.training.ema import EMA
+from interhandgen.training.objective import objective_geometry
 from interhandgen.exceptions import InputError
 
 CSV_FIELDS = ["kind", "step", "epoch", "loss", "loss_anchor", "loss_other", "lr", "grad_norm", "seconds"]
@@ -190,6 +198,7 @@ def train(
                   "cascaded model); sample it with interhandgen.generation.sample_model", file=sys.stderr)
         on_epoch_end = None
     cfg = train_config
+    check_objective(model_config, cfg)
     out_dir = Path(out_dir)
     device = torch.device(device)
     rank, world = dist_info()
@@ -255,6 +264,7 @@ def train(
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
     schedule = Schedule.from_config(cfg.to_dict()).to(device)
+    geometry = objective_geometry(cfg, hand_model, stats_mean, stats_std, device)
     ddp_net = nn.parallel.DistributedDataParallel(net) if world > 1 else net
     log = _CsvLog(out_dir / "log.csv", log_rows, rank)
     tb = _make_tb_writer(out_dir, step if resume else None, rank)
@@ -297,7 +307,7 @@ def train(
                 extra = {} if not uses_object else {"points": train_points[idx.to(device)],
                                                      "stats": (stats_mean, stats_std)}
                 loss, la, lo = objective_loss(model_config, ddp_net, train_x[idx.to(device)], schedule, cfg, gen,
-                                              **extra)
+                                              geometry, **extra)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
@@ -332,7 +342,9 @@ def train(
                 bar.write(f"epoch {epoch + 1}/{cfg.epochs}: validation loss (EMA) {vl:.4f}")
             epoch += 1
             next_batch = 0
-            if on_epoch_end is not None and rank == 0 and (epoch % cfg.sample_every_epochs == 0 or epoch == cfg.epochs):
+            # sample_every_epochs 0: no previews (the modulo would divide by zero)
+            if (on_epoch_end is not None and rank == 0 and cfg.sample_every_epochs > 0
+                    and (epoch % cfg.sample_every_epochs == 0 or epoch == cfg.epochs)):
                 with torch.random.fork_rng(devices=[]):
                     on_epoch_end(ema_module(ema, model_config, device), epoch, step, out_dir)
             save_checkpoint(epoch, 0)
@@ -361,10 +373,14 @@ def ema_module(ema: EMA, model_config: dict[str, Any], device: torch.device) -> 
 def validation_loss(ema: EMA, model_config, val_x, schedule, cfg: TrainConfig, device, val_points=None,
                     stats=None) -> float:
     """Mean diffusion loss of the EMA weights on the validation split, with FIXED noise and timesteps (and, for an
-    object model, its objects' points [N, P, 6] and the statistics)."""
+    object model, its objects' points [N, P, 6] and the statistics).
+
+    Always the plain parameter loss (uniform timestep weights, no geometric term), so that runs with different
+    objective options report comparable validation losses."""
     model = ema_module(ema, model_config, device)
     gen = torch.Generator().manual_seed(12345)
-    vcfg = TrainConfig(**{**cfg.__dict__, "cond_drop_prob": None})
+    vcfg = TrainConfig(**{**cfg.__dict__, "cond_drop_prob": None, "loss_weighting": "uniform",
+                          "geometry_weight": 0.0, "contact_weight": 0.0})
     total, count = 0.0, 0
     for i in range(0, val_x.shape[0], 1024):
         chunk = val_x[i:i + 1024].to(device)
