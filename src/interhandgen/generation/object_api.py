@@ -27,7 +27,7 @@ from interhandgen.data.canonical import ANCHOR_SIDE, mirror, to_world
 from interhandgen.data.format import HandModelSpec, TwoHandSet
 from interhandgen.data.object_library import ObjectLibrary
 from interhandgen.exceptions import InputError, MissingFileError, ModelMismatchError
-from interhandgen.generation.api import InterHandGen, LoadedModel, load_model, settle_factory
+from interhandgen.generation.api import InterHandGen, LoadedModel, load_model
 from interhandgen.generation.cascade import SamplerSettings
 from interhandgen.generation.object_sampling import ObjectSettings, describe, object_cascaded_sample
 from interhandgen.models import registered
@@ -207,7 +207,7 @@ class ObjectInterHandGen:
         if settings.resample_rounds:
             raise InputError("resampling of interpenetrating partners is not available with an object "
                              "(set resample_rounds=0; hand-object guidance and settling take its place)")
-        settle = settle_factory(*self.cascade.surface_subsets(settings.settle_points), settings)
+        settle = self.cascade._settle(settings)
         return object_cascaded_sample(self.model.net, self.schedule, self.model.stats_mean, self.model.stats_std,
                                       tokens, surfaces, num, settings, object_settings,
                                       self.cascade.surface_subsets(settings.apg_points), settle=settle,

@@ -29,10 +29,10 @@ from tqdm.auto import tqdm
 
 from interhandgen._seeding import derived_seed
 from interhandgen.data.canonical import RIGID_SLICE, ROT_SLICE, TRANSL_SLICE, HAND_DIM
-from interhandgen.diffusion import Schedule, classifier_free_guidance, conditional, ddim_sample, unconditional
+from interhandgen.diffusion import Schedule, ddim_sample, unconditional
 from interhandgen.exceptions import InputError
 from interhandgen.generation.apg import PolyakGuidance, surface_penetration_loss
-from interhandgen.generation.cascade import SamplerSettings
+from interhandgen.generation.cascade import SamplerSettings, sample_anchor, sample_partner
 from interhandgen.generation.subset import SubsetHand
 from interhandgen.geometry.loss import geman_mcclure
 from interhandgen.models.object_encoder import BoundObject, ObjectConditionedDenoiser
@@ -209,13 +209,13 @@ def object_cascaded_sample(
         common = dict(num_steps=settings.steps, decay=settings.apg_decay, last_steps=settings.apg_last_steps,
                       rho=og.object_guidance_rho, max_step=settings.apg_max_step)
         if anchors is None:
-            hook = HandObjectGuidance(anchor_hand, mean[0], std[0], surf, og.object_guidance_weight,
-                                      **common) if guide else None
-            a_std = ddim_sample(unconditional(bound), z, schedule, settings.steps, eta=settings.eta, generator=gen,
-                                update=settings.update, x0_guidance=hook)
-            if tok is None:  # no object: the anchor is the frame
-                a_std = a_std.clone()
-                a_std[:, RIGID_SLICE] = (canonical_anchor_tail(a_std) - mean[0, RIGID_SLICE]) / std[0, RIGID_SLICE]
+            if tok is None:  # no object: the anchor is the frame (the two-hand cascade's stage 1)
+                a_std = sample_anchor(bound, z, schedule, settings, mean[0], std[0], generator=gen)
+            else:
+                hook = HandObjectGuidance(anchor_hand, mean[0], std[0], surf, og.object_guidance_weight,
+                                          **common) if guide else None
+                a_std = ddim_sample(unconditional(bound), z, schedule, settings.steps, eta=settings.eta,
+                                    generator=gen, update=settings.update, x0_guidance=hook)
         else:
             a_std = (anchors[rows].to(device) - mean[0]) / std[0]
         a_raw = a_std * std[0] + mean[0]
@@ -231,10 +231,7 @@ def object_cascaded_sample(
             hook2 = HandObjectGuidance(other_hand, mean[1], std[1], surf, weight, anchor_raw=a_raw, apg=apg, **common)
         elif apg is not None:
             hook2 = HandObjectGuidance(other_hand, mean[1], std[1], None, settings.apg_weight, apg=apg, **common)
-        denoise = conditional(bound) if settings.cfg_scale == 0 else \
-            classifier_free_guidance(bound, settings.cfg_scale, settings.cfg_dims)
-        o_std = ddim_sample(denoise, z2, schedule, settings.steps, eta=settings.eta, cond=a_std, generator=gen,
-                            update=settings.update, x0_guidance=hook2)
+        o_std = sample_partner(bound, a_std, z2, schedule, settings, x0_guidance=hook2, generator=gen)
         o_raw = o_std * std[1] + mean[1]
         if settle is not None and settings.settle_steps > 0:
             # hand-hand settling works in the anchor's frame: give it the anchor with the canonical slots
@@ -258,9 +255,8 @@ def _settle_pair(a_raw: torch.Tensor, o_raw: torch.Tensor, surface: torch.Tensor
     """Object settling of both hands (translations in the object frame); the other hand's vector stays relative
     to the (moved) anchor."""
     with torch.no_grad():
-        a_pts = hands[0](a_raw)[0]
         o_pts = other_in_object_frame(hands[1](o_raw)[0], a_raw)
-        d_a = settle_on_object(a_pts, surface, og) if move_anchor else torch.zeros_like(a_raw[:, :3])
+        d_a = settle_on_object(hands[0](a_raw)[0], surface, og) if move_anchor else torch.zeros_like(a_raw[:, :3])
         d_o = settle_on_object(o_pts, surface, og)
         R_a = rot6d_to_matrix(a_raw[:, ROT_SLICE])
         a_new, o_new = a_raw.clone(), o_raw.clone()

@@ -190,9 +190,3 @@ def build_object_denoiser(params: dict[str, Any]) -> ObjectConditionedDenoiser:
     params = dict(params)
     enc = ObjectEncoderConfig.from_dict(params.pop("object_encoder", None))
     return ObjectConditionedDenoiser(DenoiserConfig.from_dict(params), enc)
-
-
-def object_parameter_count(net: ObjectConditionedDenoiser) -> dict[str, int]:
-    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    return {"denoiser": count(net.denoiser), "encoder": count(net.encoder), "total": count(net)}
-
