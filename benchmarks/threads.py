@@ -152,10 +152,8 @@ def _measure(work: Path, a: argparse.Namespace, commands: dict, condition: str, 
             for v in order:
                 tag = f"{condition}_{v}_{r}"
                 if v == "default":
-                    others = _policy.runnable_others()
-                    waits.append({"runnable_others": others,
-                                  "choice": _policy.choose_wait(_policy.available_cpus(), _policy.available_cpus(),
-                                                                others)})
+                    others, cpus = _policy.runnable_others(), _policy.available_cpus()
+                    waits.append({"runnable_others": others, "choice": _policy.choose_wait(cpus, cpus, others)})
                 wall, cpu = _cli(commands[name](tag) + _argv(v), _env(v), work)
                 walls[v].append(wall)
                 cpus[v].append(cpu)

@@ -409,9 +409,10 @@ class Fitter:
         for it in range(n2):
             if it == guided_it:
                 self._guided(p, obs, init_joints, gen)
-            self._decay(opt, it / max(n2 - 1, 1))
+            progress = it / max(n2 - 1, 1)
+            self._decay(opt, progress)
             opt.zero_grad(set_to_none=True)
-            terms = self.energy(self._assemble(p), obs, it / max(n2 - 1, 1), gen, init_joints)
+            terms = self.energy(self._assemble(p), obs, progress, gen, init_joints)
             terms["total"].sum().backward()
             opt.step()
             bar.update(1)

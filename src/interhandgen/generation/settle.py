@@ -207,9 +207,7 @@ def rigid_settle_gradients(st: _RigidState, tau: torch.Tensor, omega: torch.Tens
     d2_a = (off_a * off_a).sum(-1)
     depth_a = torch.relu(config.margin_mm - (off_a * n_near).sum(-1)) * (d2_a < r2).to(off_a.dtype)
     # The moved points against the anchor.
-    off_b = st.moved(st.pb, Rt, tau) - st.pa_near
-    depth_b = (torch.relu(config.margin_mm - (off_b * st.na_near).sum(-1))
-               * ((off_b * off_b).sum(-1) < r2).to(off_b.dtype))
+    depth_b = _depth_below(st.moved(st.pb, Rt, tau), st.pa_near, st.na_near, config.margin_mm, config.nn_radius_mm)
     gap2, closest = d2_a.min(dim=1)
     gap = gap2.sqrt()
     # d loss / d (moved point or normal), then into tau and Rd: x' = Rd v + const gives dL/dRd = sum g v^T.

@@ -301,12 +301,11 @@ def train(
                     save_checkpoint(epoch, k)
                     status = "interrupted"
                     break
-                idx = order[k * cfg.batch_size:(k + 1) * cfg.batch_size][rank::world]
+                idx = order[k * cfg.batch_size:(k + 1) * cfg.batch_size][rank::world].to(device)
                 for g in opt.param_groups:
                     g["lr"] = cfg.lr * lr_factor(step, total_steps, cfg.warmup_steps, cfg.min_lr_ratio)
-                extra = {} if not uses_object else {"points": train_points[idx.to(device)],
-                                                     "stats": (stats_mean, stats_std)}
-                loss, la, lo = objective_loss(model_config, ddp_net, train_x[idx.to(device)], schedule, cfg, gen,
+                extra = {} if not uses_object else {"points": train_points[idx], "stats": (stats_mean, stats_std)}
+                loss, la, lo = objective_loss(model_config, ddp_net, train_x[idx], schedule, cfg, gen,
                                               geometry, **extra)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
