@@ -50,3 +50,13 @@ def test_nearest_within_skips_pairs_with_nothing_within_the_radius():
     i_ab, within_a, i_ba, within_b = nearest_within(a, b, d_ab, d_ba, 10.0 ** 2)
     assert not within_a[1].any() and not within_b[1].any() and (i_ab[1] == 0).all()
     assert within_a[0].any() and within_a[2].any()
+
+
+def test_mutual_nearest_one_way_is_the_first_direction():
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.randn(7, 50, 3, generator=g, dtype=torch.float64), torch.randn(7, 80, 3, generator=g,
+                                                                               dtype=torch.float64)
+    idx_ab, idx_ba = mutual_nearest(a, b)
+    one, none = mutual_nearest(a, b, both=False)
+    assert none is None and torch.equal(one, idx_ab)
+    assert torch.equal(one, torch.cdist(a, b).argmin(dim=2))  # brute force

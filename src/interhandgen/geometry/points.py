@@ -55,8 +55,14 @@ def min_squared_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def mutual_nearest(points_a: torch.Tensor, points_b: torch.Tensor, chunk_elems: int = 1 << 18
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+def _augmented(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """([p, 1] for p as a query, [-2 p, |p|^2] for p as a target)."""
+    return (torch.cat([p, torch.ones_like(p[..., :1])], dim=-1),
+            torch.cat([-2.0 * p, (p * p).sum(-1, keepdim=True)], dim=-1))
+
+
+def mutual_nearest(points_a: torch.Tensor, points_b: torch.Tensor, chunk_elems: int = 1 << 18,
+                   both: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Nearest point of b for every point of a, and of a for every point of b (exact, Euclidean).
 
     Each direction ranks the squared distance minus its per-query constant, |q|^2 - 2 p.q, as ONE batched product
@@ -67,6 +73,7 @@ def mutual_nearest(points_a: torch.Tensor, points_b: torch.Tensor, chunk_elems: 
     Args:
         points_a: [B, N, 3]; points_b: [B, M, 3] (same dtype and device).
         chunk_elems: the batch is processed in chunks of at most this many (a, b) pairs (cache-sized by default).
+        both: False searches a -> b only (idx_ba is then None; idx_ab is the same).
     Returns:
         idx_ab [B, N] int64 (index into b) and idx_ba [B, M] int64 (index into a).
     """
@@ -75,22 +82,17 @@ def mutual_nearest(points_a: torch.Tensor, points_b: torch.Tensor, chunk_elems: 
     B, N, M = points_a.shape[0], points_a.shape[1], points_b.shape[1]
     centre = points_b.mean(dim=1, keepdim=True)
     a, b = points_a - centre, points_b - centre
-
-    def augmented(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """([p, 1] for p as a query, [-2 p, |p|^2] for p as a target)."""
-        return (torch.cat([p, torch.ones_like(p[..., :1])], dim=-1),
-                torch.cat([-2.0 * p, (p * p).sum(-1, keepdim=True)], dim=-1))
-
-    (a_query, a_target), (b_query, b_target) = augmented(a), augmented(b)
+    (a_query, a_target), (b_query, b_target) = _augmented(a), _augmented(b)
     b_target_t, a_target_t = b_target.transpose(1, 2), a_target.transpose(1, 2)
     idx_ab = torch.empty(B, N, dtype=torch.int64, device=a.device)
-    idx_ba = torch.empty(B, M, dtype=torch.int64, device=a.device)
+    idx_ba = torch.empty(B, M, dtype=torch.int64, device=a.device) if both else None
     step = max(1, chunk_elems // (N * M))
     for s in range(0, B, step):
         rows = slice(s, s + step)
         # min(dim).indices = argmin (first minimum), about 2x faster on the CPU (torch 2.13).
         idx_ab[rows] = torch.bmm(a_query[rows], b_target_t[rows]).min(dim=2).indices
-        idx_ba[rows] = torch.bmm(b_query[rows], a_target_t[rows]).min(dim=2).indices
+        if both:
+            idx_ba[rows] = torch.bmm(b_query[rows], a_target_t[rows]).min(dim=2).indices
     return idx_ab, idx_ba
 
 

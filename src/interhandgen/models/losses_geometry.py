@@ -86,7 +86,7 @@ class PartnerGeometry:
         """Signed distance [B, P] of points [B, P, 3] to the tangent plane of their nearest surface point
         (surface, normals [B, A, 3]; negative inside), and the nearest indices [B, P] (given or searched)."""
         if idx is None:
-            idx, _ = mutual_nearest(points.detach(), surface.detach())
+            idx, _ = mutual_nearest(points.detach(), surface.detach(), both=False)
         q = gather_rows_deterministic(surface, idx)
         n = gather_rows_deterministic(normals, idx)
         return ((points - q) * n).sum(-1), idx
