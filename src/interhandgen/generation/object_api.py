@@ -230,7 +230,7 @@ class ObjectInterHandGen:
         settings = settings or SamplerSettings(resample_rounds=0)
         object_settings = object_settings or ObjectSettings()
         src = given if side == ANCHOR_SIDE else mirror(given, self.hands)
-        frame = to_object_frame(src, self.hands, num_points=self.num_points, dtype=torch.float32)
+        frame = to_object_frame(src, self.hands, num_points=self.num_points, dtype=torch.float32, points=False)
         ids = given.labels["object_id"][0]
         tokens, surfaces = self.condition(given.object_library, ids, given.object_pose,
                                           object_settings.object_guidance_points, mirrored=side != ANCHOR_SIDE)

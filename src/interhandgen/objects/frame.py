@@ -55,12 +55,12 @@ class ObjectFramePairs(NamedTuple):
     """Result of :func:`to_object_frame`.
 
     x: [N, 2, 64] canonical vectors with the anchor's slots in the object frame (module docstring).
-    points: [N, P, 6] the object's surface points and normals in the object frame.
+    points: [N, P, 6] the object's surface points and normals in the object frame (None when not asked for).
     center: [N, 3] the object's centre (world, metres): world = object frame + center.
     """
 
     x: torch.Tensor
-    points: torch.Tensor
+    points: torch.Tensor | None
     center: torch.Tensor
 
 
@@ -70,8 +70,9 @@ def _library_samples(two_hands: TwoHandSet, num_points: int) -> list[np.ndarray]
 
 
 def to_object_frame(two_hands: TwoHandSet, models: Mapping | None = None, num_points: int = SURFACE_POINTS,
-                    dtype: torch.dtype = torch.float64) -> ObjectFramePairs:
-    """Pairs with an object library -> object-frame vectors, the objects' surface samples and centres."""
+                    dtype: torch.dtype = torch.float64, points: bool = True) -> ObjectFramePairs:
+    """Pairs with an object library -> object-frame vectors, the objects' surface samples (``points`` False: None,
+    for callers that need only the vectors) and centres."""
     if two_hands.object_library is None or two_hands.object_pose is None:
         raise InputError("to_object_frame: the set has no object library (fields 'object_library_*', 'object_pose')")
     if np.any(two_hands.object_pose[:, 0] != 0.0):
@@ -83,6 +84,8 @@ def to_object_frame(two_hands: TwoHandSet, models: Mapping | None = None, num_po
     x = can.x.clone()
     x[:, 0, ROT_SLICE] = matrix_to_rot6d(can.anchor_rotation)
     x[:, 0, TRANSL_SLICE] = can.anchor_center - center
+    if not points:
+        return ObjectFramePairs(x.to(dtype), None, center.to(dtype))
     samples = torch.as_tensor(np.stack(_library_samples(two_hands, num_points)))  # [M, P, 6]
     ids = torch.as_tensor(two_hands.labels["object_id"][0], dtype=torch.long)
     local = samples[ids]
@@ -107,7 +110,7 @@ def object_frame_training_arrays(two_hands: TwoHandSet, split: str | None = "tra
     pairs = to_object_frame(two_hands, models, num_points)
     x, points = pairs.x, pairs.points
     if mirror_augment:
-        mirrored = to_object_frame(mirror(two_hands, models), models, num_points)
+        mirrored = to_object_frame(mirror(two_hands, models), models, num_points, points=False)
         m = torch.cat([_MIRROR, _MIRROR]).to(points)
         x = torch.cat([x, mirrored.x])
         points = torch.cat([points, points * m])  # the mirrored template's samples are the mirrored samples
