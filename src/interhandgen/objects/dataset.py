@@ -40,6 +40,8 @@ from interhandgen.objects.physics import HOLD_THRESHOLD, require_mujoco
 __all__ = ["generate_object_set", "GRASPS_PER_OBJECT"]
 
 GRASPS_PER_OBJECT = 8
+#: The physics filter stops a simulation once the object has moved this far (metres): it is not held.
+STOP_BEYOND = 2.5 * HOLD_THRESHOLD
 _HAND_FIELDS = ("pose_axis_angle", "pose_pca", "betas", "global_orient", "transl")
 
 
@@ -48,25 +50,36 @@ def _seed_for(*parts) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
+def _geometric_reasons(res: GraspResult) -> dict[str, np.ndarray]:
+    """Rejection masks [n] per geometric reason."""
+    return {"no_contact_within_2mm": (res.min_sdf >= CONTACT_DISTANCE).any(1),
+            "depth_over_5mm": (res.min_sdf < -MAX_DEPTH).any(1),
+            "hands_interpenetrate": res.hand_hand_overlap > 0,
+            "hand_hand_depth_over_5mm": res.hand_hand_depth > MAX_DEPTH}
+
+
+def _geometric_reject(res: GraspResult) -> np.ndarray:
+    """[n] grasps failing any geometric check."""
+    return np.logical_or.reduce(list(_geometric_reasons(res).values()))
+
+
 def _accept(res: GraspResult, displacement: np.ndarray | None) -> dict[str, np.ndarray]:
     """Rejection masks per reason (physics only where ``displacement`` [n] metres was measured)."""
-    reasons = {"no_contact_within_2mm": (res.min_sdf >= CONTACT_DISTANCE).any(1),
-               "depth_over_5mm": (res.min_sdf < -MAX_DEPTH).any(1),
-               "hands_interpenetrate": res.hand_hand_overlap > 0,
-               "hand_hand_depth_over_5mm": res.hand_hand_depth > MAX_DEPTH}
+    reasons = _geometric_reasons(res)
     if displacement is not None:
-        geometric = np.zeros(len(displacement), dtype=bool)
-        for mask in reasons.values():
-            geometric |= mask
-        reasons["not_held_in_physics"] = ~geometric & ~(displacement < HOLD_THRESHOLD)
+        reasons["not_held_in_physics"] = ~_geometric_reject(res) & ~(displacement < HOLD_THRESHOLD)
     return reasons
 
 
 def _most_stable(res: GraspResult, side_a: str, obj, models: dict) -> tuple[GraspResult, np.ndarray]:
     """Per grasp, the first world orientation (main, then the alternatives) in which the object is held in MuJoCo,
-    else the main one: the chosen grasps, their displacements and the main orientation's (metres)."""
+    else the main one: the chosen grasps, their displacements and the main orientation's (metres). Grasps that
+    fail a geometric check are rejected whatever their stability: they are not simulated (displacement NaN)."""
     choice = np.zeros(len(res.min_sdf), dtype=np.int64)
-    disp = _chunk_displacement(res, side_a, obj, models)
+    geometric = np.flatnonzero(~_geometric_reject(res))
+    disp = np.full(len(choice), np.nan)
+    if len(geometric):
+        disp[geometric] = _chunk_displacement(_rows(res, geometric), side_a, obj, models)
     main = disp.copy()
     for k in range(1, len(res.alternatives) + 1):
         todo = np.flatnonzero(disp >= HOLD_THRESHOLD)
@@ -93,7 +106,7 @@ def _chunk_displacement(res: GraspResult, side_a: str, obj, models: dict) -> np.
                        pose_space="pca", flat_hand_mean=False, object_id=np.zeros(n, dtype=np.int64),
                        object_names=["o"], object_pose=res.object_pose,
                        object_library=ObjectLibrary.from_meshes(["o"], [obj]))
-    return object_stability(pairs, models=models)["displacement_cm"] / 100.0
+    return object_stability(pairs, models=models, stop_beyond=STOP_BEYOND)["displacement_cm"] / 100.0
 
 
 def _run_key(seed: int, per_object: int) -> str:
