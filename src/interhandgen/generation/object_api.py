@@ -211,6 +211,7 @@ class ObjectInterHandGen:
         return object_cascaded_sample(self.model.net, self.schedule, self.model.stats_mean, self.model.stats_std,
                                       tokens, surfaces, num, settings, object_settings,
                                       self.cascade.surface_subsets(settings.apg_points), settle=settle,
+                                      grasp_hands=self.cascade.surface_subsets(object_settings.grasp_points),
                                       anchors=anchors, seed=seed,
                                       batch_size=batch_size, device=self.device, progress=progress)
 

@@ -15,8 +15,17 @@ Post-processing and guidance, each switchable (:class:`ObjectSettings`):
 - **object settling** (``object_settle_steps``; 0 disables): each hand that is within ``object_attract_mm`` of the
   object or inside it is translated rigidly (pose untouched) out of the object along the depth-weighted mean
   normal of its penetrating points, or toward the object until its closest point is ``touch_mm`` away;
-- hand-hand contact settling (``settle_steps`` of :class:`SamplerSettings`) runs before the object settling;
-  resampling of interpenetrating partners is not used with objects (its rows would need their own objects).
+- **grasp settling** (``grasp_steps``; 0 disables), after the object settling: each hand within
+  ``object_attract_mm`` of the object is optimised (translation, rotation about its centre joint and the 45 pose
+  coefficients, so the fingers close onto the surface) with the data generator's hand-object terms
+  (:func:`interhandgen.objects.grasps.add_contact_terms`: the closest ``grasp_fraction`` of the hand's points
+  pulled to 0.5 mm outside the surface, every point pushed out to 1 mm) and its Adam
+  (:class:`~interhandgen.geometry.optim.BatchedAdam`), the distances from the surface samples' tangent planes;
+- **redraw** (``redraw_rounds``; 0 disables): pairs failing the cheap checks (a hand farther than
+  ``redraw_gap_mm`` from the object or deeper in it than ``redraw_depth_mm``, by the surface samples' planes) are
+  drawn again, with fresh noise, up to that many rounds (the two-hand sampler's resampling, per row with its own
+  object); a redraw replaces a pair only when it passes, so pairs failing every round keep their first draw;
+- hand-hand contact settling (``settle_steps`` of :class:`SamplerSettings`) runs before the object settling.
 """
 
 from __future__ import annotations
@@ -33,14 +42,22 @@ from interhandgen.diffusion import Schedule, ddim_sample, unconditional
 from interhandgen.exceptions import InputError
 from interhandgen.generation.apg import PolyakGuidance, surface_penetration_loss
 from interhandgen.generation.cascade import SamplerSettings, sample_anchor, sample_partner
+from interhandgen.data.canonical import POSE_SLICE
 from interhandgen.generation.subset import SubsetHand
 from interhandgen.geometry.loss import geman_mcclure
+from interhandgen.geometry.optim import BatchedAdam
 from interhandgen.models.object_encoder import BoundObject, ObjectConditionedDenoiser
 from interhandgen.objects.frame import canonical_anchor_tail
-from interhandgen.rotations import rot6d_to_matrix
+from interhandgen.objects.grasps import add_contact_terms
+from interhandgen.rotations import axis_angle_to_matrix, matrix_to_rot6d, rot6d_to_matrix
 
 __all__ = ["ObjectSettings", "object_penetration", "HandObjectGuidance", "settle_on_object",
            "other_in_object_frame", "object_cascaded_sample"]
+
+
+#: Spacing (metres) of the objects' surface samples allowed for in :func:`object_penetration` (1,024 samples on the
+#: larger library objects lie about 1 cm apart).
+SAMPLE_SPACING = 0.008
 
 
 @dataclasses.dataclass
@@ -56,6 +73,12 @@ class ObjectSettings:
     # fraction (benchmarks/results/object_settle_sweep.json, docs/results_object.md).
     object_attract_mm: float = 60.0
     touch_mm: float = 0.5  # settled hands end this far from the object
+    grasp_steps: int = 20  # grasp settling iterations; 0 disables it
+    grasp_points: int = 512  # hand points per hand of grasp settling and of the redraw checks
+    grasp_fraction: float = 0.15  # closest fraction of a hand's guidance points pulled onto the surface
+    redraw_rounds: int = 2  # rounds of redrawing pairs that fail the cheap checks; 0 disables
+    redraw_gap_mm: float = 2.0  # a hand farther than this from the object fails
+    redraw_depth_mm: float = 3.0  # a hand deeper than this in the object fails
 
     def validate(self) -> None:
         if not 0 <= self.object_guidance_weight <= 2:
@@ -64,6 +87,11 @@ class ObjectSettings:
             raise InputError("object_guidance_rho must be > 0 and object_guidance_points >= 1")
         if self.object_settle_steps < 0 or not self.object_attract_mm > 0 or not self.touch_mm >= 0:
             raise InputError("object_settle_steps must be >= 0, object_attract_mm > 0 and touch_mm >= 0")
+        if self.grasp_steps < 0 or not 0 < self.grasp_fraction <= 1 or self.grasp_points < 1:
+            raise InputError(f"grasp_steps must be >= 0, grasp_fraction in (0, 1] and grasp_points >= 1, got "
+                             f"{self.grasp_steps}, {self.grasp_fraction} and {self.grasp_points}")
+        if self.redraw_rounds < 0 or not self.redraw_gap_mm > 0 or not self.redraw_depth_mm > 0:
+            raise InputError("redraw_rounds must be >= 0, redraw_gap_mm and redraw_depth_mm > 0")
 
 
 def object_penetration(points: torch.Tensor, surface: torch.Tensor, rho: float) -> tuple[torch.Tensor, torch.Tensor,
@@ -72,7 +100,8 @@ def object_penetration(points: torch.Tensor, surface: torch.Tensor, rho: float) 
 
     Returns (penalty [B]: sum of Geman-McClure(depth, rho), signed [B, S]: (p - q) . n_q with q the nearest sample,
     negative inside; differentiable w.r.t. ``points``, normals [B, S, 3] of those samples). The plane test is exact
-    for a point whose nearest sample lies on the face it is closest to, as in the hand-hand APG.
+    for a point whose nearest sample lies on the face it is closest to, as in the hand-hand APG; outside, the value
+    is at least the distance to that sample less :data:`SAMPLE_SPACING`.
     """
     if points.dim() != 3 or surface.dim() != 3 or surface.shape[0] != points.shape[0] or surface.shape[2] != 6:
         raise InputError(f"points [B, S, 3] and surface [B, K, 6] expected, got {list(points.shape)} and "
@@ -80,7 +109,11 @@ def object_penetration(points: torch.Tensor, surface: torch.Tensor, rho: float) 
     surface = surface.to(points.dtype)
     idx = torch.cdist(points.detach(), surface[..., :3]).argmin(dim=2)
     near = torch.gather(surface, 1, idx[..., None].expand(-1, -1, 6))
-    signed = ((points - near[..., :3]) * near[..., 3:]).sum(-1)
+    offset = points - near[..., :3]
+    plane = (offset * near[..., 3:]).sum(-1)
+    # Outside, the distance is at least the distance to the nearest sample less the samples' spacing: a point
+    # beyond an edge (level with a box's top face, beside it) lies ON the face's plane but far from the face.
+    signed = torch.where(plane < 0, plane, torch.maximum(plane, offset.norm(dim=-1) - SAMPLE_SPACING))
     return geman_mcclure(torch.relu(-signed), rho).sum(1), signed, near[..., 3:]
 
 
@@ -144,6 +177,65 @@ def settle_on_object(points: torch.Tensor, surface: torch.Tensor, settings: Obje
     return move
 
 
+def _compose(raw: torch.Tensor, shift_mm: torch.Tensor, turn: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+    """Raw hand vectors [B, 64] moved by ``shift_mm`` [B, 3], turned by axis-angle ``turn`` [B, 3] about their
+    centre joint (the vector's translation) and with ``pose`` [B, 45] added to the pose coefficients."""
+    R = axis_angle_to_matrix(turn) @ rot6d_to_matrix(raw[:, ROT_SLICE])
+    return torch.cat([raw[:, POSE_SLICE] + pose, raw[:, POSE_SLICE.stop:ROT_SLICE.start], matrix_to_rot6d(R),
+                      raw[:, TRANSL_SLICE] + shift_mm / 1000.0], dim=1)
+
+
+def grasp_settle(hand: SubsetHand, raw: torch.Tensor, surface: torch.Tensor, settings: ObjectSettings
+                 ) -> torch.Tensor:
+    """Grasp settling (module docstring) of hands with raw vectors [B, 64] in the object frame around objects
+    sampled by ``surface`` [B, K, 6]: the settled vectors [B, 64]; rows farther than ``object_attract_mm`` from
+    the object are returned unchanged (bit for bit)."""
+    B = raw.shape[0]
+    with torch.no_grad():
+        gap = object_penetration(hand(raw)[0], surface, 1.0)[1].amin(1)
+    active = gap < settings.object_attract_mm / 1000.0
+    if settings.grasp_steps == 0 or not bool(active.any()):
+        return raw
+    x, surf = raw[active].detach(), surface[active]
+    n = x.shape[0]
+    params = [torch.zeros(n, 3, dtype=x.dtype, device=x.device), torch.zeros(n, 3, dtype=x.dtype, device=x.device),
+              torch.zeros(n, POSE_SLICE.stop, dtype=x.dtype, device=x.device)]
+    # the data generator's step sizes: 0.6 mm, 0.012 rad, 0.05 per pose coefficient
+    opt = BatchedAdam(params, [0.6, 0.012, 0.05], settings.grasp_steps)
+    every = torch.ones(n, hand.indices.numel(), dtype=torch.bool, device=x.device)
+    with torch.enable_grad():
+        for _ in range(settings.grasp_steps):
+            for p in params:
+                p.requires_grad_(True)
+            points = hand(_compose(x, *params))[0]
+            signed = object_penetration(points, surf, 1.0)[1] * 1000.0
+            loss = add_contact_terms(torch.zeros(n, dtype=x.dtype, device=x.device), signed, every,
+                                     settings.grasp_fraction)
+            shift, turn, pose = params
+            loss = loss + 1e-3 * shift.square().sum(1) + 50.0 * turn.square().sum(1) + 2.0 * pose.square().sum(1)
+            grads = torch.autograd.grad(loss.sum(), params)
+            for p in params:
+                p.requires_grad_(False)
+            opt.step(list(grads))
+    out = raw.clone()
+    with torch.no_grad():
+        out[active] = _compose(x, *params)
+    return out
+
+
+def hand_object_check(hands: tuple[SubsetHand, SubsetHand], a_raw: torch.Tensor, o_raw: torch.Tensor,
+                      surface: torch.Tensor, settings: ObjectSettings) -> torch.Tensor:
+    """[B] bool: both hands (raw anchors [B, 64] in the object frame, partners relative to them) within
+    ``redraw_gap_mm`` of the object and no deeper in it than ``redraw_depth_mm`` (surface samples' planes)."""
+    with torch.no_grad():
+        ok = torch.ones(a_raw.shape[0], dtype=torch.bool, device=a_raw.device)
+        for pts in (hands[0](a_raw)[0], other_in_object_frame(hands[1](o_raw)[0], a_raw)):
+            signed = object_penetration(pts, surface, 1.0)[1]
+            gap, depth = signed.amin(1), torch.relu(-signed).amax(1)
+            ok &= (gap < settings.redraw_gap_mm / 1000.0) & (depth <= settings.redraw_depth_mm / 1000.0)
+    return ok
+
+
 def _in_own_frame(anchor_raw: torch.Tensor) -> torch.Tensor:
     """Raw anchors [B, 64] with the canonical slots (identity, zero): the anchor in its own frame, where the
     hand-hand guidance and settling work."""
@@ -169,6 +261,7 @@ def object_cascaded_sample(
     hands: tuple[SubsetHand, SubsetHand],
     *,
     settle=None,
+    grasp_hands: tuple[SubsetHand, SubsetHand] | None = None,
     anchors: torch.Tensor | None = None,
     seed: int = 0,
     batch_size: int = 2500,
@@ -183,6 +276,8 @@ def object_cascaded_sample(
             samples (object frame) for guidance and settling (None when ``tokens`` is None).
         hands: (anchor, other) :class:`SubsetHand` of the guidance (APG and hand-object).
         settle: hand-hand contact settling ``settle(anchor_raw, other_raw) -> other_raw`` (or None).
+        grasp_hands: (anchor, other) :class:`SubsetHand` of ``grasp_points`` points for grasp settling and the redraw
+            checks (default ``hands``).
         anchors: optional RAW anchors [num, 64] to complete (their slots in the object frame).
         seed: batch i uses a generator seeded from (seed, i).
     """
@@ -194,21 +289,19 @@ def object_cascaded_sample(
     mean, std = stats_mean.to(device), stats_std.to(device)
     net = net.to(device).eval()
     anchor_hand, other_hand = hands
+    grasp_hands = hands if grasp_hands is None else grasp_hands
     out = torch.empty(num, 2, HAND_DIM, device=device)
     bar = tqdm(total=num, desc="sample", unit="pair", disable=not progress)
     og = object_settings
-    for bi, start in enumerate(range(0, num, batch_size)):
-        b = min(batch_size, num - start)
-        rows = slice(start, start + b)
-        gen = torch.Generator().manual_seed(derived_seed(seed, bi))
+
+    def draw(b, tok, surf, given, gen):
+        """One draw of ``b`` pairs: tokens [b, E] and surfaces [b, K, 6] (or None), given anchors [b, 64] (or None)."""
         z = _draw(b, gen, device)
-        tok = None if tokens is None else tokens[rows].to(device)
-        surf = None if surfaces is None else surfaces[rows].to(device)
         bound = BoundObject(net, tok)
         guide = surf is not None and og.object_guidance_weight > 0
         common = dict(num_steps=settings.steps, decay=settings.apg_decay, last_steps=settings.apg_last_steps,
                       rho=og.object_guidance_rho, max_step=settings.apg_max_step)
-        if anchors is None:
+        if given is None:
             if tok is None:  # no object: the anchor is the frame (the two-hand cascade's stage 1)
                 a_std = sample_anchor(bound, z, schedule, settings, mean[0], std[0], generator=gen)
             else:
@@ -217,7 +310,7 @@ def object_cascaded_sample(
                 a_std = ddim_sample(unconditional(bound), z, schedule, settings.steps, eta=settings.eta,
                                     generator=gen, update=settings.update, x0_guidance=hook)
         else:
-            a_std = (anchors[rows].to(device) - mean[0]) / std[0]
+            a_std = (given - mean[0]) / std[0]
         a_raw = a_std * std[0] + mean[0]
         z2 = z if settings.same_noise else _draw(b, gen, device)
         apg = None
@@ -239,7 +332,27 @@ def object_cascaded_sample(
                 o_raw = settle(_in_own_frame(a_raw), o_raw)
         if surf is not None and og.object_settle_steps > 0:
             # a given anchor (completion) keeps its pose
-            a_raw, o_raw = _settle_pair(a_raw, o_raw, surf, hands, og, move_anchor=anchors is None)
+            a_raw, o_raw = _settle_pair(a_raw, o_raw, surf, hands, og, move_anchor=given is None)
+        if surf is not None and og.grasp_steps > 0:
+            a_raw, o_raw = _grasp_pair(a_raw, o_raw, surf, grasp_hands, og, move_anchor=given is None)
+        return a_raw, o_raw
+
+    for bi, start in enumerate(range(0, num, batch_size)):
+        b = min(batch_size, num - start)
+        rows = slice(start, start + b)
+        gen = torch.Generator().manual_seed(derived_seed(seed, bi))
+        tok = None if tokens is None else tokens[rows].to(device)
+        surf = None if surfaces is None else surfaces[rows].to(device)
+        given = None if anchors is None else anchors[rows].to(device)
+        a_raw, o_raw = draw(b, tok, surf, given, gen)
+        if surf is not None:
+            for _ in range(og.redraw_rounds):
+                bad = (~hand_object_check(grasp_hands, a_raw, o_raw, surf, og)).nonzero()[:, 0]
+                if not bad.numel():
+                    break
+                a2, o2 = draw(bad.numel(), tok[bad], surf[bad], None if given is None else given[bad], gen)
+                better = hand_object_check(grasp_hands, a2, o2, surf[bad], og)
+                a_raw[bad[better]], o_raw[bad[better]] = a2[better], o2[better]
         out[rows, 0] = a_raw
         out[rows, 1] = o_raw
         bar.update(b)
@@ -247,6 +360,24 @@ def object_cascaded_sample(
     if not torch.isfinite(out).all():
         raise FloatingPointError("sampling produced NaN or inf; check the model and guidance weights")
     return out
+
+
+def _grasp_pair(a_raw: torch.Tensor, o_raw: torch.Tensor, surface: torch.Tensor,
+                hands: tuple[SubsetHand, SubsetHand], og: ObjectSettings, move_anchor: bool = True
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grasp settling of both hands, each in the object frame; the other hand's vector stays relative to the
+    (settled) anchor."""
+    R_a = rot6d_to_matrix(a_raw[:, ROT_SLICE])
+    o_obj = o_raw.clone()
+    o_obj[:, ROT_SLICE] = matrix_to_rot6d(R_a @ rot6d_to_matrix(o_raw[:, ROT_SLICE]))
+    o_obj[:, TRANSL_SLICE] = (R_a @ o_raw[:, TRANSL_SLICE, None])[..., 0] + a_raw[:, TRANSL_SLICE]
+    a_new = grasp_settle(hands[0], a_raw, surface, og) if move_anchor else a_raw
+    o_obj = grasp_settle(hands[1], o_obj, surface, og)
+    R_new = rot6d_to_matrix(a_new[:, ROT_SLICE]).transpose(1, 2)
+    o_new = o_obj.clone()
+    o_new[:, ROT_SLICE] = matrix_to_rot6d(R_new @ rot6d_to_matrix(o_obj[:, ROT_SLICE]))
+    o_new[:, TRANSL_SLICE] = (R_new @ (o_obj[:, TRANSL_SLICE] - a_new[:, TRANSL_SLICE])[..., None])[..., 0]
+    return a_new, o_new
 
 
 def _settle_pair(a_raw: torch.Tensor, o_raw: torch.Tensor, surface: torch.Tensor,

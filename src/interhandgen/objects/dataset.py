@@ -40,8 +40,6 @@ from interhandgen.objects.physics import HOLD_THRESHOLD, require_mujoco
 __all__ = ["generate_object_set", "GRASPS_PER_OBJECT"]
 
 GRASPS_PER_OBJECT = 8
-#: The physics filter stops a simulation once the object has moved this far (metres): it is not held.
-STOP_BEYOND = 2.5 * HOLD_THRESHOLD
 _HAND_FIELDS = ("pose_axis_angle", "pose_pca", "betas", "global_orient", "transl")
 
 
@@ -106,7 +104,7 @@ def _chunk_displacement(res: GraspResult, side_a: str, obj, models: dict) -> np.
                        pose_space="pca", flat_hand_mean=False, object_id=np.zeros(n, dtype=np.int64),
                        object_names=["o"], object_pose=res.object_pose,
                        object_library=ObjectLibrary.from_meshes(["o"], [obj]))
-    return object_stability(pairs, models=models, stop_beyond=STOP_BEYOND)["displacement_cm"] / 100.0
+    return object_stability(pairs, models=models)["displacement_cm"] / 100.0
 
 
 def _run_key(seed: int, per_object: int) -> str:

@@ -199,6 +199,21 @@ class GraspResult:
     alternatives: list = dataclasses.field(default_factory=list)
 
 
+def add_contact_terms(loss: torch.Tensor, sdf: torch.Tensor, mask: torch.Tensor, fraction: float) -> torch.Tensor:
+    """``loss`` [n] plus the grasp optimiser's hand-object terms (millimetres) of points with signed distances
+    ``sdf`` [n, K] (differentiable): the closest ``fraction`` of the contact points (``mask`` [n, K] bool) pulled to
+    :data:`CONTACT_MM` outside the surface, the hand's closest point held within 0.4 mm of that, every point pushed
+    out to :data:`PEN_MARGIN_MM` (quadratic). Also used by the object sampler's grasp settling."""
+    cnt = mask.sum(1).clamp_min(1)
+    kk = torch.clamp((cnt * fraction).ceil(), min=1)
+    key = sdf.detach().abs().masked_fill(~mask, float("inf"))
+    rank = key.argsort(1).argsort(1)
+    sel = (rank < kk[:, None]) & mask
+    loss = loss + (sel * (sdf - CONTACT_MM).square()).sum(1) / kk
+    loss = loss + 50.0 * torch.relu(sdf.amin(1) - 0.4 - CONTACT_MM).square()
+    return loss + 30.0 * torch.relu(PEN_MARGIN_MM - sdf).square().sum(1)
+
+
 def _role_logits(role: HandRole, n: int, gen: torch.Generator) -> torch.Tensor:
     choice = torch.randint(0, len(role.families), (n,), generator=gen)
     stack = torch.stack([sample_pose_logits(POSE_FAMILIES[f], n, gen, torch.float64) for f in role.families])
@@ -327,16 +342,7 @@ def generate_object_grasps(category: ObjectCategory, obj: ObjectMesh, kin_a: Han
                 _, q, d = sdf_of(v.detach(), far=FAR)
                 cache[j] = (q.to(dtype), d.to(dtype))
             sdf = differentiable_sdf(v, *cache[j]) * MM  # [n, K] mm
-            # contact: the closest fraction of the contact region onto the surface
-            mask = h.contact_mask
-            cnt = mask.sum(1).clamp_min(1)
-            kk = torch.clamp((cnt * h.role.fraction).ceil(), min=1)
-            key = sdf.detach().abs().masked_fill(~mask, float("inf"))
-            rank = key.argsort(1).argsort(1)
-            sel = (rank < kk[:, None]) & mask
-            loss = loss + (sel * (sdf - CONTACT_MM).square()).sum(1) / kk
-            loss = loss + 50.0 * torch.relu(sdf.amin(1) - 0.4 - CONTACT_MM).square()
-            loss = loss + 30.0 * torch.relu(PEN_MARGIN_MM - sdf).square().sum(1)
+            loss = add_contact_terms(loss, sdf, h.contact_mask, h.role.fraction)
         ca, cb = outs[0][1] * MM, outs[1][1] * MM
         overlap = torch.relu(-sphere_clearance(ca, hands[0].radii * MM, cb, hands[1].radii * MM)).square().sum((1, 2))
         loss = loss + 30.0 * overlap

@@ -132,21 +132,15 @@ def summarise_hand_object(metrics: dict[str, np.ndarray], stability: dict[str, n
     return summary
 
 
-def object_stability(two_hands, config=None, models: dict | None = None, progress: bool = False,
-                     stop_beyond: float | None = None) -> dict[str, np.ndarray]:
+def object_stability(two_hands, config=None, models: dict | None = None, progress: bool = False
+                     ) -> dict[str, np.ndarray]:
     """MuJoCo stability test of every pair (hands fixed as per-bone convex hulls, the object free under world -z
-    gravity): ``displacement_cm`` [N] and ``held`` [N] bool (displacement below ``config.hold_threshold``).
-    ``stop_beyond`` (metres, >= the threshold): a simulation stops once the object moved farther (see
-    :func:`~interhandgen.objects.physics.simulate_drop`); ``held`` is then the same, ``displacement_cm`` of such a
-    pair only a value above ``stop_beyond``."""
+    gravity): ``displacement_cm`` [N] and ``held`` [N] bool (displacement below ``config.hold_threshold``)."""
     from tqdm import tqdm
 
 
     require_mujoco()
     config = config if config is not None else PhysicsConfig()
-    if stop_beyond is not None and not stop_beyond >= config.hold_threshold:
-        raise InputError(f"argument 'stop_beyond' must be at least the hold threshold {config.hold_threshold} m, "
-                         f"got {stop_beyond}")
     library = require_objects(two_hands)
     models = models if models is not None else two_hands.hand_models()
     hands = {s: v.cpu().numpy() for s, v in two_hands.vertices(models, dtype=torch.float64).items()}
@@ -160,5 +154,5 @@ def object_stability(two_hands, config=None, models: dict | None = None, progres
         parts = [p @ R[i].T + t for p in library.parts[k]]
         if not parts:
             raise InputError(f"object '{library.names[k]}' has no convex parts; the physics test needs them")
-        disp[i] = simulate_drop(static, parts, config, stop_beyond=stop_beyond)
+        disp[i] = simulate_drop(static, parts, config)
     return {"displacement_cm": disp * 100.0, "held": disp < config.hold_threshold}

@@ -105,18 +105,10 @@ def build_model_xml(static_parts: Sequence[np.ndarray], object_parts: Sequence[n
             f'<body name="object"><freejoint/>{"".join(body)}</body></worldbody></mujoco>')
 
 
-#: With ``stop_beyond``, the displacement is checked every this many steps.
-_CHECK_EVERY = 25
-
-
 def simulate_drop(static_parts: Sequence[np.ndarray], object_parts: Sequence[np.ndarray],
-                  config: PhysicsConfig = PhysicsConfig(), stop_beyond: float | None = None) -> float:
+                  config: PhysicsConfig = PhysicsConfig()) -> float:
     """Displacement (metres) of the object's centre of mass after ``config.duration`` seconds under gravity,
     the object starting at rest among the fixed ``static_parts`` (both given as convex point sets, world frame).
-
-    ``stop_beyond`` (metres, for callers that only need to know whether the object is held, e.g. the data
-    generator's filter): the simulation stops as soon as the displacement exceeds it (checked every
-    :data:`_CHECK_EVERY` steps) and returns that displacement, a value above ``stop_beyond`` but not the final one.
     """
     mujoco = require_mujoco()
     if len(object_parts) == 0:
@@ -127,10 +119,8 @@ def simulate_drop(static_parts: Sequence[np.ndarray], object_parts: Sequence[np.
     body = model.body("object").id
     start = data.xipos[body].copy()
     steps = int(round(config.duration / config.timestep))
-    for step in range(steps):
+    for _ in range(steps):
         mujoco.mj_step(model, data)
-        if stop_beyond is not None and step % _CHECK_EVERY == 0 and np.linalg.norm(data.xipos[body] - start) > stop_beyond:
-            break
     end = data.xipos[body]
     if not np.isfinite(end).all():
         raise FloatingPointError("MuJoCo diverged (non-finite object position)")
