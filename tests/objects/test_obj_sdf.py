@@ -82,3 +82,32 @@ def test_far_option_is_exact_near_and_an_outside_upper_bound_far():
     near = exact.abs() <= 0.01
     torch.testing.assert_close(approx[near], exact[near], rtol=0, atol=1e-15)
     assert (approx[~near] >= exact[~near].abs() - 1e-15).all() and (approx[~near] > 0.01).all()
+
+
+def test_object_sdf_index_leaves_cover_every_face_and_clearance_bounds_the_minimum():
+    from interhandgen.objects.sdf import ObjectSDF
+
+    rng = np.random.default_rng(8)
+    obj = sample_object("mug", rng)
+    v, f = torch.tensor(obj.vertices), torch.tensor(obj.faces)
+    index = ObjectSDF(v, f)
+    assert set(index.members.unique().tolist()) == set(range(len(obj.faces)))
+    # the leaf spheres contain their faces' spheres (the leaf bound never exceeds a member's bound)
+    inner = (index.centre[index.members] - index.leaf_centre[:, None]).norm(dim=-1) + index.radius[index.members]
+    assert (inner <= index.leaf_radius[:, None] + 1e-12).all()
+    # rows of points outside the object, near it (1-6 mm) or only far (5-10 cm beyond its bounding sphere)
+    mesh = trimesh.Trimesh(obj.vertices, obj.faces, process=False)
+    surf = mesh.sample(400, seed=1)
+    normal = mesh.face_normals[mesh.nearest.on_surface(surf)[2]]
+    near = torch.tensor(surf + normal * rng.uniform(0.001, 0.006, (400, 1))).view(4, 100, 3)
+    direction = rng.normal(size=(400, 3))
+    reach = np.linalg.norm(obj.vertices, axis=1).max() + rng.uniform(0.05, 0.1, (400, 1))
+    far = torch.tensor(direction / np.linalg.norm(direction, axis=1, keepdims=True) * reach).view(4, 100, 3)
+    for pts in (near, far):
+        exact = object_signed_distance(pts, v[None].expand(4, -1, -1), f)[0].amin(1)  # the per-sample path
+        bound = index.clearance(pts, 0.006)
+        assert (bound <= exact + 1e-12).all()
+        if pts is near:
+            torch.testing.assert_close(bound, exact, rtol=0, atol=1e-15)
+        else:
+            assert (bound > 0.006).all()
