@@ -5,9 +5,9 @@ test split (sample i: placement i mod S), with the default guidance and settling
 object encoding included); then, on ``--metric-pairs`` of those samples and on the reference split, the exact
 hand-object metrics of :mod:`interhandgen.objects.metrics` (penetration volume and depth per hand, contact of
 each hand and of both) and optionally the MuJoCo stability test. Variants (``--variants``): ``full`` (guidance +
-settling, grasp settling, redraw: the default), ``none`` (the network alone), ``no_settle`` (network + guidance),
-``rigid_settle``, ``grasp_settle``, ``no_grasp``, ``no_guidance`` (one stage off or on at a time, see
-``VARIANTS``), ``no_object`` (the null object token: hands without the object, measured against the same objects)
+settling, redraw: the default), ``none`` (the network alone), ``no_settle`` (network + guidance),
+``rigid_settle``, ``grasp_settle``, ``grasp_redraw``, ``no_guidance``, ``redraw4``, ``attract100`` (one stage off
+or on at a time, see ``VARIANTS``), ``no_object`` (the null object token: hands without the object, measured against the same objects)
 -- all with the same seed in the same run.
 
     python benchmarks/object_sampling.py --model src/interhandgen/checkpoints/object_small.safetensors \\
@@ -35,17 +35,15 @@ from interhandgen.objects.metrics import hand_object_metrics, object_stability, 
 TARGET_SECONDS = 60.0
 _PLAIN = dict(object_settle_steps=0, grasp_steps=0, redraw_rounds=0)
 VARIANTS = {
-    "full": ObjectSettings(),  # the default: guidance, rigid object settling, grasp settling, redraw
+    "full": ObjectSettings(),  # the default: guidance, rigid object settling, redraw
     "none": ObjectSettings(object_guidance_weight=0.0, **_PLAIN),  # the network alone
     "no_settle": ObjectSettings(**_PLAIN),  # network + hand-object guidance
-    "rigid_settle": ObjectSettings(grasp_steps=0, redraw_rounds=0),  # + rigid object settling (the former default)
-    "grasp_settle": ObjectSettings(redraw_rounds=0),  # + grasp settling
-    "no_grasp": ObjectSettings(grasp_steps=0),  # + rigid settling + redraw, without grasp settling
+    "rigid_settle": ObjectSettings(redraw_rounds=0),  # + rigid object settling (the default before redraw)
+    "grasp_settle": ObjectSettings(grasp_steps=20, redraw_rounds=0),  # + grasp settling instead of redraw
+    "grasp_redraw": ObjectSettings(grasp_steps=20),  # + grasp settling + redraw
     "no_guidance": ObjectSettings(object_guidance_weight=0.0),
-    # settling sweeps (every hand of the data touches its object, so a wider attraction is not ruled out by it)
-    "attract100": ObjectSettings(object_attract_mm=100.0),
-    "grasp40": ObjectSettings(grasp_steps=40),
     "redraw4": ObjectSettings(redraw_rounds=4),
+    "attract100": ObjectSettings(object_attract_mm=100.0),
 }
 
 

@@ -57,7 +57,7 @@ def test_grasp_pair_keeps_the_other_hand_relative_to_the_settled_anchor():
     a[:, 61:64] = torch.tensor([[0.5, 0.0, 0.0], [0.0, 0.6, 0.0]])  # far from the object
     o = torch.randn(2, 64, generator=g) * 0.1
     o[:, 55:61] = matrix_to_rot6d(axis_angle_to_matrix(torch.randn(2, 3, generator=g)))
-    a2, o2 = _grasp_pair(a, o, surf.expand(2, -1, -1), hands, ObjectSettings(object_attract_mm=10))
+    a2, o2 = _grasp_pair(a, o, surf.expand(2, -1, -1), hands, ObjectSettings(grasp_steps=20, object_attract_mm=10))
     assert torch.equal(a2, a)
     torch.testing.assert_close(o2, o, atol=1e-5, rtol=0)
     torch.testing.assert_close(other_in_object_frame(hands[1](o2)[0], a2), other_in_object_frame(hands[1](o)[0], a),

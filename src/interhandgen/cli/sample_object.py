@@ -34,11 +34,19 @@ def add_object_options(p: argparse.ArgumentParser, families: bool = True) -> Non
                         "the object and into touch (default %(default)s; 0 disables it)")
     g.add_argument("--object-attract-mm", type=float, default=OBJECT_DEFAULTS.object_attract_mm,
                    help="hands closer than this to the object are settled into touch (default %(default)s)")
+    g.add_argument("--grasp-steps", type=int, default=OBJECT_DEFAULTS.grasp_steps,
+                   help="grasp settling iterations after the object settling: translation, rotation and finger "
+                        "pose of each hand near the object, pulled into touch and out of the object (default "
+                        "%(default)s; 0 disables it)")
+    g.add_argument("--redraw-rounds", type=int, default=OBJECT_DEFAULTS.redraw_rounds,
+                   help="rounds of drawing again the pairs with a hand not touching the object or deep in it "
+                        "(default %(default)s; 0 disables it)")
 
 
 def object_settings_from_args(args: argparse.Namespace) -> ObjectSettings:
     s = ObjectSettings(object_guidance_weight=args.object_guidance_weight,
-                       object_settle_steps=args.object_settle_steps, object_attract_mm=args.object_attract_mm)
+                       object_settle_steps=args.object_settle_steps, object_attract_mm=args.object_attract_mm,
+                       grasp_steps=args.grasp_steps, redraw_rounds=args.redraw_rounds)
     s.validate()
     return s
 
