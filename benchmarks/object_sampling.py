@@ -35,13 +35,15 @@ from interhandgen.objects.metrics import hand_object_metrics, object_stability, 
 TARGET_SECONDS = 60.0
 _PLAIN = dict(object_settle_steps=0, grasp_steps=0, redraw_rounds=0)
 VARIANTS = {
-    "full": ObjectSettings(),  # the default: guidance, rigid object settling, redraw
+    "full": ObjectSettings(),  # the default: guidance, rigid object settling, redraw (1 round)
     "none": ObjectSettings(object_guidance_weight=0.0, **_PLAIN),  # the network alone
     "no_settle": ObjectSettings(**_PLAIN),  # network + hand-object guidance
     "rigid_settle": ObjectSettings(redraw_rounds=0),  # + rigid object settling (the default before redraw)
     "grasp_settle": ObjectSettings(grasp_steps=20, redraw_rounds=0),  # + grasp settling instead of redraw
     "grasp_redraw": ObjectSettings(grasp_steps=20),  # + grasp settling + redraw
     "no_guidance": ObjectSettings(object_guidance_weight=0.0),
+    "redraw1": ObjectSettings(redraw_rounds=1),
+    "redraw2": ObjectSettings(redraw_rounds=2),
     "redraw4": ObjectSettings(redraw_rounds=4),
     "attract100": ObjectSettings(object_attract_mm=100.0),
 }

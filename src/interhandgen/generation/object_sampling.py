@@ -79,7 +79,10 @@ class ObjectSettings:
     grasp_steps: int = 0
     grasp_points: int = 512  # hand points per hand of grasp settling and of the redraw checks
     grasp_fraction: float = 0.15  # closest fraction of a hand's guidance points pulled onto the surface
-    redraw_rounds: int = 2  # rounds of redrawing pairs that fail the cheap checks; 0 disables
+    # rounds of redrawing pairs that fail the cheap checks (0 disables): on the bundled model, 1,000 samples, one
+    # round took both-hands contact 0.53 -> 0.65 at 55 s of CPU, two rounds to 0.70 at 73 s (the budget is
+    # 60 s; docs/results_object.md)
+    redraw_rounds: int = 1
     redraw_gap_mm: float = 2.0  # a hand farther than this from the object fails
     redraw_depth_mm: float = 3.0  # a hand deeper than this in the object fails
 
