@@ -58,3 +58,35 @@ def test_hand_convex_parts_cover_every_vertex():
         eq = ConvexHull(p).equations
         outside = np.minimum(outside, (data.v_template @ eq[:, :3].T + eq[:, 3]).max(1))
     assert outside.max() < 1e-9
+
+
+def test_an_unstable_simulation_is_reported_not_reset_to_rest():
+    # MuJoCo resets the state after a huge acceleration and goes on: without the check the object would end at
+    # its start, i.e. look held. A force of 1e12 N on a 50 g cube is such an acceleration.
+    import mujoco
+
+    from interhandgen.objects.physics import build_model_xml, step_checked
+
+    model = mujoco.MjModel.from_xml_string(build_model_xml([], [CUBE], PhysicsConfig()))
+    data = mujoco.MjData(model)
+    assert step_checked(mujoco, model, data, 10)  # free fall is stable
+    data.qfrc_applied[0] = 1e12
+    assert not step_checked(mujoco, model, data, 10)
+    assert data.warning[mujoco.mjtWarning.mjWARN_BADQACC].number > 0
+    # MuJoCo reset the state (and the force) and finished the step: back at the start, one step of free fall
+    assert np.abs(data.qpos[:3]).max() < 1e-4
+
+
+def test_summary_counts_unstable_simulations_as_not_held():
+    from interhandgen.objects.metrics import summarise_hand_object
+
+    metrics = {"both_contact": np.array([True, True, False])}
+    for side in ("left", "right"):
+        metrics[f"{side}_contact"] = np.array([True, True, False])
+        metrics[f"{side}_penetration_depth_mm"] = np.zeros(3)
+        metrics[f"{side}_min_distance_mm"] = np.ones(3)
+    disp = np.array([0.5, np.inf, 3.0])
+    phys = summarise_hand_object(metrics, {"displacement_cm": disp, "held": disp < 2.0})["physics"]
+    assert phys["unstable_simulations"] == 1
+    assert phys["held_fraction"] == pytest.approx(1 / 3)
+    assert phys["mean_displacement_cm"] == pytest.approx(1.75)

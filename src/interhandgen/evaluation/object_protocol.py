@@ -61,7 +61,7 @@ def _cell(d: dict | None, *keys, fmt="{:.3f}") -> str:
         if not isinstance(d, dict) or k not in d:
             return "n/a"
         d = d[k]
-    return fmt.format(d)
+    return "n/a" if d is None else fmt.format(d)
 
 
 def object_markdown(result: dict[str, Any]) -> str:

@@ -71,7 +71,8 @@ def print_object_statistics(s: dict) -> None:
     for name, g in groups.items():
         phys = g.get("physics")
         held = f"{phys['held_fraction']:.3f}" if isinstance(phys, dict) else "-"
-        disp = f"{phys['mean_displacement_cm']:.2f}" if isinstance(phys, dict) else "-"
+        disp = ("-" if not isinstance(phys, dict) or phys["mean_displacement_cm"] is None
+                else f"{phys['mean_displacement_cm']:.2f}")
         depth = max(g["left"]["penetration_depth_mm"]["mean"], g["right"]["penetration_depth_mm"]["mean"])
         print(f"  {name:<20s} {g['pairs']:>5d} {g['both_contact_rate']:>10.3f} "
               f"{g['left']['penetration_volume_cm3']['mean']:>9.3f} {g['right']['penetration_volume_cm3']['mean']:>9.3f} "

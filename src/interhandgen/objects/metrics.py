@@ -125,9 +125,13 @@ def summarise_hand_object(metrics: dict[str, np.ndarray], stability: dict[str, n
     if vols:
         summary["penetration_volume_cm3_per_hand_mean"] = float(np.mean(np.concatenate(vols)))
     if stability is not None:
-        summary["physics"] = {"pairs": int(len(stability["displacement_cm"])),
-                              "mean_displacement_cm": float(stability["displacement_cm"].mean()),
-                              "median_displacement_cm": float(np.median(stability["displacement_cm"])),
+        disp = stability["displacement_cm"]
+        stable = np.isfinite(disp)
+        # Unstable simulations (inf) count as not held; the displacement figures are over the stable ones.
+        summary["physics"] = {"pairs": int(len(disp)),
+                              "unstable_simulations": int((~stable).sum()),
+                              "mean_displacement_cm": float(disp[stable].mean()) if stable.any() else None,
+                              "median_displacement_cm": float(np.median(disp[stable])) if stable.any() else None,
                               "held_fraction": float(stability["held"].mean())}
     return summary
 
@@ -135,7 +139,8 @@ def summarise_hand_object(metrics: dict[str, np.ndarray], stability: dict[str, n
 def object_stability(two_hands, config=None, models: dict | None = None, progress: bool = False
                      ) -> dict[str, np.ndarray]:
     """MuJoCo stability test of every pair (hands fixed as per-bone convex hulls, the object free under world -z
-    gravity): ``displacement_cm`` [N] and ``held`` [N] bool (displacement below ``config.hold_threshold``)."""
+    gravity): ``displacement_cm`` [N] (inf where the simulation became unstable) and ``held`` [N] bool
+    (displacement below ``config.hold_threshold``)."""
     from tqdm import tqdm
 
 

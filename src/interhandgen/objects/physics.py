@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["PhysicsConfig", "HOLD_THRESHOLD", "hand_convex_parts", "simulate_drop", "require_mujoco"]
+__all__ = ["PhysicsConfig", "HOLD_THRESHOLD", "hand_convex_parts", "simulate_drop", "step_checked", "require_mujoco"]
 
 #: An object counts as held when its centre of mass moved less than this (metres) during the simulation.
 HOLD_THRESHOLD = 0.02
@@ -108,7 +108,8 @@ def build_model_xml(static_parts: Sequence[np.ndarray], object_parts: Sequence[n
 def simulate_drop(static_parts: Sequence[np.ndarray], object_parts: Sequence[np.ndarray],
                   config: PhysicsConfig = PhysicsConfig()) -> float:
     """Displacement (metres) of the object's centre of mass after ``config.duration`` seconds under gravity,
-    the object starting at rest among the fixed ``static_parts`` (both given as convex point sets, world frame).
+    the object starting at rest among the fixed ``static_parts`` (both given as convex point sets, world frame);
+    ``inf`` when the simulation became unstable (:func:`step_checked`): such an object is not held.
     """
     mujoco = require_mujoco()
     if len(object_parts) == 0:
@@ -119,9 +120,25 @@ def simulate_drop(static_parts: Sequence[np.ndarray], object_parts: Sequence[np.
     body = model.body("object").id
     start = data.xipos[body].copy()
     steps = int(round(config.duration / config.timestep))
-    for _ in range(steps):
-        mujoco.mj_step(model, data)
+    if not step_checked(mujoco, model, data, steps):
+        return float("inf")
     end = data.xipos[body]
     if not np.isfinite(end).all():
         raise FloatingPointError("MuJoCo diverged (non-finite object position)")
     return float(np.linalg.norm(end - start))
+
+
+def step_checked(mujoco, model, data, steps: int) -> bool:
+    """Advance ``data`` by ``steps`` steps; False if the simulation became unstable on the way.
+
+    On a NaN or huge acceleration (deep interpenetration) MuJoCo warns, RESETS the state to the model's initial
+    pose and goes on, so the final pose alone would show a diverged object at rest where it started, i.e. held.
+    The warning counter is therefore checked after every step, and the run stops at the first instability.
+    """
+    counter = data.warning[mujoco.mjtWarning.mjWARN_BADQACC]
+    before = int(counter.number)
+    for _ in range(steps):
+        mujoco.mj_step(model, data)
+        if int(counter.number) != before:
+            return False
+    return True
