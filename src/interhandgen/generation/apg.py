@@ -63,6 +63,17 @@ def deterministic_backward():
         torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
+def _check_surfaces(points_a: torch.Tensor, normals_a: torch.Tensor, points_b: torch.Tensor,
+                    normals_b: torch.Tensor) -> int:
+    """Check two sampled surfaces (points [B, N, 3] / [B, M, 3] with normals of the same shapes); returns B."""
+    check_points(points_a, "points_a")
+    check_points(points_b, "points_b", points_a.shape[0])
+    if normals_a.shape != points_a.shape or normals_b.shape != points_b.shape:
+        raise InputError(f"normals must match their points: normals_a {list(normals_a.shape)} vs "
+                         f"{list(points_a.shape)}, normals_b {list(normals_b.shape)} vs {list(points_b.shape)}")
+    return points_a.shape[0]
+
+
 def surface_penetration_loss(
     points_a: torch.Tensor,
     normals_a: torch.Tensor,
@@ -87,12 +98,7 @@ def surface_penetration_loss(
         margin: pairs whose bounding boxes, grown by ``margin`` metres, do not overlap get exactly 0 without a
             nearest-point search (they cannot penetrate); None searches every pair.
     """
-    check_points(points_a, "points_a")
-    B = points_a.shape[0]
-    check_points(points_b, "points_b", B)
-    if normals_a.shape != points_a.shape or normals_b.shape != points_b.shape:
-        raise InputError(f"normals must match their points: normals_a {list(normals_a.shape)} vs "
-                         f"{list(points_a.shape)}, normals_b {list(normals_b.shape)} vs {list(points_b.shape)}")
+    B = _check_surfaces(points_a, normals_a, points_b, normals_b)
     if not isinstance(rho, (int, float)) or not rho > 0:
         raise InputError(f"rho must be a positive number of metres, got {rho!r}")
     loss = points_a.new_zeros(B)
@@ -166,12 +172,7 @@ def penetration_and_contact_loss(points_a: torch.Tensor, normals_a: torch.Tensor
                                  attract: float = 0.02) -> torch.Tensor:
     """[B] surface_penetration_loss(..., rho, margin) + contact_weight * contact_gap_loss(..., touch, attract), with
     ONE nearest-point search per pair for both terms (shapes and units as there; margin None: no prefilter)."""
-    check_points(points_a, "points_a")
-    B = points_a.shape[0]
-    check_points(points_b, "points_b", B)
-    if normals_a.shape != points_a.shape or normals_b.shape != points_b.shape:
-        raise InputError(f"normals must match their points: normals_a {list(normals_a.shape)} vs "
-                         f"{list(points_a.shape)}, normals_b {list(normals_b.shape)} vs {list(points_b.shape)}")
+    B = _check_surfaces(points_a, normals_a, points_b, normals_b)
     if not (0 <= touch < attract) or not (margin is None or margin >= 0) or not contact_weight >= 0:
         raise InputError(f"need 0 <= touch < attract, margin >= 0 and contact_weight >= 0; got {touch}, {attract}, "
                          f"{margin}, {contact_weight}")
