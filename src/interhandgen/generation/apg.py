@@ -29,11 +29,13 @@ import torch
 from interhandgen.geometry.loss import geman_mcclure
 from interhandgen.geometry.points import check_points, gather_rows_deterministic, mutual_nearest
 from interhandgen.data.canonical import canonical_vertices
+from interhandgen.generation.settle import hand_spheres
 from interhandgen.generation.subset import SubsetHand
+from interhandgen.geometry.proxy import sphere_clearance
 from interhandgen.exceptions import InputError
 
 __all__ = ["boxes_overlap", "surface_penetration_loss", "contact_gap_loss", "penetration_and_contact_loss",
-           "PolyakGuidance",
+           "sphere_overlap_loss", "PolyakGuidance",
            "AntiPenetrationGuidance"]
 
 
@@ -192,6 +194,19 @@ def penetration_and_contact_loss(points_a: torch.Tensor, normals_a: torch.Tensor
     return loss.index_add(0, rows, pen + contact_weight * _contact(pa, pb, idx_ab, float(touch), float(attract)))
 
 
+def sphere_overlap_loss(centres_a: torch.Tensor, radii_a: torch.Tensor, centres_b: torch.Tensor,
+                        radii_b: torch.Tensor) -> torch.Tensor:
+    """[B] sum over every pair of spheres of the squared overlap relu(r_a + r_b - |c_a - c_b|)^2 (m^2), for the
+    hands' inscribed-sphere proxies (centres [B, S, 3], radii [B, S]; :func:`interhandgen.generation.settle.hand_spheres`).
+    Unlike the nearest-point test it sees hands deep inside each other (settling's proxy term, on x0)."""
+    check_points(centres_a, "centres_a")
+    check_points(centres_b, "centres_b", centres_a.shape[0])
+    if radii_a.shape != centres_a.shape[:2] or radii_b.shape != centres_b.shape[:2]:
+        raise InputError(f"radii must be [B, S] beside their centres: {list(radii_a.shape)} vs "
+                         f"{list(centres_a.shape)}, {list(radii_b.shape)} vs {list(centres_b.shape)}")
+    return torch.relu(-sphere_clearance(centres_a, radii_a, centres_b, radii_b)).square().sum(dim=(1, 2))
+
+
 class PolyakGuidance:
     """The guided x0 step shared by the guidance hooks: subclasses define ``loss(x_std) -> [B]``; at guided step k
     (fraction ``weight * decay**steps_left`` on the last ``last_steps`` steps) x0 takes the Polyak step
@@ -209,6 +224,9 @@ class PolyakGuidance:
     def loss(self, x_std: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def prepare(self, x0_hat: torch.Tensor) -> None:
+        """Called once per guided reverse step before its Polyak steps (nothing by default)."""
+
     def step_weight(self, step_index: int) -> float:
         steps_left = self.num_steps - 1 - step_index
         if self.last_steps is not None and steps_left >= self.last_steps:
@@ -221,6 +239,7 @@ class PolyakGuidance:
         if w == 0.0:
             return x0_hat
         self.guided_calls += 1
+        self.prepare(x0_hat)
         with deterministic_backward():
             for _ in range(self.iters):
                 x0_hat = self._polyak_step(x0_hat, w)
@@ -265,13 +284,17 @@ class AntiPenetrationGuidance(PolyakGuidance):
         contact_weight: weight of the attraction term :func:`contact_gap_loss` beside the penetration penalty
             (0: penetration only, the paper's APG); touch, attract: its distances in metres.
         iters: Polyak steps per guided reverse step.
+        proxy_weight: weight of :func:`sphere_overlap_loss` of the hands' inscribed spheres (deep overlaps; 0: off),
+            on the pairs whose bounding boxes overlap; anchor_spheres: the anchors' (centres [B, S, 3], radii
+            [B, S]), required when proxy_weight > 0 (:meth:`from_anchors` computes them).
     """
 
     def __init__(self, anchor_points: torch.Tensor, anchor_normals: torch.Tensor, other: SubsetHand,
                  mean: torch.Tensor, std: torch.Tensor, weight: float, num_steps: int, decay: float = 0.9,
                  last_steps: int | None = 3, rho: float = 0.05, margin: float | None = 0.005,
                  max_step: float = 1.0, contact_weight: float = 0.0, touch: float = 0.001, attract: float = 0.02,
-                 iters: int = 1) -> None:
+                 iters: int = 1, proxy_weight: float = 0.0,
+                 anchor_spheres: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         if not isinstance(other, SubsetHand):
             raise TypeError(f"other must be a SubsetHand, got {type(other).__name__}")
         check_points(anchor_points, "anchor_points")
@@ -293,6 +316,11 @@ class AntiPenetrationGuidance(PolyakGuidance):
                              f"{touch}, {attract}")
         if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
             raise InputError(f"apg iters must be an int >= 1, got {iters!r}")
+        if not proxy_weight >= 0 or (proxy_weight > 0 and anchor_spheres is None):
+            raise InputError(f"proxy_weight must be >= 0 (got {proxy_weight}) and needs anchor_spheres when > 0")
+        self.proxy_weight = float(proxy_weight)
+        self._proxy_rows = anchor_points.new_zeros(0, dtype=torch.long)
+        self.anchor_spheres = None if anchor_spheres is None else tuple(t.detach() for t in anchor_spheres)
         self.contact_weight, self.touch, self.attract = float(contact_weight), float(touch), float(attract)
         self.iters = iters
         self.anchor_points, self.anchor_normals = anchor_points.detach(), anchor_normals.detach()
@@ -310,14 +338,45 @@ class AntiPenetrationGuidance(PolyakGuidance):
         """Build the hook for a batch of raw canonical anchor vectors [B, 64]."""
         with torch.no_grad():
             points, normals = anchor(anchor_raw)
+            if kwargs.get("proxy_weight", 0.0) > 0:
+                kwargs["anchor_spheres"] = hand_spheres(anchor, anchor_raw)
         return cls(points, normals, other, mean, std, **kwargs)
+
+    def prepare(self, x0_hat: torch.Tensor) -> None:
+        """The sphere term's rows for this guided step: the pairs whose inscribed spheres overlap at its x0
+        (few: the spheres lie inside the surfaces, so touching hands have none)."""
+        self._proxy_rows = x0_hat.new_zeros(0, dtype=torch.long)
+        if self.proxy_weight == 0:
+            return
+        with torch.no_grad():
+            x_raw = x0_hat * self.std + self.mean
+            rows = boxes_overlap(self.anchor_points, self.other(x_raw)[0]).nonzero().squeeze(1)
+            # A screen with the uncapped radii (no full mesh; never smaller) first, the capped test on its hits.
+            for capped in (False, True):
+                if rows.numel() == 0:
+                    break
+                centres, radii = hand_spheres(self.other, x_raw[rows], capped=capped)
+                hit = sphere_overlap_loss(self.anchor_spheres[0][rows], self.anchor_spheres[1][rows], centres, radii)
+                rows = rows[hit > 0]
+            self._proxy_rows = rows
 
     def loss(self, x_std: torch.Tensor) -> torch.Tensor:
         """The penalty [B] of standardised other-hand vectors [B, 64] against the anchors."""
-        points, normals = self.other(x_std * self.std + self.mean)
+        x_raw = x_std * self.std + self.mean
+        points, normals = self.other(x_raw)
         if self.contact_weight > 0:
-            return penetration_and_contact_loss(self.anchor_points, self.anchor_normals, points, normals,
+            loss = penetration_and_contact_loss(self.anchor_points, self.anchor_normals, points, normals,
                                                 self.contact_weight, rho=self.rho, margin=self.margin,
                                                 touch=self.touch, attract=self.attract)
-        return surface_penetration_loss(self.anchor_points, self.anchor_normals, points, normals, rho=self.rho,
-                                        margin=self.margin)
+        else:
+            loss = surface_penetration_loss(self.anchor_points, self.anchor_normals, points, normals, rho=self.rho,
+                                            margin=self.margin)
+        if self.proxy_weight > 0:
+            rows = self._proxy_rows
+            if rows.numel():
+                centres, radii = hand_spheres(self.other, x_raw[rows])
+                # The radii (capped by the posed mesh) are held fixed; the centres carry the gradient.
+                overlap = sphere_overlap_loss(self.anchor_spheres[0][rows], self.anchor_spheres[1][rows], centres,
+                                              radii.detach())
+                loss = loss.index_add(0, rows, self.proxy_weight * overlap)
+        return loss

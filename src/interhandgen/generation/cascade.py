@@ -62,6 +62,9 @@ class SamplerSettings:
     contact_touch_mm: float = 1.0
     apg_iters: int = 1
     apg_keep_noise: bool = False
+    # Weight of the inscribed-sphere overlap term in the guidance (deep overlaps the nearest-point test misses;
+    # settling's proxy term on x0); 0 disables it.
+    apg_proxy_weight: float = 0.0
     same_noise: bool = True  # the reference starts stage 2 from the anchor's initial noise
     update: str = "ddim"  # or "reference"
     # Contact settling after the last step (interhandgen.generation.settle): pairs closer than settle_attract_mm
@@ -101,6 +104,8 @@ class SamplerSettings:
         if not self.contact_weight >= 0 or not 0 <= self.contact_touch_mm < self.contact_attract_mm:
             raise InputError(f"contact_weight must be >= 0 and 0 <= contact_touch_mm < contact_attract_mm, got "
                              f"{self.contact_weight}, {self.contact_touch_mm}, {self.contact_attract_mm}")
+        if not self.apg_proxy_weight >= 0:
+            raise InputError(f"apg_proxy_weight must be >= 0, got {self.apg_proxy_weight}")
         if self.apg_iters < 1:
             raise InputError(f"apg_iters must be >= 1, got {self.apg_iters}")
         if self.settle_steps < 0:
