@@ -10,7 +10,9 @@ from interhandgen.data.canonical import canonical_vertices
 from interhandgen.diffusion import Schedule, ddim_sample
 from interhandgen.diffusion.samplers import ddim_step, sampling_timesteps, step_coefficients
 from interhandgen.generation import AntiPenetrationGuidance, SamplerSettings, SubsetHand
-from interhandgen.generation.apg import contact_gap_loss, penetration_and_contact_loss, surface_penetration_loss
+from interhandgen.generation.apg import (contact_gap_loss, penetration_and_contact_loss, sphere_overlap_loss,
+                                          surface_penetration_loss)
+from interhandgen.generation.settle import hand_spheres
 from interhandgen.geometry import min_distance, penetration_volume
 from interhandgen.hand import open_hand
 
@@ -192,3 +194,54 @@ def test_combined_loss_equals_the_two_terms_with_one_search(hands):
         got = penetration_and_contact_loss(pa, na, pb, nb, 0.7, margin=margin, touch=0.001, attract=0.02)
         assert torch.allclose(got, want, rtol=1e-6, atol=1e-12)
     assert (want > 0).sum() >= 2 and (want == 0).sum() >= 1
+
+
+def test_sphere_overlap_loss_closed_form_and_gradient():
+    ca = torch.tensor([[[0.0, 0.0, 0.0], [10.0, 0.0, 0.0]]], dtype=torch.float64)
+    ra = torch.tensor([[1.0, 1.0]], dtype=torch.float64)
+    cb = torch.tensor([[[2.5, 0.0, 0.0]]], dtype=torch.float64, requires_grad=True)
+    rb = torch.tensor([[2.0]], dtype=torch.float64)
+    loss = sphere_overlap_loss(ca, ra, cb, rb)
+    assert torch.allclose(loss, torch.tensor([0.25], dtype=torch.float64))  # overlap 1 + 2 - 2.5 = 0.5 with sphere 0
+    (g,) = torch.autograd.grad(loss.sum(), cb)
+    assert torch.allclose(g, torch.tensor([[[-1.0, 0.0, 0.0]]], dtype=torch.float64))  # d/dx (3 - x)^2 at 2.5
+    with pytest.raises(ValueError, match="radii"):
+        sphere_overlap_loss(ca, ra[:, :1], cb, rb)
+
+
+def test_uncapped_spheres_contain_the_capped_ones(hands):
+    _, _, sub_left, _ = hands
+    x = torch.zeros(5, 64)
+    x[:, :45] = torch.randn(5, 45, generator=torch.Generator().manual_seed(0)) * 0.8
+    x[:, 55] = x[:, 59] = 1.0
+    c1, r1 = hand_spheres(sub_left, x)
+    c0, r0 = hand_spheres(sub_left, x, capped=False)
+    assert torch.equal(c0, c1) and (r0 >= r1).all() and (r0 > r1).any()
+
+
+def test_sphere_term_acts_only_on_overlapping_spheres_and_separates_deep_overlaps(hands):
+    left, right, sub_left, sub_right = hands
+    # Two palm-facing hands: pair 0 pushed 25 mm through each other (deep), pair 1 touching-distance apart.
+    anchor, other = near_pairs([0.0, 0.0])
+    va, _ = canonical_vertices(anchor, left)
+    start = float(va[0, :, 1].amax() - canonical_vertices(other[:1], right)[0][0, :, 1].amin())
+    other[0, 62], other[1, 62] = start - 0.045, start
+    mean, std = torch.zeros(64), torch.full((64,), 0.5)
+    std[61:] = 0.06
+    x_std = (other - mean) / std
+    kwargs = dict(weight=1.5, num_steps=1, iters=4)
+    plain = AntiPenetrationGuidance.from_anchors(anchor, sub_left, sub_right, mean, std, **kwargs)
+    proxy = AntiPenetrationGuidance.from_anchors(anchor, sub_left, sub_right, mean, std, proxy_weight=1.0, **kwargs)
+    t = torch.zeros(2, dtype=torch.long)
+    x_plain, x_proxy = plain(x_std, x_std, t, 0), proxy(x_std, x_std, t, 0)
+    assert proxy._proxy_rows.tolist() == [0]  # only the deep pair's spheres overlap
+
+    def volume(x):
+        vo, _ = canonical_vertices(x * std + mean, right)
+        return penetration_volume(va, left.faces, vo, right.faces, num_workers=1)
+
+    v0, v_plain, v_proxy = volume(x_std), volume(x_plain), volume(x_proxy)
+    assert v0[0] > 20.0 and v_proxy[0] < 0.5 * v_plain[0]
+    assert torch.equal(x_proxy[1], x_plain[1])  # no sphere overlap: the same step as without the term
+    with pytest.raises(ValueError, match="proxy_weight"):
+        AntiPenetrationGuidance(*sub_left(anchor), sub_right, mean, std, 1.0, 1, proxy_weight=1.0)
