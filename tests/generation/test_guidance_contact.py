@@ -3,9 +3,12 @@ brute force and the exact metrics."""
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 import torch
 
+from interhandgen.cli._sampling_opts import add_sampler_options, settings_from_args
 from interhandgen.data.canonical import canonical_vertices
 from interhandgen.diffusion import Schedule, ddim_sample
 from interhandgen.diffusion.samplers import ddim_step, sampling_timesteps, step_coefficients
@@ -245,3 +248,16 @@ def test_sphere_term_acts_only_on_overlapping_spheres_and_separates_deep_overlap
     assert torch.equal(x_proxy[1], x_plain[1])  # no sphere overlap: the same step as without the term
     with pytest.raises(ValueError, match="proxy_weight"):
         AntiPenetrationGuidance(*sub_left(anchor), sub_right, mean, std, 1.0, 1, proxy_weight=1.0)
+
+
+def test_cli_guidance_flags_reach_the_settings():
+    p = argparse.ArgumentParser()
+    add_sampler_options(p)
+    args = p.parse_args(["--contact-weight", "1", "--apg-iters", "6", "--apg-points", "384", "--apg-proxy-weight",
+                         "0.5", "--settle-steps", "0", "--resample-rounds", "0"])
+    s = settings_from_args(args, SamplerSettings().apg_weight)
+    assert (s.contact_weight, s.apg_iters, s.apg_points, s.apg_proxy_weight) == (1.0, 6, 384, 0.5)
+    defaults = settings_from_args(p.parse_args([]), SamplerSettings().apg_weight)
+    assert defaults == SamplerSettings()
+    with pytest.raises(ValueError, match="contact_weight"):
+        settings_from_args(p.parse_args(["--contact-weight", "-1"]), 1.5)

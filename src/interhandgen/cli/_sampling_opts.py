@@ -35,6 +35,9 @@ def add_sampler_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--contact-weight", type=float, default=DEFAULTS.contact_weight,
                    help="weight of the contact (attraction) guidance term for pairs closer than 20 mm but not "
                         "touching (default %(default)s: off; see docs/guidance.md)")
+    g.add_argument("--apg-proxy-weight", type=float, default=DEFAULTS.apg_proxy_weight,
+                   help="weight of the inscribed-sphere overlap term in the guidance (deep overlaps; default "
+                        "%(default)s: off)")
     g.add_argument("--settle-steps", type=int, default=DEFAULTS.settle_steps,
                    help="contact settling after the last step: rigid optimisation steps of the second hand for pairs "
                         "closer than --settle-attract-mm (default %(default)s; 0 disables it, see "
@@ -61,7 +64,7 @@ def settings_from_args(args: argparse.Namespace, default_apg_weight: float) -> S
     s = SamplerSettings(steps=args.steps, eta=args.eta, cfg_scale=args.cfg_scale, apg_weight=apg, update=args.update,
                         settle_steps=args.settle_steps, settle_attract_mm=args.settle_attract_mm,
                         resample_rounds=args.resample_rounds, apg_points=args.apg_points, apg_iters=args.apg_iters,
-                        contact_weight=args.contact_weight)
+                        contact_weight=args.contact_weight, apg_proxy_weight=args.apg_proxy_weight)
     from interhandgen.limits import CFG_SCALE_MAX, check_range
 
     check_range("--cfg-scale", args.cfg_scale, 0.0, CFG_SCALE_MAX)
