@@ -18,6 +18,11 @@ only the last ``last_steps`` steps are guided. A step longer than ``max_step`` (
 it: a trust region for the rare sample whose penalty has saturated (Geman-McClure) and whose gradient vanishes.
 Batched over all samples: one subset skinning, one distance matrix and one backward per guided step, no
 per-sample loop, CPU or GPU.
+
+Optional (off by default; docs/guidance.md measures them): ``iters`` Polyak steps per guided reverse step, an
+attraction term for pairs that are close but do not touch (:func:`contact_gap_loss`, sharing the nearest search
+with the penetration term in :func:`penetration_and_contact_loss`), and the overlap of the hands' inscribed
+spheres (:func:`sphere_overlap_loss`) for hands deep inside each other, where the nearest-point test fails.
 """
 
 from __future__ import annotations
@@ -35,8 +40,7 @@ from interhandgen.geometry.proxy import sphere_clearance
 from interhandgen.exceptions import InputError
 
 __all__ = ["boxes_overlap", "surface_penetration_loss", "contact_gap_loss", "penetration_and_contact_loss",
-           "sphere_overlap_loss", "PolyakGuidance",
-           "AntiPenetrationGuidance"]
+           "sphere_overlap_loss", "PolyakGuidance", "AntiPenetrationGuidance"]
 
 
 def boxes_overlap(points_a: torch.Tensor, points_b: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
@@ -290,8 +294,9 @@ class AntiPenetrationGuidance(PolyakGuidance):
             (0: penetration only, the paper's APG); touch, attract: its distances in metres.
         iters: Polyak steps per guided reverse step.
         proxy_weight: weight of :func:`sphere_overlap_loss` of the hands' inscribed spheres (deep overlaps; 0: off),
-            on the pairs whose bounding boxes overlap; anchor_spheres: the anchors' (centres [B, S, 3], radii
-            [B, S]), required when proxy_weight > 0 (:meth:`from_anchors` computes them).
+            on the pairs whose spheres overlap at the start of the guided step (:meth:`prepare`); anchor_spheres:
+            the anchors' (centres [B, S, 3], radii [B, S]), required when proxy_weight > 0 (:meth:`from_anchors`
+            computes them).
     """
 
     def __init__(self, anchor_points: torch.Tensor, anchor_normals: torch.Tensor, other: SubsetHand,
