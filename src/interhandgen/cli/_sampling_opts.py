@@ -28,6 +28,16 @@ def add_sampler_options(p: argparse.ArgumentParser) -> None:
     apg.add_argument("--apg-weight", type=float, default=None,
                      help="anti-penetration guidance step weight (default: the model's recommended value)")
     apg.add_argument("--no-apg", action="store_true", help="disable anti-penetration guidance")
+    g.add_argument("--apg-points", type=positive_int, default=DEFAULTS.apg_points,
+                   help="surface points per hand that the guidance tests (default %(default)s)")
+    g.add_argument("--apg-iters", type=positive_int, default=DEFAULTS.apg_iters,
+                   help="guidance (Polyak) steps per guided reverse step (default %(default)s)")
+    g.add_argument("--contact-weight", type=float, default=DEFAULTS.contact_weight,
+                   help="weight of the contact (attraction) guidance term for pairs closer than 20 mm but not "
+                        "touching (default %(default)s: off; see docs/guidance.md)")
+    g.add_argument("--apg-proxy-weight", type=float, default=DEFAULTS.apg_proxy_weight,
+                   help="weight of the inscribed-sphere overlap term in the guidance (deep overlaps; default "
+                        "%(default)s: off)")
     g.add_argument("--settle-steps", type=int, default=DEFAULTS.settle_steps,
                    help="contact settling after the last step: rigid optimisation steps of the second hand for pairs "
                         "closer than --settle-attract-mm (default %(default)s; 0 disables it, see "
@@ -53,7 +63,8 @@ def settings_from_args(args: argparse.Namespace, default_apg_weight: float) -> S
         apg = args.apg_weight
     s = SamplerSettings(steps=args.steps, eta=args.eta, cfg_scale=args.cfg_scale, apg_weight=apg, update=args.update,
                         settle_steps=args.settle_steps, settle_attract_mm=args.settle_attract_mm,
-                        resample_rounds=args.resample_rounds)
+                        resample_rounds=args.resample_rounds, apg_points=args.apg_points, apg_iters=args.apg_iters,
+                        contact_weight=args.contact_weight, apg_proxy_weight=args.apg_proxy_weight)
     from interhandgen.limits import CFG_SCALE_MAX, check_range
 
     check_range("--cfg-scale", args.cfg_scale, 0.0, CFG_SCALE_MAX)

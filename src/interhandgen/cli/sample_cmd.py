@@ -114,9 +114,12 @@ def _run_single_stage(args: argparse.Namespace, model, hand_model, shards) -> in
     if shards.world > 1:
         raise InputError(f"{where}: sharded sampling under torchrun supports the cascaded model kinds only, "
                          f"not {kind!r}")
-    if args.apg_weight is not None or args.cfg_scale != DEFAULTS.cfg_scale:
-        raise InputError(f"{where} is a {kind!r} model: classifier-free and anti-penetration guidance apply to the "
-                         "cascaded model only; drop --cfg-scale/--apg-weight")
+    if (args.apg_weight is not None or args.cfg_scale != DEFAULTS.cfg_scale or args.contact_weight != DEFAULTS.contact_weight
+            or args.apg_iters != DEFAULTS.apg_iters or args.apg_points != DEFAULTS.apg_points
+            or args.apg_proxy_weight != DEFAULTS.apg_proxy_weight):
+        raise InputError(f"{where} is a {kind!r} model: classifier-free, anti-penetration and contact guidance apply "
+                         "to the cascaded model only; drop --cfg-scale/--apg-weight/--apg-iters/--apg-points/"
+                         "--apg-proxy-weight/--contact-weight")
     if (args.settle_steps != DEFAULTS.settle_steps or args.settle_attract_mm != DEFAULTS.settle_attract_mm
             or args.resample_rounds != DEFAULTS.resample_rounds):
         raise InputError(f"{where} is a {kind!r} model: contact settling and resampling belong to the cascaded "

@@ -83,6 +83,7 @@ def ddim_step(
     eta: float = 0.0,
     noise: Optional[torch.Tensor] = None,
     update: str = "ddim",
+    direction_x0: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """One reverse step x_t -> x_{t_next} given the clean-sample estimate (see the module docstring).
 
@@ -91,19 +92,25 @@ def ddim_step(
         t, t_next: python ints, t_next < t; t_next = -1 steps to the clean sample.
         noise: standard normal [B, ...]; required when sigma > 0 (eta > 0 and t_next >= 0).
         update: ``"ddim"`` or ``"reference"``.
+        direction_x0: the clean estimate the direction term is computed from (default ``x0_hat``); a guided
+            sampler passes the unguided prediction here to keep its implied noise.
     Returns: x_{t_next} [B, ...].
     """
     if update not in UPDATES:
         raise InputError(f"update must be one of {UPDATES}, got {update!r}")
     if x0_hat.shape != x_t.shape:
         raise InputError(f"x0_hat must have the shape of x_t {list(x_t.shape)}, got {list(x0_hat.shape)}")
+    if direction_x0 is None:
+        direction_x0 = x0_hat
+    elif direction_x0.shape != x_t.shape:
+        raise InputError(f"direction_x0 must have the shape of x_t {list(x_t.shape)}, got {list(direction_x0.shape)}")
     a_next, sigma, c_dir = step_coefficients(schedule, t, t_next, eta)
     if update == "ddim":
         a_t = math.sqrt(float(schedule.alphas_cumprod[t]))
         s_t = math.sqrt(1.0 - float(schedule.alphas_cumprod[t]))
-        direction = (x_t - a_t * x0_hat) / s_t
+        direction = (x_t - a_t * direction_x0) / s_t
     else:
-        direction = x0_hat - x_t
+        direction = direction_x0 - x_t
     x_next = a_next * x0_hat + c_dir * direction
     if sigma > 0.0:
         if noise is None:
@@ -129,6 +136,7 @@ def ddim_sample(
     progress: bool = False,
     spacing: Optional[str] = None,
     timesteps: Optional[Sequence[int]] = None,
+    guidance_keeps_noise: bool = False,
 ) -> torch.Tensor:
     """Run the reverse process from ``noise`` (the state at the first visited timestep) to a clean sample.
 
@@ -147,6 +155,9 @@ def ddim_sample(
         progress: show a tqdm bar.
         spacing: timestep spacing (see :func:`sampling_timesteps`); default ``"leading"`` for ``update="reference"``
             (the reference list 123, 120, ..., 0 for T = 129, 42 steps) and ``"linspace"`` otherwise.
+        guidance_keeps_noise: the direction term uses the denoiser's own prediction, so the step keeps the noise
+            it implies and the guided change of x0 moves x_{t_next} by sqrt(abar_next) times it (False: the
+            direction is re-derived from the guided x0, which cancels part of the change).
         timesteps: explicit strictly decreasing timesteps to visit (overrides num_steps/spacing; length must equal
             num_steps).
     Returns: x0 [B, ...]: the last step goes to t = -1, where both updates return the final x0_hat.
@@ -180,6 +191,7 @@ def ddim_sample(
         if not isinstance(x0_hat, torch.Tensor) or x0_hat.shape != x.shape:
             raise InputError(f"the denoiser must return x0_hat of shape {list(x.shape)}, got "
                              f"{list(x0_hat.shape) if isinstance(x0_hat, torch.Tensor) else type(x0_hat).__name__}")
+        unguided = x0_hat
         if x0_guidance is not None:
             x0_hat = x0_guidance(x0_hat, x, t_batch, i)
             if not isinstance(x0_hat, torch.Tensor) or x0_hat.shape != x.shape:
@@ -188,5 +200,6 @@ def ddim_sample(
         if eta > 0.0 and t_next >= 0:
             z = torch.randn(x.shape, generator=generator, dtype=x.dtype,
                             device=generator.device if generator is not None else device).to(device)
-        x = ddim_step(x, x0_hat, t, t_next, schedule, eta=eta, noise=z, update=update)
+        x = ddim_step(x, x0_hat, t, t_next, schedule, eta=eta, noise=z, update=update,
+                      direction_x0=unguided if guidance_keeps_noise else None)
     return x

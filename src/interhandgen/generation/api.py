@@ -92,7 +92,9 @@ def apg_factory(anchor: SubsetHand, other: SubsetHand, mean: torch.Tensor, std: 
         return AntiPenetrationGuidance.from_anchors(
             anchor_raw, anchor, other, mean, std, weight=settings.apg_weight, num_steps=settings.steps,
             decay=settings.apg_decay, last_steps=settings.apg_last_steps, rho=settings.apg_rho,
-            margin=settings.apg_margin, max_step=settings.apg_max_step)
+            margin=settings.apg_margin, max_step=settings.apg_max_step, contact_weight=settings.contact_weight,
+            touch=settings.contact_touch_mm / 1000.0, attract=settings.contact_attract_mm / 1000.0,
+            iters=settings.apg_iters, proxy_weight=settings.apg_proxy_weight)
 
     return make
 

@@ -52,6 +52,19 @@ class SamplerSettings:
     apg_points: int = 192
     apg_margin: float = 0.005
     apg_max_step: float = 1.0
+    # Contact (attraction) guidance: the APG hook's loss gains contact_weight x (gap - touch)^2 for pairs whose
+    # surface subsets are closer than contact_attract_mm but farther than contact_touch_mm (generation.apg);
+    # 0 disables it. apg_iters: Polyak steps per guided reverse step. apg_keep_noise: the reverse update keeps
+    # the noise implied by the unguided prediction (the guidance moves x_{t-1} by sqrt(abar_{t-1}) times its x0
+    # step) instead of re-deriving it from the guided x0 (which cancels part of the step).
+    contact_weight: float = 0.0
+    contact_attract_mm: float = 20.0
+    contact_touch_mm: float = 1.0
+    apg_iters: int = 1
+    apg_keep_noise: bool = False
+    # Weight of the inscribed-sphere overlap term in the guidance (deep overlaps the nearest-point test misses;
+    # settling's proxy term on x0); 0 disables it.
+    apg_proxy_weight: float = 0.0
     same_noise: bool = True  # the reference starts stage 2 from the anchor's initial noise
     update: str = "ddim"  # or "reference"
     # Contact settling after the last step (interhandgen.generation.settle): pairs closer than settle_attract_mm
@@ -88,6 +101,13 @@ class SamplerSettings:
         if self.apg_margin < 0 or self.apg_max_step <= 0 or self.apg_rho <= 0:
             raise InputError(f"apg_margin must be >= 0, apg_max_step and apg_rho > 0; got {self.apg_margin}, "
                              f"{self.apg_max_step}, {self.apg_rho}")
+        if not self.contact_weight >= 0 or not 0 <= self.contact_touch_mm < self.contact_attract_mm:
+            raise InputError(f"contact_weight must be >= 0 and 0 <= contact_touch_mm < contact_attract_mm, got "
+                             f"{self.contact_weight}, {self.contact_touch_mm}, {self.contact_attract_mm}")
+        if not self.apg_proxy_weight >= 0:
+            raise InputError(f"apg_proxy_weight must be >= 0, got {self.apg_proxy_weight}")
+        if self.apg_iters < 1:
+            raise InputError(f"apg_iters must be >= 1, got {self.apg_iters}")
         if self.settle_steps < 0:
             raise InputError(f"settle_steps must be >= 0 (0 disables contact settling), got {self.settle_steps}")
         if self.resample_rounds < 0 or not self.resample_depth_mm > 0:
@@ -136,7 +156,8 @@ def sample_partner(net: nn.Module, anchor_std: torch.Tensor, noise: torch.Tensor
     else:
         denoise = classifier_free_guidance(net, settings.cfg_scale, settings.cfg_dims)
     return ddim_sample(denoise, noise, schedule, settings.steps, eta=settings.eta, cond=anchor_std,
-                       generator=generator, update=settings.update, x0_guidance=x0_guidance)
+                       generator=generator, update=settings.update, x0_guidance=x0_guidance,
+                       guidance_keeps_noise=settings.apg_keep_noise)
 
 
 def cascaded_sample(

@@ -36,7 +36,7 @@ from interhandgen.exceptions import InputError
 
 MM = 1000.0
 
-__all__ = ["SettleConfig", "settle_contact", "interpenetrating"]
+__all__ = ["SettleConfig", "settle_contact", "interpenetrating", "hand_spheres"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,15 +113,21 @@ def _capped_radii(proxy: SphereProxy, rest: torch.Tensor, centres: torch.Tensor,
     return torch.minimum(proxy.radii(rest), nearest.clamp_min(0.0))
 
 
-def _spheres(hand: SubsetHand, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def hand_spheres(hand: SubsetHand, x: torch.Tensor, capped: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Inscribed spheres of the hands x [B, 64] in the canonical frame: centres [B, S, 3] and radii [B, S]
-    (metres), the radii capped by the posed full mesh (:mod:`interhandgen.data.synth.proxy`)."""
+    (metres), the radii capped by the posed full mesh (:mod:`interhandgen.data.synth.proxy`); ``capped=False``:
+    the shape-scaled radii without the cap (no full-mesh skinning; never smaller than the capped ones)."""
     model = hand.hand_model
     proxy = _proxy_for(model.data, x.device, x.dtype)
     rest, transforms = hand.skeleton(x)
     centres = proxy.centres(rest, transforms)
+    if not capped:
+        return centres, proxy.radii(rest)
     verts, _ = canonical_vertices(x, model)
     return centres, _capped_radii(proxy, rest, centres, verts.to(x.dtype))
+
+
+_spheres = hand_spheres  # the name its callers here use
 
 
 _PROXY_FIELDS = ("ca", "cb", "reach", "reach_sq")
