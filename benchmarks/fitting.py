@@ -114,10 +114,10 @@ def markdown_tables(paths: list[str]) -> str:
     out = [f"Data level (truth): penetration volume {_cell(level['penetration_volume_cm3'], 4)} cm^3, contact rate "
            f"{_cell(level['contact_rate'], 3)}, occluded joints {level['occluded_joint_fraction']:.3f}", ""]
     head = ("| prior (weight) | MPJPE L / R (mm) | MPVPE L / R (mm) | MPVPE both | MRRPE (mm) | 2D error (px) | "
-            "pen. volume (cm^3) | contact rate | s/frame |")
+            "pen. volume (cm^3) | contact rate | flipped | s/frame |")
     for task in sorted(tasks):
         out += [f"Task {task} ({next(iter(tasks[task].values()))['mpvpe_mm']['both']['n']} frames)", "", head,
-                "|" + "---|" * 9]
+                "|" + "---|" * 10]
         for entry, r in tasks[task].items():
             w = r["prior_weight"] if r.get("prior_weight_end") in (None, r["prior_weight"]) else \
                 f"{r['prior_weight']:g} -> {r['prior_weight_end']:g}"
@@ -125,7 +125,8 @@ def markdown_tables(paths: list[str]) -> str:
                 f"| {entry} ({w}) | {_cell(r['mpjpe_mm']['left'], 1)} / {_cell(r['mpjpe_mm']['right'], 1)} | "
                 f"{_cell(r['mpvpe_mm']['left'], 1)} / {_cell(r['mpvpe_mm']['right'], 1)} | {_cell(r['mpvpe_mm']['both'], 2)} | "
                 f"{_cell(r['mrrpe_mm'], 1)} | {_cell(r['reprojection_px'], 1)} | {_cell(r['penetration_volume_cm3'], 4)} | "
-                f"{_cell(r['contact_rate'], 3)} | {r['seconds_per_frame']:.2f} |")
+                f"{_cell(r['contact_rate'], 3)} | {_cell(r['flipped'], 3) if 'flipped' in r else '-'} | "
+                f"{r['seconds_per_frame']:.2f} |")
         out.append("")
     return "\n".join(out)
 
@@ -151,6 +152,7 @@ def main() -> None:
     ap.add_argument("--contact-weight", type=float, default=FitSettings.contact_weight)
     ap.add_argument("--volume-weight", type=float, default=FitSettings.volume_weight,
                     help="weight of the volumetric (inscribed-sphere) penetration term")
+    ap.add_argument("--volume-start", type=float, default=FitSettings.volume_start)
     ap.add_argument("--flip-hypotheses", action="store_true", help="depth-flip hypotheses chosen by each prior's energy")
     ap.add_argument("--flip-iterations", type=int, default=FitSettings.flip_iterations)
     ap.add_argument("--seed", type=int, default=0)
@@ -180,6 +182,7 @@ def main() -> None:
         settings = default_settings(name, iterations=args.iterations, prior_weight=pick(overrides),
                                     prior_weight_end=pick(overrides_end), penetration_weight=args.penetration_weight,
                                     contact_weight=args.contact_weight, volume_weight=args.volume_weight,
+                                    volume_start=args.volume_start,
                                     flip_hypotheses=args.flip_hypotheses, flip_iterations=args.flip_iterations,
                                     seed=args.seed)
         fitters[entry] = Fitter(module, mean, std, settings=settings)

@@ -105,6 +105,9 @@ class FitSettings:
     # over stage 2 like the surface term; 0 disables. Sphere radii are re-capped every volume_radii_every steps.
     volume_weight: float = 0.0
     volume_radii_every: int = 10
+    # The volume term is off until this progress of stage 2, then ramps linearly to volume_weight at its end: its
+    # pull on deeply overlapping spheres is strong, and early it would push hands apart before the data has placed them.
+    volume_start: float = 0.5
     seed: int = 0
 
     def validate(self) -> None:
@@ -132,6 +135,8 @@ class FitSettings:
         if self.flip_iterations < 0 or self.flip_prior_draws < 1:
             raise InputError(f"flip_iterations must be >= 0 and flip_prior_draws >= 1, got {self.flip_iterations}, "
                              f"{self.flip_prior_draws}")
+        if not 0.0 <= self.volume_start < 1.0:
+            raise InputError(f"volume_start must lie in [0, 1), got {self.volume_start}")
         if self.volume_weight < 0 or self.volume_radii_every < 1:
             raise InputError(f"volume_weight must be >= 0 and volume_radii_every >= 1, got {self.volume_weight}, "
                              f"{self.volume_radii_every}")
@@ -424,7 +429,8 @@ class Fitter:
             prior = self.prior(x, progress, generator)
         zeros = data.new_zeros(len(data))
         pen = surface_penetration_loss(*surface) / PENETRATION_SCALE ** 2 if s.penetration_weight > 0 else zeros
-        if s.volume_weight > 0:
+        w_volume = s.volume_weight * min(max((progress - s.volume_start) / (1.0 - s.volume_start), 0.0), 1.0)
+        if w_volume > 0:
             centres, radii = self.body.spheres(y, radii)
             volume = sphere_penetration(surface[0], centres[0], radii[0], surface[2], centres[1], radii[1]) \
                 / PENETRATION_SCALE ** 2
@@ -434,10 +440,19 @@ class Fitter:
         # The penetration and contact weights ramp up over stage 2 (from 10% to 100%): the hands first find their
         # places from the data and the prior, then are pushed apart where they still overlap.
         ramp = 0.1 + 0.9 * progress
-        total = data + w_prior * prior + ramp * (s.penetration_weight * pen + s.volume_weight * volume
-                                                 + s.contact_weight * contact)
+        total = data + w_prior * prior + ramp * (s.penetration_weight * pen + s.contact_weight * contact) \
+            + w_volume * volume
         return {"data": data, "prior": prior, "penetration": pen, "volume": volume, "contact": contact,
                 "total": total}
+
+    @torch.no_grad()
+    def select(self, y: torch.Tensor, obs: Observations, progress: float, generator: torch.Generator,
+               init_joints: torch.Tensor | None, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(best [B], total energies [B, k]) of the k consecutive candidates per frame in y [B k, 2, 64] (obs and
+        init_joints expanded alike): the stage-2 energy at ``progress`` (data + this fit's prior + penetration), its
+        prior value averaged under noise shared by the candidates of a frame; lowest wins."""
+        e = self.energy(y, obs, progress, generator, init_joints, candidates=k)["total"].view(-1, k)
+        return e.argmin(1), e
 
     def _shared_noise_prior(self, x: torch.Tensor, progress: float, generator: torch.Generator, k: int) -> torch.Tensor:
         """[B K] the diffusion prior's value of x [B K, 2, 64] (k candidates per frame), averaged over
@@ -518,15 +533,13 @@ class Fitter:
         for it in range(n2):
             progress = it / max(n2 - 1, 1)
             if it == select_at:
-                with torch.no_grad():
-                    e = self.energy(self._assemble(p), cur_obs, progress, gen, cur_init, candidates=flips)["total"]
-                best = e.view(B, flips).argmin(1)
+                best, _ = self.select(self._assemble(p).detach(), cur_obs, progress, gen, cur_init, flips)
                 choice = best
                 p, opt = self._take(p, opt, best, flips)
                 cur_obs, cur_init, flips, radii = obs, init_joints, 1, None
             if it == guided_it:
                 self._guided(p, cur_obs, cur_init, gen)
-            if s.volume_weight > 0 and (radii is None or it % s.volume_radii_every == 0):
+            if s.volume_weight > 0 and progress > s.volume_start and (radii is None or it % s.volume_radii_every == 0):
                 radii = self.body.spheres(self._assemble(p).detach())[1]
             self._decay(opt, progress)
             opt.zero_grad(set_to_none=True)
