@@ -153,7 +153,8 @@ def main() -> None:
     ap.add_argument("--volume-weight", type=float, default=FitSettings.volume_weight,
                     help="weight of the volumetric (inscribed-sphere) penetration term")
     ap.add_argument("--volume-start", type=float, default=FitSettings.volume_start)
-    ap.add_argument("--flip-hypotheses", action="store_true", help="depth-flip hypotheses chosen by each prior's energy")
+    ap.add_argument("--flip-hypotheses", action=argparse.BooleanOptionalAction, default=FitSettings.flip_hypotheses,
+                    help="depth-flip hypotheses chosen by each prior's energy")
     ap.add_argument("--flip-iterations", type=int, default=FitSettings.flip_iterations)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)

@@ -98,12 +98,12 @@ class FitSettings:
     # orientation (depth_mirrored_rotation), the 4 combinations of the two hands run batched through stage 1 and
     # the first flip_iterations of stage 2, and each frame keeps the combination of lowest total energy (data +
     # this fit's prior, averaged over flip_prior_draws noise draws shared by the candidates, + penetration).
-    flip_hypotheses: bool = False
+    flip_hypotheses: bool = True  # validation, task a: docs/fitting.md (Tuning)
     flip_iterations: int = 0
     flip_prior_draws: int = 4
     # Volumetric hand-hand penetration (inscribed-sphere proxies, geometry.proxy.sphere_penetration), ramped up
     # over stage 2 like the surface term; 0 disables. Sphere radii are re-capped every volume_radii_every steps.
-    volume_weight: float = 0.0
+    volume_weight: float = 50.0  # validation, task a: docs/fitting.md (Tuning)
     volume_radii_every: int = 10
     # The volume term is off until this progress of stage 2, then ramps linearly to volume_weight at its end: its
     # pull on deeply overlapping spheres is strong, and early it would push hands apart before the data has placed them.
