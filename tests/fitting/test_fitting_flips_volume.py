@@ -4,7 +4,10 @@ and the volumetric inscribed-sphere penetration term (gradient, exact zero when 
 import torch
 from torch import nn
 
-from interhandgen.fitting import FitSettings, Fitter, Observations, canonical_from_camera, make_prior
+from interhandgen.cli import main
+from interhandgen.data.format import TwoHandSet
+from interhandgen.fitting import FitSettings, Fitter, Observations, canonical_from_camera, make_prior, \
+    save_observations
 from interhandgen.fitting.body import CENTER, ROT6D
 from interhandgen.fitting.fit import depth_mirrored_rotation, flip_candidates
 from interhandgen.fitting.priors import DiffusionPrior
@@ -198,3 +201,21 @@ def test_volume_term_pushes_overlapping_hands_apart(make_vectors):
     before, after = torch.as_tensor(before), torch.as_tensor(after)
     assert (before > 1e-6).all(), before  # cm^3
     assert (after < 0.1 * before).all(), (before, after)
+
+
+def test_cli_flags_reach_the_settings(tmp_path, make_vectors):
+    fitter = _fitter()
+    y = make_vectors(2, seed=8)
+    K = CameraSpec().intrinsics(2)
+    obs = Observations(keypoints_2d=exact_projection(fitter.body.joints(y).detach(), K),
+                       confidence_2d=torch.ones(2, 2, 21), intrinsics=K, image_size=(640, 480))
+    path = save_observations(obs, tmp_path / "obs.json", joint_order="openpose")
+    for flags, flips, volume in ((["--no-flip-hypotheses", "--volume-weight", "0"], False, 0.0),
+                                 (["--flip-hypotheses", "--flip-iterations", "1", "--volume-weight", "5"], True, 5.0)):
+        out = tmp_path / f"fit_{flips}.npz"
+        code = main(["fit", "--observations", str(path), "--out", str(out), "--prior", "none", "--iterations", "6",
+                     "--no-progress", *flags])
+        assert code == 0
+        meta = TwoHandSet.load(out).metadata["fit"]
+        assert meta["settings"]["flip_hypotheses"] is flips and meta["settings"]["volume_weight"] == volume
+        assert (meta["frames"]["flip_choice"] is None) is (not flips)
