@@ -5,6 +5,7 @@ camera-frame centre joint, batched over frames [B, 2, 64]. The loss per frame is
 
     E = E_2d + E_3d + E_init + w_prior(p) * prior(canonical(y)) + ramp(p) (w_pen * penetration(y) / (2 mm)^2
                                                                           + w_contact * contact(y))
+        + w_vol(p) * volume(y) / (2 mm)^2
 
 - E_2d = sum_j c_j rho(|pi(J_j) - u_j| / sigma_2d): confidence-weighted, Geman-McClure robust pixel residuals
   (``robust_2d`` pixels of saturation) of the projected joints (OpenCV pinhole, :mod:`interhandgen.fitting.camera`).
@@ -18,6 +19,9 @@ camera-frame centre joint, batched over frames [B, 2, 64]. The loss per frame is
   d < ``contact_range``.
 - penetration: :func:`interhandgen.guidance.surface_penetration_loss` (the anti-penetration guidance's
   tangent-plane depth penalty on farthest-point surface subsets of both hands), squared metres.
+- volume: :func:`interhandgen.geometry.proxy.sphere_penetration` on the hands' inscribed-sphere proxies (sees deep
+  overlaps; exactly 0 for hands apart); w_vol(p) is 0 before ``volume_start``, then rises linearly to
+  ``volume_weight`` at the end of stage 2.
 
 A confidence of 0 removes a joint from every term and from the initialisation exactly (its gradient is 0).
 
@@ -26,7 +30,9 @@ Stages:
     the observed 3D joints; else (2D only) depth from the keypoints' spread, centre by back-projection, and
     ``hypotheses`` rotations (the 24 rotations of the cube), each refined for ``hypothesis_iterations`` steps of
     stage 1, keeping the best per hand; a hand never observed is placed at the training data's mean pose
-    relative to the other hand.
+    relative to the other hand. With ``flip_hypotheses``, every hand seen only in 2D also starts in its
+    depth-mirrored orientation (:func:`depth_mirrored_rotation`); the 4 combinations run batched through stage 1
+    and the first ``flip_iterations`` of stage 2, then each frame keeps the one of lowest energy (:meth:`Fitter.select`).
  1. global: rotation and centre of both hands on the data terms only (pose and shape held).
  2. fingers: all unknowns with the data terms, the prior and the penetration term.
 Adam throughout; every frame's unknowns get their own moments, so frames do not interact and the batch is only a
