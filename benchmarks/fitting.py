@@ -82,7 +82,14 @@ def build_problems(y: torch.Tensor, body, spec: CameraSpec, seed: int) -> dict:
     yp[..., 55:61] = matrix_to_rot6d(R @ rot6d_to_matrix(y[..., 55:61]))
     yp[..., 61:] += 0.015 * torch.randn(N, 2, 3, generator=g)
     return {"a": obs_a, "b": obs_b, "c": obs_c, "d": yp, "_exact2d": exact, "_hidden": hidden, "_K": K,
-            "_verts": verts, "_joints": joints}
+            "_verts": verts, "_joints": joints, "_y": y}
+
+
+def flipped_hands(fitted: torch.Tensor, truth: torch.Tensor, degrees: float = 45.0) -> torch.Tensor:
+    """[N] share of the two hands whose fitted rotation is more than ``degrees`` from the truth (vectors [N, 2, 64])."""
+    rel = rot6d_to_matrix(fitted[..., 55:61]).transpose(-1, -2) @ rot6d_to_matrix(truth[..., 55:61])
+    cos = ((rel.diagonal(dim1=-2, dim2=-1).sum(-1) - 1.0) / 2.0).clamp(-1.0, 1.0)
+    return (torch.rad2deg(torch.arccos(cos)) > degrees).double().mean(1)
 
 
 def geometry(verts: torch.Tensor, faces) -> tuple[np.ndarray, np.ndarray]:
@@ -107,10 +114,10 @@ def markdown_tables(paths: list[str]) -> str:
     out = [f"Data level (truth): penetration volume {_cell(level['penetration_volume_cm3'], 4)} cm^3, contact rate "
            f"{_cell(level['contact_rate'], 3)}, occluded joints {level['occluded_joint_fraction']:.3f}", ""]
     head = ("| prior (weight) | MPJPE L / R (mm) | MPVPE L / R (mm) | MPVPE both | MRRPE (mm) | 2D error (px) | "
-            "pen. volume (cm^3) | contact rate | s/frame |")
+            "pen. volume (cm^3) | contact rate | flipped | s/frame |")
     for task in sorted(tasks):
         out += [f"Task {task} ({next(iter(tasks[task].values()))['mpvpe_mm']['both']['n']} frames)", "", head,
-                "|" + "---|" * 9]
+                "|" + "---|" * 10]
         for entry, r in tasks[task].items():
             w = r["prior_weight"] if r.get("prior_weight_end") in (None, r["prior_weight"]) else \
                 f"{r['prior_weight']:g} -> {r['prior_weight_end']:g}"
@@ -118,7 +125,8 @@ def markdown_tables(paths: list[str]) -> str:
                 f"| {entry} ({w}) | {_cell(r['mpjpe_mm']['left'], 1)} / {_cell(r['mpjpe_mm']['right'], 1)} | "
                 f"{_cell(r['mpvpe_mm']['left'], 1)} / {_cell(r['mpvpe_mm']['right'], 1)} | {_cell(r['mpvpe_mm']['both'], 2)} | "
                 f"{_cell(r['mrrpe_mm'], 1)} | {_cell(r['reprojection_px'], 1)} | {_cell(r['penetration_volume_cm3'], 4)} | "
-                f"{_cell(r['contact_rate'], 3)} | {r['seconds_per_frame']:.2f} |")
+                f"{_cell(r['contact_rate'], 3)} | {_cell(r['flipped'], 3) if 'flipped' in r else '-'} | "
+                f"{r['seconds_per_frame']:.2f} |")
         out.append("")
     return "\n".join(out)
 
@@ -142,6 +150,12 @@ def main() -> None:
     ap.add_argument("--prior-weights-end", default="", help="overrides of the end weights, same form")
     ap.add_argument("--penetration-weight", type=float, default=FitSettings.penetration_weight)
     ap.add_argument("--contact-weight", type=float, default=FitSettings.contact_weight)
+    ap.add_argument("--volume-weight", type=float, default=FitSettings.volume_weight,
+                    help="weight of the volumetric (inscribed-sphere) penetration term")
+    ap.add_argument("--volume-start", type=float, default=FitSettings.volume_start)
+    ap.add_argument("--flip-hypotheses", action=argparse.BooleanOptionalAction, default=FitSettings.flip_hypotheses,
+                    help="depth-flip hypotheses chosen by each prior's energy")
+    ap.add_argument("--flip-iterations", type=int, default=FitSettings.flip_iterations)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", required=True)
@@ -168,7 +182,10 @@ def main() -> None:
         pick = lambda table: table.get(entry, table.get(name))  # noqa: E731
         settings = default_settings(name, iterations=args.iterations, prior_weight=pick(overrides),
                                     prior_weight_end=pick(overrides_end), penetration_weight=args.penetration_weight,
-                                    contact_weight=args.contact_weight, seed=args.seed)
+                                    contact_weight=args.contact_weight, volume_weight=args.volume_weight,
+                                    volume_start=args.volume_start,
+                                    flip_hypotheses=args.flip_hypotheses, flip_iterations=args.flip_iterations,
+                                    seed=args.seed)
         fitters[entry] = Fitter(module, mean, std, settings=settings)
     first = next(iter(fitters.values()))
     models = first.models
@@ -219,6 +236,7 @@ def main() -> None:
                 "reprojection_px": interval(reprojection_px(jp, problems["_exact2d"], problems["_K"]).numpy()),
                 "penetration_volume_cm3": interval(vol),
                 "contact_rate": interval(contact),
+                "flipped": interval(flipped_hands(yf, problems["_y"]).numpy()),
                 "seconds_per_frame": seconds / len(data),
                 "prior_weight": fitter.settings.prior_weight,
                 "prior_weight_end": fitter.settings.prior_weight_end,

@@ -50,4 +50,7 @@ def test_energy_reports_the_contact_term(make_vectors):
     terms = fitter.energy(y, obs, 1.0, torch.Generator().manual_seed(0))
     _, surface = fitter.body.joints_and_surface(y)
     assert torch.allclose(terms["contact"], contact_loss(surface[0], surface[2], 1.0))
-    assert torch.allclose(terms["total"], terms["data"] + 10.0 * terms["penetration"] + terms["contact"])
+    # At the end of stage 2 the volume term has its full weight (FitSettings.volume_weight).
+    assert (terms["volume"] > 0).all()
+    assert torch.allclose(terms["total"], terms["data"] + 10.0 * terms["penetration"] + terms["contact"]
+                          + fitter.settings.volume_weight * terms["volume"])

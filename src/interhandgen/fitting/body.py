@@ -24,6 +24,7 @@ from torch import nn
 from interhandgen.data.canonical import IDENTITY_ROT6D, to_canonical, to_world
 from interhandgen.data.format import HAND_SIDES, HandModelSpec, TwoHandSet
 from interhandgen.fitting._model import SubsetHand, canonical_vertices
+from interhandgen.geometry.proxy import SphereProxy, build_sphere_proxy
 from interhandgen.hand import HandModel
 from interhandgen.rotations import matrix_to_rot6d, rot6d_to_matrix
 
@@ -52,6 +53,32 @@ class TwoHandBody(nn.Module):
         self.surface = nn.ModuleList(
             SubsetHand(models[s], indices=torch.cat([models[s].fingertip_ids, SubsetHand(models[s], surface_points).indices]))
             for s in HAND_SIDES)
+        # Inscribed-sphere proxies (the volumetric penetration term), built from each hand model's template.
+        self.proxies: list[SphereProxy] = [build_sphere_proxy(models[s].data) for s in HAND_SIDES]
+
+    def _apply(self, fn, *args, **kwargs):  # keep the proxies' tensors on the module's device
+        out = super()._apply(fn, *args, **kwargs)
+        for proxy in self.proxies:
+            for field in ("coeff", "joint", "radius"):
+                setattr(proxy, field, fn(getattr(proxy, field)))
+        return out
+
+    def spheres(self, y: torch.Tensor, radii: list[torch.Tensor] | None = None
+                ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Inscribed spheres of both hands of y [B, 2, 64] in the camera frame: centres (per hand [B, S, 3],
+        differentiable) and radii (per hand [B, S]). Without ``radii`` they are computed, without gradient: scaled
+        with each hand's size and capped by the distance to its posed full mesh (:meth:`SphereProxy.radii`), which
+        needs the whole mesh skinned, so callers reuse them for a few iterations."""
+        centres, out = [], []
+        for s, side in enumerate(HAND_SIDES):
+            rest, transforms = self.surface[s].skeleton(y[:, s])
+            c = self.proxies[s].centres(rest, transforms)
+            centres.append(c)
+            if radii is None:
+                with torch.no_grad():
+                    verts, _ = canonical_vertices(y[:, s].detach(), self.models[side])
+                    out.append(self.proxies[s].radii(rest.detach(), c.detach(), verts.to(c.dtype)))
+        return centres, (out if radii is None else radii)
 
     def joints(self, y: torch.Tensor) -> torch.Tensor:
         """[B, 2, 21, 3] camera-frame joints (MANO21 order) of y [B, 2, 64]."""

@@ -5,6 +5,7 @@ camera-frame centre joint, batched over frames [B, 2, 64]. The loss per frame is
 
     E = E_2d + E_3d + E_init + w_prior(p) * prior(canonical(y)) + ramp(p) (w_pen * penetration(y) / (2 mm)^2
                                                                           + w_contact * contact(y))
+        + w_vol(p) * volume(y) / (2 mm)^2
 
 - E_2d = sum_j c_j rho(|pi(J_j) - u_j| / sigma_2d): confidence-weighted, Geman-McClure robust pixel residuals
   (``robust_2d`` pixels of saturation) of the projected joints (OpenCV pinhole, :mod:`interhandgen.fitting.camera`).
@@ -18,6 +19,9 @@ camera-frame centre joint, batched over frames [B, 2, 64]. The loss per frame is
   d < ``contact_range``.
 - penetration: :func:`interhandgen.guidance.surface_penetration_loss` (the anti-penetration guidance's
   tangent-plane depth penalty on farthest-point surface subsets of both hands), squared metres.
+- volume: :func:`interhandgen.geometry.proxy.sphere_penetration` on the hands' inscribed-sphere proxies (sees deep
+  overlaps; exactly 0 for hands apart); w_vol(p) is 0 before ``volume_start``, then rises linearly to
+  ``volume_weight`` at the end of stage 2.
 
 A confidence of 0 removes a joint from every term and from the initialisation exactly (its gradient is 0).
 
@@ -26,7 +30,9 @@ Stages:
     the observed 3D joints; else (2D only) depth from the keypoints' spread, centre by back-projection, and
     ``hypotheses`` rotations (the 24 rotations of the cube), each refined for ``hypothesis_iterations`` steps of
     stage 1, keeping the best per hand; a hand never observed is placed at the training data's mean pose
-    relative to the other hand.
+    relative to the other hand. With ``flip_hypotheses``, every hand seen only in 2D also starts in its
+    depth-mirrored orientation (:func:`depth_mirrored_rotation`); the 4 combinations run batched through stage 1
+    and the first ``flip_iterations`` of stage 2, then each frame keeps the one of lowest energy (:meth:`Fitter.select`).
  1. global: rotation and centre of both hands on the data terms only (pose and shape held).
  2. fingers: all unknowns with the data terms, the prior and the penetration term.
 Adam throughout; every frame's unknowns get their own moments, so frames do not interact and the batch is only a
@@ -49,7 +55,10 @@ from interhandgen.fitting.body import BETAS, CENTER, POSE, ROT6D, TwoHandBody, c
 from interhandgen.fitting.camera import project
 from interhandgen.fitting.observations import Observations
 from interhandgen.geometry.loss import geman_mcclure
+from interhandgen.geometry.proxy import sphere_penetration
+from interhandgen.hand.joints import MCP_JOINTS
 from interhandgen.fitting._model import surface_penetration_loss
+from interhandgen.fitting.priors import DiffusionPrior
 from interhandgen.rotations import matrix_to_rot6d, rot6d_to_matrix
 
 PENETRATION_SCALE = 0.002  # metres: a point 2 mm deep costs about 1
@@ -91,6 +100,20 @@ class FitSettings:
     guided_steps: int = 10
     guided_step_size: float = 0.05
     guided_inner: int = 3
+    # Depth-flip hypotheses (2D-only hands): every hand seen only in 2D also starts in its depth-mirrored
+    # orientation (depth_mirrored_rotation), the 4 combinations of the two hands run batched through stage 1 and
+    # the first flip_iterations of stage 2, and each frame keeps the combination of lowest total energy (data +
+    # this fit's prior, averaged over flip_prior_draws noise draws shared by the candidates, + penetration).
+    flip_hypotheses: bool = True  # validation, task a: docs/fitting.md (Tuning)
+    flip_iterations: int = 0
+    flip_prior_draws: int = 4
+    # Volumetric hand-hand penetration (inscribed-sphere proxies, geometry.proxy.sphere_penetration), ramped up
+    # over stage 2 like the surface term; 0 disables. Sphere radii are re-capped every volume_radii_every steps.
+    volume_weight: float = 50.0  # validation, task a: docs/fitting.md (Tuning)
+    volume_radii_every: int = 10
+    # The volume term is off until this progress of stage 2, then ramps linearly to volume_weight at its end: its
+    # pull on deeply overlapping spheres is strong, and early it would push hands apart before the data has placed them.
+    volume_start: float = 0.5
     seed: int = 0
 
     def validate(self) -> None:
@@ -115,6 +138,14 @@ class FitSettings:
             raise InputError("guided_at must lie in [0, 1], guided_t in (0, 1], guided_steps >= 1, guided_inner >= 0 "
                              f"and guided_step_size >= 0; got {self.guided_at}, {self.guided_t}, {self.guided_steps}, "
                              f"{self.guided_inner}, {self.guided_step_size}")
+        if self.flip_iterations < 0 or self.flip_prior_draws < 1:
+            raise InputError(f"flip_iterations must be >= 0 and flip_prior_draws >= 1, got {self.flip_iterations}, "
+                             f"{self.flip_prior_draws}")
+        if not 0.0 <= self.volume_start < 1.0:
+            raise InputError(f"volume_start must lie in [0, 1), got {self.volume_start}")
+        if self.volume_weight < 0 or self.volume_radii_every < 1:
+            raise InputError(f"volume_weight must be >= 0 and volume_radii_every >= 1, got {self.volume_weight}, "
+                             f"{self.volume_radii_every}")
         if self.prior_weight_end is not None and self.prior_weight_end < 0:
             raise InputError(f"prior_weight_end must be >= 0, got {self.prior_weight_end}")
 
@@ -148,6 +179,36 @@ def cube_rotations() -> torch.Tensor:
                 mats.append(m)
     mats.sort(key=lambda m: -float(torch.trace(m)))
     return torch.stack(mats)
+
+
+def depth_mirrored_rotation(rotation: torch.Tensor, centre: torch.Tensor, palm_normal: torch.Tensor) -> torch.Tensor:
+    """[N, 3, 3] the depth-mirrored counterparts of hand rotations [N, 3, 3] centred at camera-frame ``centre`` [N, 3]:
+    M R S, with M the reflection across the plane through the centre normal to the viewing ray and S the reflection
+    of the hand's own palm normal ``palm_normal`` [3] (hand frame). A flat hand is its own mirror image across its
+    palm plane, so M R S places it as the reflection in depth of the hand placed by R: both project to nearly the
+    same keypoints (exactly, for a flat hand under orthographic projection), the 2D ambiguity the prior must resolve.
+    The product of two reflections is a proper rotation."""
+    d = torch.nn.functional.normalize(centre, dim=-1)
+    eye = torch.eye(3, dtype=rotation.dtype, device=rotation.device)
+    M = eye - 2.0 * d[:, :, None] * d[:, None, :]
+    n = torch.nn.functional.normalize(palm_normal.to(rotation), dim=0)
+    S = eye - 2.0 * n[:, None] * n[None, :]
+    return M @ rotation @ S
+
+
+def flip_candidates(y: torch.Tensor, needs: torch.Tensor, palm_normals: torch.Tensor) -> torch.Tensor:
+    """[B, 4, 2, 64] the four depth-flip combinations of camera-frame pairs y [B, 2, 64]: candidate k flips the
+    left hand if bit 0 of k is set and the right hand if bit 1 is, where ``needs`` [B, 2] (hands seen only in 2D)
+    allows it (else the hand is kept). palm_normals [2, 3]: each hand's palm normal in its own frame."""
+    B = y.shape[0]
+    out = y[:, None].repeat(1, 4, 1, 1)
+    for side in range(2):
+        R = rot6d_to_matrix(y[:, side, ROT6D])
+        flipped = matrix_to_rot6d(depth_mirrored_rotation(R, y[:, side, CENTER], palm_normals[side]))
+        for k in range(4):
+            if (k >> side) & 1:
+                out[:, k, side, ROT6D] = torch.where(needs[:, side, None], flipped, y[:, side, ROT6D])
+    return out.reshape(B, 4, 2, 64)
 
 
 def data_terms(joints: torch.Tensor, obs: Observations, settings: FitSettings, robust: bool = True,
@@ -214,6 +275,9 @@ class Fitter:
         rest[..., ROT6D] = matrix_to_rot6d(torch.eye(3, device=self.device))
         with torch.no_grad():
             self.rest_joints = self.body.joints(rest)[0]  # [2, 21, 3], centre joint at the origin
+        # Palm normal per hand (hand frame): the least-spread axis of the wrist and the four MCP joints.
+        palm = self.rest_joints[:, (0,) + MCP_JOINTS]
+        self.palm_normals = torch.linalg.svd(palm - palm.mean(1, keepdim=True)).Vh[:, 2]  # [2, 3]
 
     # ------------------------------------------------------------------ initialisation
     def initial_vectors(self, obs: Observations) -> tuple[torch.Tensor, torch.Tensor]:
@@ -350,24 +414,79 @@ class Fitter:
                             rep(obs.confidence_3d), rep(obs.intrinsics), obs.image_size)
 
     def energy(self, y: torch.Tensor, obs: Observations, progress: float, generator: torch.Generator,
-               init_joints: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """The stage-2 terms per frame [B]: data, prior, penetration, total."""
+               init_joints: torch.Tensor | None = None, radii: list[torch.Tensor] | None = None,
+               candidates: int = 1) -> dict[str, torch.Tensor]:
+        """The stage-2 terms per frame [B]: data, prior, penetration, volume, contact, total.
+
+        radii: the hands' sphere radii for the volume term (computed when None). candidates > 1: y holds that many
+        consecutive candidates per frame and the prior value is the mean over ``flip_prior_draws`` draws of noise
+        shared by the candidates of a frame (selection, not optimisation)."""
         s = self.settings
         joints, surface = self.body.joints_and_surface(y)
         data = data_terms(joints, obs, s, robust=True, init_joints=init_joints).sum(1)
         w_prior = s.prior_weight_at(progress)
         used = max(s.prior_weight, s.prior_weight_end or 0.0) > 0  # the value is reported even where w_prior is 0
-        prior = self.prior(canonical_from_camera(y), progress, generator) if used else data.new_zeros(len(data))
-        if s.penetration_weight > 0:
-            pen = surface_penetration_loss(*surface) / PENETRATION_SCALE ** 2
+        x = canonical_from_camera(y)
+        if not used:
+            prior = data.new_zeros(len(data))
+        elif candidates > 1 and isinstance(self.prior, DiffusionPrior):
+            prior = self._shared_noise_prior(x, progress, generator, candidates)
         else:
-            pen = data.new_zeros(len(data))
-        contact = contact_loss(surface[0], surface[2], s.contact_range) if s.contact_weight > 0 else data.new_zeros(len(data))
+            prior = self.prior(x, progress, generator)
+        zeros = data.new_zeros(len(data))
+        pen = surface_penetration_loss(*surface) / PENETRATION_SCALE ** 2 if s.penetration_weight > 0 else zeros
+        w_volume = s.volume_weight * min(max((progress - s.volume_start) / (1.0 - s.volume_start), 0.0), 1.0)
+        if w_volume > 0:
+            centres, radii = self.body.spheres(y, radii)
+            volume = sphere_penetration(surface[0], centres[0], radii[0], surface[2], centres[1], radii[1]) \
+                / PENETRATION_SCALE ** 2
+        else:
+            volume = zeros
+        contact = contact_loss(surface[0], surface[2], s.contact_range) if s.contact_weight > 0 else zeros
         # The penetration and contact weights ramp up over stage 2 (from 10% to 100%): the hands first find their
         # places from the data and the prior, then are pushed apart where they still overlap.
         ramp = 0.1 + 0.9 * progress
-        total = data + w_prior * prior + ramp * (s.penetration_weight * pen + s.contact_weight * contact)
-        return {"data": data, "prior": prior, "penetration": pen, "contact": contact, "total": total}
+        total = data + w_prior * prior + ramp * (s.penetration_weight * pen + s.contact_weight * contact) \
+            + w_volume * volume
+        return {"data": data, "prior": prior, "penetration": pen, "volume": volume, "contact": contact,
+                "total": total}
+
+    @torch.no_grad()
+    def select(self, y: torch.Tensor, obs: Observations, progress: float, generator: torch.Generator,
+               init_joints: torch.Tensor | None, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(best [B], total energies [B, k]) of the k consecutive candidates per frame in y [B k, 2, 64] (obs and
+        init_joints expanded alike): the stage-2 energy at ``progress`` (data + this fit's prior + penetration), its
+        prior value averaged under noise shared by the candidates of a frame; lowest wins."""
+        e = self.energy(y, obs, progress, generator, init_joints, candidates=k)["total"].view(-1, k)
+        return e.argmin(1), e
+
+    def _shared_noise_prior(self, x: torch.Tensor, progress: float, generator: torch.Generator, k: int) -> torch.Tensor:
+        """[B K] the diffusion prior's value of x [B K, 2, 64] (k candidates per frame), averaged over
+        ``flip_prior_draws`` draws of timestep and noise, each shared by the k candidates of a frame: candidates
+        are compared under the same noise, so their difference is not buried in the noise's variance."""
+        B = x.shape[0] // k
+        total = x.new_zeros(x.shape[0])
+        for _ in range(self.settings.flip_prior_draws):
+            t = self.prior.timesteps(B, progress, generator).repeat_interleave(k)
+            eps = torch.randn((B, 1) + x.shape[1:], generator=generator).expand(B, k, *x.shape[1:])
+            total = total + self.prior(x, progress, generator, timesteps=t, noise=eps.reshape(x.shape))
+        return total / self.settings.flip_prior_draws
+
+    def _take(self, p: dict[str, torch.Tensor], opt: torch.optim.Optimizer, best: torch.Tensor, k: int
+              ) -> tuple[dict[str, torch.Tensor], torch.optim.Optimizer]:
+        """Keep candidate ``best`` [B] of each frame's k consecutive candidates in the unknowns p [B k, ...],
+        with their Adam moments (the optimisation goes on as if it had run on the winners alone)."""
+        B = best.shape[0]
+        idx = torch.arange(B, device=best.device)
+        pick = lambda t: t.detach().view(B, k, *t.shape[1:])[idx, best].clone()  # noqa: E731
+        new = {name: pick(t).requires_grad_() for name, t in p.items()}
+        new_opt = self._optimiser(new)
+        for name, t in p.items():
+            new_opt.state[new[name]] = {key: pick(v) if v.dim() and v.shape[0] == B * k else v.clone()
+                                        for key, v in opt.state[t].items()}
+        for old_group, group in zip(opt.param_groups, new_opt.param_groups):
+            group["lr"] = old_group["lr"]
+        return new, new_opt
 
     def fit(self, obs: Observations, progress: bool = True) -> FitResult:
         """Fit every frame of ``obs``; see the module docstring."""
@@ -399,26 +518,45 @@ class Fitter:
             yk = yk.view(B, K, 2, 64)
             idx = torch.arange(B, device=self.device)
             y = torch.stack([yk[idx, best[:, side], side] for side in range(2)], dim=1)
+        # Depth-flip hypotheses: every frame's 4 combinations run batched (frames stay independent) until the
+        # selection, at stage-2 iteration ``select_at`` (0: right after stage 1).
+        flips = 4 if s.flip_hypotheses and bool(hyp.any()) and n2 > 0 else 1
+        cur_obs, cur_init = obs, init_joints
+        if flips > 1:
+            y = flip_candidates(y, hyp, self.palm_normals).reshape(B * flips, 2, 64)
+            cur_obs = self._expand(obs, flips)
+            cur_init = None if init_joints is None else init_joints.repeat_interleave(flips, 0)
+        select_at = min(s.flip_iterations, n2 - 1) if flips > 1 else -1
         if n1:
-            y, _ = self._global(y, obs, n1, init_joints, bar)
+            y, _ = self._global(y, cur_obs, n1, cur_init, bar)
         p = self._split(y)
         for t in p.values():
             t.requires_grad_()
         opt = self._optimiser(p)
         guided_it = None if s.guided_at is None else int(round(s.guided_at * max(n2 - 1, 1)))
+        radii = None
+        choice = None
         for it in range(n2):
-            if it == guided_it:
-                self._guided(p, obs, init_joints, gen)
             progress = it / max(n2 - 1, 1)
+            if it == select_at:
+                best, _ = self.select(self._assemble(p).detach(), cur_obs, progress, gen, cur_init, flips)
+                choice = best
+                p, opt = self._take(p, opt, best, flips)
+                cur_obs, cur_init, flips, radii = obs, init_joints, 1, None
+            if it == guided_it:
+                self._guided(p, cur_obs, cur_init, gen)
+            if s.volume_weight > 0 and progress > s.volume_start and (radii is None or it % s.volume_radii_every == 0):
+                radii = self.body.spheres(self._assemble(p).detach())[1]
             self._decay(opt, progress)
             opt.zero_grad(set_to_none=True)
-            terms = self.energy(self._assemble(p), obs, progress, gen, init_joints)
+            terms = self.energy(self._assemble(p), cur_obs, progress, gen, cur_init, radii)
             terms["total"].sum().backward()
             opt.step()
             bar.update(1)
         bar.close()
         y = self._assemble(p).detach()
         diagnostics = self.diagnostics(y, obs, gen, init_joints)
+        diagnostics["flip_choice"] = None if choice is None else choice.tolist()  # candidate kept (flip_candidates)
         diagnostics["seconds"] = time.perf_counter() - t0
         meta = {"fit": {"prior": getattr(self.prior, "name", type(self.prior).__name__),
                         "settings": dataclasses.asdict(s), "frames": diagnostics}}
@@ -444,6 +582,7 @@ class Fitter:
         terms = self.energy(y, obs, 1.0, gen, init_joints)
         out["prior"] = terms["prior"].tolist()
         out["penetration"] = terms["penetration"].tolist()
+        out["volume"] = terms["volume"].tolist()
         out["contact"] = terms["contact"].tolist()
         out["data"] = terms["data"].tolist()
         return out

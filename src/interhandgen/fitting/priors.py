@@ -143,10 +143,13 @@ class DiffusionPrior(nn.Module):
     def standardise(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean.to(x)) / self.std.to(x)
 
-    def forward(self, x: torch.Tensor, progress: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, progress: float = 0.0, generator: torch.Generator | None = None,
+                timesteps: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Value [B] of pairs x [B, 2, 64]; ``timesteps`` (int64 [B]) and ``noise`` ([B, 2, 64]) replace the draws
+        (to compare several candidates of one frame under the same noise)."""
         z = self.standardise(x)
-        t = self.timesteps(x.shape[0], progress, generator)
-        eps = torch.randn(z.shape, generator=generator).to(z)
+        t = self.timesteps(x.shape[0], progress, generator) if timesteps is None else timesteps
+        eps = (torch.randn(z.shape, generator=generator) if noise is None else noise).to(z)
         target = self.denoise_targets(z, t, eps)
         diff = z - target
         value = (diff[:, 0, _ANCHOR_FREE] ** 2).sum(1) + (diff[:, 1] ** 2).sum(1)

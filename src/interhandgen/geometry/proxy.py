@@ -161,3 +161,22 @@ def slide_to_clearance(ca: torch.Tensor, ra: torch.Tensor, cb: torch.Tensor, rb:
         lo = torch.where(is_close, mid, lo)
         hi = torch.where(is_close, hi, mid)
     return hi
+
+
+def sphere_penetration(points_a: torch.Tensor, centres_a: torch.Tensor, radii_a: torch.Tensor,
+                       points_b: torch.Tensor, centres_b: torch.Tensor, radii_b: torch.Tensor) -> torch.Tensor:
+    """[B] volumetric interpenetration penalty of two hands given by their inscribed-sphere proxies and surface
+    samples (metres in, m^2 out), differentiable and exactly 0 when no sphere of one hand overlaps a sphere or a
+    surface sample of the other:
+
+        sum_{s, t} relu(r_s + r_t - |c_s - c_t|)^2                      (sphere against sphere)
+      + sum_{p in A} max_t relu(r_t - |p - c_t|)^2  + the same for B's samples in A's spheres
+
+    The first sum sees deep overlaps (a finger through a palm), where nearest-point tests fail; the second, how
+    deep each surface sample lies inside the other hand's spheres. Shapes: points [B, N, 3], centres [B, S, 3],
+    radii [B, S].
+    """
+    overlap = torch.relu(-sphere_clearance(centres_a, radii_a, centres_b, radii_b))
+    depth_a = torch.relu(radii_b[:, None, :] - torch.cdist(points_a, centres_b)).amax(dim=2)
+    depth_b = torch.relu(radii_a[:, None, :] - torch.cdist(points_b, centres_a)).amax(dim=2)
+    return (overlap ** 2).sum(dim=(1, 2)) + (depth_a ** 2).sum(1) + (depth_b ** 2).sum(1)
