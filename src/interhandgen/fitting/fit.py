@@ -104,7 +104,7 @@ class FitSettings:
     # orientation (depth_mirrored_rotation), the 4 combinations of the two hands run batched through stage 1 and
     # the first flip_iterations of stage 2, and each frame keeps the combination of lowest total energy (data +
     # this fit's prior, averaged over flip_prior_draws noise draws shared by the candidates, + penetration).
-    flip_hypotheses: bool = True  # validation, task a: docs/fitting.md (Tuning)
+    flip_hypotheses: bool = False  # no energy picks the flipped candidate well: docs/fitting.md (Tuning, task a)
     flip_iterations: int = 0
     flip_prior_draws: int = 4
     # Volumetric hand-hand penetration (inscribed-sphere proxies, geometry.proxy.sphere_penetration), ramped up
