@@ -10,6 +10,8 @@ penetrating pairs. One small JSON per (model, post-processing, seed) in ``--work
 interrupted run resumes. ``--floor-row`` evaluates the floor draw itself as samples (FHID, precision, recall,
 geometry of the data under the same protocol).
 
+``curves``: per-epoch validation and training losses of the runs' log.csv (JSON, PNG).
+
 ``table``: the per-run JSONs -> one JSON with every value and the mean and spread over the seeds, and a Markdown
 table (rows in the order of ``--row``).
 
@@ -22,6 +24,7 @@ table (rows in the order of ``--row``).
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import json
 import math
@@ -31,15 +34,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+from matplotlib.figure import Figure
 
 from interhandgen._atomic import atomic_write_bytes
 from interhandgen.data.format import TwoHandSet
 from interhandgen.evaluation.bundled import load_evaluator
 from interhandgen.evaluation.cache import default_cache_dir
 from interhandgen.evaluation.floor import floor_draw
-from interhandgen.evaluation.protocol import EvaluationSettings, evaluate, geometry_metrics
+from interhandgen.evaluation.protocol import (
+    EvaluationSettings,
+    evaluate,
+    geometry_metrics,
+)
 from interhandgen.evaluation.report import public
 from interhandgen.exceptions import InputError
 from interhandgen.generation import SamplerSettings, load_model, sample_model
@@ -294,6 +301,50 @@ def cmd_table(args) -> None:
     print(md)
 
 
+def read_curves(log_csv: str | Path) -> dict[str, list[float]]:
+    """Per-epoch validation loss and the mean training loss of each epoch from a run's log.csv.
+
+    Returns ``{"steps": [...], "val": [...], "train_mean": [...]}`` (one entry per finished epoch; the training
+    mean averages the logged steps of that epoch)."""
+    steps, val, train_mean, current = [], [], [], []
+    with open(log_csv, newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row["kind"] == "train":
+                current.append(float(row["loss"]))
+            elif row["kind"] == "val":
+                steps.append(int(row["step"]))
+                val.append(float(row["loss"]))
+                train_mean.append(sum(current) / len(current) if current else float("nan"))
+                current = []
+    if not val:
+        raise InputError(f"{log_csv}: no validation rows (kind 'val'); is it a training log.csv?")
+    return {"steps": steps, "val": val, "train_mean": train_mean}
+
+
+def cmd_curves(args) -> None:
+    curves = {}
+    for spec in args.run:
+        name, _, path = spec.partition("=")
+        if not name or not path:
+            raise InputError(f"--run {spec!r}: expected NAME=RUN_FOLDER")
+        curves[name] = read_curves(Path(path) / "log.csv")
+    atomic_write_bytes(args.out, (json.dumps(curves, indent=1) + "\n").encode())
+    if args.png:
+        fig = Figure(figsize=(6.4, 3.6))
+        ax = fig.add_subplot()
+        for name, c in curves.items():
+            ax.plot(c["steps"], c["val"], marker=".", label=name)
+        ax.set_xlabel("optimiser step (batch 512)")
+        ax.set_ylabel("validation loss (EMA weights)")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(args.png, dpi=110)
+    for name, c in curves.items():
+        print(name, " ".join(f"{v:.3f}" for v in c["val"]))
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -321,8 +372,14 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--row", action="append", required=True, help="LABEL=NAME:POST or LABEL=floor (in order)")
     t.add_argument("--out", required=True, help="JSON with every value")
     t.add_argument("--markdown", default=None, help="also write the table here")
+    c = sub.add_parser("curves", help="validation-loss curves of training runs (JSON, optional PNG)")
+    c.add_argument("--run", action="append", required=True, help="NAME=RUN_FOLDER (with its log.csv)")
+    c.add_argument("--out", required=True)
+    c.add_argument("--png", default=None)
     args = p.parse_args(argv)
-    if args.cmd == "run":
+    if args.cmd == "curves":
+        cmd_curves(args)
+    elif args.cmd == "run":
         if args.num < 12:
             raise InputError(f"--num must be at least 12 (precision/recall with k = 5), got {args.num}")
         cmd_run(args)

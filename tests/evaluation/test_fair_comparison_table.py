@@ -95,7 +95,7 @@ def test_posts_per_kind(fc):
 
 
 def test_scalars_from_result(fc):
-    ci = lambda m: {"mean": m, "ci_low": m, "ci_high": m}  # noqa: E731
+    ci = lambda m: {"mean": m, "ci_low": m, "ci_high": m}
     result = {
         "distribution": {"fhid": ci(6.5), "khid": ci(0.92), "precision": ci(0.94), "recall": ci(0.93),
                          "diversity": ci(15.7)},
@@ -121,3 +121,18 @@ def test_scalars_from_result(fc):
     bare = {k: result[k] for k in ("distribution", "geometry")}
     assert set(fc.scalars(bare)) == {"fhid", "khid_x100", "precision", "recall", "diversity", "contact_rate",
                                      "proximity_ratio"}
+
+
+def test_read_curves(fc, tmp_path):
+    log = tmp_path / "log.csv"
+    log.write_text("kind,step,epoch,loss,loss_anchor,loss_other,lr,grad_norm,seconds\n"
+                   "train,1,0,2.0,1.0,1.0,0.001,0.2,1.0\n"
+                   "train,2,0,1.0,0.5,0.5,0.001,0.2,2.0\n"
+                   "val,2,0,1.5,,,,,3.0\n"
+                   "train,3,1,0.5,0.2,0.3,0.001,0.2,4.0\n"
+                   "val,3,1,1.25,,,,,5.0\n")
+    c = fc.read_curves(log)
+    assert c == {"steps": [2, 3], "val": [1.5, 1.25], "train_mean": [1.5, 0.5]}
+    (tmp_path / "empty.csv").write_text("kind,step,epoch,loss\ntrain,1,0,2.0\n")
+    with pytest.raises(InputError, match="no validation rows"):
+        fc.read_curves(tmp_path / "empty.csv")
