@@ -243,7 +243,8 @@ def cmd_run(args) -> None:
                 samples = TwoHandSet.load(sample_file)
                 times = json.loads(timing_file.read_text()) if timing_file.exists() else {}
                 t0 = time.perf_counter()
-                res = _evaluate_set(samples, reference, extractor, args, floor, additions=True)
+                res = _evaluate_set(samples, reference, extractor, args,
+                                    None if args.no_floor_additions else floor, additions=True)
                 doc = {**common, "name": name, "path": path, "kind": model.kind, "post": post, "seed": seed,
                        "num": len(samples), "sampler": samples.metadata.get("sampler"), "sample_time": times,
                        "values": scalars(res), "floor_values": floor_scalars(res),
@@ -365,6 +366,9 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--depth-pairs", type=int, default=200,
                    help="exact depth on at most this many penetrating pairs of those (seeded)")
     r.add_argument("--floor-row", action="store_true", help="also evaluate the floor draw as samples")
+    r.add_argument("--no-floor-additions", action="store_true",
+                   help="skip the additions' floor (C2ST, density/coverage, categories of the floor draw against the "
+                        "reference): it is the same for every run, so one run of the work folder measuring it is enough")
     r.add_argument("--threads", type=int, default=None)
     r.add_argument("--no-progress", action="store_true")
     t = sub.add_parser("table", help="aggregate the per-run JSONs")
