@@ -121,14 +121,15 @@ def floor_scalars(result: dict[str, Any]) -> dict[str, float]:
     """The data floor's values of the protocol additions, as each evaluation's own floor draw measured them."""
     a = result.get("additions") or {}
     out = {}
-    if a.get("density_coverage"):
+    # An evaluation without a floor draw has None in the floor slots: no floor values from it.
+    if (a.get("density_coverage") or {}).get("floor"):
         out["density"] = a["density_coverage"]["floor"]["density"]["mean"]
         out["coverage"] = a["density_coverage"]["floor"]["coverage"]["mean"]
-    if a.get("c2st"):
+    if (a.get("c2st") or {}).get("floor"):
         out["c2st_evaluator"] = a["c2st"]["floor"]["evaluator"]["accuracy"]["mean"]
         out["c2st_joints"] = a["c2st"]["floor"]["joints"]["accuracy"]["mean"]
         out["c2st_placement"] = a["c2st"]["floor"]["placement"]["accuracy"]["mean"]
-    if a.get("categories"):
+    if (a.get("categories") or {}).get("tv_floor") is not None:
         out["category_tv"] = a["categories"]["tv_floor"]
     return out
 

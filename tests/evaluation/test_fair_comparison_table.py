@@ -136,3 +136,12 @@ def test_read_curves(fc, tmp_path):
     (tmp_path / "empty.csv").write_text("kind,step,epoch,loss\ntrain,1,0,2.0\n")
     with pytest.raises(InputError, match="no validation rows"):
         fc.read_curves(tmp_path / "empty.csv")
+
+
+def test_floor_scalars_without_floor_draw(fc):
+    # evaluate(..., floor=None) leaves None in the floor slots of the additions: no floor values, no error
+    ci = {"mean": 0.9}
+    result = {"additions": {"density_coverage": {"samples": {"density": ci, "coverage": ci}, "floor": None},
+                            "c2st": {"samples": {}, "floor": None},
+                            "categories": {"tv_samples": 0.1, "tv_floor": None}}}
+    assert fc.floor_scalars(result) == {}
