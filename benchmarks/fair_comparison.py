@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from matplotlib.figure import Figure
 
@@ -242,6 +243,8 @@ def cmd_run(args) -> None:
                     samples.save(sample_file)
                     atomic_write_bytes(timing_file, json.dumps(times).encode())
                 samples = TwoHandSet.load(sample_file)
+                if args.eval_pairs is not None and len(samples) > args.eval_pairs:
+                    samples = samples[np.arange(args.eval_pairs)]  # the first pairs: i.i.d. draws, no selection
                 times = json.loads(timing_file.read_text()) if timing_file.exists() else {}
                 t0 = time.perf_counter()
                 res = _evaluate_set(samples, reference, extractor, args,
@@ -360,6 +363,8 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--num", type=int, default=10000)
     r.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     r.add_argument("--post", nargs="+", default=["default", "none"], choices=sorted(POSTS))
+    r.add_argument("--eval-pairs", type=int, default=None,
+                   help="evaluate only the first this many of the N sampled pairs (default: all)")
     r.add_argument("--replications", type=int, default=5)
     r.add_argument("--eval-seed", type=int, default=0, help="seed of the evaluation's subsets and floor draw")
     r.add_argument("--geometry-pairs", type=int, default=2000,
