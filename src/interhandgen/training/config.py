@@ -28,6 +28,9 @@ class TrainConfig:
     min_lr_ratio: float = 0.05  # cosine decay from lr to lr * min_lr_ratio
     grad_clip: float = 4.0
     ema_decay: float = 0.999
+    # The average's decay at update k is min(ema_decay, (1 + k) / (10 + k)): without it the random initial weights
+    # keep a share ema_decay^steps of the exported net (16% after 1,860 steps at 0.999; docs/results.md).
+    ema_warmup: bool = True
     # None: every batch trains both stages, as the paper does (anchor with the null condition, loss on its first
     # `anchor_loss_dims` numbers; other hand conditioned on the ground-truth anchor). A probability p instead trains
     # only the conditional stage and replaces the condition by the null token with probability p.
@@ -93,6 +96,7 @@ class TrainConfig:
              f"lr must lie in ({LR_RANGE[0]:g}, {LR_RANGE[1]:g}] (a documented limit; --no-limits lifts it), "
              f"got {self.lr}")
         need(0 <= self.ema_decay < 1, f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        need(isinstance(self.ema_warmup, bool), f"ema_warmup must be true or false, got {self.ema_warmup!r}")
         need(self.cond_drop_prob is None or 0 <= self.cond_drop_prob <= 1,
              f"cond_drop_prob must be null or in [0, 1], got {self.cond_drop_prob}")
         need(1 <= self.anchor_loss_dims <= 64, f"anchor_loss_dims must be in [1, 64], got {self.anchor_loss_dims}")

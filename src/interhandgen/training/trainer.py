@@ -313,7 +313,7 @@ def train(
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"training loss became {loss.item()} at step {step}")
                 opt.step()
-                ema.update(net)
+                ema.update(net, step if cfg.ema_warmup else None)
                 step += 1
                 bar.update(1)
                 if step % cfg.log_every == 0 or step == 1:
