@@ -36,7 +36,7 @@ from interhandgen.geometry.points import check_points, gather_rows_deterministic
 from interhandgen.data.canonical import canonical_vertices
 from interhandgen.generation.settle import hand_spheres
 from interhandgen.generation.subset import SubsetHand
-from interhandgen.geometry.proxy import sphere_clearance
+from interhandgen.geometry.proxy import sphere_overlap_energy
 from interhandgen.exceptions import InputError
 
 __all__ = ["boxes_overlap", "surface_penetration_loss", "contact_gap_loss", "penetration_and_contact_loss",
@@ -213,7 +213,7 @@ def sphere_overlap_loss(centres_a: torch.Tensor, radii_a: torch.Tensor, centres_
     if radii_a.shape != centres_a.shape[:2] or radii_b.shape != centres_b.shape[:2]:
         raise InputError(f"radii must be [B, S] beside their centres: {list(radii_a.shape)} vs "
                          f"{list(centres_a.shape)}, {list(radii_b.shape)} vs {list(centres_b.shape)}")
-    return torch.relu(-sphere_clearance(centres_a, radii_a, centres_b, radii_b)).square().sum(dim=(1, 2))
+    return sphere_overlap_energy(centres_a, radii_a, centres_b, radii_b)
 
 
 class PolyakGuidance:

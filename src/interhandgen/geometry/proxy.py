@@ -116,6 +116,11 @@ def sphere_clearance(ca: torch.Tensor, ra: torch.Tensor, cb: torch.Tensor, rb: t
     return d - ra[:, :, None] - rb[:, None, :]
 
 
+def sphere_overlap_energy(ca: torch.Tensor, ra: torch.Tensor, cb: torch.Tensor, rb: torch.Tensor) -> torch.Tensor:
+    """[B] sum over every pair of spheres of relu(r_a + r_b - |c_a - c_b|)^2 (m^2); shapes as :func:`sphere_clearance`."""
+    return torch.relu(-sphere_clearance(ca, ra, cb, rb)).square().sum(dim=(1, 2))
+
+
 def _min_clearance(ca: torch.Tensor, ra: torch.Tensor, cb: torch.Tensor, rb: torch.Tensor) -> torch.Tensor:
     """[...] smallest sphere gap for centres [..., Sa, 3], [..., Sb, 3] and radii [..., Sa], [..., Sb]."""
     return (torch.cdist(ca, cb) - ra[..., :, None] - rb[..., None, :]).amin(dim=(-2, -1))
@@ -176,7 +181,7 @@ def sphere_penetration(points_a: torch.Tensor, centres_a: torch.Tensor, radii_a:
     deep each surface sample lies inside the other hand's spheres. Shapes: points [B, N, 3], centres [B, S, 3],
     radii [B, S].
     """
-    overlap = torch.relu(-sphere_clearance(centres_a, radii_a, centres_b, radii_b))
     depth_a = torch.relu(radii_b[:, None, :] - torch.cdist(points_a, centres_b)).amax(dim=2)
     depth_b = torch.relu(radii_a[:, None, :] - torch.cdist(points_b, centres_a)).amax(dim=2)
-    return (overlap ** 2).sum(dim=(1, 2)) + (depth_a ** 2).sum(1) + (depth_b ** 2).sum(1)
+    return (sphere_overlap_energy(centres_a, radii_a, centres_b, radii_b) + (depth_a ** 2).sum(1)
+            + (depth_b ** 2).sum(1))

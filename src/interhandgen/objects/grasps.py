@@ -42,7 +42,7 @@ from interhandgen.data.synth.placement import AnchorFrame, align, hand_vector, r
 from interhandgen.data.synth.poses import POSE_FAMILIES, sample_pose_logits, synergy_basis
 from interhandgen.geometry import penetration_depth
 from interhandgen.geometry.optim import BatchedAdam
-from interhandgen.geometry.proxy import sphere_clearance
+from interhandgen.geometry.proxy import sphere_clearance, sphere_overlap_energy
 from interhandgen.objects.library import ObjectMesh
 from interhandgen.objects.sdf import ObjectSDF, differentiable_sdf
 from interhandgen.rotations import axis_angle_to_matrix, matrix_to_axis_angle
@@ -344,7 +344,7 @@ def generate_object_grasps(category: ObjectCategory, obj: ObjectMesh, kin_a: Han
             sdf = differentiable_sdf(v, *cache[j]) * MM  # [n, K] mm
             loss = add_contact_terms(loss, sdf, h.contact_mask, h.role.fraction)
         ca, cb = outs[0][1] * MM, outs[1][1] * MM
-        overlap = torch.relu(-sphere_clearance(ca, hands[0].radii * MM, cb, hands[1].radii * MM)).square().sum((1, 2))
+        overlap = sphere_overlap_energy(ca, hands[0].radii * MM, cb, hands[1].radii * MM)
         loss = loss + 30.0 * overlap
         if category.hands_touch:
             va, vb = outs[0][0] * MM, outs[1][0] * MM

@@ -23,7 +23,7 @@ import torch
 from interhandgen.data.synth.categories import Contact
 from interhandgen.data.synth.kinematics import HandKinematics
 from interhandgen.data.synth.poses import synergy_basis
-from interhandgen.geometry.proxy import sphere_clearance
+from interhandgen.geometry.proxy import sphere_overlap_energy
 from interhandgen.geometry.optim import BatchedAdam
 from interhandgen.geometry.points import gather_rows, min_squared_distance, nearest_both_ways, sample_blocks, squared_distances
 from interhandgen.rotations import axis_angle_to_matrix
@@ -199,7 +199,7 @@ def optimise_contacts(
         pen_b = penetration_depths(vb, va, na, i_ba, config.margin_mm, config.nn_radius_mm)
         loss_pen = (pen_a ** 2).sum(1) + (pen_b ** 2).sum(1)
         # Inscribed spheres overlap only where the hands truly interpenetrate, however deep.
-        overlap = torch.relu(-sphere_clearance(ca, st["ra"], cb, st["rb"])).square().sum(dim=(1, 2))
+        overlap = sphere_overlap_energy(ca, st["ra"], cb, st["rb"])
         loss_pen = loss_pen + config.proxy_weight * overlap
         # Keep the hands touching somewhere while the designated contacts are pulled together: the closest
         # vertex pair is held within ``touch_mm``.
