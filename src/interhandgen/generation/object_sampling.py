@@ -352,13 +352,15 @@ def object_cascaded_sample(
         given = None if anchors is None else anchors[rows].to(device)
         a_raw, o_raw = draw(b, tok, surf, given, gen)
         if surf is not None:
+            # only failing rows are checked again: a passing pair is never replaced, a replaced one passed
+            bad = (~hand_object_check(grasp_hands, a_raw, o_raw, surf, og)).nonzero()[:, 0]
             for _ in range(og.redraw_rounds):
-                bad = (~hand_object_check(grasp_hands, a_raw, o_raw, surf, og)).nonzero()[:, 0]
                 if not bad.numel():
                     break
                 a2, o2 = draw(bad.numel(), tok[bad], surf[bad], None if given is None else given[bad], gen)
                 better = hand_object_check(grasp_hands, a2, o2, surf[bad], og)
                 a_raw[bad[better]], o_raw[bad[better]] = a2[better], o2[better]
+                bad = bad[~better]
         out[rows, 0] = a_raw
         out[rows, 1] = o_raw
         bar.update(b)
