@@ -200,3 +200,43 @@ def test_align_puts_a_reference_pair_in_the_samples_left_hand_frame(crafted_pair
     np.testing.assert_allclose(np.linalg.norm(moved[:50] - moved[50:100], axis=1),
                                np.linalg.norm(vb["right"][0].numpy()[:50] - vb["right"][0].numpy()[50:100], axis=1),
                                atol=1e-12)
+
+
+def test_source_draws_the_object_of_a_set_with_an_object_library():
+    """A set written by ``data synth --objects`` / ``sample --object`` shows its own object, placed by its pose."""
+    from scipy.spatial.transform import Rotation
+
+    from interhandgen.data.format import TwoHandSet
+    from interhandgen.data.object_library import ObjectLibrary
+    from interhandgen.objects.library import make_object, sample_object
+
+    n = 3
+    rng = np.random.default_rng(0)
+
+    def pairs_with(pose=None, library=None):
+        hand = lambda t: dict(pose=np.zeros((n, 45)), betas=np.zeros((n, 10)),  # noqa: E731
+                              global_orient=np.zeros((n, 3)), transl=np.full((n, 3), t))
+        kw = {} if library is None else dict(object_id=[1, 0, 1], object_names=["box", "other"], object_pose=pose,
+                                            object_library=library)
+        return TwoHandSet(hand(0.0), hand(0.3), pose_space="pca", flat_hand_mean=False, **kw)
+
+    meshes = [make_object("box", {"size_x": 0.1, "size_y": 0.08, "size_z": 0.06}),
+              sample_object("mug", np.random.default_rng(1))]
+    library = ObjectLibrary.from_meshes(["box", "other"], meshes)
+    pose = np.zeros((n, 7))
+    pose[:, 1:4] = rng.normal(0, 1, (n, 3))
+    pose[:, 4:] = rng.normal(0, 0.05, (n, 3))
+    source = SampleSource(pairs_with(pose, library), name="objects.npz")
+    for i, k in ((0, 1), (1, 0), (2, 1)):
+        obj = source.get(i).obj
+        assert obj is not None and obj.name == ["box", "other"][k]
+        # Independent truth: scipy's rotation of the library mesh's vertices, then the translation.
+        want = Rotation.from_rotvec(pose[i, 1:4]).apply(meshes[k].vertices) + pose[i, 4:]
+        np.testing.assert_allclose(obj.vertices, want, atol=1e-12)
+        np.testing.assert_array_equal(obj.faces, meshes[k].faces)
+    # A hands-only set draws no object; an articulated pose (not a library object) is refused when opened.
+    assert SampleSource(pairs_with()).get(0).obj is None
+    bad = pose.copy()
+    bad[1, 0] = 0.3
+    with pytest.raises(InputError, match="objects.npz.*articulat"):
+        SampleSource(pairs_with(bad, library), name="objects.npz")

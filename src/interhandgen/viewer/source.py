@@ -16,6 +16,7 @@ import torch
 
 from interhandgen.data.format import TwoHandSet
 from interhandgen.exceptions import InputError
+from interhandgen.objects.metrics import object_world_vertices, require_objects
 from interhandgen.viewer.scene import ObjectMesh, SampleFigures, interpenetration_masks, sample_figures
 
 #: Samples whose meshes and figures are kept in memory.
@@ -43,7 +44,8 @@ class SampleSource:
         samples: the set.
         name: shown in the panel (e.g. the file name).
         object_meshes: optional ``index -> ObjectMesh | None`` giving the object of a sample (world frame);
-            None: the samples hold no object.
+            None: the set's own objects when it carries an object library (``data synth --objects``,
+            ``sample --object``, ARCTIC conversions), else no object.
         cache_size: how many posed samples to keep.
     """
 
@@ -54,6 +56,9 @@ class SampleSource:
             raise InputError(f"{name}: the file holds no samples")
         self.samples = samples
         self.name = name
+        if object_meshes is None and samples.object_library is not None:
+            require_objects(samples, name)  # checked once, up front: a bad pose field fails at open, not on browse
+            object_meshes = self._library_object
         self.object_meshes = object_meshes
         self.models = samples.hand_models()
         self.faces = {side: self.models[side].faces_np.astype(np.int64) for side in ("left", "right")}
@@ -65,6 +70,13 @@ class SampleSource:
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def _library_object(self, index: int) -> ObjectMesh:
+        """Sample ``index``'s object from the set's library, placed by its ``object_pose`` (world frame)."""
+        k = int(self.samples.object_id[index])
+        library = self.samples.object_library
+        vertices = object_world_vertices(library.vertices[k], self.samples.object_pose[index:index + 1])[0]
+        return ObjectMesh(vertices, np.asarray(library.faces[k], dtype=np.int64), name=str(library.names[k]))
 
     def check_index(self, index: int) -> int:
         if not isinstance(index, (int, np.integer)) or isinstance(index, bool) or not 0 <= index < len(self):
