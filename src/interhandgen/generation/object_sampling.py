@@ -22,7 +22,8 @@ Post-processing and guidance, each switchable (:class:`ObjectSettings`):
   pulled to 0.5 mm outside the surface, every point pushed out to 1 mm) and its Adam
   (:class:`~interhandgen.geometry.optim.BatchedAdam`), the distances from the surface samples' tangent planes;
 - **redraw** (``redraw_rounds``; 0 disables): pairs failing the cheap checks (a hand farther than
-  ``redraw_gap_mm`` from the object or deeper in it than ``redraw_depth_mm``, by the surface samples' planes) are
+  ``redraw_gap_mm`` from the object or deeper in it than ``redraw_depth_mm``, by the surface samples' planes; with
+  ``redraw_support`` also contacts that cannot hold the object against gravity, :func:`support_check`) are
   drawn again, with fresh noise, up to that many rounds (the two-hand sampler's resampling, per row with its own
   object); a redraw replaces a pair only when it passes, so pairs failing every round keep their first draw;
 - hand-hand contact settling (``settle_steps`` of :class:`SamplerSettings`) runs before the object settling.
@@ -48,11 +49,12 @@ from interhandgen.geometry.loss import geman_mcclure
 from interhandgen.geometry.optim import BatchedAdam
 from interhandgen.models.object_encoder import BoundObject, ObjectConditionedDenoiser
 from interhandgen.objects.frame import canonical_anchor_tail
+from interhandgen.objects.equilibrium import can_hold, select_contacts
 from interhandgen.objects.grasps import add_contact_terms
 from interhandgen.rotations import axis_angle_to_matrix, matrix_to_rot6d, rot6d_to_matrix
 
 __all__ = ["ObjectSettings", "object_penetration", "HandObjectGuidance", "settle_on_object",
-           "other_in_object_frame", "object_cascaded_sample"]
+           "other_in_object_frame", "object_cascaded_sample", "support_check"]
 
 
 #: Spacing (metres) of the objects' surface samples allowed for in :func:`object_penetration` (1,024 samples on the
@@ -85,6 +87,13 @@ class ObjectSettings:
     redraw_rounds: int = 1
     redraw_gap_mm: float = 2.0  # a hand farther than this from the object fails
     redraw_depth_mm: float = 3.0  # a hand deeper than this in the object fails
+    # the redraw's static-equilibrium check (interhandgen.objects.equilibrium): a pair also fails when the forces
+    # of its contacts within support_contact_mm on surfaces facing down (normal z < support_normal_z), inside
+    # friction cones of support_mu (MuJoCo's friction in the stability test), cannot balance the object's weight
+    redraw_support: bool = True
+    support_contact_mm: float = 5.0
+    support_normal_z: float = 0.0
+    support_mu: float = 1.0
 
     def validate(self) -> None:
         if not 0 <= self.object_guidance_weight <= 2:
@@ -98,6 +107,9 @@ class ObjectSettings:
                              f"{self.grasp_steps}, {self.grasp_fraction} and {self.grasp_points}")
         if self.redraw_rounds < 0 or not self.redraw_gap_mm > 0 or not self.redraw_depth_mm > 0:
             raise InputError("redraw_rounds must be >= 0, redraw_gap_mm and redraw_depth_mm > 0")
+        if not self.support_contact_mm > 0 or not -1 <= self.support_normal_z <= 1 or not self.support_mu >= 0:
+            raise InputError(f"support_contact_mm must be > 0, support_normal_z in [-1, 1] and support_mu >= 0, got "
+                             f"{self.support_contact_mm}, {self.support_normal_z} and {self.support_mu}")
 
 
 def object_penetration(points: torch.Tensor, surface: torch.Tensor, rho: float) -> tuple[torch.Tensor, torch.Tensor,
@@ -232,14 +244,33 @@ def grasp_settle(hand: SubsetHand, raw: torch.Tensor, surface: torch.Tensor, set
 def hand_object_check(hands: tuple[SubsetHand, SubsetHand], a_raw: torch.Tensor, o_raw: torch.Tensor,
                       surface: torch.Tensor, settings: ObjectSettings) -> torch.Tensor:
     """[B] bool: both hands (raw anchors [B, 64] in the object frame, partners relative to them) within
-    ``redraw_gap_mm`` of the object and no deeper in it than ``redraw_depth_mm`` (surface samples' planes)."""
+    ``redraw_gap_mm`` of the object and no deeper in it than ``redraw_depth_mm`` (surface samples' planes); with
+    ``redraw_support`` also :func:`support_check` (computed for the rows passing the rest only)."""
     with torch.no_grad():
         ok = torch.ones(a_raw.shape[0], dtype=torch.bool, device=a_raw.device)
+        both = []
         for pts in (hands[0](a_raw)[0], other_in_object_frame(hands[1](o_raw)[0], a_raw)):
-            signed = object_penetration(pts, surface, 1.0)[1]
+            _, signed, normals = object_penetration(pts, surface, 1.0)
             gap, depth = signed.amin(1), torch.relu(-signed).amax(1)
             ok &= (gap < settings.redraw_gap_mm / 1000.0) & (depth <= settings.redraw_depth_mm / 1000.0)
+            both.append((pts, normals, signed))
+        if settings.redraw_support and bool(ok.any()):
+            rows = ok.nonzero()[:, 0]
+            pts, normals, signed = (torch.cat([h[k][rows] for h in both], 1) for k in range(3))
+            ok[rows] = support_check(pts, normals, signed, settings)
     return ok
+
+
+def support_check(points: torch.Tensor, normals: torch.Tensor, signed: torch.Tensor, settings: ObjectSettings
+                  ) -> torch.Tensor:
+    """[B] bool: the contacts of hand points [B, S, 3] (object frame: the centre of mass at the origin, gravity -z)
+    with the object, by their signed distances [B, S] and the object's normals [B, S, 3] there, can hold it
+    (:func:`interhandgen.objects.equilibrium.can_hold` on the contacts within ``support_contact_mm`` on surfaces
+    facing down, normal z below ``support_normal_z``, friction ``support_mu``)."""
+    contact, nrm, mask = select_contacts(points, normals, signed, settings.support_contact_mm / 1000.0,
+                                         settings.support_normal_z)
+    centre = torch.zeros(points.shape[0], 3, dtype=points.dtype, device=points.device)
+    return can_hold(contact, nrm, mask, centre, settings.support_mu)
 
 
 def _in_own_frame(anchor_raw: torch.Tensor) -> torch.Tensor:
