@@ -6,8 +6,8 @@ object encoding included); then, on ``--metric-pairs`` of those samples and on t
 hand-object metrics of :mod:`interhandgen.objects.metrics` (penetration volume and depth per hand, contact of
 each hand and of both) and optionally the MuJoCo stability test. Variants (``--variants``): ``full`` (guidance +
 settling, redraw: the default), ``none`` (the network alone), ``no_settle`` (network + guidance),
-``rigid_settle``, ``grasp_settle``, ``grasp_redraw``, ``no_guidance``, ``redraw4``, ``attract100``, ``geom_redraw``
-(the redraw without its equilibrium check), ``support_redraw2`` (one stage off
+``rigid_settle``, ``grasp_settle``, ``grasp_redraw``, ``no_guidance``, ``redraw4``, ``attract100``,
+``support_redraw``, ``support_redraw2`` (the redraw with the equilibrium check; one stage off
 or on at a time, see ``VARIANTS``), ``no_object`` (the null object token: hands without the object, measured against the same objects)
 -- all with the same seed in the same run.
 
@@ -47,9 +47,9 @@ VARIANTS = {
     "redraw2": ObjectSettings(redraw_rounds=2),
     "redraw4": ObjectSettings(redraw_rounds=4),
     "attract100": ObjectSettings(object_attract_mm=100.0),
-    # the redraw without its static-equilibrium check (the default until 2026-12-05)
-    "geom_redraw": ObjectSettings(redraw_support=False),
-    "support_redraw2": ObjectSettings(redraw_rounds=2),
+    # the redraw with its static-equilibrium check (objects.equilibrium), one or two rounds
+    "support_redraw": ObjectSettings(redraw_support=True),
+    "support_redraw2": ObjectSettings(redraw_support=True, redraw_rounds=2),
 }
 
 

@@ -89,8 +89,10 @@ class ObjectSettings:
     redraw_depth_mm: float = 3.0  # a hand deeper than this in the object fails
     # the redraw's static-equilibrium check (interhandgen.objects.equilibrium): a pair also fails when the forces
     # of its contacts within support_contact_mm on surfaces facing down (normal z < support_normal_z), inside
-    # friction cones of support_mu (MuJoCo's friction in the stability test), cannot balance the object's weight
-    redraw_support: bool = True
+    # friction cones of support_mu (MuJoCo's friction in the stability test), cannot balance the object's weight.
+    # Off by default: on the bundled model (1,000 samples, MuJoCo on 160) it moved the held fraction 0.119 ->
+    # 0.131 (2 pairs) and both-hands contact 0.669 -> 0.656 for 21 % more CPU (docs/results_object.md)
+    redraw_support: bool = False
     support_contact_mm: float = 5.0
     support_normal_z: float = 0.0
     support_mu: float = 1.0

@@ -132,3 +132,4 @@ def can_hold(points: torch.Tensor, normals: torch.Tensor, mask: torch.Tensor, ce
     wrench = friction_wrenches(points, normals, centre, mu, edges)
     cols = mask[..., None].expand(*mask.shape, edges).reshape(mask.shape[0], -1)
     return equilibrium_residual(wrench, cols) < tolerance
+
