@@ -7,7 +7,8 @@ hand-object metrics of :mod:`interhandgen.objects.metrics` (penetration volume a
 each hand and of both) and optionally the MuJoCo stability test. Variants (``--variants``): ``full`` (guidance +
 settling, redraw: the default), ``none`` (the network alone), ``no_settle`` (network + guidance),
 ``rigid_settle``, ``grasp_settle``, ``grasp_redraw``, ``no_guidance``, ``redraw4``, ``attract100``,
-``support_redraw``, ``support_redraw2`` (the redraw with the equilibrium check; one stage off
+``support_redraw``, ``support_redraw2`` (the redraw with the equilibrium check), ``lift10``, ``lift20``,
+``lift10_support`` (the support lift; one stage off
 or on at a time, see ``VARIANTS``), ``no_object`` (the null object token: hands without the object, measured against the same objects)
 -- all with the same seed in the same run.
 
@@ -50,6 +51,10 @@ VARIANTS = {
     # the redraw with its static-equilibrium check (objects.equilibrium), one or two rounds
     "support_redraw": ObjectSettings(redraw_support=True),
     "support_redraw2": ObjectSettings(redraw_support=True, redraw_rounds=2),
+    # the support lift after the object settling (hands moved up under surfaces facing down)
+    "lift10": ObjectSettings(support_lift_mm=10.0),
+    "lift20": ObjectSettings(support_lift_mm=20.0),
+    "lift10_support": ObjectSettings(support_lift_mm=10.0, redraw_support=True),
 }
 
 

@@ -9,7 +9,7 @@ import trimesh
 
 from interhandgen.cli.sample_object import add_object_options, object_settings_from_args
 from interhandgen.exceptions import InputError
-from interhandgen.generation.object_sampling import ObjectSettings, object_penetration, support_check
+from interhandgen.generation.object_sampling import ObjectSettings, lift_to_support, object_penetration, support_check
 from interhandgen.objects.frame import surface_samples
 
 H = 0.04  # half edge of a 8 cm cube, centre of mass at the origin (the object frame)
@@ -45,6 +45,28 @@ def test_settings_are_checked():
 def test_cli_options_reach_the_settings():
     p = argparse.ArgumentParser()
     add_object_options(p)
-    s = object_settings_from_args(p.parse_args(["--no-redraw-support", "--support-contact-mm", "3"]))
-    assert s.redraw_support is False and s.support_contact_mm == 3.0
+    s = object_settings_from_args(p.parse_args(["--no-redraw-support", "--support-contact-mm", "3",
+                                                "--support-lift-mm", "12"]))
+    assert s.redraw_support is False and s.support_contact_mm == 3.0 and s.support_lift_mm == 12.0
+    s = object_settings_from_args(p.parse_args(["--redraw-support"]))
+    assert s.redraw_support is True
     assert object_settings_from_args(p.parse_args([])).redraw_support is ObjectSettings().redraw_support
+
+
+def _patch(z=None, x=None):
+    g = np.linspace(-0.03, 0.03, 7)
+    pts = np.array([[a, b, z] for a in g for b in g]) if z is not None else np.array([[x, a, b] for a in g for b in g])
+    return torch.as_tensor(pts)[None]
+
+
+def test_support_lift_moves_a_hand_below_the_object_up_into_touch_and_nothing_else():
+    cube = trimesh.creation.box((2 * H, 2 * H, 2 * H))
+    surface = torch.as_tensor(surface_samples(cube.vertices, cube.faces, 1024, seed=2))[None]
+    s = ObjectSettings(support_lift_mm=10.0)
+    pts = torch.cat([_patch(z=-H - 0.006), _patch(z=H + 0.002), _patch(x=H + 0.002), _patch(z=-H - 0.015)])
+    lift = lift_to_support(pts, surface.expand(4, -1, -1), s).numpy()
+    assert lift[0] == pytest.approx(0.006 - s.touch_mm / 1000.0, abs=1e-6)  # up to 0.5 mm under the bottom
+    assert lift[1] == 0.0 and lift[2] == 0.0  # on top, beside: nothing above faces down within reach
+    assert lift[3] == 0.0  # 15 mm below: beyond support_lift_mm
+    with pytest.raises(InputError):
+        ObjectSettings(support_lift_mm=-1.0).validate()

@@ -32,6 +32,7 @@ Post-processing and guidance, each switchable (:class:`ObjectSettings`):
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import torch
@@ -87,6 +88,10 @@ class ObjectSettings:
     redraw_rounds: int = 1
     redraw_gap_mm: float = 2.0  # a hand farther than this from the object fails
     redraw_depth_mm: float = 3.0  # a hand deeper than this in the object fails
+    # support lift (0 disables): after the object settling, each hand is moved straight up (world +z, against
+    # gravity) until it touches a surface of the object that faces down, if one lies within this many millimetres
+    # above it; hands with nothing above them within that stay where they are
+    support_lift_mm: float = 0.0
     # the redraw's static-equilibrium check (interhandgen.objects.equilibrium): a pair also fails when the forces
     # of its contacts within support_contact_mm on surfaces facing down (normal z < support_normal_z), inside
     # friction cones of support_mu (MuJoCo's friction in the stability test), cannot balance the object's weight.
@@ -109,6 +114,8 @@ class ObjectSettings:
                              f"{self.grasp_steps}, {self.grasp_fraction} and {self.grasp_points}")
         if self.redraw_rounds < 0 or not self.redraw_gap_mm > 0 or not self.redraw_depth_mm > 0:
             raise InputError("redraw_rounds must be >= 0, redraw_gap_mm and redraw_depth_mm > 0")
+        if not self.support_lift_mm >= 0:
+            raise InputError(f"support_lift_mm must be >= 0 (0 disables it), got {self.support_lift_mm}")
         if not self.support_contact_mm > 0 or not -1 <= self.support_normal_z <= 1 or not self.support_mu >= 0:
             raise InputError(f"support_contact_mm must be > 0, support_normal_z in [-1, 1] and support_mu >= 0, got "
                              f"{self.support_contact_mm}, {self.support_normal_z} and {self.support_mu}")
@@ -195,6 +202,37 @@ def settle_on_object(points: torch.Tensor, surface: torch.Tensor, settings: Obje
                            torch.where(pull, -n_closest * (gap - touch)[:, None], torch.zeros_like(move)))
         move = move + step
     return move
+
+
+#: Object surfaces count as facing down (a lifted hand may rest under them) when their normal's z is below this.
+FACING_DOWN = -0.2
+
+
+@torch.no_grad()
+def lift_to_support(points: torch.Tensor, surface: torch.Tensor, settings: ObjectSettings) -> torch.Tensor:
+    """Upward translations [B] (metres, object frame: world axes) that bring hands with points [B, S, 3] into touch
+    (``touch_mm``) with a surface of the object facing down above them, 0 for rows with none within
+    ``support_lift_mm`` or with a point inside the object. Per iteration each point's vertical clearance is its
+    signed distance over the downward slope of its nearest surface sample (the plane model), the row moves by the
+    smallest; 6 iterations."""
+    B = points.shape[0]
+    lift = torch.zeros(B, dtype=points.dtype, device=points.device)
+    limit, touch = settings.support_lift_mm / 1000.0, settings.touch_mm / 1000.0
+    up = torch.tensor([0.0, 0.0, 1.0], dtype=points.dtype, device=points.device)
+    start_ok = None
+    for _ in range(6):
+        _, signed, normals = object_penetration(points + lift[:, None, None] * up, surface, 1.0)
+        if start_ok is None:
+            start_ok = signed.amin(1) >= 0
+        slope = -normals[..., 2]
+        clearance = torch.where(slope > -FACING_DOWN, (signed - touch).clamp_min(0) / slope.clamp_min(1e-6),
+                                torch.full_like(signed, math.inf))
+        lift = lift + clearance.amin(1).clamp_max(limit)
+        lift = torch.minimum(lift, torch.full_like(lift, limit))
+    _, signed, normals = object_penetration(points + lift[:, None, None] * up, surface, 1.0)
+    touching = (signed.amin(1) < 2 * touch + 1e-4) & (signed.amin(1) > -touch)
+    keep = start_ok & touching & (lift < limit)
+    return torch.where(keep, lift, torch.zeros_like(lift))
 
 
 def _compose(raw: torch.Tensor, shift_mm: torch.Tensor, turn: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
@@ -372,6 +410,8 @@ def object_cascaded_sample(
         if surf is not None and og.object_settle_steps > 0:
             # a given anchor (completion) keeps its pose
             a_raw, o_raw = _settle_pair(a_raw, o_raw, surf, hands, og, move_anchor=given is None)
+        if surf is not None and og.support_lift_mm > 0:
+            a_raw, o_raw = _lift_pair(a_raw, o_raw, surf, hands, og, move_anchor=given is None)
         if surf is not None and og.grasp_steps > 0:
             a_raw, o_raw = _grasp_pair(a_raw, o_raw, surf, grasp_hands, og, move_anchor=given is None)
         return a_raw, o_raw
@@ -430,6 +470,24 @@ def _settle_pair(a_raw: torch.Tensor, o_raw: torch.Tensor, surface: torch.Tensor
         o_pts = other_in_object_frame(hands[1](o_raw)[0], a_raw)
         d_a = settle_on_object(hands[0](a_raw)[0], surface, og) if move_anchor else torch.zeros_like(a_raw[:, :3])
         d_o = settle_on_object(o_pts, surface, og)
+        R_a = rot6d_to_matrix(a_raw[:, ROT_SLICE])
+        a_new, o_new = a_raw.clone(), o_raw.clone()
+        a_new[:, TRANSL_SLICE] = a_raw[:, TRANSL_SLICE] + d_a
+        o_new[:, TRANSL_SLICE] = o_raw[:, TRANSL_SLICE] + (R_a.transpose(1, 2) @ (d_o - d_a)[..., None])[..., 0]
+    return a_new, o_new
+
+
+def _lift_pair(a_raw: torch.Tensor, o_raw: torch.Tensor, surface: torch.Tensor,
+               hands: tuple[SubsetHand, SubsetHand], og: ObjectSettings, move_anchor: bool = True
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Support lift (:func:`lift_to_support`) of both hands; the other hand's vector stays relative to the anchor."""
+    with torch.no_grad():
+        o_pts = other_in_object_frame(hands[1](o_raw)[0], a_raw)
+        z = torch.zeros_like(a_raw[:, :3])
+        d_a, d_o = z.clone(), z.clone()
+        if move_anchor:
+            d_a[:, 2] = lift_to_support(hands[0](a_raw)[0], surface, og)
+        d_o[:, 2] = lift_to_support(o_pts, surface, og)
         R_a = rot6d_to_matrix(a_raw[:, ROT_SLICE])
         a_new, o_new = a_raw.clone(), o_raw.clone()
         a_new[:, TRANSL_SLICE] = a_raw[:, TRANSL_SLICE] + d_a
