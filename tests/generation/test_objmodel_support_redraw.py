@@ -70,3 +70,19 @@ def test_support_lift_moves_a_hand_below_the_object_up_into_touch_and_nothing_el
     assert lift[3] == 0.0  # 15 mm below: beyond support_lift_mm
     with pytest.raises(InputError):
         ObjectSettings(support_lift_mm=-1.0).validate()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_support_check_and_lift_on_cuda_match_cpu():
+    cube = trimesh.creation.box((2 * H, 2 * H, 2 * H))
+    surface = torch.as_tensor(surface_samples(cube.vertices, cube.faces, 1024, seed=2))[None].expand(3, -1, -1)
+    pts = torch.cat([_patch(z=-H - 0.006), _patch(z=H + 0.002), _patch(x=H + 0.002)])
+    s = ObjectSettings(support_lift_mm=10.0)
+    for device in ("cpu", "cuda"):
+        p, surf = pts.to(device), surface.to(device)
+        _, signed, normals = object_penetration(p, surf, 1.0)
+        held = support_check(p, normals, signed, s).cpu()
+        lift = lift_to_support(p, surf, s).cpu()
+        if device == "cpu":
+            ref = (held, lift)
+    assert torch.equal(held, ref[0]) and torch.allclose(lift, ref[1], atol=1e-9)
