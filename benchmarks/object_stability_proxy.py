@@ -105,7 +105,7 @@ def main() -> None:
         stab = object_stability(two[np.arange(n)])
         held = stab["held"]
         pts, sd, centre = exact_contacts(two, n)
-        entry = {"path": path, "pairs": n, "held_fraction": float(held.mean()), "physics_cpu_s": None,
+        entry = {"path": path, "pairs": n, "held_fraction": float(held.mean()),
                  "displacement_cm_quantiles": np.percentile(stab["displacement_cm"], [10, 25, 50, 75, 90]).tolist(),
                  "proxy": {}}
         for contact_mm, nz, mu in VARIANTS:
