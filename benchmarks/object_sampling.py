@@ -6,7 +6,9 @@ object encoding included); then, on ``--metric-pairs`` of those samples and on t
 hand-object metrics of :mod:`interhandgen.objects.metrics` (penetration volume and depth per hand, contact of
 each hand and of both) and optionally the MuJoCo stability test. Variants (``--variants``): ``full`` (guidance +
 settling, redraw: the default), ``none`` (the network alone), ``no_settle`` (network + guidance),
-``rigid_settle``, ``grasp_settle``, ``grasp_redraw``, ``no_guidance``, ``redraw4``, ``attract100`` (one stage off
+``rigid_settle``, ``grasp_settle``, ``grasp_redraw``, ``no_guidance``, ``redraw4``, ``attract100``,
+``support_redraw``, ``support_redraw2`` (the redraw with the equilibrium check), ``lift10``, ``lift20``,
+``lift10_support`` (the support lift; one stage off
 or on at a time, see ``VARIANTS``), ``no_object`` (the null object token: hands without the object, measured against the same objects)
 -- all with the same seed in the same run.
 
@@ -46,6 +48,13 @@ VARIANTS = {
     "redraw2": ObjectSettings(redraw_rounds=2),
     "redraw4": ObjectSettings(redraw_rounds=4),
     "attract100": ObjectSettings(object_attract_mm=100.0),
+    # the redraw with its static-equilibrium check (objects.equilibrium), one or two rounds
+    "support_redraw": ObjectSettings(redraw_support=True),
+    "support_redraw2": ObjectSettings(redraw_support=True, redraw_rounds=2),
+    # the support lift after the object settling (hands moved up under surfaces facing down)
+    "lift10": ObjectSettings(support_lift_mm=10.0),
+    "lift20": ObjectSettings(support_lift_mm=20.0),
+    "lift10_support": ObjectSettings(support_lift_mm=10.0, redraw_support=True),
 }
 
 

@@ -1,6 +1,7 @@
 """One sample of an object model per placement (object, pose) of a set's split, for benchmarks/object_protocol.py.
 
     python tools/sample_object_placements.py --reference obj160.npz --out model80.npz
+    python tools/sample_object_placements.py --reference obj80.npz --split "" --num 1000 --out s1000.npz  # i mod 80
 """
 
 from __future__ import annotations
@@ -15,14 +16,17 @@ from interhandgen.generation.object_api import ObjectInterHandGen, ObjectScene
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reference", required=True, help="TwoHandSet .npz with an object library")
-    ap.add_argument("--split", default="test")
+    ap.add_argument("--split", default="test", help='the split whose placements are used ("" for all pairs)')
+    ap.add_argument("--num", type=int, default=None, help="samples (default: one per placement; sample i gets "
+                    "placement i mod their number)")
     ap.add_argument("--model", default=None, help="object model (default: the bundled one)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
-    ref = TwoHandSet.load(a.reference).select_split(a.split)
+    ref = TwoHandSet.load(a.reference)
+    ref = ref.select_split(a.split) if a.split else ref
     gen = ObjectInterHandGen.load(a.model)
-    two = gen.sample(len(ref), ObjectScene.of(ref), seed=a.seed, settings=SamplerSettings(resample_rounds=0),
+    two = gen.sample(a.num or len(ref), ObjectScene.of(ref), seed=a.seed, settings=SamplerSettings(resample_rounds=0),
                      progress=False)
     print("wrote", two.save(a.out), len(two), "pairs")
 

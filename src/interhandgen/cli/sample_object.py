@@ -41,12 +41,23 @@ def add_object_options(p: argparse.ArgumentParser, families: bool = True) -> Non
     g.add_argument("--redraw-rounds", type=int, default=OBJECT_DEFAULTS.redraw_rounds,
                    help="rounds of drawing again the pairs with a hand not touching the object or deep in it "
                         "(default %(default)s; 0 disables it)")
+    g.add_argument("--support-lift-mm", type=float, default=OBJECT_DEFAULTS.support_lift_mm,
+                   help="after the object settling, move each hand straight up into touch with a surface of the "
+                        "object facing down within this many mm above it (default %(default)s; 0 disables it)")
+    g.add_argument("--redraw-support", action=argparse.BooleanOptionalAction, default=OBJECT_DEFAULTS.redraw_support,
+                   help="the redraw also draws again pairs whose contacts cannot hold the object against gravity "
+                        "(static equilibrium with friction cones on the surfaces facing down; default %(default)s)")
+    g.add_argument("--support-contact-mm", type=float, default=OBJECT_DEFAULTS.support_contact_mm,
+                   help="contacts of the equilibrium check: hand points within this of the object (default "
+                        "%(default)s)")
 
 
 def object_settings_from_args(args: argparse.Namespace) -> ObjectSettings:
     s = ObjectSettings(object_guidance_weight=args.object_guidance_weight,
                        object_settle_steps=args.object_settle_steps, object_attract_mm=args.object_attract_mm,
-                       grasp_steps=args.grasp_steps, redraw_rounds=args.redraw_rounds)
+                       grasp_steps=args.grasp_steps, redraw_rounds=args.redraw_rounds,
+                       redraw_support=args.redraw_support, support_contact_mm=args.support_contact_mm,
+                       support_lift_mm=args.support_lift_mm)
     s.validate()
     return s
 
