@@ -9,7 +9,13 @@ weights, --elbo-draws noises shared by the 4 candidates of a frame), whole and s
 partner's fingers and shape, and the partner's relative placement (R_rel, t_rel); the per-timestep denoising
 residuals; and the Gaussian and VAE priors' values. A candidate is right when both hands are within 45 degrees of
 the true rotation. Reported: how often each rule (argmin of a score, data + lambda x score over a lambda grid)
-keeps a right candidate, against keeping the unflipped one and the oracle.
+keeps a right candidate, against keeping the unflipped one and the oracle, judged both at the iteration of the
+scores ("now") and at the last recorded iteration ("final": what the fit would end with had it chosen then).
+
+A check on the true pairs first (--truth-frames): the 4 flip combinations of each TRUE pair (right = the truth),
+scored by the ELBO as they are, with the right hand moved along its viewing ray (a depth error) or every pose
+number noised by a multiple of the data's standard deviation (finger errors), and with both hands' fingers and
+shapes replaced by the data's mean (the relative placement alone): where the prior's knowledge of the flip lies.
 
     python benchmarks/fitting_flip_choice.py --data data/synth6k.npz --split validation --num 64 \
         --vae-checkpoint runs/vae --fit-priors interhandgen,none --out flip_choice.json
@@ -34,7 +40,7 @@ from fitting import build_problems  # noqa: E402  (the benchmark's own problems:
 from interhandgen._atomic import atomic_write  # noqa: E402
 from interhandgen.data.format import TwoHandSet  # noqa: E402
 from interhandgen.fitting import Fitter, Observations, canonical_from_camera, default_settings, make_prior, vectors_from_set  # noqa: E402
-from interhandgen.fitting.fit import data_terms  # noqa: E402
+from interhandgen.fitting.fit import data_terms, flip_candidates  # noqa: E402
 from interhandgen.fitting.priors import elbo_grid  # noqa: E402
 from interhandgen.fitting.synthetic import CameraSpec, random_cameras, to_camera  # noqa: E402
 from interhandgen.rotations import rot6d_to_matrix  # noqa: E402
@@ -72,6 +78,32 @@ def accuracy(score: np.ndarray, right: np.ndarray) -> float:
     return float(right[np.arange(len(score)), score.argmin(1)].mean())
 
 
+def truth_check(diff, mean, std, fitter, truth, steps, weights, draws, generator) -> dict:
+    """ELBO choice accuracy on the 4 flip combinations of true camera-frame pairs [N, 2, 64] (see the docstring)."""
+    N = truth.shape[0]
+    noise = torch.randn((draws, N, 1, 2, 64), generator=generator).expand(-1, -1, FLIPS, -1, -1)
+    noise = noise.reshape(draws, N * FLIPS, 2, 64)
+    sign = torch.where(torch.rand(N, generator=generator) < 0.5, -1.0, 1.0)
+    pose_noise = torch.randn(N, 2, 45, generator=generator)
+    out = {}
+    for depth_cm, pose_sd in ((0, 0.0), (2, 0.0), (5, 0.0), (10, 0.0), (0, 0.5), (0, 1.0), (0, 2.0), (5, 1.0)):
+        y = truth.clone()
+        y[:, 1, 61:] += torch.nn.functional.normalize(y[:, 1, 61:], dim=-1) * (sign * depth_cm / 100.0)[:, None]
+        y[:, :, :45] += pose_sd * std[:, :45] * pose_noise
+        cand = flip_candidates(y, torch.ones(N, 2, dtype=torch.bool), fitter.palm_normals).reshape(N * FLIPS, 2, 64)
+        x = canonical_from_camera(cand)
+        mean_fingers = x.clone()
+        mean_fingers[:, :, :55] = mean[:, :55]
+        row = {}
+        for name, xs in (("as_is", x), ("mean_fingers", mean_fingers)):
+            terms = diff.elbo_terms(xs, steps, weights, noise).view(N, FLIPS, 2, 64)
+            row[f"elbo_{name}"] = float((terms.sum((2, 3)).argmin(1) == 0).double().mean())
+            row[f"elbo_placement_{name}"] = float((terms[:, :, 1, 55:].sum(-1).argmin(1) == 0).double().mean())
+        out[f"depth_{depth_cm}cm_pose_{pose_sd}std"] = row
+        print("truth check", depth_cm, "cm", pose_sd, "std", json.dumps(row), flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True)
@@ -87,6 +119,7 @@ def main() -> None:
     ap.add_argument("--elbo-steps", type=int, default=24)
     ap.add_argument("--elbo-draws", type=int, default=4)
     ap.add_argument("--elbo-range", default="0.02,0.6")
+    ap.add_argument("--truth-frames", type=int, default=256, help="true pairs of the truth check (0: skip it)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", required=True)
@@ -111,6 +144,13 @@ def main() -> None:
     truth = problems["_y"]
     obs_all = problems["a"]
     results = {"settings": vars(args), "elbo_timesteps": steps.tolist(), "elbo_weights": weights.tolist(), "fits": {}}
+    if args.truth_frames:
+        more = TwoHandSet.load(args.data).select_split(args.split)[: args.truth_frames]
+        yw = vectors_from_set(more, probe.models)
+        gt = torch.Generator().manual_seed(args.seed + 3)
+        Rt, et = random_cameras(0.5 * (yw[:, 0, 61:] + yw[:, 1, 61:]), spec, gt)
+        results["truth_check"] = truth_check(diff, mean, std, probe, to_camera(yw, Rt, et), steps, weights,
+                                             args.elbo_draws, gt)
     arrays = {}
     for prior_name in args.fit_priors.split(","):
         module, pm, ps = (diff, mean, std) if prior_name == "interhandgen" else make_prior(
@@ -158,6 +198,8 @@ def main() -> None:
                     add(name, v.detach())
         seconds = time.perf_counter() - t0
         fit_out = {"seconds": seconds, "iterations": {}}
+        last = max(it for it, cols in per_it.items() if cols)
+        final_right = np.concatenate(per_it[last]["max_rotation_error"]) < 45.0
         for it, cols in per_it.items():
             if not cols:
                 continue
@@ -181,6 +223,10 @@ def main() -> None:
                 dspread = float(np.median(a["data"].max(1) - a["data"].min(1))) or 1.0
                 row[f"data+lambda*{key}"] = {lam: accuracy(a["data"] / dspread + lam * a[key] / spread, right)
                                              for lam in lambdas}
+            # Judged by what the candidates become: right at the last recorded iteration.
+            row["final"] = {"keep_unflipped": float(final_right[:, 0].mean()), "oracle": float(final_right.any(1).mean()),
+                            **{key: accuracy(a[key], final_right) for key in
+                               ("data", "fit_total", "elbo", "elbo_partner", "elbo_partner_placement", *scorers)}}
             fit_out["iterations"][str(it)] = row
             print(prior_name, it, json.dumps({k: v for k, v in row.items() if not k.startswith("residual")}), flush=True)
         results["fits"][prior_name] = fit_out
