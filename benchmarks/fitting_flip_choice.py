@@ -7,7 +7,8 @@ by: the data term; the fit's own stage-2 energy (what ``Fitter.select`` uses); t
 ELBO estimate of -log p (``DiffusionPrior.elbo_terms``: --elbo-steps timesteps over --elbo-range with the ELBO's
 weights, --elbo-draws noises shared by the 4 candidates of a frame), whole and split into the anchor term, the
 partner's fingers and shape, and the partner's relative placement (R_rel, t_rel); the per-timestep denoising
-residuals; and the Gaussian and VAE priors' values. A candidate is right when both hands are within 45 degrees of
+residuals; the Gaussian and VAE priors' values; and the gap between the hands (closest surface samples: the data's
+hands touch). A candidate is right when both hands are within 45 degrees of
 the true rotation. Reported: how often each rule (argmin of a score, data + lambda x score over a lambda grid)
 keeps a right candidate, against keeping the unflipped one and the oracle, judged both at the iteration of the
 scores ("now") and at the last recorded iteration ("final": what the fit would end with had it chosen then).
@@ -183,6 +184,8 @@ def main() -> None:
                                          for k in range(len(steps))], 1)  # [B 4, K, 2, 64], unweighted
                     terms = (per_t * weights.to(per_t)[None, :, None, None]).sum(1)
                     extra = {name: m(x) for name, m in scorers.items()}
+                    _, surface = fitter.body.joints_and_surface(y)
+                    gap = torch.cdist(surface[0], surface[2]).flatten(1).min(1).values
                 add = lambda key, v: cols.setdefault(key, []).append(v.reshape(B, FLIPS, *v.shape[1:]).double().numpy())  # noqa: E731
                 add("max_rotation_error", err.amax(-1).reshape(B * FLIPS))
                 add("data", data_e)
@@ -192,6 +195,7 @@ def main() -> None:
                 add("elbo_partner", terms[:, 1].sum(1))
                 add("elbo_partner_fingers", terms[:, 1, :55].sum(1))
                 add("elbo_partner_placement", terms[:, 1, 55:].sum(1))
+                add("hand_gap", gap)
                 add("residual_per_t", per_t.sum((2, 3)))
                 add("residual_placement_per_t", per_t[:, :, 1, 55:].sum(2))
                 for name, v in extra.items():
@@ -211,13 +215,13 @@ def main() -> None:
             row = {"frames": int(len(right)), "decisive_frames": int(decisive.sum()),
                    "keep_unflipped": float(right[:, 0].mean()), "oracle": float(right.any(1).mean())}
             for key in ("data", "fit_total", "elbo", "elbo_anchor", "elbo_partner", "elbo_partner_fingers",
-                        "elbo_partner_placement", *scorers):
+                        "elbo_partner_placement", "hand_gap", *scorers):
                 row[key] = accuracy(a[key], right)
             for k, t in enumerate(steps.tolist()):
                 row[f"residual_t{t}"] = accuracy(a["residual_per_t"][..., k], right)
                 row[f"residual_placement_t{t}"] = accuracy(a["residual_placement_per_t"][..., k], right)
             lambdas = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0]
-            for key in ("elbo", "elbo_partner", "elbo_partner_placement", *scorers):
+            for key in ("elbo", "elbo_partner", "elbo_partner_placement", "hand_gap", *scorers):
                 # Each score is brought to a common scale first: its median spread between a frame's candidates.
                 spread = float(np.median(a[key].max(1) - a[key].min(1))) or 1.0
                 dspread = float(np.median(a["data"].max(1) - a["data"].min(1))) or 1.0
@@ -226,7 +230,8 @@ def main() -> None:
             # Judged by what the candidates become: right at the last recorded iteration.
             row["final"] = {"keep_unflipped": float(final_right[:, 0].mean()), "oracle": float(final_right.any(1).mean()),
                             **{key: accuracy(a[key], final_right) for key in
-                               ("data", "fit_total", "elbo", "elbo_partner", "elbo_partner_placement", *scorers)}}
+                               ("data", "fit_total", "elbo", "elbo_partner", "elbo_partner_placement", "hand_gap",
+                                *scorers)}}
             fit_out["iterations"][str(it)] = row
             print(prior_name, it, json.dumps({k: v for k, v in row.items() if not k.startswith("residual")}), flush=True)
         results["fits"][prior_name] = fit_out
