@@ -1,11 +1,13 @@
 """Depth-flip hypotheses (mirror geometry, candidate layout, selection by the prior's energy against brute force)
 and the volumetric inscribed-sphere penetration term (gradient, exact zero when apart, it separates hands)."""
 
+import pytest
 import torch
 from torch import nn
 
 from interhandgen.cli import main
 from interhandgen.data.format import TwoHandSet
+from interhandgen.exceptions import InputError
 from interhandgen.fitting import FitSettings, Fitter, Observations, canonical_from_camera, make_prior, \
     save_observations
 from interhandgen.fitting.body import CENTER, ROT6D
@@ -102,6 +104,32 @@ def test_the_prior_chooses_the_flipped_hypothesis_the_data_cannot(make_vectors):
     # Without a prior the data term alone (it sees nothing here) cannot tell the candidates apart.
     _, e0 = blind.select(cand, obs4, 0.0, g, None, 4)
     assert torch.equal(e0, torch.zeros(B, 4))
+
+
+def test_data_selection_ignores_the_prior(make_vectors):
+    """flip_select="data": the oracle prior that picks the truth (above) no longer counts; on observations of the
+    truth's depth-mirrored pair (candidate 3 of its flips) the data term's own argmin is kept, whatever the prior."""
+    y, cand, _ = _candidate_problem(make_vectors)
+    B = y.shape[0]
+    rel_true = rot6d_to_matrix(canonical_from_camera(y)[:, 1, ROT6D])
+    K = CameraSpec().intrinsics(B)
+    start = cand.view(B, 4, 2, 64)[:, 0]  # both hands flipped from the truth: what the keypoints show
+    probe = _fitter()
+    with torch.no_grad():
+        kp = exact_projection(probe.body.joints(start), K)
+    obs = Observations(keypoints_2d=kp, confidence_2d=torch.ones(B, 2, 21), intrinsics=K)
+    obs4 = probe._expand(obs, 4)
+    g = torch.Generator().manual_seed(0)
+    for select, want in (("energy", 3), ("data", 0)):
+        settings = FitSettings(prior_weight=1e6, penetration_weight=0.0, volume_weight=0.0, flip_select=select)
+        oracle = Fitter(RelativeRotationOracle(rel_true.repeat_interleave(4, 0)), torch.zeros(2, 64),
+                        torch.ones(2, 64), settings=settings)
+        best, e = oracle.select(cand, obs4, 0.0, g, None, 4)
+        assert torch.equal(best, torch.full((B,), want)), (select, e)
+    data = probe.energy(cand, obs4, 0.0, g)["data"].view(B, 4)
+    assert torch.equal(data.argmin(1), torch.zeros(B, dtype=torch.int64))
+    with pytest.raises(InputError):
+        FitSettings(flip_select="prior").validate()
 
 
 def test_batched_selection_matches_a_loop(make_vectors):
