@@ -239,11 +239,13 @@ def test_cli_flags_reach_the_settings(tmp_path, make_vectors):
                        confidence_2d=torch.ones(2, 2, 21), intrinsics=K, image_size=(640, 480))
     path = save_observations(obs, tmp_path / "obs.json", joint_order="openpose")
     for flags, flips, volume in ((["--no-flip-hypotheses", "--volume-weight", "0"], False, 0.0),
-                                 (["--flip-hypotheses", "--flip-iterations", "1", "--volume-weight", "5"], True, 5.0)):
+                                 (["--flip-hypotheses", "--flip-iterations", "1", "--volume-weight", "5",
+                                   "--flip-select", "data"], True, 5.0)):
         out = tmp_path / f"fit_{flips}.npz"
         code = main(["fit", "--observations", str(path), "--out", str(out), "--prior", "none", "--iterations", "6",
                      "--no-progress", *flags])
         assert code == 0
         meta = TwoHandSet.load(out).metadata["fit"]
         assert meta["settings"]["flip_hypotheses"] is flips and meta["settings"]["volume_weight"] == volume
+        assert meta["settings"]["flip_select"] == ("data" if flips else "energy")
         assert (meta["frames"]["flip_choice"] is None) is (not flips)
