@@ -91,7 +91,7 @@ def _candidate_problem(make_vectors, B=3):
 def test_the_prior_chooses_the_flipped_hypothesis_the_data_cannot(make_vectors):
     y, cand, obs = _candidate_problem(make_vectors)
     B = y.shape[0]
-    settings = FitSettings(prior_weight=1.0, penetration_weight=0.0)
+    settings = FitSettings(prior_weight=1.0, penetration_weight=0.0, flip_select="energy")
     rel_true = rot6d_to_matrix(canonical_from_camera(y)[:, 1, ROT6D])
     oracle = Fitter(RelativeRotationOracle(rel_true.repeat_interleave(4, 0)), torch.zeros(2, 64), torch.ones(2, 64),
                     settings=settings)
@@ -135,7 +135,7 @@ def test_data_selection_ignores_the_prior(make_vectors):
 def test_batched_selection_matches_a_loop(make_vectors):
     y, cand, _ = _candidate_problem(make_vectors)
     B = y.shape[0]
-    fitter = _fitter("gaussian", prior_weight=3.0)
+    fitter = _fitter("gaussian", prior_weight=3.0, flip_select="energy")
     K = CameraSpec().intrinsics(B)
     with torch.no_grad():
         kp = fitter.body.joints(y)
@@ -238,7 +238,7 @@ def test_cli_flags_reach_the_settings(tmp_path, make_vectors):
     obs = Observations(keypoints_2d=exact_projection(fitter.body.joints(y).detach(), K),
                        confidence_2d=torch.ones(2, 2, 21), intrinsics=K, image_size=(640, 480))
     path = save_observations(obs, tmp_path / "obs.json", joint_order="openpose")
-    for flags, flips, volume in ((["--no-flip-hypotheses", "--volume-weight", "0"], False, 0.0),
+    for flags, flips, volume in ((["--no-flip-hypotheses", "--volume-weight", "0", "--flip-select", "energy"], False, 0.0),
                                  (["--flip-hypotheses", "--flip-iterations", "1", "--volume-weight", "5",
                                    "--flip-select", "data"], True, 5.0)):
         out = tmp_path / f"fit_{flips}.npz"

@@ -103,14 +103,16 @@ class FitSettings:
     guided_inner: int = 3
     # Depth-flip hypotheses (2D-only hands): every hand seen only in 2D also starts in its depth-mirrored
     # orientation (depth_mirrored_rotation), the 4 combinations of the two hands run batched through stage 1 and
-    # the first flip_iterations of stage 2, and each frame keeps the combination of lowest total energy (data +
-    # this fit's prior, averaged over flip_prior_draws noise draws shared by the candidates, + penetration).
-    flip_hypotheses: bool = False  # no energy picks the flipped candidate well: docs/fitting.md (Tuning, task a)
+    # the first flip_iterations of stage 2, and each frame keeps the combination of lowest energy (flip_select).
+    # On, chosen by the data term right after stage 1: validation split, docs/fitting.md (Tuning, task a).
+    flip_hypotheses: bool = True
     flip_iterations: int = 0
     flip_prior_draws: int = 4
-    # What the choice minimises: "energy" (the total above) or "data" (the data term alone; the priors rank the
-    # candidates worse than the data does, docs/fitting.md, "Can the diffusion prior's likelihood arbitrate ...").
-    flip_select: str = "energy"
+    # What the choice minimises: "data" (the data term alone) or "energy" (the stage-2 total: data + this fit's
+    # prior, averaged over flip_prior_draws noise draws shared by the candidates, + penetration). The priors,
+    # the diffusion prior's ELBO included, rank the candidates worse than the data term does (docs/fitting.md,
+    # "Can the diffusion prior's likelihood arbitrate the depth flips?").
+    flip_select: str = "data"
     # Volumetric hand-hand penetration (inscribed-sphere proxies, geometry.proxy.sphere_penetration), ramped up
     # over stage 2 like the surface term; 0 disables. Sphere radii are re-capped every volume_radii_every steps.
     volume_weight: float = 50.0  # validation, task a: docs/fitting.md (Tuning)
