@@ -154,7 +154,7 @@ def main() -> None:
                     help="weight of the volumetric (inscribed-sphere) penetration term")
     ap.add_argument("--volume-start", type=float, default=FitSettings.volume_start)
     ap.add_argument("--flip-hypotheses", action=argparse.BooleanOptionalAction, default=FitSettings.flip_hypotheses,
-                    help="depth-flip hypotheses chosen by each prior's energy")
+                    help="depth-flip hypotheses (chosen as --flip-select says)")
     ap.add_argument("--flip-iterations", type=int, default=FitSettings.flip_iterations)
     ap.add_argument("--flip-select", default=FitSettings.flip_select, help="energy or data (what the flip choice minimises)")
     ap.add_argument("--seed", type=int, default=0)

@@ -45,8 +45,8 @@ def register(sub) -> None:
     p.add_argument("--contact-weight", type=float, default=None, help="default: FitSettings.contact_weight")
     p.add_argument("--penetration-weight", type=float, default=None, help="default 10 (FitSettings)")
     p.add_argument("--flip-hypotheses", action=argparse.BooleanOptionalAction, default=None,
-                   help="also try each 2D-only hand's depth-mirrored orientation, chosen per frame by the prior's "
-                        "energy (default: FitSettings.flip_hypotheses)")
+                   help="also try each 2D-only hand's depth-mirrored orientation, chosen per frame by --flip-select "
+                        "(default: FitSettings.flip_hypotheses)")
     p.add_argument("--flip-iterations", type=int, default=None,
                    help="stage-2 iterations run on every flip hypothesis before the choice (default: FitSettings)")
     p.add_argument("--flip-select", choices=("energy", "data"), default=None,
