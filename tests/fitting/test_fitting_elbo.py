@@ -46,7 +46,7 @@ def _expected_terms(x: torch.Tensor, schedule: Schedule, steps, weights) -> torc
     return out
 
 
-def test_elbo_grid_weights_are_the_ellbo_steps_and_telescope():
+def test_elbo_grid_weights_are_the_elbo_steps_and_telescope():
     schedule = Schedule.linear(num_timesteps=129)
     abar = schedule.alphas_cumprod
     snr = abar / (1 - abar)
@@ -62,6 +62,9 @@ def test_elbo_grid_weights_are_the_ellbo_steps_and_telescope():
         elbo_grid(abar, (0.0, 0.5), 4)  # step 0 has no predecessor
     with pytest.raises(ValueError):
         elbo_grid(abar, (0.1, 0.11), 10)  # more strata than steps
+    prior = _prior(schedule)
+    with pytest.raises(ValueError, match="noise must have shape"):
+        prior.elbo_terms(torch.zeros(3, 2, 64), steps_k, w_k, torch.zeros(2, 4, 2, 64))
 
 
 def test_elbo_terms_match_the_gaussian_closed_form():

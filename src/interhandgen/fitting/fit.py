@@ -462,7 +462,7 @@ class Fitter:
     @torch.no_grad()
     def select(self, y: torch.Tensor, obs: Observations, progress: float, generator: torch.Generator,
                init_joints: torch.Tensor | None, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(best [B], total energies [B, k]) of the k consecutive candidates per frame in y [B k, 2, 64] (obs and
+        """(best [B], energies [B, k]) of the k consecutive candidates per frame in y [B k, 2, 64] (obs and
         init_joints expanded alike): the stage-2 energy at ``progress`` (data + this fit's prior + penetration), its
         prior value averaged under noise shared by the candidates of a frame, or with ``flip_select="data"`` the
         data term alone; lowest wins."""

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from interhandgen.data.canonical import HAND_DIM
+from interhandgen.exceptions import InputError
 
 PRIORS = ("interhandgen", "vae", "gaussian", "none")
 DIFFUSION_VARIANTS = ("sds", "dposer")
@@ -51,7 +52,7 @@ def elbo_grid(alphas_cumprod: torch.Tensor, t_range: tuple[float, float], num: i
     of T) of a schedule with cumulative products ``alphas_cumprod`` [T].
 
     With an x0-predicting denoiser and the posterior variance in the reverse steps, the ELBO's term of step t is
-    0.5 (SNR(t-1) - SNR(t)) |x0 - x0_hat(x_t, t)|^2 (Kingma et al. 2021, "Variational Diffusion Models", eq. 13 in
+    0.5 (SNR(t-1) - SNR(t)) |x0 - x0_hat(x_t, t)|^2 (Kingma et al. 2021, "Variational Diffusion Models", in
     discrete time; SNR = abar / (1 - abar)). The steps t_lo..t_hi are cut into K contiguous strata of (nearly)
     equal length and each stratum is represented by its middle step, weighted by the sum of its steps' weights,
     0.5 (SNR(first - 1) - SNR(last)): the weights telescope, so they sum to 0.5 (SNR(t_lo - 1) - SNR(t_hi)), the
@@ -60,9 +61,9 @@ def elbo_grid(alphas_cumprod: torch.Tensor, t_range: tuple[float, float], num: i
     T = abar.shape[0]
     lo, hi = (int(round(f * (T - 1))) for f in t_range)
     if not 1 <= lo <= hi <= T - 1:
-        raise ValueError(f"t_range {t_range} gives steps {lo}..{hi}; they must lie in 1..{T - 1}")
+        raise InputError(f"t_range {t_range} gives steps {lo}..{hi}; they must lie in 1..{T - 1}")
     if not 1 <= num <= hi - lo + 1:
-        raise ValueError(f"num must lie in 1..{hi - lo + 1} (the steps in t_range), got {num}")
+        raise InputError(f"num must lie in 1..{hi - lo + 1} (the steps in t_range), got {num}")
     snr = abar / (1.0 - abar)
     edges = torch.linspace(lo, hi + 1, num + 1, dtype=torch.float64).round().long()  # stratum k: edges[k]..edges[k+1]-1
     first, last = edges[:-1], edges[1:] - 1
@@ -190,6 +191,8 @@ class DiffusionPrior(nn.Module):
         p(z_a) p(z_o | z_a). Summed over the numbers it is the truncated ELBO's estimate of -log p(z) up to a
         constant (from :func:`elbo_grid`'s timesteps [K] and weights [K]); the anchor's constant slots are 0.
         noise: [M, B, 2, 64] draws (share them between candidates of a frame to compare them)."""
+        if noise.dim() != 4 or noise.shape[1:] != x.shape:
+            raise InputError(f"noise must have shape [M, {', '.join(map(str, x.shape))}], got {list(noise.shape)}")
         z = self.standardise(x.detach())
         B, K = z.shape[0], timesteps.shape[0]
         dev = z.device
