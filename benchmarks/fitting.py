@@ -154,8 +154,9 @@ def main() -> None:
                     help="weight of the volumetric (inscribed-sphere) penetration term")
     ap.add_argument("--volume-start", type=float, default=FitSettings.volume_start)
     ap.add_argument("--flip-hypotheses", action=argparse.BooleanOptionalAction, default=FitSettings.flip_hypotheses,
-                    help="depth-flip hypotheses chosen by each prior's energy")
+                    help="depth-flip hypotheses (chosen as --flip-select says)")
     ap.add_argument("--flip-iterations", type=int, default=FitSettings.flip_iterations)
+    ap.add_argument("--flip-select", default=FitSettings.flip_select, help="energy or data (what the flip choice minimises)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", required=True)
@@ -185,6 +186,7 @@ def main() -> None:
                                     contact_weight=args.contact_weight, volume_weight=args.volume_weight,
                                     volume_start=args.volume_start,
                                     flip_hypotheses=args.flip_hypotheses, flip_iterations=args.flip_iterations,
+                                    flip_select=args.flip_select,
                                     seed=args.seed)
         fitters[entry] = Fitter(module, mean, std, settings=settings)
     first = next(iter(fitters.values()))

@@ -1,11 +1,13 @@
 """Depth-flip hypotheses (mirror geometry, candidate layout, selection by the prior's energy against brute force)
 and the volumetric inscribed-sphere penetration term (gradient, exact zero when apart, it separates hands)."""
 
+import pytest
 import torch
 from torch import nn
 
 from interhandgen.cli import main
 from interhandgen.data.format import TwoHandSet
+from interhandgen.exceptions import InputError
 from interhandgen.fitting import FitSettings, Fitter, Observations, canonical_from_camera, make_prior, \
     save_observations
 from interhandgen.fitting.body import CENTER, ROT6D
@@ -89,7 +91,7 @@ def _candidate_problem(make_vectors, B=3):
 def test_the_prior_chooses_the_flipped_hypothesis_the_data_cannot(make_vectors):
     y, cand, obs = _candidate_problem(make_vectors)
     B = y.shape[0]
-    settings = FitSettings(prior_weight=1.0, penetration_weight=0.0)
+    settings = FitSettings(prior_weight=1.0, penetration_weight=0.0, flip_select="energy")
     rel_true = rot6d_to_matrix(canonical_from_camera(y)[:, 1, ROT6D])
     oracle = Fitter(RelativeRotationOracle(rel_true.repeat_interleave(4, 0)), torch.zeros(2, 64), torch.ones(2, 64),
                     settings=settings)
@@ -104,10 +106,36 @@ def test_the_prior_chooses_the_flipped_hypothesis_the_data_cannot(make_vectors):
     assert torch.equal(e0, torch.zeros(B, 4))
 
 
+def test_data_selection_ignores_the_prior(make_vectors):
+    """flip_select="data": the oracle prior that picks the truth (above) no longer counts; on observations of the
+    truth's depth-mirrored pair (candidate 3 of its flips) the data term's own argmin is kept, whatever the prior."""
+    y, cand, _ = _candidate_problem(make_vectors)
+    B = y.shape[0]
+    rel_true = rot6d_to_matrix(canonical_from_camera(y)[:, 1, ROT6D])
+    K = CameraSpec().intrinsics(B)
+    start = cand.view(B, 4, 2, 64)[:, 0]  # both hands flipped from the truth: what the keypoints show
+    probe = _fitter()
+    with torch.no_grad():
+        kp = exact_projection(probe.body.joints(start), K)
+    obs = Observations(keypoints_2d=kp, confidence_2d=torch.ones(B, 2, 21), intrinsics=K)
+    obs4 = probe._expand(obs, 4)
+    g = torch.Generator().manual_seed(0)
+    for select, want in (("energy", 3), ("data", 0)):
+        settings = FitSettings(prior_weight=1e6, penetration_weight=0.0, volume_weight=0.0, flip_select=select)
+        oracle = Fitter(RelativeRotationOracle(rel_true.repeat_interleave(4, 0)), torch.zeros(2, 64),
+                        torch.ones(2, 64), settings=settings)
+        best, e = oracle.select(cand, obs4, 0.0, g, None, 4)
+        assert torch.equal(best, torch.full((B,), want)), (select, e)
+    data = probe.energy(cand, obs4, 0.0, g)["data"].view(B, 4)
+    assert torch.equal(data.argmin(1), torch.zeros(B, dtype=torch.int64))
+    with pytest.raises(InputError):
+        FitSettings(flip_select="prior").validate()
+
+
 def test_batched_selection_matches_a_loop(make_vectors):
     y, cand, _ = _candidate_problem(make_vectors)
     B = y.shape[0]
-    fitter = _fitter("gaussian", prior_weight=3.0)
+    fitter = _fitter("gaussian", prior_weight=3.0, flip_select="energy")
     K = CameraSpec().intrinsics(B)
     with torch.no_grad():
         kp = fitter.body.joints(y)
@@ -210,12 +238,14 @@ def test_cli_flags_reach_the_settings(tmp_path, make_vectors):
     obs = Observations(keypoints_2d=exact_projection(fitter.body.joints(y).detach(), K),
                        confidence_2d=torch.ones(2, 2, 21), intrinsics=K, image_size=(640, 480))
     path = save_observations(obs, tmp_path / "obs.json", joint_order="openpose")
-    for flags, flips, volume in ((["--no-flip-hypotheses", "--volume-weight", "0"], False, 0.0),
-                                 (["--flip-hypotheses", "--flip-iterations", "1", "--volume-weight", "5"], True, 5.0)):
+    for flags, flips, volume in ((["--no-flip-hypotheses", "--volume-weight", "0", "--flip-select", "energy"], False, 0.0),
+                                 (["--flip-hypotheses", "--flip-iterations", "1", "--volume-weight", "5",
+                                   "--flip-select", "data"], True, 5.0)):
         out = tmp_path / f"fit_{flips}.npz"
         code = main(["fit", "--observations", str(path), "--out", str(out), "--prior", "none", "--iterations", "6",
                      "--no-progress", *flags])
         assert code == 0
         meta = TwoHandSet.load(out).metadata["fit"]
         assert meta["settings"]["flip_hypotheses"] is flips and meta["settings"]["volume_weight"] == volume
+        assert meta["settings"]["flip_select"] == ("data" if flips else "energy")
         assert (meta["frames"]["flip_choice"] is None) is (not flips)

@@ -45,10 +45,12 @@ def register(sub) -> None:
     p.add_argument("--contact-weight", type=float, default=None, help="default: FitSettings.contact_weight")
     p.add_argument("--penetration-weight", type=float, default=None, help="default 10 (FitSettings)")
     p.add_argument("--flip-hypotheses", action=argparse.BooleanOptionalAction, default=None,
-                   help="also try each 2D-only hand's depth-mirrored orientation, chosen per frame by the prior's "
-                        "energy (default: FitSettings.flip_hypotheses)")
+                   help="also try each 2D-only hand's depth-mirrored orientation, chosen per frame by --flip-select "
+                        "(default: FitSettings.flip_hypotheses)")
     p.add_argument("--flip-iterations", type=int, default=None,
                    help="stage-2 iterations run on every flip hypothesis before the choice (default: FitSettings)")
+    p.add_argument("--flip-select", choices=("energy", "data"), default=None,
+                   help="what the flip choice minimises: the fit's energy or the data term alone (default: FitSettings)")
     p.add_argument("--volume-weight", type=float, default=None,
                    help="weight of the volumetric (inscribed-sphere) penetration term (default: FitSettings)")
     p.add_argument("--mano-dir", default=None, help="fit MANO hands (MANO_RIGHT.pkl / MANO_LEFT.pkl in this folder) "
@@ -91,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
     settings = default_settings(args.prior, iterations=args.iterations, prior_weight=args.prior_weight,
                                 prior_weight_end=args.prior_weight_end, penetration_weight=args.penetration_weight,
                                 contact_weight=args.contact_weight, flip_hypotheses=args.flip_hypotheses,
-                                flip_iterations=args.flip_iterations, volume_weight=args.volume_weight, seed=args.seed)
+                                flip_iterations=args.flip_iterations, flip_select=args.flip_select,
+                                volume_weight=args.volume_weight, seed=args.seed)
     prior, mean, std = make_prior(args.prior, args.checkpoint, args.device, variant, spec)
     fitter = Fitter(prior, mean, std, spec, settings, args.device)
     result = fitter.fit(obs, progress=not args.no_progress)

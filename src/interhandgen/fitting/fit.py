@@ -62,6 +62,7 @@ from interhandgen.fitting.priors import DiffusionPrior
 from interhandgen.rotations import matrix_to_rot6d, rot6d_to_matrix
 
 PENETRATION_SCALE = 0.002  # metres: a point 2 mm deep costs about 1
+FLIP_SELECT = ("energy", "data")  # FitSettings.flip_select
 
 
 @dataclasses.dataclass
@@ -102,11 +103,16 @@ class FitSettings:
     guided_inner: int = 3
     # Depth-flip hypotheses (2D-only hands): every hand seen only in 2D also starts in its depth-mirrored
     # orientation (depth_mirrored_rotation), the 4 combinations of the two hands run batched through stage 1 and
-    # the first flip_iterations of stage 2, and each frame keeps the combination of lowest total energy (data +
-    # this fit's prior, averaged over flip_prior_draws noise draws shared by the candidates, + penetration).
-    flip_hypotheses: bool = False  # no energy picks the flipped candidate well: docs/fitting.md (Tuning, task a)
+    # the first flip_iterations of stage 2, and each frame keeps the combination of lowest energy (flip_select).
+    # On, chosen by the data term right after stage 1: validation split, docs/fitting.md (Tuning, task a).
+    flip_hypotheses: bool = True
     flip_iterations: int = 0
     flip_prior_draws: int = 4
+    # What the choice minimises: "data" (the data term alone) or "energy" (the stage-2 total: data + this fit's
+    # prior, averaged over flip_prior_draws noise draws shared by the candidates, + penetration). The priors,
+    # the diffusion prior's ELBO included, rank the candidates worse than the data term does (docs/fitting.md,
+    # "Can the diffusion prior's likelihood arbitrate the depth flips?").
+    flip_select: str = "data"
     # Volumetric hand-hand penetration (inscribed-sphere proxies, geometry.proxy.sphere_penetration), ramped up
     # over stage 2 like the surface term; 0 disables. Sphere radii are re-capped every volume_radii_every steps.
     volume_weight: float = 50.0  # validation, task a: docs/fitting.md (Tuning)
@@ -141,6 +147,8 @@ class FitSettings:
         if self.flip_iterations < 0 or self.flip_prior_draws < 1:
             raise InputError(f"flip_iterations must be >= 0 and flip_prior_draws >= 1, got {self.flip_iterations}, "
                              f"{self.flip_prior_draws}")
+        if self.flip_select not in FLIP_SELECT:
+            raise InputError(f"flip_select must be one of {FLIP_SELECT}, got {self.flip_select!r}")
         if not 0.0 <= self.volume_start < 1.0:
             raise InputError(f"volume_start must lie in [0, 1), got {self.volume_start}")
         if self.volume_weight < 0 or self.volume_radii_every < 1:
@@ -454,10 +462,12 @@ class Fitter:
     @torch.no_grad()
     def select(self, y: torch.Tensor, obs: Observations, progress: float, generator: torch.Generator,
                init_joints: torch.Tensor | None, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(best [B], total energies [B, k]) of the k consecutive candidates per frame in y [B k, 2, 64] (obs and
+        """(best [B], energies [B, k]) of the k consecutive candidates per frame in y [B k, 2, 64] (obs and
         init_joints expanded alike): the stage-2 energy at ``progress`` (data + this fit's prior + penetration), its
-        prior value averaged under noise shared by the candidates of a frame; lowest wins."""
-        e = self.energy(y, obs, progress, generator, init_joints, candidates=k)["total"].view(-1, k)
+        prior value averaged under noise shared by the candidates of a frame, or with ``flip_select="data"`` the
+        data term alone; lowest wins."""
+        key = "total" if self.settings.flip_select == "energy" else "data"
+        e = self.energy(y, obs, progress, generator, init_joints, candidates=k)[key].view(-1, k)
         return e.argmin(1), e
 
     def _shared_noise_prior(self, x: torch.Tensor, progress: float, generator: torch.Generator, k: int) -> torch.Tensor:

@@ -23,6 +23,11 @@ fraction of the prior-weighted stage done (schedules use it), ``generator`` draw
   (coarse corrections first, fine ones last) and w(t) = sqrt(SNR(t) / SNR(t_max)) (SNR = abar / (1 - abar)), so
   the smaller residuals at low noise keep their pull; the value is divided by the SNR weight's mean over the
   schedule so both variants use the same prior weight scale.
+
+:meth:`DiffusionPrior.elbo_terms` is a much better estimate of the pair's negative log-likelihood under the
+cascade, for ranking candidates (the depth-flip hypotheses) rather than for a gradient: the diffusion ELBO's
+denoising sum over a grid of timesteps with the ELBO's own weights (see :func:`elbo_grid`), averaged over several
+noise draws that the caller shares between the candidates of a frame (common random numbers).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import torch
 from torch import nn
 
 from interhandgen.data.canonical import HAND_DIM
+from interhandgen.exceptions import InputError
 
 PRIORS = ("interhandgen", "vae", "gaussian", "none")
 DIFFUSION_VARIANTS = ("sds", "dposer")
@@ -38,6 +44,31 @@ DIFFUSION_VARIANTS = ("sds", "dposer")
 _SHAPE_POSE = slice(0, 55)
 # The anchor's rotation/translation slots are constants of the canonical frame, never part of a prior.
 _ANCHOR_FREE = slice(0, 55)
+
+
+def elbo_grid(alphas_cumprod: torch.Tensor, t_range: tuple[float, float], num: int
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Timesteps (int64 [K]) and ELBO weights (float64 [K]) of a K-point stratified grid over ``t_range`` (fractions
+    of T) of a schedule with cumulative products ``alphas_cumprod`` [T].
+
+    With an x0-predicting denoiser and the posterior variance in the reverse steps, the ELBO's term of step t is
+    0.5 (SNR(t-1) - SNR(t)) |x0 - x0_hat(x_t, t)|^2 (Kingma et al. 2021, "Variational Diffusion Models", in
+    discrete time; SNR = abar / (1 - abar)). The steps t_lo..t_hi are cut into K contiguous strata of (nearly)
+    equal length and each stratum is represented by its middle step, weighted by the sum of its steps' weights,
+    0.5 (SNR(first - 1) - SNR(last)): the weights telescope, so they sum to 0.5 (SNR(t_lo - 1) - SNR(t_hi)), the
+    truncated ELBO's total weight, whatever K."""
+    abar = alphas_cumprod.detach().cpu().to(torch.float64)
+    T = abar.shape[0]
+    lo, hi = (int(round(f * (T - 1))) for f in t_range)
+    if not 1 <= lo <= hi <= T - 1:
+        raise InputError(f"t_range {t_range} gives steps {lo}..{hi}; they must lie in 1..{T - 1}")
+    if not 1 <= num <= hi - lo + 1:
+        raise InputError(f"num must lie in 1..{hi - lo + 1} (the steps in t_range), got {num}")
+    snr = abar / (1.0 - abar)
+    edges = torch.linspace(lo, hi + 1, num + 1, dtype=torch.float64).round().long()  # stratum k: edges[k]..edges[k+1]-1
+    first, last = edges[:-1], edges[1:] - 1
+    weights = 0.5 * (snr[first - 1] - snr[last])
+    return (first + last) // 2, weights
 
 
 class NoPrior(nn.Module):
@@ -133,12 +164,7 @@ class DiffusionPrior(nn.Module):
             a = self.sqrt_abar.to(dev)[t.to(dev)][:, None, None]
             s = self.sqrt_one_minus.to(dev)[t.to(dev)][:, None, None]
             zt = a * z.detach() + s * eps
-            B = z.shape[0]
-            td = t.to(dev)
-            off = torch.zeros(B, dtype=torch.bool, device=dev)
-            anchor = self.net(zt[:, 0], td, torch.zeros_like(zt[:, 0]), off)
-            partner = self.net(zt[:, 1], td, z[:, 0].detach(), ~off)
-            return torch.stack([anchor, partner], dim=1)
+            return self._denoise_cascade(zt, t.to(dev), z[:, 0].detach())
 
     def standardise(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean.to(x)) / self.std.to(x)
@@ -156,6 +182,33 @@ class DiffusionPrior(nn.Module):
         if self.variant == "dposer":
             value = value * self.snr_weight.to(z.device)[t.to(z.device)].to(z)
         return value
+
+    def elbo_terms(self, x: torch.Tensor, timesteps: torch.Tensor, weights: torch.Tensor, noise: torch.Tensor
+                   ) -> torch.Tensor:
+        """Per-number ELBO contributions [B, 2, 64] of pairs x [B, 2, 64] (raw units; no gradient): for each number
+        of the standardised pair, sum_k weights[k] mean_m (z - z_hat(z_t, timesteps[k]; noise[m]))^2 with the anchor
+        denoised unconditionally and the partner conditioned on the (clean) anchor, the two factors of the cascade
+        p(z_a) p(z_o | z_a). Summed over the numbers it is the truncated ELBO's estimate of -log p(z) up to a
+        constant (from :func:`elbo_grid`'s timesteps [K] and weights [K]); the anchor's constant slots are 0.
+        noise: [M, B, 2, 64] draws (share them between candidates of a frame to compare them)."""
+        if noise.dim() != 4 or noise.shape[1:] != x.shape:
+            raise InputError(f"noise must have shape [M, {', '.join(map(str, x.shape))}], got {list(noise.shape)}")
+        z = self.standardise(x.detach())
+        B, K = z.shape[0], timesteps.shape[0]
+        dev = z.device
+        t = timesteps.to(dev).repeat(B)  # [B K], row b*K + k
+        a = self.sqrt_abar.to(dev)[t][:, None, None]
+        s = self.sqrt_one_minus.to(dev)[t][:, None, None]
+        zk = z.repeat_interleave(K, 0)
+        w = weights.to(dev, torch.float64).repeat(B).view(B, K, 1, 1)
+        out = torch.zeros(B, 2, HAND_DIM, dtype=torch.float64, device=dev)
+        with torch.no_grad():
+            for eps in noise.to(z):
+                zt = a * zk + s * eps.repeat_interleave(K, 0)
+                r = (zk - self._denoise_cascade(zt, t, zk[:, 0])).double().view(B, K, 2, HAND_DIM)
+                out += (w * r ** 2).sum(1)
+        out[:, 0, _ANCHOR_FREE.stop:] = 0.0
+        return (out / noise.shape[0]).to(z.dtype)
 
     def _denoise_cascade(self, zt: torch.Tensor, t: torch.Tensor, anchor_clean: torch.Tensor | None) -> torch.Tensor:
         """x0 estimates [B, 2, 64] of z_t [B, 2, 64] at timesteps t [B]: the anchor unconditionally, the partner
