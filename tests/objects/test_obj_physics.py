@@ -90,3 +90,19 @@ def test_summary_counts_unstable_simulations_as_not_held():
     assert phys["unstable_simulations"] == 1
     assert phys["held_fraction"] == pytest.approx(1 / 3)
     assert phys["mean_displacement_cm"] == pytest.approx(1.75)
+
+
+def test_mujoco_warnings_go_to_the_logger_not_to_a_file_in_the_working_directory(tmp_path, monkeypatch, caplog):
+    import logging
+
+    from interhandgen.objects.physics import build_model_xml, require_mujoco, step_checked
+
+    monkeypatch.chdir(tmp_path)
+    mujoco = require_mujoco()
+    model = mujoco.MjModel.from_xml_string(build_model_xml([], [CUBE], PhysicsConfig()))
+    data = mujoco.MjData(model)
+    data.qfrc_applied[0] = 1e12
+    with caplog.at_level(logging.DEBUG, logger="interhandgen.objects.physics"):
+        assert not step_checked(mujoco, model, data, 10)
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
+    assert any("unstable" in r.getMessage() for r in caplog.records)

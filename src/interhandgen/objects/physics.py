@@ -18,6 +18,7 @@ without it the functions here raise ImportError with the install hint (nothing i
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Sequence
 
 import numpy as np
@@ -25,6 +26,8 @@ import numpy as np
 __all__ = ["PhysicsConfig", "HOLD_THRESHOLD", "hand_convex_parts", "simulate_drop", "step_checked", "require_mujoco"]
 
 #: An object counts as held when its centre of mass moved less than this (metres) during the simulation.
+_log = logging.getLogger(__name__)
+
 HOLD_THRESHOLD = 0.02
 #: Standard gravity (m/s^2), along world -z.
 GRAVITY = 9.81
@@ -54,7 +57,17 @@ def require_mujoco():
     except ImportError as exc:
         raise ImportError("the physics stability test needs MuJoCo: pip install 'interhandgen[physics]' "
                           f"(or pip install mujoco) [{exc}]") from None
+    if mujoco.get_mju_user_warning() is None:
+        # MuJoCo's default handler appends every warning to MUJOCO_LOG.TXT in the working directory. The one we
+        # meet (an unstable simulation) is detected by step_checked and counted as not held
+        # (``unstable_simulations``), so its text goes to this module's logger instead of a stray file. A handler
+        # the application installed itself is left alone.
+        mujoco.set_mju_user_warning(_log_mujoco_warning)
     return mujoco
+
+
+def _log_mujoco_warning(message: str) -> None:
+    _log.debug("MuJoCo: %s", message.strip())
 
 
 def hand_convex_parts(vertices: np.ndarray, faces: np.ndarray, weights: np.ndarray) -> list[np.ndarray]:
