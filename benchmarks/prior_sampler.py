@@ -37,11 +37,23 @@ from interhandgen._atomic import atomic_write_bytes
 from interhandgen.data.format import TwoHandSet
 from interhandgen.evaluation.bundled import load_evaluator
 from interhandgen.evaluation.floor import floor_draw
-from interhandgen.evaluation.joint_features import JOINT_FEATURE_DIM, NUM_JOINTS, PLACEMENT
-from interhandgen.evaluation.protocol import EvaluationSettings, canonical_joint_features
+from interhandgen.evaluation.joint_features import (
+    JOINT_FEATURE_DIM,
+    NUM_JOINTS,
+    PLACEMENT,
+)
+from interhandgen.evaluation.protocol import (
+    EvaluationSettings,
+    canonical_joint_features,
+)
 from interhandgen.evaluation.two_sample import C2STSettings, classifier_two_sample_test
 from interhandgen.exceptions import InputError
-from interhandgen.generation import InterHandGen, SamplerSettings, load_model, sample_model
+from interhandgen.generation import (
+    InterHandGen,
+    SamplerSettings,
+    load_model,
+    sample_model,
+)
 from interhandgen.models.registry import CASCADED_KINDS
 from interhandgen.rotations import rot6d_to_matrix
 

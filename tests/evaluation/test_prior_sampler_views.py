@@ -31,8 +31,9 @@ def ps():
 
 def random_pairs(n: int, seed: int) -> TwoHandSet:
     rng = np.random.default_rng(seed)
-    hand = lambda: dict(pose=rng.normal(0, 0.3, (n, 45)), betas=rng.normal(0, 0.5, (n, 10)),  # noqa: E731
-                        global_orient=rng.normal(0, 0.8, (n, 3)), transl=rng.normal(0, 0.05, (n, 3)))
+    def hand():
+        return {"pose": rng.normal(0, 0.3, (n, 45)), "betas": rng.normal(0, 0.5, (n, 10)),
+                "global_orient": rng.normal(0, 0.8, (n, 3)), "transl": rng.normal(0, 0.05, (n, 3))}
     return TwoHandSet(hand(), hand(), pose_space="pca", flat_hand_mean=False, hand_model="open_hand")
 
 
