@@ -25,16 +25,20 @@ import argparse
 import dataclasses
 import importlib.util
 import json
+import math
 import shlex
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from interhandgen._atomic import atomic_write_bytes
 from interhandgen.data.format import TwoHandSet
+from interhandgen.diffusion import Schedule
+from interhandgen.diffusion.samplers import sampling_timesteps
 from interhandgen.evaluation.bundled import load_evaluator
 from interhandgen.evaluation.floor import floor_draw
 from interhandgen.evaluation.joint_features import (
@@ -73,7 +77,11 @@ COLUMNS = fair.COLUMNS[:9] + [
     ("c2st_anchor", "C2ST anchor", "{:.3f}", "low"),
     ("c2st_partner", "C2ST partner art.", "{:.3f}", "low"),
     ("c2st_placement", "C2ST placement", "{:.3f}", "low"),
-] + fair.COLUMNS[10:] + [("sample_cpu_s", "sample CPU s", "{:.0f}", "low")]
+] + fair.COLUMNS[10:] + [
+    ("spread_betas", "spread betas", "{:.3f}", ""),
+    ("spread_pose", "spread pose", "{:.3f}", ""),
+    ("sample_cpu_s", "sample CPU s", "{:.0f}", "low"),
+]
 
 
 def stage_views(feats: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -89,6 +97,44 @@ def stage_views(feats: torch.Tensor) -> dict[str, torch.Tensor]:
     right = feats[:, RIGHT].reshape(-1, NUM_JOINTS, 3) - place[:, None, 6:9]
     local = torch.einsum("nji,nkj->nki", rot, right)                    # R^T (j - t) per joint
     return {"anchor": feats[:, LEFT], "partner": local.reshape(len(feats), -1), "placement": place}
+
+
+def spread_ratios(samples: TwoHandSet, reference: TwoHandSet) -> dict[str, float]:
+    """Mean over parameters of std(samples) / std(reference) for both hands' shape (betas, [N, 10] each) and pose
+    coefficients ([N, 45] each): frame-independent parameters, so 1.0 is the data's spread and below 1 an
+    under-dispersed sampler. Returns {"spread_betas", "spread_pose"}."""
+    out = {}
+    for field in ("betas", "pose"):
+        s = np.concatenate([getattr(samples.left, field), getattr(samples.right, field)], 1).astype(np.float64)
+        r = np.concatenate([getattr(reference.left, field), getattr(reference.right, field)], 1).astype(np.float64)
+        ref_std = r.std(0)
+        if len(s) < 2 or len(r) < 2 or not np.all(ref_std > 0):
+            raise InputError(f"spread of {field}: needs >= 2 pairs per set and a reference with non-zero spread")
+        out[f"spread_{field}"] = float(np.mean(s.std(0) / ref_std))
+    return out
+
+
+def gaussian_spread(alphas_cumprod: torch.Tensor, timesteps: list[int], eta: float, variance: float) -> float:
+    """std(sample) / std(data) of DDIM (``eta``, visiting ``timesteps``) with the EXACT denoiser of 1-D data
+    x0 ~ N(0, ``variance``), in closed form: the sampler's discretisation error alone, no network.
+
+    The state starts as N(0, 1) at the first visited timestep; the exact denoiser is x0_hat = k x_t with
+    k = a v / (a^2 v + s^2) (a^2 = abar_t, s^2 = 1 - abar_t); each step maps the state's variance V to
+    (a' k + c (1 - a k) / s)^2 V + sigma^2 (a'^2 = abar_next, sigma and c as in docs/diffusion.md, section 3);
+    the last step returns x0_hat."""
+    ab = alphas_cumprod.double()
+    var_x = 1.0
+    for i, t in enumerate(timesteps):
+        a2 = float(ab[t])
+        k = math.sqrt(a2) * variance / (a2 * variance + 1.0 - a2)
+        if i == len(timesteps) - 1:
+            return math.sqrt(k * k * var_x / variance)
+        a2n = float(ab[timesteps[i + 1]])
+        sigma2 = eta ** 2 * (1.0 - a2n) / (1.0 - a2) * (1.0 - a2 / a2n)
+        c = math.sqrt(max(1.0 - a2n - sigma2, 0.0))
+        coef = math.sqrt(a2n) * k + c * (1.0 - math.sqrt(a2) * k) / math.sqrt(1.0 - a2)
+        var_x = coef * coef * var_x + sigma2
+    raise InputError("gaussian_spread: no timesteps")
 
 
 def parse_variant(spec: str) -> tuple[str, dict[str, Any], str]:
@@ -176,7 +222,7 @@ def cmd_run(args) -> None:
     common = {"reference": str(args.reference), "reference_split": args.reference_split,
               "num_reference": len(reference), "floor_split": args.floor_split, "num_floor": len(floor),
               "geometry_pairs": args.geometry_pairs, "depth_pairs": args.depth_pairs, "command": command,
-              "threads": torch.get_num_threads(), "c2st": dataclasses.asdict(c2)}
+              "threads": torch.get_num_threads(), "c2st": dataclasses.asdict(c2), "eval_seed": args.eval_seed}
     # variant-major: every model gets a variant before the next variant starts (early side-by-side numbers)
     jobs = [("floor", None)] + [(m, v) for v in args.variant for m in args.model]
     for model_spec, variant in jobs:
@@ -205,6 +251,7 @@ def cmd_run(args) -> None:
         views = view_c2st(samples, reference_views, c2)
         values = fair.scalars(res)
         values.update({f"c2st_{v}": views[v]["accuracy"] for v in views})
+        values.update(spread_ratios(samples, reference))
         if times:
             values["sample_cpu_s"], values["sample_wall_s"] = times["cpu_s"], times["wall_s"]
         doc = {**common, **extra, "seed": args.seed, "num": len(samples), "sample_time": times, "values": values,
@@ -224,6 +271,14 @@ def cmd_table(args) -> None:
         if key not in docs:
             raise InputError(f"--row {spec!r}: no {key}.json in {args.work}")
         d = docs[key]
+        if "spread_pose" not in d["values"]:  # runs written before the spread was measured: from their files
+            reference = TwoHandSet.load(d["reference"]).select_split(d["reference_split"])
+            if key == "floor":
+                samples = floor_draw(d["reference"], d["floor_split"], d["reference"], d["reference_split"],
+                                     reference, size=d["num"], seed=d.get("eval_seed", 0))
+            else:
+                samples = TwoHandSet.load(Path(args.work) / f"samples_{key}.npz")
+            d["values"].update(spread_ratios(samples, reference))
         rows.append({"label": label, "key": key, "overrides": d.get("overrides"), "anchors": d.get("anchors"),
                      "stats": fair.aggregate_seeds([d["values"]]), "views": d["views"],
                      "sample_time": d.get("sample_time"), "eval_seconds": d["eval_seconds"]})
@@ -233,6 +288,19 @@ def cmd_table(args) -> None:
            "command_table": "python benchmarks/prior_sampler.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])}
     atomic_write_bytes(args.out, (json.dumps(out, indent=1) + "\n").encode())
     print(md)
+
+
+def cmd_gaussian(args) -> None:
+    schedule = Schedule.cosine(args.num_timesteps)
+    rows = [{"variance": v, "eta": eta, "steps": n,
+             "std_ratio": gaussian_spread(schedule.alphas_cumprod,
+                                          sampling_timesteps(args.num_timesteps, n).tolist(), eta, v)}
+            for v in args.variance for eta in args.eta for n in args.steps]
+    doc = {"schedule": f"cosine, T = {args.num_timesteps}", "spacing": "linspace", "rows": rows,
+           "command": "python benchmarks/prior_sampler.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])}
+    atomic_write_bytes(args.out, (json.dumps(doc, indent=1) + "\n").encode())
+    for r in rows:
+        print(f"variance {r['variance']:g} eta {r['eta']:g} steps {r['steps']:3d}: std ratio {r['std_ratio']:.3f}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -258,8 +326,16 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--work", required=True)
     t.add_argument("--row", action="append", required=True, help="LABEL=NAME:VARIANT or LABEL=floor (in order)")
     t.add_argument("--out", required=True)
+    gs = sub.add_parser("gaussian", help="the sampler's spread with the exact denoiser of 1-D Gaussians (closed form)")
+    gs.add_argument("--variance", type=float, nargs="+", default=[1.0, 0.1])
+    gs.add_argument("--eta", type=float, nargs="+", default=[1.0, 0.0])
+    gs.add_argument("--steps", type=int, nargs="+", default=[10, 20, 50, 129])
+    gs.add_argument("--num-timesteps", type=int, default=129)
+    gs.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    if args.cmd == "run":
+    if args.cmd == "gaussian":
+        cmd_gaussian(args)
+    elif args.cmd == "run":
         if args.num < 12:
             raise InputError(f"--num must be at least 12 (precision/recall with k = 5), got {args.num}")
         for v in args.variant:
