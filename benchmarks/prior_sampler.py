@@ -170,6 +170,8 @@ def parse_variant(spec: str) -> tuple[str, dict[str, Any], str]:
                 overrides[key] = (int(start), int(stop))
             elif isinstance(default, (int, float)):
                 overrides[key] = type(default)(value)
+            elif default is None:  # the optional step counts (anchor_steps): an int, or "none"
+                overrides[key] = None if value.lower() == "none" else int(value)
             else:
                 overrides[key] = value
         except ValueError:

@@ -81,6 +81,8 @@ def test_parse_variant(ps):
     assert over["settle_steps"] == 0 and over["resample_rounds"] == 0  # network + APG only
     SamplerSettings(**over).validate()
     assert ps.parse_variant("base=") == ("base", ps.BASE, "sampled")
+    assert ps.parse_variant("a=anchor_steps=129")[1]["anchor_steps"] == 129
+    assert ps.parse_variant("a=anchor_steps=none")[1]["anchor_steps"] is None
     assert ps.parse_variant("real=anchors=floor")[2] == "floor"
     for bad, msg in [("nolabel", "LABEL"), ("x=foo=1", "not a SamplerSettings field"), ("x=anchors=test", "anchors"),
                      ("x=same_noise=1", "true or false"), ("x=steps", "KEY=VALUE"), ("x=steps=0", "steps"),
