@@ -37,6 +37,9 @@ class SamplerSettings:
     # 20 DDIM steps: on the bundled model as good as 42 (docs/results.md) in half the denoiser time, which pays
     # for contact settling (10,000 pairs with APG and settling: 148 s vs 183 s on the 2-core CPU).
     steps: int = 20
+    # DDIM steps of stage 1 (the anchor) alone; None: ``steps``. Stage 1 costs one forward of B rows per step and
+    # no guidance, so it can take more steps than the guided partner stage (docs/prior_experiments.md).
+    anchor_steps: int | None = None
     # 1.0 (stochastic DDIM; the reference uses 0): on 10,000 bundled-model pairs (seed 0, with settling at 20 mm) FHID
     # 7.6 +- 1.7 vs 18.2 +- 8.1 with eta 0, recall 0.93 vs 0.81, precision 0.94 vs 0.93 (docs/results.md).
     eta: float = 1.0
@@ -85,9 +88,16 @@ class SamplerSettings:
     resample_rounds: int = 3
     resample_depth_mm: float = 1.0
 
+    @property
+    def stage1_steps(self) -> int:
+        """DDIM steps of the anchor stage: ``anchor_steps``, or ``steps`` when it is None."""
+        return self.steps if self.anchor_steps is None else self.anchor_steps
+
     def validate(self) -> None:
         if self.steps < 1:
             raise InputError(f"steps must be >= 1, got {self.steps}")
+        if self.anchor_steps is not None and self.anchor_steps < 1:
+            raise InputError(f"anchor_steps must be >= 1 or None (the same as steps), got {self.anchor_steps}")
         if not self.cfg_scale >= 0:  # also NaN
             raise InputError(f"cfg_scale must be >= 0, got {self.cfg_scale}")
         if not 0 <= self.apg_weight <= 2:
@@ -135,7 +145,7 @@ def _partner(net, a_std, a_raw, noise, schedule, settings, mean, std, make_apg, 
 def sample_anchor(net: nn.Module, noise: torch.Tensor, schedule: Schedule, settings: SamplerSettings,
                   stats_mean: torch.Tensor, stats_std: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Stage 1: standardised anchor vectors [B, 64], with the canonical rotation/translation imposed."""
-    x = ddim_sample(unconditional(net), noise, schedule, settings.steps, eta=settings.eta, generator=generator,
+    x = ddim_sample(unconditional(net), noise, schedule, settings.stage1_steps, eta=settings.eta, generator=generator,
                     update=settings.update)
     tail = (CANONICAL_TAIL.to(x) - stats_mean[RIGID_SLICE]) / stats_std[RIGID_SLICE]
     x = x.clone()
