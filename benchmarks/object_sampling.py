@@ -82,7 +82,7 @@ def main() -> None:
         ref = ref.select_split(args.split)
     scene = ObjectScene.of(ref)
     gen = ObjectInterHandGen.load(args.model)
-    settings = SamplerSettings(resample_rounds=0)
+    settings = SamplerSettings(resample_rounds=0, anchor_steps=None)
     result = {"model": gen.model.source, "reference": args.reference, "split": args.split, "reference_pairs": len(ref),
               "num": args.num, "metric_pairs": args.metric_pairs, "seed": args.seed,
               "torch_threads": torch.get_num_threads(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),

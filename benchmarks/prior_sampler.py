@@ -165,13 +165,13 @@ def parse_variant(spec: str) -> tuple[str, dict[str, Any], str]:
             overrides[key] = value.lower() == "true"
             continue
         try:
-            if isinstance(default, tuple):
+            if key == "anchor_steps":  # an optional step count: an int, or "none" (= steps)
+                overrides[key] = None if value.lower() == "none" else int(value)
+            elif isinstance(default, tuple):
                 start, _, stop = value.partition(":")
                 overrides[key] = (int(start), int(stop))
             elif isinstance(default, (int, float)):
                 overrides[key] = type(default)(value)
-            elif default is None:  # the optional step counts (anchor_steps): an int, or "none"
-                overrides[key] = None if value.lower() == "none" else int(value)
             else:
                 overrides[key] = value
         except ValueError:

@@ -26,7 +26,7 @@ def main() -> None:
     ref = TwoHandSet.load(a.reference)
     ref = ref.select_split(a.split) if a.split else ref
     gen = ObjectInterHandGen.load(a.model)
-    two = gen.sample(a.num or len(ref), ObjectScene.of(ref), seed=a.seed, settings=SamplerSettings(resample_rounds=0),
+    two = gen.sample(a.num or len(ref), ObjectScene.of(ref), seed=a.seed, settings=SamplerSettings(resample_rounds=0, anchor_steps=None),
                      progress=False)
     print("wrote", two.save(a.out), len(two), "pairs")
 

@@ -20,6 +20,9 @@ def add_sampler_options(p: argparse.ArgumentParser) -> None:
                         "(their SHA-256 are checked against the model file)")
     g.add_argument("--seed", type=int, default=0, help="random seed (same seed, same machine: same output)")
     g.add_argument("--steps", type=positive_int, default=DEFAULTS.steps, help="number of DDIM steps (default %(default)s)")
+    g.add_argument("--anchor-steps", type=positive_int, default=None,
+                   help=f"DDIM steps of the anchor stage alone (default: {DEFAULTS.anchor_steps} for the two-hand "
+                        "model, --steps with an object; docs/prior_experiments.md)")
     g.add_argument("--eta", type=float, default=DEFAULTS.eta, help="DDIM eta: 0 deterministic, 1 ancestral")
     g.add_argument("--cfg-scale", type=float, default=DEFAULTS.cfg_scale,
                    help="classifier-free guidance scale w on the relative rotation/translation: "
@@ -61,7 +64,8 @@ def settings_from_args(args: argparse.Namespace, default_apg_weight: float) -> S
         apg = default_apg_weight
     else:
         apg = args.apg_weight
-    s = SamplerSettings(steps=args.steps, eta=args.eta, cfg_scale=args.cfg_scale, apg_weight=apg, update=args.update,
+    anchor_steps = DEFAULTS.anchor_steps if args.anchor_steps is None else args.anchor_steps
+    s = SamplerSettings(steps=args.steps, anchor_steps=anchor_steps, eta=args.eta, cfg_scale=args.cfg_scale, apg_weight=apg, update=args.update,
                         settle_steps=args.settle_steps, settle_attract_mm=args.settle_attract_mm,
                         resample_rounds=args.resample_rounds, apg_points=args.apg_points, apg_iters=args.apg_iters,
                         contact_weight=args.contact_weight, apg_proxy_weight=args.apg_proxy_weight)

@@ -124,6 +124,8 @@ def _run_single_stage(args: argparse.Namespace, model, hand_model, shards) -> in
             or args.resample_rounds != DEFAULTS.resample_rounds):
         raise InputError(f"{where} is a {kind!r} model: contact settling and resampling belong to the cascaded "
                          "sampler; drop --settle-steps/--settle-attract-mm/--resample-rounds")
+    if args.anchor_steps is not None:
+        raise InputError(f"{where} is a {kind!r} model: it has no anchor stage; drop --anchor-steps")
     if kind == "vae":
         if args.steps != DEFAULTS.steps or args.eta != DEFAULTS.eta or args.update != "ddim":
             raise InputError(f"{where} is a VAE: --steps/--eta/--update do not apply")

@@ -75,7 +75,9 @@ def object_sampler_settings(args: argparse.Namespace, settings, defaults):
     if args.resample_rounds != defaults.resample_rounds and args.resample_rounds != 0:
         raise InputError("--resample-rounds: resampling is not available with an object (hand-object guidance and "
                          "settling take its place); drop the option")
-    return dataclasses.replace(settings, resample_rounds=0)
+    # The anchor stage takes --anchor-steps if given, else --steps: the two-hand default (50) was not measured with
+    # an object.
+    return dataclasses.replace(settings, resample_rounds=0, anchor_steps=args.anchor_steps)
 
 
 def load_object_generator(args: argparse.Namespace, hand_model=None):

@@ -188,7 +188,7 @@ class ObjectInterHandGen:
         library; ``scene`` None samples without an object (the null object token; the left hand at the origin)."""
         if num < 1:
             raise InputError(f"num must be >= 1, got {num}")
-        settings = settings or SamplerSettings(resample_rounds=0)
+        settings = settings or SamplerSettings(resample_rounds=0, anchor_steps=None)
         object_settings = object_settings or ObjectSettings()
         meta = {"generator": "interhandgen", "model": self.model.source, "model_kind": self.model.kind, "seed": seed,
                 "sampler": describe(settings, object_settings)}
@@ -228,7 +228,7 @@ class ObjectInterHandGen:
         if given.hand_model != self.hand_model:
             raise ModelMismatchError(f"the given hands use hand model {given.hand_model.kind!r}, the generator "
                                      f"{self.hand_model.kind!r}")
-        settings = settings or SamplerSettings(resample_rounds=0)
+        settings = settings or SamplerSettings(resample_rounds=0, anchor_steps=None)
         object_settings = object_settings or ObjectSettings()
         src = given if side == ANCHOR_SIDE else mirror(given, self.hands)
         frame = to_object_frame(src, self.hands, num_points=self.num_points, dtype=torch.float32, points=False)

@@ -387,8 +387,8 @@ def object_cascaded_sample(
             else:
                 hook = HandObjectGuidance(anchor_hand, mean[0], std[0], surf, og.object_guidance_weight,
                                           **common) if guide else None
-                a_std = ddim_sample(unconditional(bound), z, schedule, settings.stage1_steps, eta=settings.eta,
-                                    generator=gen, update=settings.update, x0_guidance=hook)
+                a_std = ddim_sample(unconditional(bound), z, schedule, settings.anchor_steps_for(schedule.num_timesteps),
+                                    eta=settings.eta, generator=gen, update=settings.update, x0_guidance=hook)
         else:
             a_std = (given - mean[0]) / std[0]
         a_raw = a_std * std[0] + mean[0]

@@ -43,9 +43,9 @@ def check_settings(kind: str, settings: SamplerSettings | None) -> SamplerSettin
         raise InputError(f"model kind {kind!r}: contact settling and resampling belong to the cascaded sampler "
                          f"(settings.settle_steps and settings.resample_rounds must be 0, got {settings.settle_steps} "
                          f"and {settings.resample_rounds})")
-    if settings.anchor_steps is not None:
+    if settings.anchor_steps not in (None, SamplerSettings.anchor_steps):
         raise InputError(f"model kind {kind!r} has no anchor stage: settings.anchor_steps does not apply "
-                         f"(leave it None; settings.steps sets its DDIM steps)")
+                         f"(leave it None or at its default; settings.steps sets its DDIM steps)")
     if kind == "vae":
         default = SamplerSettings()
         for name in ("steps", "eta", "update"):
