@@ -350,6 +350,12 @@ def cmd_curves(args) -> None:
         print(name, " ".join(f"{v:.3f}" for v in c["val"]))
 
 
+def check_num(num: int) -> None:
+    """``--num`` of the run commands: precision/recall use k = 5 nearest neighbours, so at least 12 pairs."""
+    if num < 12:
+        raise InputError(f"--num must be at least 12 (precision/recall with k = 5), got {num}")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -390,8 +396,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.cmd == "curves":
         cmd_curves(args)
     elif args.cmd == "run":
-        if args.num < 12:
-            raise InputError(f"--num must be at least 12 (precision/recall with k = 5), got {args.num}")
+        check_num(args.num)
         cmd_run(args)
     else:
         cmd_table(args)

@@ -29,8 +29,7 @@ import torch
 
 from interhandgen._atomic import atomic_write_bytes
 from interhandgen.data.format import TwoHandSet
-from interhandgen.generation.cascade import SamplerSettings
-from interhandgen.generation.object_api import ObjectInterHandGen, ObjectScene
+from interhandgen.generation.object_api import ObjectInterHandGen, ObjectScene, object_sampler_defaults
 from interhandgen.generation.object_sampling import ObjectSettings
 from interhandgen.objects.metrics import hand_object_metrics, object_stability, summarise_hand_object
 
@@ -82,7 +81,7 @@ def main() -> None:
         ref = ref.select_split(args.split)
     scene = ObjectScene.of(ref)
     gen = ObjectInterHandGen.load(args.model)
-    settings = SamplerSettings(resample_rounds=0, anchor_steps=None)
+    settings = object_sampler_defaults()
     result = {"model": gen.model.source, "reference": args.reference, "split": args.split, "reference_pairs": len(ref),
               "num": args.num, "metric_pairs": args.metric_pairs, "seed": args.seed,
               "torch_threads": torch.get_num_threads(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),

@@ -338,8 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.cmd == "gaussian":
         cmd_gaussian(args)
     elif args.cmd == "run":
-        if args.num < 12:
-            raise InputError(f"--num must be at least 12 (precision/recall with k = 5), got {args.num}")
+        fair.check_num(args.num)
         for v in args.variant:
             parse_variant(v)  # fail before any sampling
         cmd_run(args)

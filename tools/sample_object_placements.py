@@ -9,8 +9,7 @@ from __future__ import annotations
 import argparse
 
 from interhandgen.data.format import TwoHandSet
-from interhandgen.generation.cascade import SamplerSettings
-from interhandgen.generation.object_api import ObjectInterHandGen, ObjectScene
+from interhandgen.generation.object_api import ObjectInterHandGen, ObjectScene, object_sampler_defaults
 
 
 def main() -> None:
@@ -26,7 +25,7 @@ def main() -> None:
     ref = TwoHandSet.load(a.reference)
     ref = ref.select_split(a.split) if a.split else ref
     gen = ObjectInterHandGen.load(a.model)
-    two = gen.sample(a.num or len(ref), ObjectScene.of(ref), seed=a.seed, settings=SamplerSettings(resample_rounds=0, anchor_steps=None),
+    two = gen.sample(a.num or len(ref), ObjectScene.of(ref), seed=a.seed, settings=object_sampler_defaults(),
                      progress=False)
     print("wrote", two.save(a.out), len(two), "pairs")
 

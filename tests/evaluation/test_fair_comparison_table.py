@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 
 from interhandgen.exceptions import InputError
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
-def fc():
-    spec = importlib.util.spec_from_file_location("fair_comparison", ROOT / "benchmarks" / "fair_comparison.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def fc(load_benchmark):
+    return load_benchmark("fair_comparison")
 
 
 def test_aggregate_two_seeds_by_hand(fc):

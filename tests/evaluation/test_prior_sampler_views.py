@@ -4,8 +4,6 @@ in its own frame, placement) against the hand layer's world joints, and the vari
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,15 +18,10 @@ from interhandgen.generation import SamplerSettings
 from interhandgen.hand import CENTER_JOINT
 from interhandgen.rotations import axis_angle_to_matrix, matrix_to_rot6d
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
-def ps():
-    spec = importlib.util.spec_from_file_location("prior_sampler", ROOT / "benchmarks" / "prior_sampler.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def ps(load_benchmark):
+    return load_benchmark("prior_sampler")
 
 
 def random_pairs(n: int, seed: int) -> TwoHandSet:

@@ -3,10 +3,7 @@ pipeline: synth -> train each kind -> sample -> evaluate -> docs table."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,15 +17,10 @@ from interhandgen.diffusion import Schedule
 from interhandgen.evaluation.replication import t_confidence_interval
 from interhandgen.generation import CANONICAL_TAIL, SamplerSettings
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def load_results_table():
-    spec = importlib.util.spec_from_file_location("results_table", ROOT / "benchmarks" / "results_table.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["results_table"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(scope="module")
+def rt(load_benchmark):
+    return load_benchmark("results_table")
 
 
 # ----------------------------------------------------------------------------------------------- sampling per kind
@@ -95,8 +87,7 @@ def test_vae_sampling_decodes_seeded_standard_normal_latents():
 
 
 # ----------------------------------------------------------------------------------------------- the table writer
-def test_parse_entry():
-    rt = load_results_table()
+def test_parse_entry(rt):
     e = rt.parse_entry("no APG=runs/small:apg_weight=0,steps=20")
     assert (e.name, e.path, e.overrides) == ("no APG", "runs/small", {"apg_weight": 0.0, "steps": 20})
     assert rt.parse_entry("VAE=runs/vae").overrides == {}
@@ -105,8 +96,7 @@ def test_parse_entry():
             rt.parse_entry(bad)
 
 
-def test_table_writer_on_tiny_inputs(tmp_path):
-    rt = load_results_table()
+def test_table_writer_on_tiny_inputs(tmp_path, rt):
     rng = np.random.default_rng(0)
     keys = [k for k, _, _ in rt.COLUMNS]
     values_a = [{k: float(rng.uniform(0, 1)) for k in keys} for _ in range(3)]
@@ -151,7 +141,7 @@ TINY_MODELS = {
 
 
 @pytest.mark.slow
-def test_whole_pipeline_synth_train_sample_evaluate_table(tmp_path):
+def test_whole_pipeline_synth_train_sample_evaluate_table(tmp_path, rt):
     from interhandgen.cli import main
     from interhandgen.generation import sample_checkpoint
     from interhandgen.data.format import TwoHandSet
@@ -183,7 +173,6 @@ def test_whole_pipeline_synth_train_sample_evaluate_table(tmp_path):
     torch.manual_seed(0)
     save_feature_extractor(TwoHandPointNet(config).eval(), tmp_path / "evaluator")
 
-    rt = load_results_table()
     out = tmp_path / "results.md"
     doc = rt.main(["--data", str(data), "--evaluator", str(tmp_path / "evaluator"), "--bundled", str(runs / "shared"),
                    "--baselines-dir", str(runs), "--entry", f"joint file={tmp_path / 'joint_samples.npz'}",

@@ -38,7 +38,7 @@ from interhandgen.rotations import axis_angle_to_matrix
 BUNDLED_OBJECT_MODEL = "object_small.safetensors"
 
 __all__ = ["ObjectScene", "user_object", "family_objects", "ObjectInterHandGen", "bundled_object_model_path",
-           "mesh_centre_of_mass"]
+           "mesh_centre_of_mass", "object_sampler_defaults"]
 
 
 def bundled_object_model_path() -> Path:
@@ -139,6 +139,13 @@ def family_objects(family: str, num_objects: int, seed: int, orientations: dict[
     return ObjectScene(ObjectLibrary.from_meshes(names, meshes), pose)
 
 
+
+def object_sampler_defaults() -> SamplerSettings:
+    """The cascade settings of sampling with an object: no resampling (hand-object guidance, settling and the redraw
+    take its place) and the anchor stage at ``steps`` (the two-hand default of 50 anchor steps was not measured
+    with an object)."""
+    return SamplerSettings(resample_rounds=0, anchor_steps=None)
+
 class ObjectInterHandGen:
     """A trained object-conditioned cascaded prior (kind ``shared_object``) bound to its hand model."""
 
@@ -188,7 +195,7 @@ class ObjectInterHandGen:
         library; ``scene`` None samples without an object (the null object token; the left hand at the origin)."""
         if num < 1:
             raise InputError(f"num must be >= 1, got {num}")
-        settings = settings or SamplerSettings(resample_rounds=0, anchor_steps=None)
+        settings = settings or object_sampler_defaults()
         object_settings = object_settings or ObjectSettings()
         meta = {"generator": "interhandgen", "model": self.model.source, "model_kind": self.model.kind, "seed": seed,
                 "sampler": describe(settings, object_settings)}
@@ -228,7 +235,7 @@ class ObjectInterHandGen:
         if given.hand_model != self.hand_model:
             raise ModelMismatchError(f"the given hands use hand model {given.hand_model.kind!r}, the generator "
                                      f"{self.hand_model.kind!r}")
-        settings = settings or SamplerSettings(resample_rounds=0, anchor_steps=None)
+        settings = settings or object_sampler_defaults()
         object_settings = object_settings or ObjectSettings()
         src = given if side == ANCHOR_SIDE else mirror(given, self.hands)
         frame = to_object_frame(src, self.hands, num_points=self.num_points, dtype=torch.float32, points=False)
