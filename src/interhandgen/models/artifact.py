@@ -35,6 +35,7 @@ from safetensors.torch import save as st_save
 from interhandgen._atomic import atomic_write_bytes
 from interhandgen.data.canonical import HAND_DIM, LAYOUT_VERSION
 from interhandgen.data.format import HandModelSpec
+from interhandgen.diffusion import Schedule
 from interhandgen.exceptions import InputError, MissingFileError, ModelMismatchError
 from interhandgen.limits import check_model_stats
 from interhandgen.models.registry import build_model, model_kind, registered
@@ -278,7 +279,8 @@ def read_model(path: str | os.PathLike) -> ModelArtifact:
 def build_network(art: ModelArtifact, device: str | torch.device = "cpu") -> torch.nn.Module:
     """The network of a model with its weights, in eval mode on ``device``."""
     try:
-        net = build_model(art.model_config)
+        schedule = Schedule.from_config(art.schedule) if art.model_config.get("prediction", "x0") != "x0" else None
+        net = build_model(art.model_config, schedule)
     except (ValueError, TypeError, KeyError) as exc:  # the config comes from the file
         raise InputError(f"{art.source}: invalid model config: {exc}") from None
     try:

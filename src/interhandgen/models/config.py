@@ -10,6 +10,8 @@ import yaml
 from interhandgen.exceptions import InputError, MissingFileError
 
 NULL_CONDITIONS = ("learned", "zeros")
+#: What the network's last layer predicts; forward() always returns x0 (see Denoiser).
+PREDICTIONS = ("x0", "v")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +33,11 @@ class DenoiserConfig:
         reference_compat: reproduce the reference defect: the encoder treats [B, 3, width] as [sequence, batch,
             width], attending across the BATCH (a sample's output depends on the other samples, cost O(B^2)).
             Only for running reference checkpoints exactly; never for new models.
+        prediction: what the last layer predicts: ``"x0"`` (the reference) or ``"v"`` (v = sqrt(abar) eps -
+            sqrt(1 - abar) x0, Salimans & Ho 2022). ``forward`` returns x0 either way (x0 = sqrt(abar) x_t -
+            sqrt(1 - abar) v), so samplers and priors do not change; a ``"v"`` network needs the noise schedule
+            (:meth:`Denoiser.set_schedule`, done by :func:`interhandgen.models.build_model`), and its objective is
+            the mean squared error of v.
     """
 
     data_dim: int = 64
@@ -44,6 +51,7 @@ class DenoiserConfig:
     dropout: float = 0.1
     null_condition: str = "learned"
     reference_compat: bool = False
+    prediction: str = "x0"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "skips", tuple(int(s) for s in self.skips))
@@ -129,3 +137,4 @@ class DenoiserConfig:
         need(self.null_condition in NULL_CONDITIONS,
              f"null_condition must be one of {NULL_CONDITIONS}, got {self.null_condition!r}")
         need(isinstance(self.reference_compat, bool), f"reference_compat must be a bool, got {self.reference_compat!r}")
+        need(self.prediction in PREDICTIONS, f"prediction must be one of {PREDICTIONS}, got {self.prediction!r}")

@@ -78,7 +78,7 @@ class Denoiser(nn.Module):
     """x0-prediction network; see the module docstring and :class:`DenoiserConfig`.
 
     ``forward(x_t [B, D], t [B] int64, cond [B, D], cond_mask [B] bool, extra_tokens [B, K, width] | None)``
-    returns x0_hat [B, D] in x_t's dtype, on x_t's device (the module must already be there).
+    returns x0_hat [B, D] (a ``prediction: v`` network converts its v output to x0 with its schedule) in x_t's dtype, on x_t's device (the module must already be there).
     """
 
     def __init__(self, cfg: DenoiserConfig) -> None:
@@ -104,7 +104,19 @@ class Denoiser(nn.Module):
         self.context_proj = nn.Linear(2 * E, L * H)
         self.skip_proj = nn.Linear(H, len(self.skip_layers) * H, bias=False) if self.skip_layers else None
         self.output_proj = nn.Linear(H, D)
+        # v-prediction: sqrt(abar_t) and sqrt(1 - abar_t) per timestep (set_schedule; not saved: the model file
+        # carries the schedule).
+        self.register_buffer("v_coef", None, persistent=False)
         self.reset_parameters()
+
+    def set_schedule(self, schedule) -> None:
+        """Give a v-predicting network its noise schedule (:class:`interhandgen.diffusion.Schedule`); x0 networks
+        ignore it."""
+        if self.cfg.prediction == "x0":
+            return
+        coef = torch.stack([schedule.sqrt_alphas_cumprod, schedule.sqrt_one_minus_alphas_cumprod], 1)
+        w = self.output_proj.weight
+        self.v_coef = coef.to(device=w.device, dtype=w.dtype)
 
     @property
     def mixes_batch(self) -> bool:
@@ -232,7 +244,16 @@ class Denoiser(nn.Module):
                     acc.addmm_(init, w_skip.t())
             acc.addmm_(h, self.hidden_proj[i].weight.t())
             h = acc.relu_()
-        return self.output_proj(h)
+        out = self.output_proj(h)
+        if cfg.prediction == "x0":
+            return out
+        if self.v_coef is None:
+            raise InputError("this network predicts v and has no noise schedule: build it with "
+                             "interhandgen.models.build_model(config, schedule) or read it with read_model")
+        if int(t.max()) >= self.v_coef.shape[0]:
+            raise InputError(f"timestep {int(t.max())} is beyond the network's schedule of {self.v_coef.shape[0]} steps")
+        a, s = self.v_coef[t].to(out.dtype).unbind(1)
+        return a[:, None] * x_t - s[:, None] * out
 
 
 def build_denoiser(cfg: DenoiserConfig) -> Denoiser:

@@ -76,7 +76,7 @@ def diffusion_loss(
         if rows.numel():
             keypoint, contact = geometry.terms(pred[rows], x0[rows], cond[rows])
             geo = geo_w * keypoint + contact_w * contact
-            if w_t is not None:
+            if weighting == "min_snr":  # the v weight (up to ~1/beta_0) is the parameter error's, not theirs
                 geo = geo * w_t[rows]
             # Added per conditioned row (index_add keeps the graph); the mean below then averages it over the
             # conditioned rows, scaled by the fraction that carried a geometric term.

@@ -35,7 +35,7 @@ from interhandgen.geometry.points import gather_rows_deterministic, mutual_neare
 
 __all__ = ["LOSS_WEIGHTINGS", "timestep_weights", "PartnerGeometry"]
 
-LOSS_WEIGHTINGS = ("uniform", "min_snr")
+LOSS_WEIGHTINGS = ("uniform", "min_snr", "v")
 CM = 0.01  # metres: the geometric terms are reported in cm^2
 
 
@@ -43,9 +43,13 @@ def timestep_weights(schedule: Schedule, t: torch.Tensor, kind: str, gamma: floa
     """Per-row loss weights [B] for int timesteps t [B] (float64 on t's device).
 
     ``uniform``: 1. ``min_snr``: min(SNR_t, gamma) / mean_s min(SNR_s, gamma), SNR_t = abar_t / (1 - abar_t).
+    ``v``: 1 / (1 - abar_t) = SNR_t + 1, not normalised: the x0 error weighted so is exactly the squared error of
+    v = sqrt(abar) eps - sqrt(1 - abar) x0 (the objective of a v-predicting network).
     """
     if kind == "uniform":
         return torch.ones(t.shape[0], dtype=torch.float64, device=t.device)
+    if kind == "v":
+        return (1.0 / (1.0 - schedule.alphas_cumprod.to(t.device)))[t]
     if kind != "min_snr":
         raise InputError(f"loss_weighting must be one of {LOSS_WEIGHTINGS}, got {kind!r}")
     if not gamma > 0:

@@ -25,7 +25,7 @@ from torch import nn
 from interhandgen.exceptions import InputError
 from interhandgen.models.baselines import JointDenoiser, SeparateStageDenoisers, TwoHandVAE
 from interhandgen.models.config import DenoiserConfig
-from interhandgen.models.denoiser import build_denoiser
+from interhandgen.models.denoiser import Denoiser, build_denoiser
 from interhandgen.models.losses import diffusion_loss, joint_loss, vae_loss
 from interhandgen.models.losses_geometry import PartnerGeometry
 from interhandgen.models.object_encoder import build_object_denoiser
@@ -117,16 +117,24 @@ def registered(model_config: dict[str, Any]) -> ModelKind:
     return REGISTRY[model_kind(model_config)]
 
 
-def build_model(model_config: dict[str, Any]) -> nn.Module:
-    """The (untrained) network of a model config."""
+def build_model(model_config: dict[str, Any], schedule=None) -> nn.Module:
+    """The (untrained) network of a model config. ``schedule``: the noise schedule
+    (:class:`interhandgen.diffusion.Schedule`), needed by networks that predict v (``prediction: v``)."""
     entry = registered(model_config)
     params = {k: v for k, v in model_config.items() if k not in _OBJECTIVE_KEYS}
     if entry.cascaded:
-        return entry.build(params)  # DenoiserConfig.from_dict names the offending key itself
-    try:
-        return entry.build(params)
-    except TypeError as exc:  # an unknown or missing keyword of the network's constructor
-        raise InputError(f"model config for kind {entry.name!r}: {exc}") from None
+        net = entry.build(params)  # DenoiserConfig.from_dict names the offending key itself
+    else:
+        try:
+            net = entry.build(params)
+        except TypeError as exc:  # an unknown or missing keyword of the network's constructor
+            raise InputError(f"model config for kind {entry.name!r}: {exc}") from None
+    v_nets = [m for m in net.modules() if isinstance(m, Denoiser) and m.cfg.prediction != "x0"]
+    if v_nets and schedule is None:
+        raise InputError("model.prediction 'v' needs the noise schedule: build_model(model_config, schedule)")
+    for m in v_nets:
+        m.set_schedule(schedule)
+    return net
 
 
 def uses_geometry(cfg) -> bool:

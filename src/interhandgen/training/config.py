@@ -43,7 +43,9 @@ class TrainConfig:
     antithetic_timesteps: bool = True
     # Objective options of the cascaded kinds (interhandgen.models.losses_geometry; docs/prior_experiments.md).
     # The defaults are the plain x0 loss of the bundled model.
-    loss_weighting: str = "uniform"  # "uniform" | "min_snr" (per-timestep weight min(SNR_t, gamma), mean 1)
+    # "uniform" | "min_snr" (per-timestep weight min(SNR_t, gamma), mean 1) | "v" (weight SNR_t + 1: the squared
+    # error of v, the objective of a `prediction: v` network)
+    loss_weighting: str = "uniform"
     min_snr_gamma: float = 5.0
     geometry_weight: float = 0.0  # partner joints + surface points in the anchor frame, cm^2
     contact_weight: float = 0.0  # signed distance to the anchor surface near contact, cm^2
@@ -101,8 +103,8 @@ class TrainConfig:
              f"cond_drop_prob must be null or in [0, 1], got {self.cond_drop_prob}")
         need(1 <= self.anchor_loss_dims <= 64, f"anchor_loss_dims must be in [1, 64], got {self.anchor_loss_dims}")
         need(self.schedule in ("linear", "cosine"), f"schedule must be 'linear' or 'cosine', got {self.schedule!r}")
-        need(self.loss_weighting in ("uniform", "min_snr"),
-             f"loss_weighting must be 'uniform' or 'min_snr', got {self.loss_weighting!r}")
+        need(self.loss_weighting in ("uniform", "min_snr", "v"),
+             f"loss_weighting must be 'uniform', 'min_snr' or 'v', got {self.loss_weighting!r}")
         need(self.min_snr_gamma > 0, f"min_snr_gamma must be > 0, got {self.min_snr_gamma}")
         need(self.geometry_weight >= 0 and self.contact_weight >= 0,
              f"geometry_weight and contact_weight must be >= 0, got {self.geometry_weight}, {self.contact_weight}")

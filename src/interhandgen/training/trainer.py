@@ -228,7 +228,8 @@ def train(
     total_steps = steps_per_epoch * cfg.epochs
 
     torch.manual_seed(cfg.seed + rank)
-    net = build_model(model_config).to(device)
+    schedule = Schedule.from_config(cfg.to_dict()).to(device)
+    net = build_model(model_config, schedule).to(device)
     ema = EMA(net, cfg.ema_decay)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed * 7919 + rank)
@@ -263,7 +264,6 @@ def train(
 
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
-    schedule = Schedule.from_config(cfg.to_dict()).to(device)
     geometry = objective_geometry(cfg, hand_model, stats_mean, stats_std, device)
     ddp_net = nn.parallel.DistributedDataParallel(net) if world > 1 else net
     log = _CsvLog(out_dir / "log.csv", log_rows, rank)
@@ -345,7 +345,7 @@ def train(
             if (on_epoch_end is not None and rank == 0 and cfg.sample_every_epochs > 0
                     and (epoch % cfg.sample_every_epochs == 0 or epoch == cfg.epochs)):
                 with torch.random.fork_rng(devices=[]):
-                    on_epoch_end(ema_module(ema, model_config, device), epoch, step, out_dir)
+                    on_epoch_end(ema_module(ema, model_config, device, schedule), epoch, step, out_dir)
             save_checkpoint(epoch, 0)
     bar.close()
     if tb is not None:
@@ -362,8 +362,8 @@ def train(
     return TrainResult(status=status, step=step, epoch=epoch, out_dir=out_dir)
 
 
-def ema_module(ema: EMA, model_config: dict[str, Any], device: torch.device) -> nn.Module:
-    m = build_model(model_config).to(device)
+def ema_module(ema: EMA, model_config: dict[str, Any], device: torch.device, schedule=None) -> nn.Module:
+    m = build_model(model_config, schedule).to(device)
     m.load_state_dict(ema.state_dict())
     return m.eval()
 
@@ -376,7 +376,7 @@ def validation_loss(ema: EMA, model_config, val_x, schedule, cfg: TrainConfig, d
 
     Always the plain parameter loss (uniform timestep weights, no geometric term), so that runs with different
     objective options report comparable validation losses."""
-    model = ema_module(ema, model_config, device)
+    model = ema_module(ema, model_config, device, schedule)
     gen = torch.Generator().manual_seed(12345)
     vcfg = TrainConfig(**{**cfg.__dict__, "cond_drop_prob": None, "loss_weighting": "uniform",
                           "geometry_weight": 0.0, "contact_weight": 0.0})
