@@ -18,6 +18,11 @@ Conditions under which the hashes were recorded (commit e486578, before the pack
   stage's own DDIM step count; before: None = ``steps`` = 20). Checked before re-pinning: with
   ``SamplerSettings(anchor_steps=None)`` both kinds still gave the previous hashes (e2d8cfc8... and 38650934...),
   so the change is the setting alone; ``joint`` and ``vae`` are unchanged.
+- re-pinned for every kind on 2026-12-05 when the bundled model became the v-predicting one (new weights and new
+  standardisation statistics, which the baselines here borrow), on a 2-core AMD EPYC with AVX512 kernels. The
+  hashes are keyed by a kernel canary since then: the previous hashes did not reproduce on this machine even for
+  the unchanged code (all four kinds differed before the change), so they belong to another CPU's kernels and
+  could not be re-recorded; a machine with no pinned hashes skips these tests and says so.
 - the hash is over the little-endian bytes of the 8 hand arrays of the world-frame ``TwoHandSet``
   (``left_pose``, ``left_betas``, ... ``right_transl``) in that order.
 """
@@ -37,12 +42,38 @@ from interhandgen.models import build_model
 
 ROOT = Path(__file__).resolve().parents[2]
 
-EXPECTED = {
-    "bundled": "67084c9cb1c0434c0f8d7d217730f5d8f46c25b634565206aeb345837a0142b9",
-    "separate": "b6575428a20b10af563cf881e9439d562e68d35da6357cfe6d4e36b340bce19a",
-    "joint": "edbe15e86bce540fad968a77cc43f6c5d3d84ac119c0d8e942b84f58c042d27e",
-    "vae": "c0f608b587772bc13d0ffbcecbc2b3acc0086884638013d1bd5d44570fdd8a33",
+# Pinned hashes per machine kind, keyed by the kernel canary (_kernel_canary): the same code and weights give other
+# bits on a CPU whose kernels round differently, and such a machine has no pinned hashes (its tests skip).
+EXPECTED_BY_CANARY = {
+    "0ae7d0f21e831cf9": {
+        "bundled": "642cd44e2070d866f05b9723940d094b37dc241938dd49dfdb417f427af5e309",
+        "separate": "bba0d5451393c9a8e5d56381d28142f2362671a1f16c3fb4589758357d7fa8f1",
+        "joint": "72613b156ec0da6e3303ef1f35eabdbe141af1ca7ed1f9dd8f78a8b1cd0daf11",
+        "vae": "949be7366ed3b201ad8abd655e4a9acbb790443a7d1ac1779f48f1f8b5ac7a37",
+    },
 }
+
+
+def _kernel_canary() -> str:
+    """Digest of one seeded forward of a small denoiser: it changes with the CPU kernels (SIMD width, BLAS) that
+    change the samples' bits, and not with anything this package's sampling code does."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = build_model({"preset": "small"}).eval()
+        x = torch.randn(64, 64)
+        t = torch.arange(64) % 129
+        mask = torch.arange(64) % 2 == 0
+        with torch.no_grad():
+            out = net(x, t, x.flip(0), mask)
+    return hashlib.sha256(out.numpy().astype("<f4").tobytes()).hexdigest()[:16]
+
+
+def _expected(kind: str) -> str:
+    canary = _kernel_canary()
+    if canary not in EXPECTED_BY_CANARY:
+        pytest.skip(f"no sample hashes pinned for this machine's CPU kernels (canary {canary}; pinned: "
+                    f"{sorted(EXPECTED_BY_CANARY)}); record them on it to check bit-identity here")
+    return EXPECTED_BY_CANARY[canary][kind]
 
 
 def _digest(two: TwoHandSet) -> str:
@@ -75,9 +106,9 @@ def test_bundled_model_samples_are_bit_identical(one_thread):
     from interhandgen.generation import InterHandGen
 
     two = InterHandGen.load().sample(300, seed=0, progress=False)
-    assert _digest(two) == EXPECTED["bundled"]
+    assert _digest(two) == _expected("bundled")
 
 
 @pytest.mark.parametrize("kind", ["separate", "joint", "vae"])
 def test_baseline_samples_are_bit_identical(one_thread, kind):
-    assert _digest(_sample_baseline(kind)) == EXPECTED[kind]
+    assert _digest(_sample_baseline(kind)) == _expected(kind)
