@@ -65,6 +65,8 @@ VARIANTS = {
     "physics6_support": ObjectSettings(physics_rounds=6, redraw_support=True, redraw_rounds=2),
     "physics10": ObjectSettings(physics_rounds=10),
     "physics16": ObjectSettings(physics_rounds=16),
+    # the contact check of the settled pairs by the surface samples' planes only (the stage before 2026-12-05 22:30)
+    "physics16_planes": ObjectSettings(physics_rounds=16, physics_exact_contact=False),
     # settled pairs kept only when no hand is deeper than 3 mm by the surface samples' planes (the first version)
     "physics6_depth3": ObjectSettings(physics_rounds=6, physics_depth_mm=3.0),
 }

@@ -85,6 +85,10 @@ def test_kept_pairs_hold_in_an_independent_stability_run_and_the_rest_keep_their
         np.testing.assert_array_equal(settled.hand(side).transl[~changed], base.hand(side).transl[~changed])
     held = object_stability(settled[np.flatnonzero(changed)])["held"]
     assert held.all()
+    # and both hands of every kept pair touch the object by the contact metric (exact distance and depth)
+    from interhandgen.objects.metrics import hand_object_metrics  # noqa: PLC0415
+
+    assert hand_object_metrics(settled[np.flatnonzero(changed)], volume=False)["both_contact"].all()
     with pytest.raises(InputError):
         gen.complete(base, object_settings=ObjectSettings(physics_rounds=1), progress=False)
     with pytest.raises(InputError):  # nothing to settle without an object

@@ -231,7 +231,7 @@ class ObjectInterHandGen:
         """MuJoCo settling with redraws (``ObjectSettings.physics_rounds``, see there) of raw object-frame pairs
         x [N, 2, 64]; returns the new pairs and records per round the pairs tried, settled and kept in ``meta``."""
         # physics lives in the objects layer and needs the optional mujoco package: imported here, when asked for
-        from interhandgen.objects.metrics import object_motion, object_stability  # noqa: PLC0415
+        from interhandgen.objects.metrics import hand_object_contact, object_motion, object_stability  # noqa: PLC0415
         from interhandgen.objects.physics import PhysicsConfig, require_mujoco  # noqa: PLC0415
 
         require_mujoco()
@@ -266,6 +266,10 @@ class ObjectInterHandGen:
             ok = rested.to(x.device) & hand_object_check(grasp_hands, moved[:, 0], moved[:, 1],
                                                          surfaces[pending.to(surfaces.device)], accept)
             tried = ok.nonzero()[:, 0].cpu()
+            if tried.numel() and og.physics_exact_contact:
+                sel = tried.numpy()
+                touching = hand_object_contact(self._world(moved[tried], ids[rows][sel], poses[rows][sel], library))
+                tried = tried[torch.as_tensor(touching)]
             if tried.numel():
                 sel = tried.numpy()
                 held = object_stability(self._world(moved[tried], ids[rows][sel], poses[rows][sel], library),

@@ -27,7 +27,7 @@ from interhandgen.objects.physics import (PhysicsConfig, hand_convex_parts, requ
 from interhandgen.rotations import axis_angle_to_matrix
 
 __all__ = ["CONTACT_THRESHOLD", "require_objects", "object_rotation", "object_world_vertices", "hand_object_metrics",
-           "summarise_hand_object", "object_stability", "object_motion"]
+           "summarise_hand_object", "object_stability", "object_motion", "hand_object_contact"]
 
 #: A hand touches the object when closer than this (metres), as for two hands.
 CONTACT_THRESHOLD = 0.002
@@ -105,6 +105,25 @@ def hand_object_metrics(two_hands, models: dict | None = None, device: str | tor
         out[f"{side}_contact"] = ((out[f"{side}_min_distance_mm"] < CONTACT_THRESHOLD * 1000.0)
                                   | (out[f"{side}_penetration_depth_mm"] > 0))
     out["both_contact"] = out["left_contact"] & out["right_contact"]
+    return out
+
+
+def hand_object_contact(two_hands, models: dict | None = None) -> np.ndarray:
+    """[N] bool: both hands of each pair within :data:`CONTACT_THRESHOLD` of its object by the exact vertex-to-surface
+    distance (both ways, :func:`interhandgen.geometry.min_distance`): ``both_contact`` of :func:`hand_object_metrics`
+    without its volume and depth passes, except that a hand with every vertex farther than that from the surface
+    counts as apart even when it is inside the object (stricter)."""
+    library = require_objects(two_hands)
+    models = models if models is not None else two_hands.hand_models()
+    hands = two_hands.vertices(models, dtype=torch.float64)
+    out = np.ones(len(two_hands), dtype=bool)
+    for k, idx in _groups(two_hands.object_id):
+        obj = torch.as_tensor(object_world_vertices(library.vertices[k], two_hands.object_pose[idx]),
+                              dtype=torch.float64)
+        for side in SIDES:
+            hv = hands[side][torch.as_tensor(idx)].cpu()
+            dist = geometry.min_distance(hv, obj, models[side].faces_np, library.faces[k])
+            out[idx] &= dist.numpy() < CONTACT_THRESHOLD
     return out
 
 
