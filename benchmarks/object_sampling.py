@@ -8,8 +8,8 @@ each hand and of both) and optionally the MuJoCo stability test. Variants (``--v
 settling, redraw: the default), ``none`` (the network alone), ``no_settle`` (network + guidance),
 ``rigid_settle``, ``grasp_settle``, ``grasp_redraw``, ``no_guidance``, ``redraw4``, ``attract100``,
 ``support_redraw``, ``support_redraw2`` (the redraw with the equilibrium check), ``lift10``, ``lift20``,
-``lift10_support`` (the support lift; one stage off
-or on at a time, see ``VARIANTS``), ``no_object`` (the null object token: hands without the object, measured against the same objects)
+``lift10_support`` (the support lift), ``physics1`` ... ``physics16`` (MuJoCo settling with 0-15 redraw rounds; one
+stage off or on at a time, see ``VARIANTS``), ``no_object`` (the null object token: hands without the object, measured against the same objects)
 -- all with the same seed in the same run.
 
     python benchmarks/object_sampling.py --model src/interhandgen/checkpoints/object_small.safetensors \\
@@ -32,6 +32,7 @@ from interhandgen.data.format import TwoHandSet
 from interhandgen.generation.object_api import ObjectInterHandGen, ObjectScene, object_sampler_defaults
 from interhandgen.generation.object_sampling import ObjectSettings
 from interhandgen.objects.metrics import hand_object_metrics, object_stability, summarise_hand_object
+from interhandgen.objects.physics import PhysicsConfig
 
 TARGET_SECONDS = 60.0
 _PLAIN = dict(object_settle_steps=0, grasp_steps=0, redraw_rounds=0)
@@ -54,12 +55,26 @@ VARIANTS = {
     "lift10": ObjectSettings(support_lift_mm=10.0),
     "lift20": ObjectSettings(support_lift_mm=20.0),
     "lift10_support": ObjectSettings(support_lift_mm=10.0, redraw_support=True),
+    # MuJoCo settling after the default stages: settle only, or with 1/3/5/9/15 redraw rounds of the pairs not kept
+    "physics1": ObjectSettings(physics_rounds=1),
+    "physics2": ObjectSettings(physics_rounds=2),
+    "physics4": ObjectSettings(physics_rounds=4),
+    "physics6": ObjectSettings(physics_rounds=6),
+    # the same with the equilibrium check in the cheap redraw (2 rounds): fewer unsupported draws reach MuJoCo
+    "physics4_support": ObjectSettings(physics_rounds=4, redraw_support=True, redraw_rounds=2),
+    "physics6_support": ObjectSettings(physics_rounds=6, redraw_support=True, redraw_rounds=2),
+    "physics10": ObjectSettings(physics_rounds=10),
+    "physics16": ObjectSettings(physics_rounds=16),
+    # the contact check of the settled pairs by the surface samples' planes only (the stage before 2026-12-05 22:30)
+    "physics16_planes": ObjectSettings(physics_rounds=16, physics_exact_contact=False),
+    # settled pairs kept only when no hand is deeper than 3 mm by the surface samples' planes (the first version)
+    "physics6_depth3": ObjectSettings(physics_rounds=6, physics_depth_mm=3.0),
 }
 
 
-def figures(two: TwoHandSet, physics: bool) -> dict:
+def figures(two: TwoHandSet, physics: bool, physics_config: PhysicsConfig | None = None) -> dict:
     m = hand_object_metrics(two)
-    stab = object_stability(two) if physics else None
+    stab = object_stability(two, physics_config) if physics else None
     return summarise_hand_object(m, stab)
 
 
@@ -74,6 +89,10 @@ def main() -> None:
     ap.add_argument("--physics", action="store_true", help="MuJoCo stability of the data and --physics-variants")
     ap.add_argument("--physics-variants", default="full")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--physics-friction", type=float, default=None,
+                    help="friction of the stability test of data and samples (default: PhysicsConfig's, 1.0); the "
+                         "sampler's MuJoCo settling keeps its own (the default) -- a check of how much a figure "
+                         "depends on the test's exact settings")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     ref = TwoHandSet.load(args.reference)
@@ -82,12 +101,15 @@ def main() -> None:
     scene = ObjectScene.of(ref)
     gen = ObjectInterHandGen.load(args.model)
     settings = object_sampler_defaults()
+    physics_config = (PhysicsConfig() if args.physics_friction is None
+                      else PhysicsConfig(friction=args.physics_friction))
     result = {"model": gen.model.source, "reference": args.reference, "split": args.split, "reference_pairs": len(ref),
               "num": args.num, "metric_pairs": args.metric_pairs, "seed": args.seed,
               "torch_threads": torch.get_num_threads(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
               "machine": platform.machine(), "load_average_start": os.getloadavg(),
-              "sampler": dataclasses.asdict(settings), "variants": {}}
-    result["data"] = figures(ref[: args.metric_pairs], args.physics)
+              "sampler": dataclasses.asdict(settings),
+              "physics_config": dataclasses.asdict(physics_config), "variants": {}}
+    result["data"] = figures(ref[: args.metric_pairs], args.physics, physics_config)
     print("data", json.dumps(result["data"]), flush=True)
     for name in args.variants.split(","):
         osets = VARIANTS.get(name, ObjectSettings())
@@ -100,9 +122,12 @@ def main() -> None:
             two = gen.sample(args.num, scene, seed=args.seed, settings=settings, object_settings=osets,
                              progress=False)
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-        fig = figures(two[: args.metric_pairs], args.physics and name in args.physics_variants.split(","))
+        fig = figures(two[: args.metric_pairs], args.physics and name in args.physics_variants.split(","),
+                      physics_config)
         result["variants"][name] = {"seconds": seconds, "cpu_seconds": cpu, "load_average": os.getloadavg(),
                                     "object_settings": dataclasses.asdict(osets), "figures": fig}
+        if "physics_settle" in two.metadata:
+            result["variants"][name]["physics_settle"] = two.metadata["physics_settle"]
         print(name, f"{seconds:.1f} s", json.dumps(fig), flush=True)
     full = result["variants"].get("full")
     if full is not None:

@@ -71,3 +71,22 @@ def test_sets_without_objects_raise():
     plain = TwoHandSet(pairs.left, pairs.right, pose_space="pca", flat_hand_mean=False)
     with pytest.raises(InputError, match="no object library"):
         hand_object_metrics(plain)
+
+
+def test_both_hands_contact_by_exact_distance():
+    import dataclasses
+
+    from interhandgen.objects.metrics import hand_object_contact
+
+    pairs, _ = _pairs([0.05, 0.001, 0.0019, 0.0021, -0.01])
+    # the left hand 1 m away: no pair has both hands in contact
+    assert not hand_object_contact(pairs).any()
+    assert hand_object_metrics(pairs, volume=False)["right_contact"].tolist() == [False, True, True, False, True]
+    # the left hand moved so that its extreme vertex in x meets the box's face where the right hand's does (same
+    # offsets): against the metrics' both_contact, computed through hand_object_metrics' own route
+    lv, rv = (pairs.vertices()[s][0].numpy() for s in ("left", "right"))
+    shift = np.r_[rv[:, 0].max() - lv[:, 0].max(), rv.mean(0)[1:] - lv.mean(0)[1:]]
+    both = pairs._replace(left=dataclasses.replace(pairs.left, transl=pairs.left.transl + shift))
+    m = hand_object_metrics(both, volume=False)
+    assert m["both_contact"].tolist() == [False, True, True, False, True]
+    np.testing.assert_array_equal(hand_object_contact(both), m["both_contact"])

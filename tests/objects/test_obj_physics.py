@@ -106,3 +106,34 @@ def test_mujoco_warnings_go_to_the_logger_not_to_a_file_in_the_working_directory
         assert not step_checked(mujoco, model, data, 10)
     assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
     assert any("unstable" in r.getMessage() for r in caplog.records)
+
+
+def test_motion_of_a_falling_box_is_a_pure_drop_and_of_a_resting_box_none():
+    from interhandgen.objects.physics import simulate_motion
+
+    off_centre = CUBE + np.array([0.3, -0.1, 0.2])
+    R, t, speed, stable = simulate_motion([], [off_centre], PhysicsConfig(duration=0.5))
+    assert stable
+    np.testing.assert_allclose(R, np.eye(3), atol=1e-9)
+    np.testing.assert_allclose(t[:2], 0.0, atol=1e-9)
+    assert -t[2] == pytest.approx(0.5 * GRAVITY * 0.25, rel=2 * 0.002 / 0.5)
+    assert speed == pytest.approx(GRAVITY * 0.5, rel=0.01)
+    support = box((0, 0, -0.025 - 0.05), (0.5, 0.5, 0.1))
+    R, t, speed, stable = simulate_motion([support], [CUBE])
+    assert stable and np.abs(R - np.eye(3)).max() < 1e-3 and np.abs(t).max() < 1e-3 and speed < 1e-2
+
+
+def test_motion_maps_the_centre_of_mass_where_the_drop_test_finds_it():
+    # a cube on a narrow ledge under one edge tips over it: rotation and translation together; the centre of mass
+    # R c + t must be where simulate_drop (MuJoCo's own centre-of-mass position) sees it
+    from interhandgen.objects.physics import simulate_motion
+
+    ledge = box((0.02, 0, -0.025 - 0.05), (0.01, 0.2, 0.1))
+    centre = np.array([0.0, 0.0, 0.0])
+    config = PhysicsConfig(duration=0.3)
+    R, t, _, stable = simulate_motion([ledge], [CUBE], config)
+    assert stable
+    angle = np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1, 1)))
+    assert angle > 5  # it tipped
+    np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-9)
+    assert np.linalg.norm(R @ centre + t - centre) == pytest.approx(simulate_drop([ledge], [CUBE], config), abs=1e-9)

@@ -47,6 +47,11 @@ def add_object_options(p: argparse.ArgumentParser, families: bool = True) -> Non
     g.add_argument("--redraw-support", action=argparse.BooleanOptionalAction, default=OBJECT_DEFAULTS.redraw_support,
                    help="the redraw also draws again pairs whose contacts cannot hold the object against gravity "
                         "(static equilibrium with friction cones on the surfaces facing down; default %(default)s)")
+    g.add_argument("--physics-rounds", type=int, default=OBJECT_DEFAULTS.physics_rounds,
+                   help="MuJoCo settling (needs interhandgen[physics]): let each object fall among the fixed hands, "
+                        "move the hands to where it comes to rest, keep the pairs that then pass the cheap checks "
+                        "and the stability test, draw the others again, this many rounds in all (default "
+                        "%(default)s: off; costs MuJoCo time per pair and round)")
     g.add_argument("--support-contact-mm", type=float, default=OBJECT_DEFAULTS.support_contact_mm,
                    help="contacts of the equilibrium check: hand points within this of the object (default "
                         "%(default)s)")
@@ -57,7 +62,7 @@ def object_settings_from_args(args: argparse.Namespace) -> ObjectSettings:
                        object_settle_steps=args.object_settle_steps, object_attract_mm=args.object_attract_mm,
                        grasp_steps=args.grasp_steps, redraw_rounds=args.redraw_rounds,
                        redraw_support=args.redraw_support, support_contact_mm=args.support_contact_mm,
-                       support_lift_mm=args.support_lift_mm)
+                       support_lift_mm=args.support_lift_mm, physics_rounds=args.physics_rounds)
     s.validate()
     return s
 

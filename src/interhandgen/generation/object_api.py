@@ -18,24 +18,29 @@ the model saw such objects. The samples' object is stored in the TwoHandSet's ob
 from __future__ import annotations
 
 import dataclasses
+import math
 from importlib import resources
 from pathlib import Path
 import numpy as np
 import torch
 
+from interhandgen._seeding import derived_seed
 from interhandgen.data.canonical import ANCHOR_SIDE, mirror, to_world
 from interhandgen.data.format import HandModelSpec, TwoHandSet
 from interhandgen.data.object_library import ObjectLibrary
 from interhandgen.exceptions import InputError, MissingFileError, ModelMismatchError
 from interhandgen.generation.api import InterHandGen, LoadedModel, load_model
 from interhandgen.generation.cascade import SamplerSettings
-from interhandgen.generation.object_sampling import ObjectSettings, describe, object_cascaded_sample
+from interhandgen.generation.object_sampling import (ObjectSettings, describe, hand_object_check, move_with_object,
+                                                     object_cascaded_sample, settle_pair)
 from interhandgen.models import registered
 from interhandgen.objects.frame import SURFACE_POINTS, anchor_world_pose, surface_samples, to_object_frame
 from interhandgen.objects.library import FAMILY_NAMES, sample_objects
 from interhandgen.rotations import axis_angle_to_matrix
 
 BUNDLED_OBJECT_MODEL = "object_small.safetensors"
+#: Index offset of the seeds of MuJoCo settling's redraw rounds (derived_seed(seed, PHYSICS_SEED + round)).
+PHYSICS_SEED = 500_000
 
 __all__ = ["ObjectScene", "user_object", "family_objects", "ObjectInterHandGen", "bundled_object_model_path",
            "mesh_centre_of_mass", "object_sampler_defaults"]
@@ -200,15 +205,88 @@ class ObjectInterHandGen:
         meta = {"generator": "interhandgen", "model": self.model.source, "model_kind": self.model.kind, "seed": seed,
                 "sampler": describe(settings, object_settings)}
         if scene is None:
+            if object_settings.physics_rounds:
+                raise InputError("MuJoCo settling (physics_rounds) needs an object to settle; sample with an object "
+                                 "or set physics_rounds=0")
             x = self._run(num, None, None, seed, settings, object_settings, batch_size, progress)
             return to_world(x, self.hands, anchor=ANCHOR_SIDE, hand_model=self.hand_model, metadata=meta)
         ids, poses = scene.rows(num)
         tokens, surfaces = self.condition(scene.library, ids, poses, object_settings.object_guidance_points)
         x = self._run(num, tokens, surfaces, seed, settings, object_settings, batch_size, progress)
+        if object_settings.physics_rounds > 0:
+            x = self._physics_settle(x, ids, poses, scene.library, tokens, surfaces, seed, settings, object_settings,
+                                     batch_size, meta)
+        return self._world(x, ids, poses, scene.library, meta)
+
+    def _world(self, x: torch.Tensor, ids: np.ndarray, poses: np.ndarray, library: ObjectLibrary,
+               meta: dict | None = None) -> TwoHandSet:
         centre = torch.as_tensor(poses[:, 4:7], dtype=torch.float64)
         return to_world(x, self.hands, anchor=ANCHOR_SIDE, anchor_world=anchor_world_pose(x, centre),
-                        hand_model=self.hand_model, metadata=meta, object_id=ids, object_names=scene.library.names,
-                        object_pose=poses, object_library=scene.library)
+                        hand_model=self.hand_model, metadata=meta, object_id=ids, object_names=library.names,
+                        object_pose=poses, object_library=library)
+
+    def _physics_settle(self, x: torch.Tensor, ids: np.ndarray, poses: np.ndarray, library: ObjectLibrary,
+                        tokens: torch.Tensor, surfaces: torch.Tensor, seed: int, settings: SamplerSettings,
+                        og: ObjectSettings, batch_size: int, meta: dict) -> torch.Tensor:
+        """MuJoCo settling with redraws (``ObjectSettings.physics_rounds``, see there) of raw object-frame pairs
+        x [N, 2, 64]; returns the new pairs and records per round the pairs tried, settled and kept in ``meta``."""
+        # physics lives in the objects layer and needs the optional mujoco package: imported here, when asked for
+        from interhandgen.objects.metrics import hand_object_contact, object_motion, object_stability  # noqa: PLC0415
+        from interhandgen.objects.physics import PhysicsConfig, require_mujoco  # noqa: PLC0415
+
+        require_mujoco()
+        settle_config, test_config = PhysicsConfig(duration=og.physics_settle_s), PhysicsConfig()
+        grasp_hands = self.cascade.surface_subsets(og.grasp_points)
+        guide_hands = self.cascade.surface_subsets(settings.apg_points)
+        centre = torch.as_tensor(poses[:, 4:7], dtype=torch.float64)
+        x = x.clone()
+        pending = torch.arange(x.shape[0])
+        candidates = x
+        log = []
+        for r in range(og.physics_rounds):
+            rows = pending.numpy()
+            if r > 0:  # fresh draws of the pairs not kept so far, same settings, another seed per round
+                on = pending.to(tokens.device)
+                candidates = self._run(len(rows), tokens[on], surfaces[on], derived_seed(seed, PHYSICS_SEED + r),
+                                       settings, og, batch_size, False)
+            motion = object_motion(self._world(candidates, ids[rows], poses[rows], library), settle_config)
+            R, t = (torch.as_tensor(motion[k], device=x.device) for k in ("rotation", "translation"))
+            c = centre[pending].to(x.device)
+            drop = ((R @ c[..., None])[..., 0] + t - c).norm(dim=1)
+            rested = torch.as_tensor(motion["stable"]) & (drop < og.physics_max_drop_mm / 1000.0)
+            moved = move_with_object(candidates, R, t, c)
+            if og.object_settle_steps > 0:
+                # a hand the object did not come to rest on is pulled into touch again; hands touching or inside it
+                # stay where the object rested on them (pushing them out would take its support away)
+                a_raw, o_raw = settle_pair(moved[:, 0], moved[:, 1], surfaces[pending.to(surfaces.device)],
+                                           guide_hands, og, push=False)
+                moved = torch.stack([a_raw, o_raw], 1)
+            accept = dataclasses.replace(og, redraw_depth_mm=math.inf if og.physics_depth_mm is None
+                                         else og.physics_depth_mm)
+            ok = rested.to(x.device) & hand_object_check(grasp_hands, moved[:, 0], moved[:, 1],
+                                                         surfaces[pending.to(surfaces.device)], accept)
+            tried = ok.nonzero()[:, 0].cpu()
+            if tried.numel() and og.physics_exact_contact:
+                sel = tried.numpy()
+                touching = hand_object_contact(self._world(moved[tried], ids[rows][sel], poses[rows][sel], library))
+                tried = tried[torch.as_tensor(touching)]
+            if tried.numel():
+                sel = tried.numpy()
+                held = object_stability(self._world(moved[tried], ids[rows][sel], poses[rows][sel], library),
+                                        test_config)["held"]
+                kept = tried[torch.as_tensor(held)]
+            else:
+                kept = tried
+            x[pending[kept].to(x.device)] = moved[kept.to(x.device)]
+            log.append({"round": r, "pairs": len(rows), "came_to_rest": int(rested.sum()),
+                        "checked": int(tried.numel()), "kept": int(kept.numel())})
+            mask = torch.ones(len(rows), dtype=torch.bool)
+            mask[kept] = False
+            pending = pending[mask]
+            if not pending.numel():
+                break
+        meta["physics_settle"] = log
+        return x
 
     def _run(self, num, tokens, surfaces, seed, settings, object_settings, batch_size, progress, anchors=None):
         if settings.resample_rounds:
@@ -237,6 +315,9 @@ class ObjectInterHandGen:
                                      f"{self.hand_model.kind!r}")
         settings = settings or object_sampler_defaults()
         object_settings = object_settings or ObjectSettings()
+        if object_settings.physics_rounds:
+            raise InputError("MuJoCo settling moves both hands, and complete keeps the given hand where it is: set "
+                             "physics_rounds=0 (--physics-rounds 0) to complete a hand")
         src = given if side == ANCHOR_SIDE else mirror(given, self.hands)
         frame = to_object_frame(src, self.hands, num_points=self.num_points, dtype=torch.float32, points=False)
         ids = given.labels["object_id"][0]

@@ -26,7 +26,13 @@ Post-processing and guidance, each switchable (:class:`ObjectSettings`):
   ``redraw_support`` also contacts that cannot hold the object against gravity, :func:`support_check`) are
   drawn again, with fresh noise, up to that many rounds (the two-hand sampler's resampling, per row with its own
   object); a redraw replaces a pair only when it passes, so pairs failing every round keep their first draw;
-- hand-hand contact settling (``settle_steps`` of :class:`SamplerSettings`) runs before the object settling.
+- hand-hand contact settling (``settle_steps`` of :class:`SamplerSettings`) runs before the object settling;
+- **MuJoCo settling** (``physics_rounds``; 0 disables), last, in
+  :meth:`interhandgen.generation.object_api.ObjectInterHandGen.sample` (it needs the whole hand meshes): the object
+  falls among the fixed hands in the stability test's simulation, the hands are moved by the inverse of its motion
+  (:func:`move_with_object`: the object keeps its given pose) and a hand apart from it is pulled into touch again;
+  a pair is kept when both hands then touch the object (the redraw's gap check and the exact 2 mm distance) and it
+  passes the stability test, else it is drawn again, up to that many rounds in all.
 """
 
 from __future__ import annotations
@@ -55,7 +61,8 @@ from interhandgen.objects.grasps import add_contact_terms
 from interhandgen.rotations import axis_angle_to_matrix, matrix_to_rot6d, rot6d_to_matrix
 
 __all__ = ["ObjectSettings", "object_penetration", "HandObjectGuidance", "settle_on_object",
-           "other_in_object_frame", "object_cascaded_sample", "support_check"]
+           "other_in_object_frame", "object_cascaded_sample", "support_check", "hand_object_check",
+           "move_with_object", "settle_pair"]
 
 
 #: Spacing (metres) of the objects' surface samples allowed for in :func:`object_penetration` (1,024 samples on the
@@ -101,6 +108,27 @@ class ObjectSettings:
     support_contact_mm: float = 5.0
     support_normal_z: float = 0.0
     support_mu: float = 1.0
+    # MuJoCo settling (0 disables; needs the mujoco package): after everything above, the object of each pair is
+    # let fall for physics_settle_s seconds among the fixed hands in the stability test's simulation
+    # (interhandgen.objects.physics); where it comes to rest within physics_max_drop_mm of its placement, both hands
+    # are moved rigidly by the inverse of the object's motion (the object keeps its given pose, the hands take the
+    # relative pose it settled into) and a hand apart from the object is pulled into touch (object settling without
+    # its push-out); the settled pair is kept when both hands pass the redraw's gap check (and physics_exact_contact)
+    # and it passes the stability test itself (hold_threshold after PhysicsConfig().duration s). Pairs that are not kept are
+    # drawn again and settled, up to physics_rounds - 1 more times; pairs failing every round keep their first
+    # draw. Off by default: it costs MuJoCo time per pair and round (docs/results_object.md)
+    physics_rounds: int = 0
+    physics_settle_s: float = 0.5
+    physics_max_drop_mm: float = 100.0
+    # a depth check of the settled pair (redraw_depth_mm of the redraw's checks); None: none, contact and the
+    # stability test decide. On the bundled model 3 mm rejected half of the pairs that came to rest (the surface
+    # samples' planes overstate the depth of hands the object rests on) and kept held at 0.42 instead of 0.70 with
+    # 6 rounds (160 samples, docs/results_object.md)
+    physics_depth_mm: float | None = None
+    # the settled pair's contact check also on the exact distance of every hand vertex to the object's mesh (the
+    # contact metric's 2 mm, interhandgen.objects.metrics.hand_object_contact), not only the surface samples'
+    # planes: on 160 samples with 16 rounds both-hands contact 0.844 -> 0.950, held 0.875 -> 0.863, 7 % more CPU
+    physics_exact_contact: bool = True
 
     def validate(self) -> None:
         if not 0 <= self.object_guidance_weight <= 2:
@@ -119,6 +147,11 @@ class ObjectSettings:
         if not self.support_contact_mm > 0 or not -1 <= self.support_normal_z <= 1 or not self.support_mu >= 0:
             raise InputError(f"support_contact_mm must be > 0, support_normal_z in [-1, 1] and support_mu >= 0, got "
                              f"{self.support_contact_mm}, {self.support_normal_z} and {self.support_mu}")
+        if (self.physics_rounds < 0 or not self.physics_settle_s > 0 or not self.physics_max_drop_mm > 0
+                or not (self.physics_depth_mm is None or self.physics_depth_mm > 0)):
+            raise InputError(f"physics_rounds must be >= 0 (0 disables MuJoCo settling), physics_settle_s, "
+                             f"physics_max_drop_mm > 0 and physics_depth_mm None or > 0, got {self.physics_rounds}, "
+                             f"{self.physics_settle_s}, {self.physics_max_drop_mm} and {self.physics_depth_mm}")
 
 
 def object_penetration(points: torch.Tensor, surface: torch.Tensor, rho: float) -> tuple[torch.Tensor, torch.Tensor,
@@ -182,10 +215,19 @@ class HandObjectGuidance(PolyakGuidance):
 
 
 @torch.no_grad()
-def settle_on_object(points: torch.Tensor, surface: torch.Tensor, settings: ObjectSettings) -> torch.Tensor:
+def settle_on_object(points: torch.Tensor, surface: torch.Tensor, settings: ObjectSettings, push: bool = True
+                     ) -> torch.Tensor:
     """Rigid translations [B, 3] (object frame, metres) that move hands with points [B, S, 3] out of the object and
-    into touch (module docstring); rows farther than ``object_attract_mm`` get exactly 0."""
+    into touch (module docstring); rows farther than ``object_attract_mm`` get exactly 0, and with ``push`` False
+    so do rows touching the object (within ``touch_mm``) or inside it at the start: only hands apart from it move."""
     B = points.shape[0]
+    if not push:
+        start = object_penetration(points, surface, 1.0)[1].amin(1)
+        apart = start > settings.touch_mm / 1000.0
+        move = torch.zeros(B, 3, dtype=points.dtype, device=points.device)
+        if bool(apart.any()):
+            move[apart] = settle_on_object(points[apart], surface[apart], settings)
+        return move
     move = torch.zeros(B, 3, dtype=points.dtype, device=points.device)
     attract, touch = settings.object_attract_mm / 1000.0, settings.touch_mm / 1000.0
     for _ in range(settings.object_settle_steps):
@@ -412,7 +454,7 @@ def object_cascaded_sample(
                 o_raw = settle(_in_own_frame(a_raw), o_raw)
         if surf is not None and og.object_settle_steps > 0:
             # a given anchor (completion) keeps its pose
-            a_raw, o_raw = _settle_pair(a_raw, o_raw, surf, hands, og, move_anchor=given is None)
+            a_raw, o_raw = settle_pair(a_raw, o_raw, surf, hands, og, move_anchor=given is None)
         if surf is not None and og.support_lift_mm > 0:
             a_raw, o_raw = _lift_pair(a_raw, o_raw, surf, hands, og, move_anchor=given is None)
         if surf is not None and og.grasp_steps > 0:
@@ -446,6 +488,24 @@ def object_cascaded_sample(
     return out
 
 
+def move_with_object(x: torch.Tensor, rotation: torch.Tensor, translation: torch.Tensor, centre: torch.Tensor
+                     ) -> torch.Tensor:
+    """Object-frame pairs x [N, 2, 64] (raw, anchor first) with both hands moved rigidly by the inverse of a world
+    motion of their object (a point y of the object moves to ``rotation`` [N, 3, 3] y + ``translation`` [N, 3]; the
+    object's centre is ``centre`` [N, 3], world), so that the hands take the pose relative to the object that the
+    moved object has relative to the unmoved hands, with the object where it was. The other hand's vector is
+    relative to the anchor and does not change."""
+    x64 = x.to(torch.float64)
+    Q = rotation.to(x64).transpose(1, 2)  # the inverse rotation
+    c = centre.to(x64).expand(x.shape[0], 3)
+    # world hand point h -> Q (h - t); in the object frame (h = c + p): p -> Q p + Q (c - t) - c
+    shift = (Q @ (c - translation.to(x64))[..., None])[..., 0] - c
+    out = x64.clone()
+    out[:, 0, ROT_SLICE] = matrix_to_rot6d(Q @ rot6d_to_matrix(x64[:, 0, ROT_SLICE]))
+    out[:, 0, TRANSL_SLICE] = (Q @ x64[:, 0, TRANSL_SLICE, None])[..., 0] + shift
+    return out.to(x.dtype)
+
+
 def _grasp_pair(a_raw: torch.Tensor, o_raw: torch.Tensor, surface: torch.Tensor,
                 hands: tuple[SubsetHand, SubsetHand], og: ObjectSettings, move_anchor: bool = True
                 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -464,15 +524,16 @@ def _grasp_pair(a_raw: torch.Tensor, o_raw: torch.Tensor, surface: torch.Tensor,
     return a_new, o_new
 
 
-def _settle_pair(a_raw: torch.Tensor, o_raw: torch.Tensor, surface: torch.Tensor,
-                 hands: tuple[SubsetHand, SubsetHand], og: ObjectSettings, move_anchor: bool = True
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Object settling of both hands (translations in the object frame); the other hand's vector stays relative
-    to the (moved) anchor."""
+def settle_pair(a_raw: torch.Tensor, o_raw: torch.Tensor, surface: torch.Tensor,
+                hands: tuple[SubsetHand, SubsetHand], og: ObjectSettings, move_anchor: bool = True,
+                push: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Object settling of both hands (translations in the object frame; ``push`` as in :func:`settle_on_object`);
+    the other hand's vector stays relative to the (moved) anchor."""
     with torch.no_grad():
         o_pts = other_in_object_frame(hands[1](o_raw)[0], a_raw)
-        d_a = settle_on_object(hands[0](a_raw)[0], surface, og) if move_anchor else torch.zeros_like(a_raw[:, :3])
-        d_o = settle_on_object(o_pts, surface, og)
+        d_a = (settle_on_object(hands[0](a_raw)[0], surface, og, push) if move_anchor
+               else torch.zeros_like(a_raw[:, :3]))
+        d_o = settle_on_object(o_pts, surface, og, push)
         R_a = rot6d_to_matrix(a_raw[:, ROT_SLICE])
         a_new, o_new = a_raw.clone(), o_raw.clone()
         a_new[:, TRANSL_SLICE] = a_raw[:, TRANSL_SLICE] + d_a

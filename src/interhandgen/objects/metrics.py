@@ -22,11 +22,12 @@ import torch
 
 from interhandgen import geometry
 from interhandgen.exceptions import InputError
-from interhandgen.objects.physics import PhysicsConfig, hand_convex_parts, require_mujoco, simulate_drop
+from interhandgen.objects.physics import (PhysicsConfig, hand_convex_parts, require_mujoco, simulate_drop,
+                                          simulate_motion)
 from interhandgen.rotations import axis_angle_to_matrix
 
 __all__ = ["CONTACT_THRESHOLD", "require_objects", "object_rotation", "object_world_vertices", "hand_object_metrics",
-           "summarise_hand_object", "object_stability"]
+           "summarise_hand_object", "object_stability", "object_motion", "hand_object_contact"]
 
 #: A hand touches the object when closer than this (metres), as for two hands.
 CONTACT_THRESHOLD = 0.002
@@ -107,6 +108,25 @@ def hand_object_metrics(two_hands, models: dict | None = None, device: str | tor
     return out
 
 
+def hand_object_contact(two_hands, models: dict | None = None) -> np.ndarray:
+    """[N] bool: both hands of each pair within :data:`CONTACT_THRESHOLD` of its object by the exact vertex-to-surface
+    distance (both ways, :func:`interhandgen.geometry.min_distance`): ``both_contact`` of :func:`hand_object_metrics`
+    without its volume and depth passes, except that a hand with every vertex farther than that from the surface
+    counts as apart even when it is inside the object (stricter)."""
+    library = require_objects(two_hands)
+    models = models if models is not None else two_hands.hand_models()
+    hands = two_hands.vertices(models, dtype=torch.float64)
+    out = np.ones(len(two_hands), dtype=bool)
+    for k, idx in _groups(two_hands.object_id):
+        obj = torch.as_tensor(object_world_vertices(library.vertices[k], two_hands.object_pose[idx]),
+                              dtype=torch.float64)
+        for side in SIDES:
+            hv = hands[side][torch.as_tensor(idx)].cpu()
+            dist = geometry.min_distance(hv, obj, models[side].faces_np, library.faces[k])
+            out[idx] &= dist.numpy() < CONTACT_THRESHOLD
+    return out
+
+
 def summarise_hand_object(metrics: dict[str, np.ndarray], stability: dict[str, np.ndarray] | None = None) -> dict:
     """Set-level figures of :func:`hand_object_metrics` (and :func:`object_stability`): means per hand, rates."""
     summary: dict[str, Any] = {"pairs": int(len(metrics["both_contact"]))}
@@ -136,6 +156,24 @@ def summarise_hand_object(metrics: dict[str, np.ndarray], stability: dict[str, n
     return summary
 
 
+def _physics_scenes(two_hands, models: dict | None):
+    """Per pair: (fixed convex parts of both hands, the object's convex parts), world frame (see object_stability)."""
+    require_mujoco()
+    library = require_objects(two_hands)
+    models = models if models is not None else two_hands.hand_models()
+    hands = {s: v.cpu().numpy() for s, v in two_hands.vertices(models, dtype=torch.float64).items()}
+    weights = {s: np.asarray(models[s].data.weights) for s in SIDES}
+    R = object_rotation(two_hands.object_pose)
+    for i in range(len(two_hands)):
+        k = int(two_hands.object_id[i])
+        t = two_hands.object_pose[i, 4:7]
+        static = [p for s in SIDES for p in hand_convex_parts(hands[s][i], models[s].faces_np, weights[s])]
+        parts = [p @ R[i].T + t for p in library.parts[k]]
+        if not parts:
+            raise InputError(f"object '{library.names[k]}' has no convex parts; the physics test needs them")
+        yield static, parts
+
+
 def object_stability(two_hands, config=None, models: dict | None = None, progress: bool = False
                      ) -> dict[str, np.ndarray]:
     """MuJoCo stability test of every pair (hands fixed as per-bone convex hulls, the object free under world -z
@@ -143,21 +181,28 @@ def object_stability(two_hands, config=None, models: dict | None = None, progres
     (displacement below ``config.hold_threshold``)."""
     from tqdm import tqdm
 
-
     require_mujoco()
+    require_objects(two_hands)
     config = config if config is not None else PhysicsConfig()
-    library = require_objects(two_hands)
-    models = models if models is not None else two_hands.hand_models()
-    hands = {s: v.cpu().numpy() for s, v in two_hands.vertices(models, dtype=torch.float64).items()}
-    weights = {s: np.asarray(models[s].data.weights) for s in SIDES}
-    R = object_rotation(two_hands.object_pose)
     disp = np.empty(len(two_hands))
-    for i in tqdm(range(len(two_hands)), desc="physics", disable=not progress):
-        k = int(two_hands.object_id[i])
-        t = two_hands.object_pose[i, 4:7]
-        static = [p for s in SIDES for p in hand_convex_parts(hands[s][i], models[s].faces_np, weights[s])]
-        parts = [p @ R[i].T + t for p in library.parts[k]]
-        if not parts:
-            raise InputError(f"object '{library.names[k]}' has no convex parts; the physics test needs them")
+    scenes = _physics_scenes(two_hands, models)
+    for i, (static, parts) in enumerate(tqdm(scenes, total=len(two_hands), desc="physics", disable=not progress)):
         disp[i] = simulate_drop(static, parts, config)
     return {"displacement_cm": disp * 100.0, "held": disp < config.hold_threshold}
+
+
+def object_motion(two_hands, config=None, models: dict | None = None) -> dict[str, np.ndarray]:
+    """The object's rigid motion in every pair over ``config.duration`` s of the same simulation as
+    :func:`object_stability` (:func:`interhandgen.objects.physics.simulate_motion`): ``rotation`` [N, 3, 3] and
+    ``translation`` [N, 3] (world: a point x of the object ends at R x + t), ``speed`` [N] (m/s, final, of the
+    centre of mass; inf where unstable) and ``stable`` [N] bool."""
+    require_mujoco()
+    require_objects(two_hands)
+    config = config if config is not None else PhysicsConfig()
+    n = len(two_hands)
+    out = {"rotation": np.tile(np.eye(3), (n, 1, 1)), "translation": np.zeros((n, 3)), "speed": np.full(n, np.inf),
+           "stable": np.zeros(n, dtype=bool)}
+    for i, (static, parts) in enumerate(_physics_scenes(two_hands, models)):
+        out["rotation"][i], out["translation"][i], out["speed"][i], out["stable"][i] = simulate_motion(static, parts,
+                                                                                                        config)
+    return out

@@ -23,7 +23,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["PhysicsConfig", "HOLD_THRESHOLD", "hand_convex_parts", "simulate_drop", "step_checked", "require_mujoco"]
+__all__ = ["PhysicsConfig", "HOLD_THRESHOLD", "hand_convex_parts", "simulate_drop", "simulate_motion", "step_checked",
+           "require_mujoco"]
 
 #: An object counts as held when its centre of mass moved less than this (metres) during the simulation.
 _log = logging.getLogger(__name__)
@@ -139,6 +140,30 @@ def simulate_drop(static_parts: Sequence[np.ndarray], object_parts: Sequence[np.
     if not np.isfinite(end).all():
         raise FloatingPointError("MuJoCo diverged (non-finite object position)")
     return float(np.linalg.norm(end - start))
+
+
+def simulate_motion(static_parts: Sequence[np.ndarray], object_parts: Sequence[np.ndarray],
+                    config: PhysicsConfig = PhysicsConfig()) -> tuple[np.ndarray, np.ndarray, float, bool]:
+    """The object's rigid motion over ``config.duration`` seconds under gravity among the fixed ``static_parts``
+    (world frame, as in :func:`simulate_drop`): ``(R [3, 3], t [3], speed, stable)`` such that a point x of the object
+    at the start is at ``R x + t`` at the end; ``speed`` is the final linear speed of its centre of mass (m/s);
+    ``stable`` False when the simulation became unstable (:func:`step_checked`; R, t then identity and zero).
+    """
+    mujoco = require_mujoco()
+    if len(object_parts) == 0:
+        raise ValueError("the object has no convex parts")
+    model = mujoco.MjModel.from_xml_string(build_model_xml(static_parts, object_parts, config))
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    body = model.body("object").id
+    if not step_checked(mujoco, model, data, int(round(config.duration / config.timestep))):
+        return np.eye(3), np.zeros(3), float("inf"), False
+    # the body frame starts at the world origin with the world's axes (build_model_xml), so its pose IS the motion
+    R, t = data.xmat[body].reshape(3, 3).copy(), data.xpos[body].copy()
+    if not (np.isfinite(R).all() and np.isfinite(t).all()):
+        raise FloatingPointError("MuJoCo diverged (non-finite object pose)")
+    # cvel is (angular, linear) about the subtree's centre of mass
+    return R, t, float(np.linalg.norm(data.cvel[body][3:])), True
 
 
 def step_checked(mujoco, model, data, steps: int) -> bool:
