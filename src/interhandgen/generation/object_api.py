@@ -36,6 +36,9 @@ from interhandgen.generation.object_sampling import (ObjectSettings, describe, h
 from interhandgen.models import registered
 from interhandgen.objects.frame import SURFACE_POINTS, anchor_world_pose, surface_samples, to_object_frame
 from interhandgen.objects.library import FAMILY_NAMES, sample_objects
+# mujoco itself (optional) is imported by require_mujoco only when the physics stage runs
+from interhandgen.objects.metrics import hand_object_contact, object_motion, object_stability
+from interhandgen.objects.physics import PhysicsConfig, require_mujoco
 from interhandgen.rotations import axis_angle_to_matrix
 
 BUNDLED_OBJECT_MODEL = "object_small.safetensors"
@@ -230,10 +233,6 @@ class ObjectInterHandGen:
                         og: ObjectSettings, batch_size: int, meta: dict) -> torch.Tensor:
         """MuJoCo settling with redraws (``ObjectSettings.physics_rounds``, see there) of raw object-frame pairs
         x [N, 2, 64]; returns the new pairs and records per round the pairs tried, settled and kept in ``meta``."""
-        # physics lives in the objects layer and needs the optional mujoco package: imported here, when asked for
-        from interhandgen.objects.metrics import hand_object_contact, object_motion, object_stability  # noqa: PLC0415
-        from interhandgen.objects.physics import PhysicsConfig, require_mujoco  # noqa: PLC0415
-
         require_mujoco()
         settle_config, test_config = PhysicsConfig(duration=og.physics_settle_s), PhysicsConfig()
         grasp_hands = self.cascade.surface_subsets(og.grasp_points)
