@@ -238,6 +238,8 @@ class ObjectInterHandGen:
         grasp_hands = self.cascade.surface_subsets(og.grasp_points)
         guide_hands = self.cascade.surface_subsets(settings.apg_points)
         centre = torch.as_tensor(poses[:, 4:7], dtype=torch.float64)
+        accept = dataclasses.replace(og, redraw_depth_mm=math.inf if og.physics_depth_mm is None
+                                     else og.physics_depth_mm)
         x = x.clone()
         pending = torch.arange(x.shape[0])
         candidates = x
@@ -254,16 +256,13 @@ class ObjectInterHandGen:
             drop = ((R @ c[..., None])[..., 0] + t - c).norm(dim=1)
             rested = torch.as_tensor(motion["stable"]) & (drop < og.physics_max_drop_mm / 1000.0)
             moved = move_with_object(candidates, R, t, c)
+            surf = surfaces[pending.to(surfaces.device)]
             if og.object_settle_steps > 0:
                 # a hand the object did not come to rest on is pulled into touch again; hands touching or inside it
                 # stay where the object rested on them (pushing them out would take its support away)
-                a_raw, o_raw = settle_pair(moved[:, 0], moved[:, 1], surfaces[pending.to(surfaces.device)],
-                                           guide_hands, og, push=False)
+                a_raw, o_raw = settle_pair(moved[:, 0], moved[:, 1], surf, guide_hands, og, push=False)
                 moved = torch.stack([a_raw, o_raw], 1)
-            accept = dataclasses.replace(og, redraw_depth_mm=math.inf if og.physics_depth_mm is None
-                                         else og.physics_depth_mm)
-            ok = rested.to(x.device) & hand_object_check(grasp_hands, moved[:, 0], moved[:, 1],
-                                                         surfaces[pending.to(surfaces.device)], accept)
+            ok = rested.to(x.device) & hand_object_check(grasp_hands, moved[:, 0], moved[:, 1], surf, accept)
             tried = ok.nonzero()[:, 0].cpu()
             if tried.numel() and og.physics_exact_contact:
                 sel = tried.numpy()

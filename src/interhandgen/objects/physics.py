@@ -125,16 +125,8 @@ def simulate_drop(static_parts: Sequence[np.ndarray], object_parts: Sequence[np.
     the object starting at rest among the fixed ``static_parts`` (both given as convex point sets, world frame);
     ``inf`` when the simulation became unstable (:func:`step_checked`): such an object is not held.
     """
-    mujoco = require_mujoco()
-    if len(object_parts) == 0:
-        raise ValueError("the object has no convex parts")
-    model = mujoco.MjModel.from_xml_string(build_model_xml(static_parts, object_parts, config))
-    data = mujoco.MjData(model)
-    mujoco.mj_forward(model, data)
-    body = model.body("object").id
-    start = data.xipos[body].copy()
-    steps = int(round(config.duration / config.timestep))
-    if not step_checked(mujoco, model, data, steps):
+    data, body, start, stable = _simulate(static_parts, object_parts, config)
+    if not stable:
         return float("inf")
     end = data.xipos[body]
     if not np.isfinite(end).all():
@@ -149,14 +141,8 @@ def simulate_motion(static_parts: Sequence[np.ndarray], object_parts: Sequence[n
     at the start is at ``R x + t`` at the end; ``speed`` is the final linear speed of its centre of mass (m/s);
     ``stable`` False when the simulation became unstable (:func:`step_checked`; R, t then identity and zero).
     """
-    mujoco = require_mujoco()
-    if len(object_parts) == 0:
-        raise ValueError("the object has no convex parts")
-    model = mujoco.MjModel.from_xml_string(build_model_xml(static_parts, object_parts, config))
-    data = mujoco.MjData(model)
-    mujoco.mj_forward(model, data)
-    body = model.body("object").id
-    if not step_checked(mujoco, model, data, int(round(config.duration / config.timestep))):
+    data, body, _, stable = _simulate(static_parts, object_parts, config)
+    if not stable:
         return np.eye(3), np.zeros(3), float("inf"), False
     # the body frame starts at the world origin with the world's axes (build_model_xml), so its pose IS the motion
     R, t = data.xmat[body].reshape(3, 3).copy(), data.xpos[body].copy()
@@ -164,6 +150,21 @@ def simulate_motion(static_parts: Sequence[np.ndarray], object_parts: Sequence[n
         raise FloatingPointError("MuJoCo diverged (non-finite object pose)")
     # cvel is (angular, linear) about the subtree's centre of mass
     return R, t, float(np.linalg.norm(data.cvel[body][3:])), True
+
+
+def _simulate(static_parts, object_parts, config: PhysicsConfig):
+    """Build the scene and run it for ``config.duration`` seconds: (MjData, the object's body id, its centre of mass
+    at the start [3], stable)."""
+    mujoco = require_mujoco()
+    if len(object_parts) == 0:
+        raise ValueError("the object has no convex parts")
+    model = mujoco.MjModel.from_xml_string(build_model_xml(static_parts, object_parts, config))
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    body = model.body("object").id
+    start = data.xipos[body].copy()
+    stable = step_checked(mujoco, model, data, int(round(config.duration / config.timestep)))
+    return data, body, start, stable
 
 
 def step_checked(mujoco, model, data, steps: int) -> bool:
