@@ -6,6 +6,7 @@ docs/diffusion.md.
 
 from interhandgen.diffusion.cfg import classifier_free_guidance, conditional, dims_mask, unconditional
 from interhandgen.diffusion.samplers import (
+    SOLVERS,
     SPACINGS,
     UPDATES,
     ddim_sample,
@@ -25,6 +26,7 @@ __all__ = [
     "ddim_step",
     "sampling_timesteps",
     "step_coefficients",
+    "SOLVERS",
     "SPACINGS",
     "UPDATES",
     "classifier_free_guidance",
