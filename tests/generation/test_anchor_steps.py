@@ -34,7 +34,7 @@ def test_anchor_steps_sets_stage_one_only(gen):
                                  anchors=mixed0[:, 0])
     assert torch.allclose(mixed0[:, 1], given[:, 1], atol=1e-6)
     assert SamplerSettings(anchor_steps=None).stage1_steps == SamplerSettings().steps
-    assert SamplerSettings().stage1_steps == 50  # the default (docs/prior_experiments.md)
+    assert SamplerSettings().stage1_steps == 25  # the default (docs/prior_experiments.md)
     assert SamplerSettings(anchor_steps=7).stage1_steps == 7
 
 
@@ -49,8 +49,9 @@ def test_anchor_steps_validation():
 def test_the_default_anchor_steps_fit_a_shorter_schedule_and_explicit_ones_do_not():
     from interhandgen.diffusion import Schedule
 
-    assert SamplerSettings().anchor_steps_for(129) == 50
+    assert SamplerSettings().anchor_steps_for(129) == 25
     assert SamplerSettings().anchor_steps_for(20) == 20  # a model trained with T = 20: every step of its schedule
+    assert SamplerSettings().anchor_steps_for(24) == 24
     assert SamplerSettings(anchor_steps=None, steps=12).anchor_steps_for(20) == 12
     assert SamplerSettings(anchor_steps=30).anchor_steps_for(20) == 30  # explicit: the sampler refuses it below
     from interhandgen.generation.cascade import sample_anchor
@@ -59,3 +60,26 @@ def test_the_default_anchor_steps_fit_a_shorter_schedule_and_explicit_ones_do_no
     mean, std = torch.zeros(2, 64), torch.ones(2, 64)
     with pytest.raises(InputError, match="num_steps"):
         sample_anchor(net, torch.zeros(2, 64), Schedule.cosine(20), SamplerSettings(anchor_steps=30), mean, std)
+
+
+def test_anchor_solver_setting_reaches_stage_one(gen):
+    """``anchor_solver`` changes the anchors only (the partner stage keeps DDIM steps), and its refusals name it."""
+    torch.set_num_threads(1)
+    two = gen.sample_canonical(8, seed=4, settings=SamplerSettings(anchor_steps=10, **PLAIN), progress=False)
+    one = gen.sample_canonical(8, seed=4, settings=SamplerSettings(anchor_steps=10, anchor_solver="ddim", **PLAIN),
+                               progress=False)
+    assert SamplerSettings().anchor_solver == "dpmpp2m"
+    assert not torch.allclose(two[:, 0], one[:, 0], atol=1e-3)
+    # given anchors (stage 1 skipped): the solver setting changes nothing
+    a = gen.sample_canonical(8, seed=4, settings=SamplerSettings(anchor_solver="ddim", **PLAIN), progress=False,
+                             anchors=two[:, 0])
+    b = gen.sample_canonical(8, seed=4, settings=SamplerSettings(**PLAIN), progress=False, anchors=two[:, 0])
+    assert torch.equal(a, b)
+    with pytest.raises(InputError, match="anchor_solver must be one of"):
+        SamplerSettings(anchor_solver="euler").validate()
+    with pytest.raises(InputError, match="anchor_solver='ddim'"):
+        SamplerSettings(eta=0.5).validate()
+    with pytest.raises(InputError, match="anchor_solver='ddim'"):
+        SamplerSettings(update="reference").validate()
+    SamplerSettings(eta=0.5, anchor_solver="ddim").validate()
+    SamplerSettings(eta=0.0).validate()  # the ODE form

@@ -47,7 +47,7 @@ def test_cli_sample_equals_the_api_for_baseline_kinds(tmp_path, kind):
 
 @pytest.mark.parametrize("kind,flag", [("joint", ["--apg-weight", "1.0"]), ("joint", ["--cfg-scale", "0.5"]),
                                        ("vae", ["--steps", "10"]), ("joint", ["--anchor-steps", "30"]),
-                                       ("vae", ["--anchor-steps", "30"])])
+                                       ("vae", ["--anchor-steps", "30"]), ("joint", ["--anchor-solver", "ddim"])])
 def test_cli_rejects_options_a_baseline_cannot_honour(tmp_path, capsys, kind, flag):
     path = _export(tmp_path, kind)
     code = main(["sample", "--num", "2", "--checkpoint", str(path), "--out", str(tmp_path / "s.npz"), "--no-progress",
@@ -59,12 +59,12 @@ def test_cli_rejects_options_a_baseline_cannot_honour(tmp_path, capsys, kind, fl
 
 
 def test_cli_anchor_steps_reach_the_cascaded_sampler(tmp_path):
-    """``--anchor-steps`` sets stage 1 alone; without it the default (50) applies; the file records what was used."""
+    """``--anchor-steps`` sets stage 1 alone; without it the default (25) applies; the file records what was used."""
     out_default, out_30 = tmp_path / "d.npz", tmp_path / "a.npz"
     common = ["sample", "--num", "4", "--no-progress", "--threads", "1", "--settle-steps", "0", "--resample-rounds", "0"]
     assert main([*common, "--out", str(out_default)]) == 0
     assert main([*common, "--anchor-steps", "30", "--out", str(out_30)]) == 0
-    assert TwoHandSet.load(out_default).metadata["sampler"]["anchor_steps"] == SamplerSettings().anchor_steps == 50
+    assert TwoHandSet.load(out_default).metadata["sampler"]["anchor_steps"] == SamplerSettings().anchor_steps == 25
     got = TwoHandSet.load(out_30)
     assert got.metadata["sampler"]["anchor_steps"] == 30
     from interhandgen.generation import InterHandGen
@@ -74,3 +74,15 @@ def test_cli_anchor_steps_reach_the_cascaded_sampler(tmp_path):
                                       settings=SamplerSettings(anchor_steps=30, settle_steps=0, resample_rounds=0))
     for side in ("left", "right"):
         np.testing.assert_array_equal(getattr(got, side).pose, getattr(want, side).pose)
+
+
+def test_cli_anchor_solver(tmp_path):
+    """``--anchor-solver`` reaches the cascade and is recorded; the default follows eta; other kinds refuse it."""
+    common = ["sample", "--num", "2", "--no-progress", "--threads", "1", "--settle-steps", "0", "--resample-rounds", "0"]
+    for extra, want in (([], "dpmpp2m"), (["--anchor-solver", "ddim"], "ddim"), (["--eta", "0.5"], "ddim"),
+                        (["--eta", "0"], "dpmpp2m")):
+        out = tmp_path / f"s{len(extra)}_{want}.npz"
+        assert main([*common, *extra, "--out", str(out)]) == 0
+        assert TwoHandSet.load(out).metadata["sampler"]["anchor_solver"] == want
+    assert main([*common, "--eta", "0.5", "--anchor-solver", "dpmpp2m", "--out", str(tmp_path / "x.npz")]) != 0
+    assert not (tmp_path / "x.npz").exists()

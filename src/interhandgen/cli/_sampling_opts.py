@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from interhandgen.cli._args import positive_int
+from interhandgen.diffusion import SOLVERS
 from interhandgen.generation.cascade import SamplerSettings
 from interhandgen.exceptions import InputError
 
@@ -24,6 +25,9 @@ def add_sampler_options(p: argparse.ArgumentParser) -> None:
                    help=f"DDIM steps of the anchor stage alone (default: {DEFAULTS.anchor_steps} for the two-hand "
                         "model, --steps with an object; docs/prior_experiments.md)")
     g.add_argument("--eta", type=float, default=DEFAULTS.eta, help="DDIM eta: 0 deterministic, 1 ancestral")
+    g.add_argument("--anchor-solver", choices=list(SOLVERS), default=None,
+                   help=f"solver of the two-hand model's anchor stage (default: {DEFAULTS.anchor_solver} with eta 0 or "
+                        "1 and the ddim update, else ddim; dpmpp2m = DPM-Solver++(2M), docs/diffusion.md)")
     g.add_argument("--cfg-scale", type=float, default=DEFAULTS.cfg_scale,
                    help="classifier-free guidance scale w on the relative rotation/translation: "
                         "x0 = c + w (c - u) (default %(default)s)")
@@ -65,7 +69,11 @@ def settings_from_args(args: argparse.Namespace, default_apg_weight: float) -> S
     else:
         apg = args.apg_weight
     anchor_steps = DEFAULTS.anchor_steps if args.anchor_steps is None else args.anchor_steps
-    s = SamplerSettings(steps=args.steps, anchor_steps=anchor_steps, eta=args.eta, cfg_scale=args.cfg_scale, apg_weight=apg, update=args.update,
+    solver = args.anchor_solver
+    if solver is None:  # the second-order solver exists for eta 0 or 1 and the ddim update only
+        solver = DEFAULTS.anchor_solver if (args.eta in (0.0, 1.0) and args.update == "ddim") else "ddim"
+    s = SamplerSettings(steps=args.steps, anchor_steps=anchor_steps, eta=args.eta, cfg_scale=args.cfg_scale,
+                        apg_weight=apg, update=args.update, anchor_solver=solver,
                         settle_steps=args.settle_steps, settle_attract_mm=args.settle_attract_mm,
                         resample_rounds=args.resample_rounds, apg_points=args.apg_points, apg_iters=args.apg_iters,
                         contact_weight=args.contact_weight, apg_proxy_weight=args.apg_proxy_weight)

@@ -80,9 +80,12 @@ def object_sampler_settings(args: argparse.Namespace, settings, defaults):
     if args.resample_rounds != defaults.resample_rounds and args.resample_rounds != 0:
         raise InputError("--resample-rounds: resampling is not available with an object (hand-object guidance and "
                          "settling take its place); drop the option")
-    # The anchor stage takes --anchor-steps if given, else --steps: the two-hand default (50) was not measured with
-    # an object.
-    return dataclasses.replace(settings, resample_rounds=0, anchor_steps=args.anchor_steps)
+    # The anchor stage takes --anchor-steps if given, else --steps, and DDIM steps: the two-hand defaults (25 steps
+    # of the second-order solver) were not measured with an object.
+    if args.anchor_solver not in (None, "ddim"):
+        raise InputError(f"--anchor-solver {args.anchor_solver}: the object sampler's anchor stage takes DDIM steps "
+                         "only; drop the option")
+    return dataclasses.replace(settings, resample_rounds=0, anchor_steps=args.anchor_steps, anchor_solver="ddim")
 
 
 def load_object_generator(args: argparse.Namespace, hand_model=None):

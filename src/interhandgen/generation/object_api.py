@@ -152,7 +152,7 @@ def object_sampler_defaults() -> SamplerSettings:
     """The cascade settings of sampling with an object: no resampling (hand-object guidance, settling and the redraw
     take its place) and the anchor stage at ``steps`` (the two-hand default of 50 anchor steps was not measured
     with an object)."""
-    return SamplerSettings(resample_rounds=0, anchor_steps=None)
+    return SamplerSettings(resample_rounds=0, anchor_steps=None, anchor_solver="ddim")
 
 class ObjectInterHandGen:
     """A trained object-conditioned cascaded prior (kind ``shared_object``) bound to its hand model."""

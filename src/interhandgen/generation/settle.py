@@ -51,7 +51,10 @@ class SettleConfig:
     nn_every: int = 4  # nearest neighbours are refreshed every this many steps (a step moves about 1 mm)
     settle_gap_mm: float = 1.0  # a pair leaves the optimisation (at a refresh) once this close without penetration
     points: int = 768  # farthest-point subset per hand
-    near_size: int = 192  # points per hand taking part: those nearest the other hand
+    # Points per hand taking part: those nearest the other hand. 128 since 2026-12-06 (192 before): on 2,500 network +
+    # APG pairs the same pairs touch (gap < 2 mm: 0.908 both) and fail the resampling check (117 vs 116) for 0.79x the
+    # settling CPU (docs/diffusion.md, "Speed of the post-processing").
+    near_size: int = 128
     lr_translation: float = 1.0  # mm per Adam step
     lr_rotation: float = 0.02  # rad per Adam step
     penetration_weight: float = 30.0
