@@ -259,3 +259,22 @@ def test_several_nearest_planes_keep_points_beside_a_thin_plate_outside():
     false_eight = int((object_signed_distance(outside, surface)[0] < -0.001).sum())
     assert false_eight < false_one / 10 and false_eight < 0.01 * outside.shape[1]
     assert bool((object_signed_distance(inside, surface)[0] < 0).all())
+
+
+def test_the_object_variant_configs_differ_from_the_bundled_recipe_only_in_their_objective_keys():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    base = yaml.safe_load((root / "object_small.yaml").read_text())
+    allowed = {"model": {"prediction"}, "train": {"loss_weighting", "object_penetration_weight", "object_contact_weight",
+                                                  "object_contact_band_mm", "object_geometry_points",
+                                                  "object_geometry_min_snr"}}
+    paths = sorted((root / "object").glob("*.yaml"))
+    assert len(paths) >= 3
+    for path in paths:
+        doc = yaml.safe_load(path.read_text())
+        for section in ("model", "train"):
+            changed = {k for k in set(doc[section]) | set(base[section]) if doc[section].get(k) != base[section].get(k)}
+            assert changed <= allowed[section], f"{path.name}: {section} keys {sorted(changed - allowed[section])}"
+        cfg = TrainConfig.from_yaml(path)
+        check_objective(doc["model"], cfg)
