@@ -6,6 +6,7 @@ from interhandgen.models.config import NULL_CONDITIONS, DenoiserConfig
 from interhandgen.models.denoiser import Denoiser, TokenMLP, build_denoiser, count_parameters, timestep_embedding
 from interhandgen.models.losses import diffusion_loss, draw_timesteps, joint_loss, vae_loss
 from interhandgen.models.losses_geometry import LOSS_WEIGHTINGS, PartnerGeometry, timestep_weights
+from interhandgen.models.object_loss import HandObjectGeometry, uses_object_geometry
 from interhandgen.models.reference import (
     import_reference_checkpoint,
     infer_reference_config,
@@ -34,6 +35,7 @@ __all__ = [
     "KINDS",
     "LOSS_WEIGHTINGS",
     "PartnerGeometry",
+    "HandObjectGeometry",
     "ModelArtifact",
     "ModelKind",
     "NULL_CONDITIONS",
@@ -62,5 +64,6 @@ __all__ = [
     "timestep_weights",
     "to_reference_state_dict",
     "uses_geometry",
+    "uses_object_geometry",
     "vae_loss",
 ]

@@ -29,7 +29,8 @@ from interhandgen.models.denoiser import Denoiser, build_denoiser
 from interhandgen.models.losses import diffusion_loss, joint_loss, vae_loss
 from interhandgen.models.losses_geometry import PartnerGeometry
 from interhandgen.models.object_encoder import build_object_denoiser
-from interhandgen.models.object_loss import DEFAULT_OBJECT_DROP_PROB, object_diffusion_loss
+from interhandgen.models.object_loss import (DEFAULT_OBJECT_DROP_PROB, HandObjectGeometry, object_diffusion_loss,
+                                             uses_object_geometry)
 
 #: What a kind's sampler is (implemented in :mod:`interhandgen.generation`): the cascade (anchor, then the
 #: conditioned partner), one reverse diffusion over both hands, or one decoder pass.
@@ -81,15 +82,16 @@ def _vae_loss(net, batch, schedule, cfg, generator, model_config, geometry=None)
 
 
 def _object_loss(net, batch, schedule, cfg, generator, model_config, geometry=None, *, points=None, stats=None):
-    if geometry is not None:  # check_objective refuses the options before training starts
-        raise AssertionError("the shared_object objective has no geometric terms")
+    if geometry is not None and not isinstance(geometry, HandObjectGeometry):
+        # check_objective refuses geometry_weight / contact_weight for this kind before training starts
+        raise AssertionError("the shared_object objective takes a HandObjectGeometry, not the two-hand terms")
     if points is None or stats is None:
         raise InputError("a 'shared_object' model trains on pairs with objects: the trainer must pass the objects' "
                          "points and the standardisation statistics (interhandgen train does for a set with an "
                          "object library)")
     return object_diffusion_loss(net, batch, schedule, cfg, generator, points=points, stats=stats,
                                  object_drop_prob=float(model_config.get("object_drop_prob", DEFAULT_OBJECT_DROP_PROB)),
-                                 rotate_z=bool(model_config.get("rotate_z", True)))
+                                 rotate_z=bool(model_config.get("rotate_z", True)), geometry=geometry)
 
 
 REGISTRY: dict[str, ModelKind] = {
@@ -101,8 +103,11 @@ REGISTRY: dict[str, ModelKind] = {
 }
 KINDS = tuple(REGISTRY)
 CASCADED_KINDS = tuple(k for k, v in REGISTRY.items() if v.cascaded)
-# Kinds whose loss implements train.loss_weighting / geometry_weight / contact_weight (the object model's does not).
+# Kinds whose loss implements train.geometry_weight / contact_weight (the two-hand terms), train.loss_weighting, and
+# train.object_penetration_weight / object_contact_weight (the hand-object terms).
 OBJECTIVE_OPTION_KINDS = ("shared", "separate")
+LOSS_WEIGHTING_KINDS = ("shared", "separate", "shared_object")
+OBJECT_GEOMETRY_KINDS = ("shared_object",)
 
 
 def model_kind(model_config: dict[str, Any]) -> str:
@@ -145,11 +150,14 @@ def uses_geometry(cfg) -> bool:
 def check_objective(model_config: dict[str, Any], cfg) -> None:
     """Refuse objective options the model config's kind does not implement (they would be silently ignored)."""
     kind = model_kind(model_config)
-    if kind in OBJECTIVE_OPTION_KINDS:
-        return
-    if uses_geometry(cfg) or getattr(cfg, "loss_weighting", "uniform") != "uniform":
-        raise InputError(f"train.loss_weighting / geometry_weight / contact_weight are options of the "
-                         f"kinds {OBJECTIVE_OPTION_KINDS}, not of kind {kind!r}")
+    if uses_geometry(cfg) and kind not in OBJECTIVE_OPTION_KINDS:
+        raise InputError(f"train.geometry_weight / contact_weight are options of the kinds {OBJECTIVE_OPTION_KINDS}, "
+                         f"not of kind {kind!r}")
+    if getattr(cfg, "loss_weighting", "uniform") != "uniform" and kind not in LOSS_WEIGHTING_KINDS:
+        raise InputError(f"train.loss_weighting is an option of the kinds {LOSS_WEIGHTING_KINDS}, not of kind {kind!r}")
+    if uses_object_geometry(cfg) and kind not in OBJECT_GEOMETRY_KINDS:
+        raise InputError(f"train.object_penetration_weight / object_contact_weight are options of the kinds "
+                         f"{OBJECT_GEOMETRY_KINDS}, not of kind {kind!r}")
 
 
 def objective_loss(model_config: dict[str, Any], net: nn.Module, batch: torch.Tensor, schedule, cfg,

@@ -52,6 +52,13 @@ class TrainConfig:
     geometry_rows: int = 128  # conditioned rows per batch that carry the geometric terms (hand layer cost)
     geometry_points: int = 64  # partner surface points of the geometric terms (besides the 21 joints)
     contact_band_mm: float = 20.0  # partner points within this distance of the anchor enter the contact term
+    # Hand-object terms of the object kind (interhandgen.models.object_loss; docs/objects_model.md), on the predicted
+    # x0 of rows at SNR_t >= object_geometry_min_snr only. Defaults: off (the bundled object model's objective).
+    object_penetration_weight: float = 0.0  # squared depth of hand points below the object's surface, cm^2
+    object_contact_weight: float = 0.0  # signed distance of the data's contact points to the surface, cm^2
+    object_contact_band_mm: float = 5.0  # hand points of the data within this of the object are its contact points
+    object_geometry_points: int = 128  # surface points per hand of the hand-object terms
+    object_geometry_min_snr: float = 5.0  # the terms apply where abar_t / (1 - abar_t) >= this (low noise)
     checkpoint_every: int = 500
     log_every: int = 25
     sample_every_epochs: int = 5
@@ -111,6 +118,13 @@ class TrainConfig:
         need(self.geometry_rows >= 1 and self.geometry_points >= 1,
              f"geometry_rows and geometry_points must be >= 1, got {self.geometry_rows}, {self.geometry_points}")
         need(self.contact_band_mm > 0, f"contact_band_mm must be > 0, got {self.contact_band_mm}")
+        for name in ("object_penetration_weight", "object_contact_weight"):
+            need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        need(self.object_contact_band_mm > 0, f"object_contact_band_mm must be > 0, got {self.object_contact_band_mm}")
+        need(self.object_geometry_points >= 1,
+             f"object_geometry_points must be >= 1, got {self.object_geometry_points}")
+        need(self.object_geometry_min_snr > 0,
+             f"object_geometry_min_snr must be > 0, got {self.object_geometry_min_snr}")
         need(self.num_timesteps >= 2, f"num_timesteps must be >= 2, got {self.num_timesteps}")
         need(self.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
         need(self.grad_clip > 0, f"grad_clip must be > 0, got {self.grad_clip}")

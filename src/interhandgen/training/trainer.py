@@ -379,7 +379,8 @@ def validation_loss(ema: EMA, model_config, val_x, schedule, cfg: TrainConfig, d
     model = ema_module(ema, model_config, device, schedule)
     gen = torch.Generator().manual_seed(12345)
     vcfg = TrainConfig(**{**cfg.__dict__, "cond_drop_prob": None, "loss_weighting": "uniform",
-                          "geometry_weight": 0.0, "contact_weight": 0.0})
+                          "geometry_weight": 0.0, "contact_weight": 0.0,
+                          "object_penetration_weight": 0.0, "object_contact_weight": 0.0})
     total, count = 0.0, 0
     for i in range(0, val_x.shape[0], 1024):
         chunk = val_x[i:i + 1024].to(device)
