@@ -129,12 +129,12 @@ def test_the_terms_reach_the_network_and_only_at_low_noise():
     # an SNR threshold above every timestep's: the terms vanish and the loss is the plain one, bit for bit
     high = TrainConfig(**{**cfg.__dict__, "object_geometry_min_snr": 1e9})
     again, _, _ = object_diffusion_loss(net, z, sched, high, torch.Generator().manual_seed(5), geometry=geo, **kw)
-    assert float(again) == float(base)
+    assert again.item() == base.item()
     # all objects dropped: no term either (no object to touch)
     dropped = dict(kw, object_drop_prob=1.0)
     a, _, _ = object_diffusion_loss(net, z, sched, cfg, torch.Generator().manual_seed(5), geometry=geo, **dropped)
     b, _, _ = object_diffusion_loss(net, z, sched, plain, torch.Generator().manual_seed(5), **dropped)
-    assert float(a) == float(b)
+    assert a.item() == b.item()
     with pytest.raises(InputError, match="HandObjectGeometry"):
         object_diffusion_loss(net, z, sched, cfg, torch.Generator().manual_seed(5), **kw)
 
