@@ -59,7 +59,24 @@ def timestep_weights(schedule: Schedule, t: torch.Tensor, kind: str, gamma: floa
     return (w / w.mean())[t]
 
 
-class PartnerGeometry:
+class StandardisedPairs:
+    """The standardisation statistics ([2, 64] mean and std, row 0 anchor, row 1 the other hand) and contact band
+    shared by the geometric terms on predicted x0 (this module's two-hand terms, the object kind's hand-object terms);
+    ``_raw(z, row)`` undoes the standardisation of one row."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, contact_band: float) -> None:
+        if tuple(mean.shape) != (2, 64) or tuple(std.shape) != (2, 64):
+            raise InputError(f"mean and std must have shape [2, 64], got {list(mean.shape)}, {list(std.shape)}")
+        if not contact_band > 0:
+            raise InputError(f"contact_band must be > 0 metres, got {contact_band}")
+        self.mean, self.std = mean.detach().float(), std.detach().float()
+        self.contact_band = float(contact_band)
+
+    def _raw(self, z: torch.Tensor, row: int) -> torch.Tensor:
+        return z * self.std[row].to(z) + self.mean[row].to(z)
+
+
+class PartnerGeometry(StandardisedPairs):
     """Surface points of the partner in the anchor's frame and their signed distances to the anchor's surface,
     from standardised vectors.
 
@@ -73,16 +90,8 @@ class PartnerGeometry:
 
     def __init__(self, anchor_surface: Callable, partner_surface: Callable, mean: torch.Tensor, std: torch.Tensor,
                  contact_band: float = 0.02) -> None:
-        if tuple(mean.shape) != (2, 64) or tuple(std.shape) != (2, 64):
-            raise InputError(f"mean and std must have shape [2, 64], got {list(mean.shape)}, {list(std.shape)}")
-        if not contact_band > 0:
-            raise InputError(f"contact_band must be > 0 metres, got {contact_band}")
+        super().__init__(mean, std, contact_band)
         self.anchor_surface, self.partner_surface = anchor_surface, partner_surface
-        self.mean, self.std = mean.detach().float(), std.detach().float()
-        self.contact_band = float(contact_band)
-
-    def _raw(self, z: torch.Tensor, row: int) -> torch.Tensor:
-        return z * self.std[row].to(z) + self.mean[row].to(z)
 
     @staticmethod
     def signed_distance(points: torch.Tensor, surface: torch.Tensor, normals: torch.Tensor,

@@ -23,7 +23,7 @@ from interhandgen.diffusion import q_sample
 from interhandgen.exceptions import InputError
 from interhandgen.geometry.points import gather_rows_deterministic
 from interhandgen.models.losses import draw_timesteps
-from interhandgen.models.losses_geometry import timestep_weights
+from interhandgen.models.losses_geometry import StandardisedPairs, timestep_weights
 from interhandgen.objects.frame import canonical_anchor_tail, rotate_about_z
 from interhandgen.rotations import rot6d_to_matrix
 
@@ -87,7 +87,7 @@ def object_contact_term(pred_points: torch.Tensor, true_points: torch.Tensor, su
     return (((s_pred - s_true) ** 2) * band_mask).sum(1) / band_mask.sum(1).clamp(min=1.0) / CM**2
 
 
-class HandObjectGeometry:
+class HandObjectGeometry(StandardisedPairs):
     """Surface points of both hands in the object frame from standardised object-frame vectors, and their
     hand-object terms (module docstring).
 
@@ -102,16 +102,8 @@ class HandObjectGeometry:
 
     def __init__(self, anchor_surface: Callable, other_surface: Callable, mean: torch.Tensor, std: torch.Tensor,
                  contact_band: float = 0.005) -> None:
-        if tuple(mean.shape) != (2, 64) or tuple(std.shape) != (2, 64):
-            raise InputError(f"mean and std must have shape [2, 64], got {list(mean.shape)}, {list(std.shape)}")
-        if not contact_band > 0:
-            raise InputError(f"contact_band must be > 0 metres, got {contact_band}")
+        super().__init__(mean, std, contact_band)
         self.anchor_surface, self.other_surface = anchor_surface, other_surface
-        self.mean, self.std = mean.detach().float(), std.detach().float()
-        self.contact_band = float(contact_band)
-
-    def _raw(self, z: torch.Tensor, row: int) -> torch.Tensor:
-        return z * self.std[row].to(z) + self.mean[row].to(z)
 
     def anchor_points(self, anchor: torch.Tensor) -> torch.Tensor:
         """[B, S, 3] object-frame points of standardised anchors [B, 64]."""
