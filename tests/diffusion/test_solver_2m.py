@@ -109,3 +109,5 @@ def test_solver_refusals():
         ddim_sample(den, x, s, 5, eta=0.5, solver="dpmpp2m")
     with pytest.raises(InputError, match="eta 0 or 1"):
         ddim_sample(den, x, s, 5, eta=1.0, solver="dpmpp2m", update="reference")
+    with pytest.raises(InputError, match="guidance_keeps_noise"):
+        ddim_sample(den, x, s, 5, eta=1.0, solver="dpmpp2m", guidance_keeps_noise=True)

@@ -187,6 +187,9 @@ def ddim_sample(
     if solver == "dpmpp2m" and (float(eta) not in (0.0, 1.0) or update != "ddim"):
         raise InputError(f"solver 'dpmpp2m' exists for eta 0 or 1 and the ddim update; got eta = {eta}, "
                          f"update = {update!r}")
+    if solver == "dpmpp2m" and guidance_keeps_noise:
+        raise InputError("guidance_keeps_noise takes the direction term from the unguided prediction, which the "
+                         "second-order solver's extrapolated x0 replaces; use solver 'ddim' with it")
     if timesteps is None:
         ts = sampling_timesteps(schedule.num_timesteps, num_steps,
                                 spacing or ("leading" if update == "reference" else "linspace"))
@@ -226,7 +229,7 @@ def ddim_sample(
                 step_x0 = x0_hat + (x0_hat - prev_x0) * (h / (2.0 * prev_h))
             prev_x0, prev_h = x0_hat, h
         x = ddim_step(x, step_x0, t, t_next, schedule, eta=eta, noise=z, update=update,
-                      direction_x0=unguided if (guidance_keeps_noise and solver == "ddim") else None)
+                      direction_x0=unguided if guidance_keeps_noise else None)
     return x
 
 
