@@ -180,8 +180,11 @@ def test_objective_options_are_validated():
         TrainConfig.from_dict({"geometry_weight": -1.0})
     with pytest.raises(InputError, match="contact_band_mm"):
         TrainConfig.from_dict({"contact_band_mm": 0.0})
+    with pytest.raises(InputError, match="kind 'vae'"):
+        check_objective({"kind": "vae"}, TrainConfig(loss_weighting="min_snr"))
     with pytest.raises(InputError, match="kind 'joint'"):
-        check_objective({"kind": "joint"}, TrainConfig(loss_weighting="min_snr"))
+        check_objective({"kind": "joint"}, TrainConfig(geometry_weight=0.5))
+    check_objective({"kind": "joint"}, TrainConfig(loss_weighting="v"))
     with pytest.raises(InputError, match="kind 'shared_object'"):  # its objective has no such terms
         check_objective({"kind": "shared_object"}, TrainConfig(geometry_weight=0.5))
     check_objective({"kind": "separate"}, TrainConfig(loss_weighting="min_snr"))

@@ -30,3 +30,17 @@ def test_parameter_counts_as_documented():
     assert counts["shared"] == 1_874_752  # configs/small.yaml's network, docs/bundled_model.md
     assert counts["separate"] == 2 * counts["shared"]
     assert 1.9e6 < counts["joint"] < 2.2e6 and 1.8e6 < counts["vae"] < 2.0e6
+
+
+def test_v_configs_differ_from_the_fair_ones_by_the_objective_only():
+    fair_v = FAIR.parent / "fair_v"
+    names = sorted(p.stem for p in fair_v.glob("*.yaml"))
+    assert names == ["joint", "separate", "shared"]  # the VAE has no prediction target
+    for name in names:
+        model_v, train_v = load_experiment(fair_v / f"{name}.yaml")
+        model, train = load_experiment(FAIR / f"{name}.yaml")
+        assert model_v == {**model, "prediction": "v"}, name
+        assert train_v.loss_weighting == "v" and train.loss_weighting == "uniform"
+        assert train_v == type(train)(**{**vars(train), "loss_weighting": "v"}), name
+    # configs/prior/fair_v.yaml is the shared run of docs/prior_experiments.md: the same experiment
+    assert load_experiment(fair_v / "shared.yaml") == load_experiment(FAIR.parent / "prior" / "fair_v.yaml")

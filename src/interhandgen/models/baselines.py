@@ -4,7 +4,7 @@
   one, one for the unconditional (anchor) stage and one for the conditional stage; same call signature as the
   shared denoiser, so the cascaded trainer and sampler use it unchanged.
 - :class:`JointDenoiser` ("w/o decomposition", the parallel baseline): ONE diffusion over both hands at once,
-  x = [anchor 64, other 64] (128 numbers), an MLP denoiser predicting x0.
+  x = [anchor 64, other 64] (128 numbers), an MLP denoiser predicting x0 (or v).
 - :class:`TwoHandVAE`: a two-hand VAE prior in the style of Zuo et al. (ICCV 2023): an MLP encoder to a Gaussian
   latent, an MLP decoder back to both hands' 128 numbers, trained with a reconstruction + beta * KL objective.
 """
@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from interhandgen.models.denoiser import timestep_embedding
+from interhandgen.models.config import PREDICTIONS
+from interhandgen.models.denoiser import timestep_embedding, v_coefficients, x0_from_v
 from interhandgen.exceptions import InputError
 
 
@@ -38,18 +39,35 @@ class ResidualMLP(nn.Module):
 
 
 class JointDenoiser(nn.Module):
-    """x0-predicting denoiser of both hands jointly: forward(x_t [B, 128], t [B]) -> x0_hat [B, 128]."""
+    """Denoiser of both hands jointly: forward(x_t [B, 128], t [B]) -> x0_hat [B, 128].
 
-    def __init__(self, width: int = 768, depth: int = 6, time_dim: int = 128) -> None:
+    ``prediction``: what the last layer predicts, ``"x0"`` or ``"v"`` (converted to x0 with the noise schedule,
+    :meth:`set_schedule`, as :class:`interhandgen.models.denoiser.Denoiser` does), so the comparison of kinds can
+    use the bundled model's objective."""
+
+    def __init__(self, width: int = 768, depth: int = 6, time_dim: int = 128, prediction: str = "x0") -> None:
         super().__init__()
+        if prediction not in PREDICTIONS:
+            raise InputError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
         self.time_dim = time_dim
+        self.prediction = prediction
         self.time = nn.Sequential(nn.Linear(time_dim, width), nn.SiLU(), nn.Linear(width, width))
         self.mlp = ResidualMLP(128, 128, width, depth)
+        self.register_buffer("v_coef", None, persistent=False)  # set_schedule; the model file carries the schedule
+
+    @property
+    def predicts_v(self) -> bool:
+        return self.prediction == "v"
+
+    def set_schedule(self, schedule) -> None:
+        if self.predicts_v:
+            self.v_coef = v_coefficients(schedule, self.mlp.inp.weight)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond=None, cond_mask=None) -> torch.Tensor:
         if x_t.dim() != 2 or x_t.shape[1] != 128:
             raise InputError(f"x_t must have shape [B, 128], got {list(x_t.shape)}")
-        return self.mlp(x_t, self.time(timestep_embedding(t, self.time_dim, convention="cos_sin")))
+        out = self.mlp(x_t, self.time(timestep_embedding(t, self.time_dim, convention="cos_sin")))
+        return x0_from_v(out, x_t, t, self.v_coef) if self.predicts_v else out
 
 
 class TwoHandVAE(nn.Module):

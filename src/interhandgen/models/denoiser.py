@@ -114,9 +114,7 @@ class Denoiser(nn.Module):
         ignore it."""
         if self.cfg.prediction == "x0":
             return
-        coef = torch.stack([schedule.sqrt_alphas_cumprod, schedule.sqrt_one_minus_alphas_cumprod], 1)
-        w = self.output_proj.weight
-        self.v_coef = coef.to(device=w.device, dtype=w.dtype)
+        self.v_coef = v_coefficients(schedule, self.output_proj.weight)
 
     @property
     def mixes_batch(self) -> bool:
@@ -268,13 +266,30 @@ class Denoiser(nn.Module):
         out = self.output_proj(h)
         if cfg.prediction == "x0":
             return out
-        if self.v_coef is None:
-            raise InputError("this network predicts v and has no noise schedule: build it with "
-                             "interhandgen.models.build_model(config, schedule) or read it with read_model")
-        if int(t.max()) >= self.v_coef.shape[0]:
-            raise InputError(f"timestep {int(t.max())} is beyond the network's schedule of {self.v_coef.shape[0]} steps")
-        a, s = self.v_coef[t].to(out.dtype).unbind(1)
-        return a[:, None] * x_t - s[:, None] * out
+        return x0_from_v(out, x_t, t, self.v_coef)
+
+    @property
+    def predicts_v(self) -> bool:
+        return self.cfg.prediction == "v"
+
+
+def v_coefficients(schedule, like: torch.Tensor) -> torch.Tensor:
+    """[T, 2] sqrt(abar_t), sqrt(1 - abar_t) of a :class:`interhandgen.diffusion.Schedule`, on ``like``'s device
+    and dtype."""
+    coef = torch.stack([schedule.sqrt_alphas_cumprod, schedule.sqrt_one_minus_alphas_cumprod], 1)
+    return coef.to(device=like.device, dtype=like.dtype)
+
+
+def x0_from_v(v: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, v_coef: torch.Tensor | None) -> torch.Tensor:
+    """x0 = sqrt(abar_t) x_t - sqrt(1 - abar_t) v for v [B, D], x_t [B, D], t [B]; ``v_coef`` from
+    :func:`v_coefficients` (None: the network was built without its schedule)."""
+    if v_coef is None:
+        raise InputError("this network predicts v and has no noise schedule: build it with "
+                         "interhandgen.models.build_model(config, schedule) or read it with read_model")
+    if int(t.max()) >= v_coef.shape[0]:
+        raise InputError(f"timestep {int(t.max())} is beyond the network's schedule of {v_coef.shape[0]} steps")
+    a, s = v_coef[t].to(v.dtype).unbind(1)
+    return a[:, None] * x_t - s[:, None] * v
 
 
 def build_denoiser(cfg: DenoiserConfig) -> Denoiser:

@@ -103,6 +103,9 @@ def joint_loss(net: nn.Module, batch: torch.Tensor, schedule, cfg, generator: to
     pred = net(q_sample(x0, t, noise, schedule), t)
     w = _dim_weight(b, batch.device, x0.dtype, cfg.anchor_loss_dims)
     err = ((pred - x0) ** 2 * w).sum(1) / w.sum()
+    weighting = getattr(cfg, "loss_weighting", "uniform")
+    if weighting != "uniform":  # uniform keeps the original arithmetic exactly
+        err = err * timestep_weights(schedule, t, weighting, getattr(cfg, "min_snr_gamma", 5.0)).to(err.dtype)
     loss = err.mean()
     return loss, loss.detach(), loss.detach()
 

@@ -25,7 +25,7 @@ from torch import nn
 from interhandgen.exceptions import InputError
 from interhandgen.models.baselines import JointDenoiser, SeparateStageDenoisers, TwoHandVAE
 from interhandgen.models.config import DenoiserConfig
-from interhandgen.models.denoiser import Denoiser, build_denoiser
+from interhandgen.models.denoiser import build_denoiser
 from interhandgen.models.losses import diffusion_loss, joint_loss, vae_loss
 from interhandgen.models.losses_geometry import PartnerGeometry
 from interhandgen.models.object_encoder import build_object_denoiser
@@ -106,7 +106,7 @@ CASCADED_KINDS = tuple(k for k, v in REGISTRY.items() if v.cascaded)
 # Kinds whose loss implements train.geometry_weight / contact_weight (the two-hand terms), train.loss_weighting, and
 # train.object_penetration_weight / object_contact_weight (the hand-object terms).
 OBJECTIVE_OPTION_KINDS = ("shared", "separate")
-LOSS_WEIGHTING_KINDS = ("shared", "separate", "shared_object")
+LOSS_WEIGHTING_KINDS = ("shared", "separate", "shared_object", "joint")
 OBJECT_GEOMETRY_KINDS = ("shared_object",)
 
 
@@ -134,7 +134,7 @@ def build_model(model_config: dict[str, Any], schedule=None) -> nn.Module:
             net = entry.build(params)
         except TypeError as exc:  # an unknown or missing keyword of the network's constructor
             raise InputError(f"model config for kind {entry.name!r}: {exc}") from None
-    v_nets = [m for m in net.modules() if isinstance(m, Denoiser) and m.cfg.prediction != "x0"]
+    v_nets = [m for m in net.modules() if getattr(m, "predicts_v", False)]
     if v_nets and schedule is None:
         raise InputError("model.prediction 'v' needs the noise schedule: build_model(model_config, schedule)")
     for m in v_nets:
