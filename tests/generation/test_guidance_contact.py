@@ -254,10 +254,13 @@ def test_cli_guidance_flags_reach_the_settings():
     p = argparse.ArgumentParser()
     add_sampler_options(p)
     args = p.parse_args(["--contact-weight", "1", "--apg-iters", "6", "--apg-points", "384", "--apg-proxy-weight",
-                         "0.5", "--settle-steps", "0", "--resample-rounds", "0"])
+                         "0.5", "--settle-steps", "0", "--resample-rounds", "0", "--contact-attract-mm", "15"])
     s = settings_from_args(args, SamplerSettings().apg_weight)
     assert (s.contact_weight, s.apg_iters, s.apg_points, s.apg_proxy_weight) == (1.0, 6, 384, 0.5)
+    assert s.contact_attract_mm == 15.0
     defaults = settings_from_args(p.parse_args([]), SamplerSettings().apg_weight)
     assert defaults == SamplerSettings()
     with pytest.raises(ValueError, match="contact_weight"):
         settings_from_args(p.parse_args(["--contact-weight", "-1"]), 1.5)
+    with pytest.raises(ValueError, match="contact_attract_mm"):  # not above the touch distance (1 mm)
+        settings_from_args(p.parse_args(["--contact-weight", "1", "--contact-attract-mm", "0.5"]), 1.5)

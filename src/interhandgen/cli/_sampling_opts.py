@@ -40,8 +40,10 @@ def add_sampler_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--apg-iters", type=positive_int, default=DEFAULTS.apg_iters,
                    help="guidance (Polyak) steps per guided reverse step (default %(default)s)")
     g.add_argument("--contact-weight", type=float, default=DEFAULTS.contact_weight,
-                   help="weight of the contact (attraction) guidance term for pairs closer than 20 mm but not "
-                        "touching (default %(default)s: off; see docs/guidance.md)")
+                   help="weight of the contact (attraction) guidance term for pairs closer than "
+                        "--contact-attract-mm but not touching (default %(default)s: off; see docs/guidance.md)")
+    g.add_argument("--contact-attract-mm", type=float, default=DEFAULTS.contact_attract_mm,
+                   help="the contact guidance pulls pairs closer than this (mm) into touch (default %(default)s)")
     g.add_argument("--apg-proxy-weight", type=float, default=DEFAULTS.apg_proxy_weight,
                    help="weight of the inscribed-sphere overlap term in the guidance (deep overlaps; default "
                         "%(default)s: off)")
@@ -76,7 +78,8 @@ def settings_from_args(args: argparse.Namespace, default_apg_weight: float) -> S
                         apg_weight=apg, update=args.update, anchor_solver=solver,
                         settle_steps=args.settle_steps, settle_attract_mm=args.settle_attract_mm,
                         resample_rounds=args.resample_rounds, apg_points=args.apg_points, apg_iters=args.apg_iters,
-                        contact_weight=args.contact_weight, apg_proxy_weight=args.apg_proxy_weight)
+                        contact_weight=args.contact_weight, contact_attract_mm=args.contact_attract_mm,
+                        apg_proxy_weight=args.apg_proxy_weight)
     from interhandgen.limits import CFG_SCALE_MAX, check_range
 
     check_range("--cfg-scale", args.cfg_scale, 0.0, CFG_SCALE_MAX)

@@ -116,10 +116,11 @@ def _run_single_stage(args: argparse.Namespace, model, hand_model, shards) -> in
                          f"not {kind!r}")
     if (args.apg_weight is not None or args.cfg_scale != DEFAULTS.cfg_scale or args.contact_weight != DEFAULTS.contact_weight
             or args.apg_iters != DEFAULTS.apg_iters or args.apg_points != DEFAULTS.apg_points
-            or args.apg_proxy_weight != DEFAULTS.apg_proxy_weight):
+            or args.apg_proxy_weight != DEFAULTS.apg_proxy_weight
+            or args.contact_attract_mm != DEFAULTS.contact_attract_mm):
         raise InputError(f"{where} is a {kind!r} model: classifier-free, anti-penetration and contact guidance apply "
                          "to the cascaded model only; drop --cfg-scale/--apg-weight/--apg-iters/--apg-points/"
-                         "--apg-proxy-weight/--contact-weight")
+                         "--apg-proxy-weight/--contact-weight/--contact-attract-mm")
     if (args.settle_steps != DEFAULTS.settle_steps or args.settle_attract_mm != DEFAULTS.settle_attract_mm
             or args.resample_rounds != DEFAULTS.resample_rounds):
         raise InputError(f"{where} is a {kind!r} model: contact settling and resampling belong to the cascaded "
