@@ -157,6 +157,14 @@ def main() -> None:
                     help="depth-flip hypotheses (chosen as --flip-select says)")
     ap.add_argument("--flip-iterations", type=int, default=FitSettings.flip_iterations)
     ap.add_argument("--flip-select", default=FitSettings.flip_select, help="energy or data (what the flip choice minimises)")
+    ap.add_argument("--guided", action=argparse.BooleanOptionalAction, default=None,
+                    help="the interhandgen prior's guided projection (default: on, fitting.DEFAULT_PRIOR_FIELDS)")
+    ap.add_argument("--guided-at", type=float, default=None,
+                    help="FitSettings.guided_at for the interhandgen entries (fraction of stage 2; default: the prior's)")
+    ap.add_argument("--guided-t", type=float, default=None)
+    ap.add_argument("--guided-steps", type=int, default=None)
+    ap.add_argument("--guided-inner", type=int, default=None)
+    ap.add_argument("--guided-step-size", type=float, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", required=True)
@@ -187,6 +195,10 @@ def main() -> None:
                                     volume_start=args.volume_start,
                                     flip_hypotheses=args.flip_hypotheses, flip_iterations=args.flip_iterations,
                                     flip_select=args.flip_select,
+                                    **(dict(guided=args.guided, guided_at=args.guided_at, guided_t=args.guided_t,
+                                            guided_steps=args.guided_steps,
+                                            guided_inner=args.guided_inner, guided_step_size=args.guided_step_size)
+                                       if name == "interhandgen" else {}),
                                     seed=args.seed)
         fitters[entry] = Fitter(module, mean, std, settings=settings)
     first = next(iter(fitters.values()))

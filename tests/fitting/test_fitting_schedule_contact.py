@@ -29,6 +29,17 @@ def test_default_settings_take_each_priors_schedule_and_overrides():
         default_settings("nope")
 
 
+def test_only_the_interhandgen_prior_runs_the_guided_projection_by_default():
+    s = default_settings("interhandgen")
+    assert (s.guided_at, s.guided_t, s.guided_inner) == (0.3, 0.1, 10)
+    assert default_settings("interhandgen", guided=False).guided_at is None
+    assert default_settings("interhandgen", guided_at=0.5).guided_at == 0.5
+    for name in ("vae", "gaussian", "none"):
+        assert default_settings(name).guided_at is None
+        with pytest.raises(InputError, match="guided"):
+            default_settings(name, guided=True)
+
+
 def test_contact_loss_matches_brute_force():
     g = torch.Generator().manual_seed(0)
     a = torch.rand(3, 7, 3, generator=g) * 0.02

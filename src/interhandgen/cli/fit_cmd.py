@@ -53,6 +53,9 @@ def register(sub) -> None:
                    help="what the flip choice minimises: the fit's energy or the data term alone (default: FitSettings)")
     p.add_argument("--volume-weight", type=float, default=None,
                    help="weight of the volumetric (inscribed-sphere) penetration term (default: FitSettings)")
+    p.add_argument("--guided", action=argparse.BooleanOptionalAction, default=None,
+                   help="with --prior interhandgen: the ScoreHMR-style guided projection at 0.3 of the finger stage "
+                        "(default: on; docs/fitting.md)")
     p.add_argument("--mano-dir", default=None, help="fit MANO hands (MANO_RIGHT.pkl / MANO_LEFT.pkl in this folder) "
                                                     "instead of the bundled open hand; the prior must match")
     p.add_argument("--render", default=None,
@@ -94,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
                                 prior_weight_end=args.prior_weight_end, penetration_weight=args.penetration_weight,
                                 contact_weight=args.contact_weight, flip_hypotheses=args.flip_hypotheses,
                                 flip_iterations=args.flip_iterations, flip_select=args.flip_select,
-                                volume_weight=args.volume_weight, seed=args.seed)
+                                volume_weight=args.volume_weight, seed=args.seed, guided=args.guided)
     prior, mean, std = make_prior(args.prior, args.checkpoint, args.device, variant, spec)
     fitter = Fitter(prior, mean, std, spec, settings, args.device)
     result = fitter.fit(obs, progress=not args.no_progress)

@@ -18,6 +18,9 @@ from interhandgen.fitting.priors import PRIORS, DiffusionPrior, GaussianPrior, N
 DEFAULT_PRIOR_WEIGHTS = {"interhandgen": 20.0, "vae": 20.0, "gaussian": 20.0, "none": 0.0}
 # Weight at the end of stage 2 (FitSettings.prior_weight_end; None: constant).
 DEFAULT_PRIOR_WEIGHTS_END: dict[str, float | None] = {"interhandgen": 1.0, "vae": 1.0, "gaussian": 1.0, "none": None}
+# Further FitSettings fields per prior: the interhandgen prior runs its ScoreHMR-style guided projection at 0.3 of
+# stage 2 (validation split, docs/fitting.md, "Guided projection with the v model").
+DEFAULT_PRIOR_FIELDS: dict[str, dict] = {"interhandgen": {"guided_at": 0.3, "guided_t": 0.1, "guided_inner": 10}}
 DEFAULT_VARIANT = "dposer"
 DEFAULT_T_RANGE = (0.02, 0.3)  # fractions of T between which the interhandgen prior noises the estimate
 
@@ -57,12 +60,20 @@ def make_prior(name: str, checkpoint: str | Path | None = None, device: str | to
 
 
 def default_settings(prior: str, **fields) -> FitSettings:
-    """FitSettings with the tuned prior weight schedule of ``prior`` (DEFAULT_PRIOR_WEIGHTS[_END]); ``fields``
-    override any field (None values are ignored)."""
+    """FitSettings with the tuned prior weight schedule of ``prior`` (DEFAULT_PRIOR_WEIGHTS[_END]) and its further
+    defaults (DEFAULT_PRIOR_FIELDS); ``fields`` override any field (None values are ignored; ``guided=False``
+    turns the interhandgen prior's guided projection off)."""
     if prior not in PRIORS:
         raise InputError(f"prior must be one of {PRIORS}, got {prior!r}")
-    base = {"prior_weight": DEFAULT_PRIOR_WEIGHTS[prior], "prior_weight_end": DEFAULT_PRIOR_WEIGHTS_END[prior]}
+    guided = fields.pop("guided", None)
+    base = {"prior_weight": DEFAULT_PRIOR_WEIGHTS[prior], "prior_weight_end": DEFAULT_PRIOR_WEIGHTS_END[prior],
+            **DEFAULT_PRIOR_FIELDS.get(prior, {})}
     base.update({k: v for k, v in fields.items() if v is not None})
+    if guided is False:
+        base["guided_at"] = None
+    elif guided is True and base.get("guided_at") is None:
+        raise InputError(f"guided=True: the guided projection belongs to the interhandgen prior, not {prior!r} "
+                         "(or give guided_at)")
     return FitSettings(**base)
 
 
