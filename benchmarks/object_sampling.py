@@ -29,12 +29,36 @@ import torch
 
 from interhandgen._atomic import atomic_write_bytes
 from interhandgen.data.format import TwoHandSet
+from interhandgen.exceptions import InputError
 from interhandgen.generation.object_api import ObjectInterHandGen, ObjectScene, object_sampler_defaults
 from interhandgen.generation.object_sampling import ObjectSettings
 from interhandgen.objects.metrics import hand_object_metrics, object_stability, summarise_hand_object
 from interhandgen.objects.physics import PhysicsConfig
 
 TARGET_SECONDS = 60.0
+
+
+def variant_settings(spec: str) -> tuple[str, ObjectSettings]:
+    """A named variant of VARIANTS, or LABEL=KEY=VALUE,KEY=VALUE (ObjectSettings fields over the defaults;
+    separate several such variants by ';' in --variants)."""
+    if "=" not in spec:
+        if spec not in VARIANTS and spec != "no_object":
+            raise InputError(f"--variants: unknown variant {spec!r} (known: {sorted(VARIANTS)}, no_object, or "
+                             "LABEL=KEY=VALUE,...)")
+        return spec, VARIANTS.get(spec, ObjectSettings())
+    label, _, rest = spec.partition("=")
+    fields = {f.name: f for f in dataclasses.fields(ObjectSettings)}
+    overrides = {}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq or key not in fields:
+            raise InputError(f"--variants {spec!r}: {item!r} is not KEY=VALUE of an ObjectSettings field")
+        default = getattr(ObjectSettings(), key)
+        overrides[key] = (value.lower() == "true") if isinstance(default, bool) else type(default)(value) \
+            if default is not None else float(value)
+    osets = ObjectSettings(**overrides)
+    osets.validate()
+    return label, osets
 _PLAIN = dict(object_settle_steps=0, grasp_steps=0, redraw_rounds=0)
 VARIANTS = {
     "full": ObjectSettings(),  # the default: guidance, rigid object settling, redraw (1 round)
@@ -111,8 +135,8 @@ def main() -> None:
               "physics_config": dataclasses.asdict(physics_config), "variants": {}}
     result["data"] = figures(ref[: args.metric_pairs], args.physics, physics_config)
     print("data", json.dumps(result["data"]), flush=True)
-    for name in args.variants.split(","):
-        osets = VARIANTS.get(name, ObjectSettings())
+    for spec in args.variants.split(";" if "=" in args.variants else ","):
+        name, osets = variant_settings(spec)
         t0, c0 = time.perf_counter(), time.process_time()
         if name == "no_object":
             hands = gen.sample(args.num, None, seed=args.seed, settings=settings, progress=False)

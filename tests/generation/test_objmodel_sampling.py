@@ -9,8 +9,8 @@ import trimesh
 from interhandgen.data.canonical import canonical_vertices
 from interhandgen.generation.cascade import SamplerSettings
 from interhandgen.generation.object_api import ObjectInterHandGen, family_objects, mesh_centre_of_mass, user_object
-from interhandgen.generation.object_sampling import (HandObjectGuidance, ObjectSettings, object_penetration,
-                                                     settle_on_object)
+from interhandgen.generation.object_sampling import (HandObjectGuidance, ObjectSettings, object_contact,
+                                                     object_penetration, settle_on_object)
 from interhandgen.generation.subset import SubsetHand
 from interhandgen.hand import open_hand
 from interhandgen.models import build_model
@@ -88,6 +88,45 @@ def test_guidance_step_reduces_the_penetration_penalty():
     before = hook.loss(x)
     after = hook.loss(hook(x, x, torch.zeros(4, dtype=torch.long), 4))
     assert (after[:3] < 0.7 * before[:3]).all() and before[3] == 0 and after[3] == 0
+
+
+def test_object_contact_is_the_squared_gap_of_near_hands_only():
+    signed = torch.tensor([[0.004, 0.010, 0.003], [0.0002, 0.02, 0.03], [-0.001, 0.005, 0.006],
+                           [0.025, 0.03, 0.04]], dtype=torch.float64, requires_grad=True)
+    got = object_contact(signed, 0.0005, 0.02)
+    # row 0: gap 3 mm -> (3 - 0.5)^2 mm^2; row 1 touches; row 2 is inside; row 3 is beyond the 20 mm band
+    torch.testing.assert_close(got, torch.tensor([0.0025 ** 2, 0, 0, 0], dtype=torch.float64))
+    got.sum().backward()
+    want = torch.zeros_like(signed)
+    want[0, 2] = 2 * 0.0025  # only the closest point of the pulled hand carries gradient
+    torch.testing.assert_close(signed.grad, want)
+    with pytest.raises(ValueError, match="object_contact_weight"):
+        ObjectSettings(object_contact_weight=-1.0).validate()
+    with pytest.raises(ValueError, match="object_contact_attract_mm"):
+        ObjectSettings(object_contact_attract_mm=0.2).validate()  # not beyond touch_mm (0.5)
+
+
+def test_contact_guidance_pulls_a_hand_above_the_box_into_touch():
+    obj = _box()
+    top = float(obj.vertices[:, 2].max())
+    surf = torch.tensor(surface_samples(obj.vertices, obj.faces, 2048, seed=2), dtype=torch.float32)[None]
+    hand = SubsetHand(open_hand("left"), 192)
+    x = torch.zeros(3, 64)
+    x[:, 55:61] = torch.tensor([1.0, 0, 0, 0, 1, 0])
+    lowest = float(hand(x[:1])[0][0, :, 2].min())
+    x[:, 63] = top - lowest + torch.tensor([0.008, 0.015, 0.05])  # 8 mm, 15 mm and 50 mm above the top face
+    mean, std = torch.zeros(64), torch.ones(64)
+    args = (hand, mean, std, surf.expand(3, -1, -1), 1.0)
+    kw = dict(num_steps=5, decay=1.0, last_steps=3, rho=0.02, max_step=1.0, iters=6)
+    plain = HandObjectGuidance(*args, **kw)
+    pulled = HandObjectGuidance(*args, **kw, contact=(1.0, 0.0005, 0.02))
+    t = torch.zeros(3, dtype=torch.long)
+    assert torch.equal(plain(x, x, t, 4), x)  # no penetration: the penetration guidance alone does nothing
+    y = pulled(x, x, t, 4)
+    exact = lambda v: _exact(hand(v)[0].double(), obj).amin(1)  # noqa: E731
+    before, after = exact(x), exact(y)
+    assert (after[:2] < 0.002).all() and (after[:2] > -0.002).all()  # into touch, not into the box
+    assert after[2] == before[2] and torch.equal(y[2], x[2])  # beyond the band: untouched
 
 
 @pytest.fixture(scope="module")
