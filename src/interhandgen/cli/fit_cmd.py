@@ -37,7 +37,7 @@ def register(sub) -> None:
                         "model (required for --prior vae)")
     p.add_argument("--variant", choices=DIFFUSION_VARIANTS, default=None,
                    help="form of the interhandgen prior term (default: dposer, see docs/fitting.md)")
-    p.add_argument("--iterations", type=positive_int, default=None, help="default 200 (FitSettings.iterations)")
+    p.add_argument("--iterations", type=positive_int, default=None, help="default 600 (FitSettings.iterations)")
     p.add_argument("--prior-weight", type=float, default=None, help="default: the prior's tuned weight")
     p.add_argument("--prior-weight-end", type=float, default=None,
                    help="prior weight at the end of the finger stage, linear from --prior-weight (default: the prior's "
