@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import os
 import platform
 import time
+from pathlib import Path
 
 import torch
 
@@ -35,30 +37,12 @@ from interhandgen.generation.object_sampling import ObjectSettings
 from interhandgen.objects.metrics import hand_object_metrics, object_stability, summarise_hand_object
 from interhandgen.objects.physics import PhysicsConfig
 
+_spec = importlib.util.spec_from_file_location("variant_overrides", Path(__file__).with_name("variant_overrides.py"))
+overrides_of = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(overrides_of)
+
 TARGET_SECONDS = 60.0
 
-
-def variant_settings(spec: str) -> tuple[str, ObjectSettings]:
-    """A named variant of VARIANTS, or LABEL=KEY=VALUE,KEY=VALUE (ObjectSettings fields over the defaults;
-    separate several such variants by ';' in --variants)."""
-    if "=" not in spec:
-        if spec not in VARIANTS and spec != "no_object":
-            raise InputError(f"--variants: unknown variant {spec!r} (known: {sorted(VARIANTS)}, no_object, or "
-                             "LABEL=KEY=VALUE,...)")
-        return spec, VARIANTS.get(spec, ObjectSettings())
-    label, _, rest = spec.partition("=")
-    fields = {f.name: f for f in dataclasses.fields(ObjectSettings)}
-    overrides = {}
-    for item in filter(None, rest.split(",")):
-        key, eq, value = item.partition("=")
-        if not eq or key not in fields:
-            raise InputError(f"--variants {spec!r}: {item!r} is not KEY=VALUE of an ObjectSettings field")
-        default = getattr(ObjectSettings(), key)
-        overrides[key] = (value.lower() == "true") if isinstance(default, bool) else type(default)(value) \
-            if default is not None else float(value)
-    osets = ObjectSettings(**overrides)
-    osets.validate()
-    return label, osets
 _PLAIN = dict(object_settle_steps=0, grasp_steps=0, redraw_rounds=0)
 VARIANTS = {
     "full": ObjectSettings(),  # the default: guidance, rigid object settling, redraw (1 round)
@@ -94,6 +78,20 @@ VARIANTS = {
     # settled pairs kept only when no hand is deeper than 3 mm by the surface samples' planes (the first version)
     "physics6_depth3": ObjectSettings(physics_rounds=6, physics_depth_mm=3.0),
 }
+
+
+def variant_settings(spec: str) -> tuple[str, ObjectSettings]:
+    """A named variant of :data:`VARIANTS` (or ``no_object``), or ``LABEL=KEY=VALUE,...``: ObjectSettings fields over
+    the defaults (:func:`variant_overrides.field_overrides`; separate such variants by ';' in --variants)."""
+    if "=" not in spec:
+        if spec not in VARIANTS and spec != "no_object":
+            raise InputError(f"--variants: unknown variant {spec!r} (known: {sorted(VARIANTS)}, no_object, or "
+                             "LABEL=KEY=VALUE,...)")
+        return spec, VARIANTS.get(spec, ObjectSettings())
+    label, _, rest = spec.partition("=")
+    osets = ObjectSettings(**overrides_of.field_overrides(ObjectSettings, rest, f"--variants {spec!r}")[0])
+    osets.validate()
+    return label, osets
 
 
 def figures(two: TwoHandSet, physics: bool, physics_config: PhysicsConfig | None = None) -> dict:

@@ -64,6 +64,9 @@ from interhandgen.rotations import rot6d_to_matrix
 _spec = importlib.util.spec_from_file_location("fair_comparison", Path(__file__).with_name("fair_comparison.py"))
 fair = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fair)
+_spec = importlib.util.spec_from_file_location("variant_overrides", Path(__file__).with_name("variant_overrides.py"))
+overrides_of = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(overrides_of)
 
 #: "Network + APG only": the base every variant starts from (the paper's sampler; fair_comparison's "none").
 BASE = dict(fair.POSTS["none"])
@@ -140,43 +143,16 @@ def gaussian_spread(alphas_cumprod: torch.Tensor, timesteps: list[int], eta: flo
 def parse_variant(spec: str) -> tuple[str, dict[str, Any], str]:
     """``LABEL=KEY=VALUE,KEY=VALUE`` -> (label, SamplerSettings overrides on top of :data:`BASE`, anchor source).
 
-    Values are parsed by the type of the field's default (bool: true/false; cfg_dims: START:STOP)."""
+    Values are parsed by the type of the field's default (:func:`variant_overrides.field_overrides`; bool:
+    true/false; cfg_dims: START:STOP; anchor_steps: a number or none); ``anchors=sampled|floor`` is not a field."""
     label, sep, rest = spec.partition("=")
     if not sep or not label:
         raise InputError(f"--variant {spec!r}: expected LABEL=KEY=VALUE,... (LABEL= for the base)")
-    fields = {f.name: f.default for f in dataclasses.fields(SamplerSettings)}
-    overrides: dict[str, Any] = dict(BASE)
-    anchors = "sampled"
-    for item in filter(None, rest.split(",")):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise InputError(f"--variant {spec!r}: {item!r} is not KEY=VALUE")
-        if key == "anchors":
-            if value not in ANCHOR_SOURCES:
-                raise InputError(f"--variant {spec!r}: anchors must be one of {ANCHOR_SOURCES}, got {value!r}")
-            anchors = value
-            continue
-        if key not in fields:
-            raise InputError(f"--variant {spec!r}: {key!r} is not a SamplerSettings field ({sorted(fields)})")
-        default = fields[key]
-        if isinstance(default, bool):
-            if value.lower() not in ("true", "false"):
-                raise InputError(f"--variant {spec!r}: {key} must be true or false, got {value!r}")
-            overrides[key] = value.lower() == "true"
-            continue
-        try:
-            if key == "anchor_steps":  # an optional step count: an int, or "none" (= steps)
-                overrides[key] = None if value.lower() == "none" else int(value)
-            elif isinstance(default, tuple):
-                start, _, stop = value.partition(":")
-                overrides[key] = (int(start), int(stop))
-            elif isinstance(default, (int, float)):
-                overrides[key] = type(default)(value)
-            else:
-                overrides[key] = value
-        except ValueError:
-            raise InputError(f"--variant {spec!r}: {key}={value!r} is not a {type(default).__name__} "
-                             "(cfg_dims: START:STOP)") from None
+    fields, extra = overrides_of.field_overrides(SamplerSettings, rest, f"--variant {spec!r}", reserved=("anchors",))
+    anchors = extra.get("anchors", "sampled")
+    if anchors not in ANCHOR_SOURCES:
+        raise InputError(f"--variant {spec!r}: anchors must be one of {ANCHOR_SOURCES}, got {anchors!r}")
+    overrides: dict[str, Any] = {**BASE, **fields}
     SamplerSettings(**overrides).validate()
     return label, overrides, anchors
 

@@ -143,6 +143,12 @@ def _contact(pa: torch.Tensor, pb: torch.Tensor, idx_ab: torch.Tensor, touch: fl
         d2 = ((pa - gather_rows_deterministic(pb, idx_ab)) ** 2).sum(-1)
     i = d2.argmin(dim=1, keepdim=True)
     gap = (gather_rows_deterministic(pa, i) - gather_rows_deterministic(pb, idx_ab.gather(1, i))).norm(dim=-1)[:, 0]
+    return gap_pull(gap, touch, attract)
+
+
+def gap_pull(gap: torch.Tensor, touch: float, attract: float) -> torch.Tensor:
+    """[B] the contact rule on gaps [B] (metres): (gap - touch)^2 where touch < gap < attract, else exactly 0;
+    differentiable through ``gap``."""
     pull = torch.relu(gap - touch) * (gap.detach() < attract).to(gap.dtype)
     return pull * pull
 

@@ -49,7 +49,7 @@ from interhandgen._seeding import derived_seed
 from interhandgen.data.canonical import RIGID_SLICE, ROT_SLICE, TRANSL_SLICE, HAND_DIM
 from interhandgen.diffusion import Schedule, ddim_sample, unconditional
 from interhandgen.exceptions import InputError
-from interhandgen.generation.apg import PolyakGuidance, surface_penetration_loss
+from interhandgen.generation.apg import PolyakGuidance, gap_pull, surface_penetration_loss
 from interhandgen.generation.cascade import SamplerSettings, sample_anchor, sample_partner
 from interhandgen.data.canonical import POSE_SLICE
 from interhandgen.generation.subset import SubsetHand
@@ -202,9 +202,7 @@ def object_contact(signed: torch.Tensor, touch: float, attract: float) -> torch.
     :func:`object_penetration`), for hands with touch < gap < attract; exactly 0 for hands touching, inside or
     farther than ``attract`` (the rule of the two-hand contact guidance, :func:`interhandgen.generation.apg.
     contact_gap_loss`, against the object). Differentiable through the closest point."""
-    gap = signed.min(dim=1).values
-    pull = torch.relu(gap - touch) * (gap.detach() < attract).to(gap.dtype)
-    return pull * pull
+    return gap_pull(signed.min(dim=1).values, touch, attract)
 
 
 class HandObjectGuidance(PolyakGuidance):

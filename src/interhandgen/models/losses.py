@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from interhandgen.diffusion import q_sample
-from interhandgen.models.losses_geometry import PartnerGeometry, timestep_weights
+from interhandgen.models.losses_geometry import PartnerGeometry, config_timestep_weights
 
 
 def draw_timesteps(n: int, num_timesteps: int, antithetic: bool, generator: torch.Generator) -> torch.Tensor:
@@ -63,9 +63,9 @@ def diffusion_loss(
     dim_weight[~mask, cfg.anchor_loss_dims:] = 0.0
     per_row = (err * dim_weight).sum(1) / dim_weight.sum(1)
     weighting = getattr(cfg, "loss_weighting", "uniform")
-    w_t = None
-    if weighting != "uniform":  # uniform keeps the original arithmetic exactly
-        w_t = timestep_weights(schedule, t, weighting, getattr(cfg, "min_snr_gamma", 5.0)).to(per_row.dtype)
+    w_t = config_timestep_weights(cfg, schedule, t)
+    if w_t is not None:  # uniform keeps the original arithmetic exactly
+        w_t = w_t.to(per_row.dtype)
         per_row = per_row * w_t
     geo_w, contact_w = getattr(cfg, "geometry_weight", 0.0), getattr(cfg, "contact_weight", 0.0)
     if geo_w > 0 or contact_w > 0:
@@ -103,9 +103,9 @@ def joint_loss(net: nn.Module, batch: torch.Tensor, schedule, cfg, generator: to
     pred = net(q_sample(x0, t, noise, schedule), t)
     w = _dim_weight(b, batch.device, x0.dtype, cfg.anchor_loss_dims)
     err = ((pred - x0) ** 2 * w).sum(1) / w.sum()
-    weighting = getattr(cfg, "loss_weighting", "uniform")
-    if weighting != "uniform":  # uniform keeps the original arithmetic exactly
-        err = err * timestep_weights(schedule, t, weighting, getattr(cfg, "min_snr_gamma", 5.0)).to(err.dtype)
+    w_t = config_timestep_weights(cfg, schedule, t)
+    if w_t is not None:  # uniform keeps the original arithmetic exactly
+        err = err * w_t.to(err.dtype)
     loss = err.mean()
     return loss, loss.detach(), loss.detach()
 

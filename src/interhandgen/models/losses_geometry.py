@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import torch
 
-from typing import Callable
+from typing import Any, Callable
 
 from interhandgen.diffusion import Schedule
 from interhandgen.exceptions import InputError
@@ -57,6 +57,15 @@ def timestep_weights(schedule: Schedule, t: torch.Tensor, kind: str, gamma: floa
     abar = schedule.alphas_cumprod.to(t.device)
     w = torch.clamp(abar / (1.0 - abar), max=float(gamma))
     return (w / w.mean())[t]
+
+
+def config_timestep_weights(cfg: Any, schedule: Schedule, t: torch.Tensor) -> torch.Tensor | None:
+    """[n] the per-row weights of a training config's ``loss_weighting`` (:func:`timestep_weights` with its
+    ``min_snr_gamma``) at timesteps ``t``; None for ``uniform`` (callers then keep the unweighted arithmetic)."""
+    weighting = getattr(cfg, "loss_weighting", "uniform")
+    if weighting == "uniform":
+        return None
+    return timestep_weights(schedule, t, weighting, getattr(cfg, "min_snr_gamma", 5.0))
 
 
 class StandardisedPairs:

@@ -23,7 +23,7 @@ from interhandgen.diffusion import q_sample
 from interhandgen.exceptions import InputError
 from interhandgen.geometry.points import gather_rows_deterministic
 from interhandgen.models.losses import draw_timesteps
-from interhandgen.models.losses_geometry import StandardisedPairs, timestep_weights
+from interhandgen.models.losses_geometry import StandardisedPairs, config_timestep_weights
 from interhandgen.objects.frame import canonical_anchor_tail, rotate_about_z
 from interhandgen.rotations import rot6d_to_matrix
 
@@ -164,9 +164,9 @@ def object_diffusion_loss(net: nn.Module, batch: torch.Tensor, schedule, cfg: An
     dim_weight = torch.ones_like(err)
     dim_weight[:b][drop, cfg.anchor_loss_dims:] = 0.0  # object-free anchors: canonical slots, no loss
     per_row = (err * dim_weight).sum(1) / dim_weight.sum(1)
-    weighting = getattr(cfg, "loss_weighting", "uniform")
-    if weighting != "uniform":  # uniform keeps the original arithmetic exactly
-        per_row = per_row * timestep_weights(schedule, t, weighting, getattr(cfg, "min_snr_gamma", 5.0)).to(per_row)
+    w_t = config_timestep_weights(cfg, schedule, t)
+    if w_t is not None:  # uniform keeps the original arithmetic exactly
+        per_row = per_row * w_t.to(per_row)
     if uses_object_geometry(cfg):
         per_row = _add_object_terms(per_row, pred, x0, t, keep, points, schedule, cfg, geometry, b)
     loss_anchor, loss_other = per_row[:b].mean(), per_row[b:].mean()
