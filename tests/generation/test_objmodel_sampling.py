@@ -201,3 +201,49 @@ def test_cuda_sampling_matches_cpu_closely(model_file, tmp_path):
     gpu = ObjectInterHandGen.load(model_file, device="cuda").sample(8, scene, seed=1, settings=settings,
                                                                      progress=False)
     np.testing.assert_allclose(cpu.left.transl, gpu.left.transl, atol=1e-4)
+
+
+def test_object_cfg_is_c_plus_scale_times_c_minus_u_with_the_null_object(model_file):
+    from interhandgen.data.canonical import RIGID_SLICE
+    from interhandgen.generation.object_sampling import ObjectGuided
+    from interhandgen.models.object_encoder import BoundObject
+
+    gen = ObjectInterHandGen.load(model_file)
+    net = gen.model.net.eval()
+    g = torch.Generator().manual_seed(0)
+    B = 5
+    x, cond = torch.randn(B, 64, generator=g), torch.randn(B, 64, generator=g)
+    t, mask = torch.randint(0, 20, (B,), generator=g), torch.ones(B, dtype=torch.bool)
+    token = torch.randn(B, net.cfg.embed_dim, generator=g)
+    tail = torch.randn(9, generator=g)
+    with torch.no_grad():
+        c = net(x, t, cond, mask, object_token=token)
+        cond_u = cond.clone()
+        cond_u[:, RIGID_SLICE] = tail
+        u = net(x, t, cond_u, mask)  # no token: the null object for every row
+        out = ObjectGuided(net, token, 1.5, null_tail=tail)(x, t, cond, mask)
+        part = ObjectGuided(net, token, 1.5, dims=slice(0, 55))(x, t, cond, mask)
+        u_same = net(x, t, cond, mask)
+        plain = BoundObject(net, token)(x, t, cond, mask)
+        zero = ObjectGuided(net, token, 0.0)(x, t, cond, mask)
+    torch.testing.assert_close(out, c + 1.5 * (c - u), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(part[:, :55], c[:, :55] + 1.5 * (c[:, :55] - u_same[:, :55]), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(part[:, 55:], c[:, 55:], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(zero, plain, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(out, c, atol=1e-3)  # the token matters in this random network
+
+
+def test_object_cfg_in_the_sampler_is_deterministic_and_changes_samples(tmp_path, model_file):
+    _write_box(tmp_path / "box.obj", np.zeros(3))
+    scene = user_object(tmp_path / "box.obj")
+    gen = ObjectInterHandGen.load(model_file)
+    settings = SamplerSettings(steps=4, resample_rounds=0, settle_steps=0)
+    plain = ObjectSettings(object_settle_steps=0, redraw_rounds=0)
+    guided = ObjectSettings(object_settle_steps=0, redraw_rounds=0, object_cfg_scale=2.0)
+    a = gen.sample(6, scene, seed=1, settings=settings, object_settings=guided, progress=False)
+    b = gen.sample(6, scene, seed=1, settings=settings, object_settings=guided, progress=False)
+    p = gen.sample(6, scene, seed=1, settings=settings, object_settings=plain, progress=False)
+    np.testing.assert_array_equal(a.left.pose, b.left.pose)
+    assert not np.allclose(a.left.pose, p.left.pose) and not np.allclose(a.right.transl, p.right.transl)
+    with pytest.raises(Exception, match="object_cfg_scale"):
+        ObjectSettings(object_cfg_scale=-1.0).validate()

@@ -63,7 +63,7 @@ from interhandgen.rotations import axis_angle_to_matrix, matrix_to_rot6d, rot6d_
 
 __all__ = ["ObjectSettings", "object_penetration", "object_contact", "HandObjectGuidance", "settle_on_object",
            "other_in_object_frame", "object_cascaded_sample", "support_check", "hand_object_check",
-           "move_with_object", "settle_pair"]
+           "move_with_object", "settle_pair", "ObjectGuided"]
 
 
 #: Spacing (metres) of the objects' surface samples allowed for in :func:`object_penetration` (1,024 samples on the
@@ -137,8 +137,14 @@ class ObjectSettings:
     # contact metric's 2 mm, interhandgen.objects.metrics.hand_object_contact), not only the surface samples'
     # planes: on 160 samples with 16 rounds both-hands contact 0.844 -> 0.950, held 0.875 -> 0.863, 7 % more CPU
     physics_exact_contact: bool = True
+    # classifier-free guidance on the OBJECT (0 disables): x0 = c + scale (c - u), c with the object's token, u with
+    # the null object token (the object-token dropout of training), in both stages; in the anchor stage only on the
+    # pose and shape numbers, since the null object's anchor placement is the canonical frame, not trained
+    object_cfg_scale: float = 0.0
 
     def validate(self) -> None:
+        if not 0 <= self.object_cfg_scale <= 10:
+            raise InputError(f"object_cfg_scale must lie in [0, 10] (0 disables), got {self.object_cfg_scale}")
         if not 0 <= self.object_guidance_weight <= 2:
             raise InputError(f"object_guidance_weight must lie in [0, 2] (0 disables), got {self.object_guidance_weight}")
         if not self.object_guidance_rho > 0 or self.object_guidance_points < 1:
@@ -396,6 +402,44 @@ def _in_own_frame(anchor_raw: torch.Tensor) -> torch.Tensor:
     return out
 
 
+class ObjectGuided(torch.nn.Module):
+    """A :class:`BoundObject` with classifier-free guidance on the object: ``x0 = c + scale (c - u)`` on the numbers
+    ``dims`` (a slice; None: all), c the prediction with the object's token, u with the null object token; one
+    forward of 2B rows (the object network's rows do not interact). ``null_tail``: standardised [9] anchor slots
+    that replace the condition's in u (training gave object-free rows the anchor in the canonical frame), or None.
+    """
+
+    def __init__(self, net: ObjectConditionedDenoiser, token: torch.Tensor, scale: float,
+                 dims: slice | None = None, null_tail: torch.Tensor | None = None) -> None:
+        super().__init__()
+        if token is None:
+            raise InputError("classifier-free guidance on the object needs an object token")
+        self.net, self.token, self.scale, self.dims, self.null_tail = net, token, float(scale), dims, null_tail
+
+    @property
+    def mixes_batch(self) -> bool:
+        return False
+
+    def forward(self, x_t, t, cond, cond_mask):
+        B = x_t.shape[0]
+        token = self.token.to(x_t.dtype).expand(B, -1) if self.token.shape[0] == 1 else self.token.to(x_t.dtype)
+        on = torch.ones(B, dtype=torch.bool, device=x_t.device)
+        cond_u = cond
+        if self.null_tail is not None:
+            cond_u = cond.clone()
+            cond_u[:, RIGID_SLICE] = self.null_tail.to(cond)
+        out = self.net(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([cond, cond_u]),
+                       torch.cat([cond_mask, cond_mask]), object_token=torch.cat([token, token]),
+                       object_mask=torch.cat([on, ~on]))
+        c, u = out[:B], out[B:]
+        guided = c + self.scale * (c - u)
+        if self.dims is None:
+            return guided
+        res = c.clone()
+        res[:, self.dims] = guided[:, self.dims]
+        return res
+
+
 def _draw(b: int, gen: torch.Generator, device) -> torch.Tensor:
     return torch.randn(b, HAND_DIM, generator=gen).to(device)
 
@@ -450,6 +494,11 @@ def object_cascaded_sample(
         """One draw of ``b`` pairs: tokens [b, E] and surfaces [b, K, 6] (or None), given anchors [b, 64] (or None)."""
         z = _draw(b, gen, device)
         bound = BoundObject(net, tok)
+        bound_anchor = bound
+        if tok is not None and og.object_cfg_scale > 0:
+            bound_anchor = ObjectGuided(net, tok, og.object_cfg_scale, slice(0, RIGID_SLICE.start))
+            tail = (canonical_anchor_tail(mean) - mean[0, RIGID_SLICE]) / std[0, RIGID_SLICE]
+            bound = ObjectGuided(net, tok, og.object_cfg_scale, null_tail=tail)
         guide = surf is not None and og.object_guidance_weight > 0
         common = dict(num_steps=settings.steps, decay=settings.apg_decay, last_steps=settings.apg_last_steps,
                       rho=og.object_guidance_rho, max_step=settings.apg_max_step, iters=og.object_guidance_iters,
@@ -460,7 +509,7 @@ def object_cascaded_sample(
             else:
                 hook = HandObjectGuidance(anchor_hand, mean[0], std[0], surf, og.object_guidance_weight,
                                           **common) if guide else None
-                a_std = ddim_sample(unconditional(bound), z, schedule, settings.anchor_steps_for(schedule.num_timesteps),
+                a_std = ddim_sample(unconditional(bound_anchor), z, schedule, settings.anchor_steps_for(schedule.num_timesteps),
                                     eta=settings.eta, generator=gen, update=settings.update, x0_guidance=hook)
         else:
             a_std = (given - mean[0]) / std[0]
