@@ -85,11 +85,16 @@ def build_problems(y: torch.Tensor, body, spec: CameraSpec, seed: int) -> dict:
             "_verts": verts, "_joints": joints, "_y": y}
 
 
-def flipped_hands(fitted: torch.Tensor, truth: torch.Tensor, degrees: float = 45.0) -> torch.Tensor:
-    """[N] share of the two hands whose fitted rotation is more than ``degrees`` from the truth (vectors [N, 2, 64])."""
+def flipped_per_hand(fitted: torch.Tensor, truth: torch.Tensor, degrees: float = 45.0) -> torch.Tensor:
+    """[N, 2] bool: the hand's fitted rotation is more than ``degrees`` from the truth (vectors [N, 2, 64])."""
     rel = rot6d_to_matrix(fitted[..., 55:61]).transpose(-1, -2) @ rot6d_to_matrix(truth[..., 55:61])
     cos = ((rel.diagonal(dim1=-2, dim2=-1).sum(-1) - 1.0) / 2.0).clamp(-1.0, 1.0)
-    return (torch.rad2deg(torch.arccos(cos)) > degrees).double().mean(1)
+    return torch.rad2deg(torch.arccos(cos)) > degrees
+
+
+def flipped_hands(fitted: torch.Tensor, truth: torch.Tensor, degrees: float = 45.0) -> torch.Tensor:
+    """[N] share of the two hands whose fitted rotation is more than ``degrees`` from the truth (vectors [N, 2, 64])."""
+    return flipped_per_hand(fitted, truth, degrees).double().mean(1)
 
 
 def geometry(verts: torch.Tensor, faces) -> tuple[np.ndarray, np.ndarray]:
@@ -166,6 +171,8 @@ def main() -> None:
     ap.add_argument("--guided-inner", type=int, default=None)
     ap.add_argument("--guided-step-size", type=float, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--per-frame", action="store_true",
+                    help="also store per-frame MPVPE and MPJPE per hand, MRRPE and flipped hands in the JSON")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
@@ -258,6 +265,10 @@ def main() -> None:
             results["tasks"].setdefault(task, {})[entry] = row
             print(task, entry, json.dumps({k: (v["both"]["mean"] if "both" in v else v["mean"]) if isinstance(v, dict) else v
                                            for k, v in row.items()}), flush=True)
+            if args.per_frame:
+                row["per_frame"] = {"mpvpe_mm": mpvpe.tolist(), "mpjpe_mm": mpjpe.tolist(),
+                                    "mrrpe_mm": mrrpe_mm(jp, jt).tolist(),
+                                    "flipped": flipped_per_hand(yf, problems["_y"]).tolist()}
             payload = json.dumps(results, indent=1).encode()
             atomic_write(args.out, lambda fh: fh.write(payload))
     print(f"wrote {args.out}")
