@@ -27,11 +27,13 @@ import platform
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from interhandgen._atomic import atomic_write_bytes
 from interhandgen.data.format import TwoHandSet
 from interhandgen.exceptions import InputError
+from interhandgen.geometry import penetration_volume
 from interhandgen.generation.object_api import ObjectInterHandGen, ObjectScene, object_sampler_defaults
 from interhandgen.generation.object_sampling import ObjectSettings
 from interhandgen.objects.metrics import hand_object_metrics, object_stability, summarise_hand_object
@@ -97,7 +99,15 @@ def variant_settings(spec: str) -> tuple[str, ObjectSettings]:
 def figures(two: TwoHandSet, physics: bool, physics_config: PhysicsConfig | None = None) -> dict:
     m = hand_object_metrics(two)
     stab = object_stability(two, physics_config) if physics else None
-    return summarise_hand_object(m, stab)
+    out = summarise_hand_object(m, stab)
+    # hand-hand penetration (exact, manifold3d): the object stages move each hand on its own
+    models = two.hand_models()
+    v = two.vertices(dtype=torch.float64)
+    vol = np.asarray(penetration_volume(v["left"], models["left"].faces_np, v["right"], models["right"].faces_np,
+                                        num_workers=1), dtype=np.float64)
+    out["hand_hand_penetration_cm3"] = {"mean": float(vol.mean()), "median": float(np.median(vol)),
+                                        "max": float(vol.max()), "above_0.1": float((vol > 0.1).mean())}
+    return out
 
 
 def main() -> None:

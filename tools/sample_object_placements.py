@@ -2,6 +2,7 @@
 
     python tools/sample_object_placements.py --reference obj160.npz --out model80.npz
     python tools/sample_object_placements.py --reference obj80.npz --split "" --num 1000 --out s1000.npz  # i mod 80
+    python tools/sample_object_placements.py --reference obj160.npz --physics-rounds 16 --out settled80.npz
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 
 from interhandgen.data.format import TwoHandSet
 from interhandgen.generation.object_api import ObjectInterHandGen, ObjectScene, object_sampler_defaults
+from interhandgen.generation.object_sampling import ObjectSettings
 
 
 def main() -> None:
@@ -20,13 +22,15 @@ def main() -> None:
                     "placement i mod their number)")
     ap.add_argument("--model", default=None, help="object model (default: the bundled one)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--physics-rounds", type=int, default=0,
+                    help="MuJoCo settling rounds (ObjectSettings.physics_rounds; default 0: off, as the sampler)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     ref = TwoHandSet.load(a.reference)
     ref = ref.select_split(a.split) if a.split else ref
     gen = ObjectInterHandGen.load(a.model)
     two = gen.sample(a.num or len(ref), ObjectScene.of(ref), seed=a.seed, settings=object_sampler_defaults(),
-                     progress=False)
+                     object_settings=ObjectSettings(physics_rounds=a.physics_rounds), progress=False)
     print("wrote", two.save(a.out), len(two), "pairs")
 
 

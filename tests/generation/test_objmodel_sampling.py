@@ -247,3 +247,52 @@ def test_object_cfg_in_the_sampler_is_deterministic_and_changes_samples(tmp_path
     assert not np.allclose(a.left.pose, p.left.pose) and not np.allclose(a.right.transl, p.right.transl)
     with pytest.raises(Exception, match="object_cfg_scale"):
         ObjectSettings(object_cfg_scale=-1.0).validate()
+
+
+def _stacked_pair(box_top):
+    """A left hand lying flat on the box (0.5 mm above its top) and a right hand flat 10 mm above the left one:
+    raw anchor [1, 64] in the object frame, partner [1, 64] relative to it."""
+    hands = (SubsetHand(open_hand("left"), 512), SubsetHand(open_hand("right"), 512))
+    flat = torch.zeros(1, 64)
+    flat[0, 55:61] = torch.tensor([1.0, 0, 0, 0, 1, 0])
+    a, o = flat.clone(), flat.clone()
+    low_a, high_a = hands[0](a)[0][0, :, 2].min(), hands[0](a)[0][0, :, 2].max()
+    a[0, 63] = box_top + 0.0005 - low_a
+    o[0, 63] = (high_a - low_a) + 0.010 - (hands[1](o)[0][0, :, 2].min() - low_a)
+    return hands, a, o
+
+
+def _hand_hand_volume(a, o):
+    from interhandgen.data.canonical import canonical_vertices
+    from interhandgen.geometry import penetration_volume
+    from interhandgen.generation.object_sampling import _in_own_frame
+
+    left, right = open_hand("left"), open_hand("right")
+    va, _ = canonical_vertices(_in_own_frame(a).double(), left.double())
+    vo, _ = canonical_vertices(o.double(), right.double())
+    return float(penetration_volume(va, left.faces_np, vo, right.faces_np, num_workers=1)[0])
+
+
+def test_object_settling_hand_guard_keeps_a_hand_out_of_the_other():
+    from interhandgen.generation.object_sampling import hand_object_check, hands_interpenetrate, settle_pair
+
+    obj = _box()
+    top = float(obj.vertices[:, 2].max())
+    surf = torch.tensor(surface_samples(obj.vertices, obj.faces, 4096, seed=2))[None].float()
+    hands, a, o = _stacked_pair(top)
+    assert _hand_hand_volume(a, o) == 0.0
+    # the identity-rotated hands stand 12 cm tall: attract from farther than the default 60 mm
+    plain = ObjectSettings(object_settle_steps=6, object_attract_mm=300.0, settle_hand_guard=False,
+                           redraw_hand_check=False)
+    guarded = ObjectSettings(object_settle_steps=6, object_attract_mm=300.0, settle_hand_guard=True)
+    a1, o1 = settle_pair(a, o, surf, hands, plain)
+    a2, o2 = settle_pair(a, o, surf, hands, guarded)
+    # without the guard the upper hand is pulled down to the box through the lower one (exact volume, manifold3d)
+    assert _hand_hand_volume(a1, o1) > 1.0 and bool(hands_interpenetrate(hands, a1, o1, guarded)[0])
+    assert _hand_hand_volume(a2, o2) < 1e-3 and not bool(hands_interpenetrate(hands, a2, o2, guarded)[0])
+    torch.testing.assert_close(a2, a1)  # the anchor's own move (none: it touches) is kept
+    # the redraw's hand-hand check fails the interpenetrating pair that passes the hand-object checks
+    assert bool(hand_object_check(hands, a1, o1, surf, plain)[0])
+    assert not bool(hand_object_check(hands, a1, o1, surf, ObjectSettings(redraw_hand_check=True))[0])
+    with pytest.raises(Exception, match="hand_depth_mm"):
+        ObjectSettings(hand_depth_mm=0.0).validate()

@@ -260,7 +260,8 @@ class ObjectInterHandGen:
             if og.object_settle_steps > 0:
                 # a hand the object did not come to rest on is pulled into touch again; hands touching or inside it
                 # stay where the object rested on them (pushing them out would take its support away)
-                a_raw, o_raw = settle_pair(moved[:, 0], moved[:, 1], surf, guide_hands, og, push=False)
+                a_raw, o_raw = settle_pair(moved[:, 0], moved[:, 1], surf, guide_hands, og, push=False,
+                                           check_hands=grasp_hands)
                 moved = torch.stack([a_raw, o_raw], 1)
             ok = rested.to(x.device) & hand_object_check(grasp_hands, moved[:, 0], moved[:, 1], surf, accept)
             tried = ok.nonzero()[:, 0].cpu()

@@ -28,6 +28,9 @@ Post-processing and guidance, each switchable (:class:`ObjectSettings`):
   drawn again, with fresh noise, up to that many rounds (the two-hand sampler's resampling, per row with its own
   object); a redraw replaces a pair only when it passes, so pairs failing every round keep their first draw;
 - hand-hand contact settling (``settle_steps`` of :class:`SamplerSettings`) runs before the object settling;
+- **hand guard** (``settle_hand_guard``, ``redraw_hand_check``): object settling moves each hand on its own and can
+  push one into the other; a settled pair whose hands interpenetrate (:func:`hands_interpenetrate`) takes the first
+  of (anchor's move only, other's move only, no move) that does not, and such pairs fail the redraw's checks;
 - **MuJoCo settling** (``physics_rounds``; 0 disables), last, in
   :meth:`interhandgen.generation.object_api.ObjectInterHandGen.sample` (it needs the whole hand meshes): the object
   falls among the fixed hands in the stability test's simulation, the hands are moved by the inverse of its motion
@@ -52,6 +55,7 @@ from interhandgen.exceptions import InputError
 from interhandgen.generation.apg import PolyakGuidance, gap_pull, surface_penetration_loss
 from interhandgen.generation.cascade import SamplerSettings, sample_anchor, sample_partner
 from interhandgen.data.canonical import POSE_SLICE
+from interhandgen.generation.settle import interpenetrating
 from interhandgen.generation.subset import SubsetHand
 from interhandgen.geometry.loss import geman_mcclure
 from interhandgen.geometry.optim import BatchedAdam
@@ -63,7 +67,7 @@ from interhandgen.rotations import axis_angle_to_matrix, matrix_to_rot6d, rot6d_
 
 __all__ = ["ObjectSettings", "object_penetration", "object_contact", "HandObjectGuidance", "settle_on_object",
            "other_in_object_frame", "object_cascaded_sample", "support_check", "hand_object_check",
-           "move_with_object", "settle_pair", "ObjectGuided"]
+           "move_with_object", "settle_pair", "ObjectGuided", "hands_interpenetrate"]
 
 
 #: Spacing (metres) of the objects' surface samples allowed for in :func:`object_penetration` (1,024 samples on the
@@ -141,8 +145,20 @@ class ObjectSettings:
     # the null object token (the object-token dropout of training), in both stages; in the anchor stage only on the
     # pose and shape numbers, since the null object's anchor placement is the canonical frame, not trained
     object_cfg_scale: float = 0.0
+    # Hand-hand interpenetration with an object. Object settling moves each hand on its own, so it can push one
+    # hand into the other: on the bundled model (200 samples) pairs interpenetrating by > 0.1 cm^3 went 2.5 % -> 23 %.
+    # settle_hand_guard: a row whose settled hands interpenetrate deeper than hand_depth_mm (the two-hand
+    # resampling test, interhandgen.generation.settle.interpenetrating, on grasp_points points per hand) takes the
+    # first of (both hands moved, the anchor only, the other only, neither) that does not; redraw_hand_check: such
+    # pairs also fail the redraw. Both on: hand-hand penetration 1.99 -> 0.14 cm^3 per pair (160 of 400 samples;
+    # the data's 0.027), both-hands contact and held within noise, 4 % more CPU (docs/results_object.md)
+    settle_hand_guard: bool = True
+    redraw_hand_check: bool = True
+    hand_depth_mm: float = 1.0
 
     def validate(self) -> None:
+        if not self.hand_depth_mm > 0:
+            raise InputError(f"hand_depth_mm must be > 0, got {self.hand_depth_mm}")
         if not 0 <= self.object_cfg_scale <= 10:
             raise InputError(f"object_cfg_scale must lie in [0, 10] (0 disables), got {self.object_cfg_scale}")
         if not 0 <= self.object_guidance_weight <= 2:
@@ -366,7 +382,8 @@ def hand_object_check(hands: tuple[SubsetHand, SubsetHand], a_raw: torch.Tensor,
                       surface: torch.Tensor, settings: ObjectSettings) -> torch.Tensor:
     """[B] bool: both hands (raw anchors [B, 64] in the object frame, partners relative to them) within
     ``redraw_gap_mm`` of the object and no deeper in it than ``redraw_depth_mm`` (surface samples' planes); with
-    ``redraw_support`` also :func:`support_check` (computed for the rows passing the rest only)."""
+    ``redraw_hand_check`` also not interpenetrating each other (:func:`hands_interpenetrate`), with
+    ``redraw_support`` also :func:`support_check` (each computed for the rows passing the rest only)."""
     with torch.no_grad():
         ok = torch.ones(a_raw.shape[0], dtype=torch.bool, device=a_raw.device)
         both = []
@@ -375,6 +392,9 @@ def hand_object_check(hands: tuple[SubsetHand, SubsetHand], a_raw: torch.Tensor,
             gap, depth = signed.amin(1), torch.relu(-signed).amax(1)
             ok &= (gap < settings.redraw_gap_mm / 1000.0) & (depth <= settings.redraw_depth_mm / 1000.0)
             both.append((pts, normals, signed))
+        if settings.redraw_hand_check and bool(ok.any()):
+            rows = ok.nonzero()[:, 0]
+            ok[rows] = ~hands_interpenetrate(hands, a_raw[rows], o_raw[rows], settings)
         if settings.redraw_support and bool(ok.any()):
             rows = ok.nonzero()[:, 0]
             pts, normals, signed = (torch.cat([h[k][rows] for h in both], 1) for k in range(3))
@@ -534,7 +554,8 @@ def object_cascaded_sample(
                 o_raw = settle(_in_own_frame(a_raw), o_raw)
         if surf is not None and og.object_settle_steps > 0:
             # a given anchor (completion) keeps its pose
-            a_raw, o_raw = settle_pair(a_raw, o_raw, surf, hands, og, move_anchor=given is None)
+            a_raw, o_raw = settle_pair(a_raw, o_raw, surf, hands, og, move_anchor=given is None,
+                                       check_hands=grasp_hands)
         if surf is not None and og.support_lift_mm > 0:
             a_raw, o_raw = _lift_pair(a_raw, o_raw, surf, hands, og, move_anchor=given is None)
         if surf is not None and og.grasp_steps > 0:
@@ -606,19 +627,52 @@ def _grasp_pair(a_raw: torch.Tensor, o_raw: torch.Tensor, surface: torch.Tensor,
 
 def settle_pair(a_raw: torch.Tensor, o_raw: torch.Tensor, surface: torch.Tensor,
                 hands: tuple[SubsetHand, SubsetHand], og: ObjectSettings, move_anchor: bool = True,
-                push: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                push: bool = True, check_hands: tuple[SubsetHand, SubsetHand] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """Object settling of both hands (translations in the object frame; ``push`` as in :func:`settle_on_object`);
-    the other hand's vector stays relative to the (moved) anchor."""
+    the other hand's vector stays relative to the (moved) anchor. ``check_hands``: the subsets of the hand-hand
+    guard (default ``hands``)."""
     with torch.no_grad():
         o_pts = other_in_object_frame(hands[1](o_raw)[0], a_raw)
         d_a = (settle_on_object(hands[0](a_raw)[0], surface, og, push) if move_anchor
                else torch.zeros_like(a_raw[:, :3]))
         d_o = settle_on_object(o_pts, surface, og, push)
-        R_a = rot6d_to_matrix(a_raw[:, ROT_SLICE])
-        a_new, o_new = a_raw.clone(), o_raw.clone()
-        a_new[:, TRANSL_SLICE] = a_raw[:, TRANSL_SLICE] + d_a
-        o_new[:, TRANSL_SLICE] = o_raw[:, TRANSL_SLICE] + (R_a.transpose(1, 2) @ (d_o - d_a)[..., None])[..., 0]
+        a_new, o_new = _translated(a_raw, o_raw, d_a, d_o)
+        if og.settle_hand_guard:
+            hands = hands if check_hands is None else check_hands
+            bad = hands_interpenetrate(hands, a_new, o_new, og).nonzero()[:, 0]
+            if bad.numel():  # pairs interpenetrating before the moves keep them: undoing would not separate them
+                bad = bad[~hands_interpenetrate(hands, a_raw[bad], o_raw[bad], og)]
+            zero = torch.zeros_like(d_a)
+            # fall back to moving one hand only, then to moving neither: a move that puts a hand into the other is
+            # undone (the redraw's checks then judge the pair)
+            for da, do in ((d_a, zero), (zero, d_o)):
+                if not bad.numel():
+                    break
+                a_try, o_try = _translated(a_raw[bad], o_raw[bad], da[bad], do[bad])
+                ok = ~hands_interpenetrate(hands, a_try, o_try, og)
+                a_new[bad[ok]], o_new[bad[ok]] = a_try[ok], o_try[ok]
+                bad = bad[~ok]
+            a_new[bad], o_new[bad] = a_raw[bad], o_raw[bad]
     return a_new, o_new
+
+
+def _translated(a_raw: torch.Tensor, o_raw: torch.Tensor, d_a: torch.Tensor, d_o: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pair with the anchor translated by d_a [B, 3] and the other hand by d_o [B, 3] (object frame, metres);
+    the other hand's vector stays relative to the moved anchor."""
+    R_a = rot6d_to_matrix(a_raw[:, ROT_SLICE])
+    a_new, o_new = a_raw.clone(), o_raw.clone()
+    a_new[:, TRANSL_SLICE] = a_raw[:, TRANSL_SLICE] + d_a
+    o_new[:, TRANSL_SLICE] = o_raw[:, TRANSL_SLICE] + (R_a.transpose(1, 2) @ (d_o - d_a)[..., None])[..., 0]
+    return a_new, o_new
+
+
+def hands_interpenetrate(hands: tuple[SubsetHand, SubsetHand], a_raw: torch.Tensor, o_raw: torch.Tensor,
+                         og: ObjectSettings) -> torch.Tensor:
+    """[B] bool: the two hands (raw anchors in the object frame, partners relative to them) interpenetrate deeper
+    than ``og.hand_depth_mm`` (:func:`interhandgen.generation.settle.interpenetrating`, in the anchor's frame)."""
+    return interpenetrating(_in_own_frame(a_raw), o_raw, hands[0], hands[1], depth_mm=og.hand_depth_mm)
 
 
 def _lift_pair(a_raw: torch.Tensor, o_raw: torch.Tensor, surface: torch.Tensor,
