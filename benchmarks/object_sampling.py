@@ -125,6 +125,9 @@ def main() -> None:
                     help="friction of the stability test of data and samples (default: PhysicsConfig's, 1.0); the "
                          "sampler's MuJoCo settling keeps its own (the default) -- a check of how much a figure "
                          "depends on the test's exact settings")
+    ap.add_argument("--apg-weight", type=float, default=None,
+                    help="hand-hand APG weight of the sampler (default: the sampler's); 0 for a joint_object model, "
+                         "which has no in-loop guidance")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     ref = TwoHandSet.load(args.reference)
@@ -133,6 +136,8 @@ def main() -> None:
     scene = ObjectScene.of(ref)
     gen = ObjectInterHandGen.load(args.model)
     settings = object_sampler_defaults()
+    if args.apg_weight is not None:
+        settings = dataclasses.replace(settings, apg_weight=args.apg_weight)
     physics_config = (PhysicsConfig() if args.physics_friction is None
                       else PhysicsConfig(friction=args.physics_friction))
     result = {"model": gen.model.source, "reference": args.reference, "split": args.split, "reference_pairs": len(ref),

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from interhandgen.data.format import TwoHandSet
 from interhandgen.generation.object_api import ObjectInterHandGen, ObjectScene, object_sampler_defaults
@@ -22,6 +23,9 @@ def main() -> None:
                     "placement i mod their number)")
     ap.add_argument("--model", default=None, help="object model (default: the bundled one)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-guidance", action="store_true",
+                    help="no in-loop guidance (hand-hand APG and hand-object guidance off; the post-processing stays): "
+                         "what a joint_object model takes, and the cascade's equal-post-processing row")
     ap.add_argument("--physics-rounds", type=int, default=0,
                     help="MuJoCo settling rounds (ObjectSettings.physics_rounds; default 0: off, as the sampler)")
     ap.add_argument("--out", required=True)
@@ -29,8 +33,12 @@ def main() -> None:
     ref = TwoHandSet.load(a.reference)
     ref = ref.select_split(a.split) if a.split else ref
     gen = ObjectInterHandGen.load(a.model)
-    two = gen.sample(a.num or len(ref), ObjectScene.of(ref), seed=a.seed, settings=object_sampler_defaults(),
-                     object_settings=ObjectSettings(physics_rounds=a.physics_rounds), progress=False)
+    settings, osets = object_sampler_defaults(), ObjectSettings(physics_rounds=a.physics_rounds)
+    if a.no_guidance:
+        settings = dataclasses.replace(settings, apg_weight=0.0)
+        osets = dataclasses.replace(osets, object_guidance_weight=0.0)
+    two = gen.sample(a.num or len(ref), ObjectScene.of(ref), seed=a.seed, settings=settings, object_settings=osets,
+                     progress=False)
     print("wrote", two.save(a.out), len(two), "pairs")
 
 

@@ -126,8 +126,10 @@ class InterHandGen:
     """A trained cascaded two-hand prior bound to its hand model."""
 
     def __init__(self, model: LoadedModel, hand_model: HandModelSpec | None = None,
-                 device: str | torch.device = "cpu") -> None:
-        if not registered(model.model_config).cascaded:
+                 device: str | torch.device = "cpu", require_cascade: bool = True) -> None:
+        # require_cascade False: only the machinery (hand layers, schedule, guidance subsets, settling) for a sampler
+        # of another kind (the joint object baseline in interhandgen.generation.object_api)
+        if require_cascade and not registered(model.model_config).cascaded:
             raise InputError(f"{model.source}: a {model.kind!r} model has no cascade; sample it with "
                              "interhandgen.generation.sample_model")
         self.model = model

@@ -155,7 +155,9 @@ def object_sampler_defaults() -> SamplerSettings:
     return SamplerSettings(resample_rounds=0, anchor_steps=None, anchor_solver="ddim")
 
 class ObjectInterHandGen:
-    """A trained object-conditioned cascaded prior (kind ``shared_object``) bound to its hand model."""
+    """A trained object-conditioned prior bound to its hand model: the cascade (kind ``shared_object``) or the joint
+    baseline (kind ``joint_object``: both hands in one diffusion, the same post-processing, no in-loop guidance and
+    no completion)."""
 
     def __init__(self, model: LoadedModel, hand_model: HandModelSpec | None = None,
                  device: str | torch.device = "cpu") -> None:
@@ -163,7 +165,8 @@ class ObjectInterHandGen:
             raise ModelMismatchError(f"{model.source}: a {model.kind!r} model takes no object; use an object model "
                                      "(kind shared_object, e.g. the bundled one) or sample without --object")
         # the cascade's machinery (hand layers, schedule, guidance subsets) is the two-hand generator's
-        self.cascade = InterHandGen(model, hand_model, device)
+        self.cascade = InterHandGen(model, hand_model, device, require_cascade=False)
+        self.joint = not registered(model.model_config).cascaded  # kind joint_object: one diffusion of both hands
         self.model, self.device = model, self.cascade.device
         self.hand_model, self.hands, self.schedule = self.cascade.hand_model, self.cascade.hands, self.cascade.schedule
         objects = (model.artifact.objects if model.artifact is not None else None) or {}
@@ -306,6 +309,9 @@ class ObjectInterHandGen:
         conditioned on the pair's object; the given hand and the object keep their world poses exactly."""
         if side not in ("left", "right"):
             raise InputError(f"side must be 'left' or 'right', got {side!r}")
+        if self.joint:
+            raise ModelMismatchError(f"{self.model.source}: a joint_object model draws both hands at once and cannot "
+                                     "complete a given hand; use a cascaded object model (kind shared_object)")
         if given.object_library is None:
             raise InputError("complete with an object: the given pairs need an object library (fields "
                              "'object_library_*', e.g. from interhandgen data synth --objects or sample --object)")

@@ -510,8 +510,31 @@ def object_cascaded_sample(
     bar = tqdm(total=num, desc="sample", unit="pair", disable=not progress)
     og = object_settings
 
+    joint = bool(getattr(net, "joint", False))
+    if joint and (anchors is not None or og.object_guidance_weight > 0 or settings.apg_weight > 0
+                  or og.object_cfg_scale > 0):
+        raise InputError("a joint object model (kind joint_object) draws both hands at once: it has no completion, "
+                         "no in-loop guidance and no object classifier-free guidance; set object_guidance_weight=0, "
+                         "apg_weight=0 and object_cfg_scale=0 (--object-guidance-weight 0 --no-apg); the "
+                         "post-processing stages apply")
+
+    def draw_joint(b, tok, gen):
+        """Standardised (anchor, other) [b, 64] each from one reverse diffusion of both hands."""
+        z = torch.randn(b, 2 * HAND_DIM, generator=gen).to(device)
+        bound = BoundObject(net, tok)
+        x = ddim_sample(lambda x_t, t, cond=None: bound(x_t, t, None, None), z, schedule, settings.steps,
+                        eta=settings.eta, generator=gen, update=settings.update)
+        return x[:, :HAND_DIM], x[:, HAND_DIM:]
+
     def draw(b, tok, surf, given, gen):
         """One draw of ``b`` pairs: tokens [b, E] and surfaces [b, K, 6] (or None), given anchors [b, 64] (or None)."""
+        if joint:
+            a_std, o_std = draw_joint(b, tok, gen)
+            a_raw, o_raw = a_std * std[0] + mean[0], o_std * std[1] + mean[1]
+            if tok is None:  # no object: the anchor is the frame
+                a_raw = a_raw.clone()
+                a_raw[:, RIGID_SLICE] = canonical_anchor_tail(a_raw)
+            return post(a_raw, o_raw, surf, given)
         z = _draw(b, gen, device)
         bound = BoundObject(net, tok)
         bound_anchor = bound
@@ -548,6 +571,10 @@ def object_cascaded_sample(
             hook2 = HandObjectGuidance(other_hand, mean[1], std[1], None, settings.apg_weight, apg=apg, **common)
         o_std = sample_partner(bound, a_std, z2, schedule, settings, x0_guidance=hook2, generator=gen)
         o_raw = o_std * std[1] + mean[1]
+        return post(a_raw, o_raw, surf, given)
+
+    def post(a_raw, o_raw, surf, given):
+        """The post-processing stages of one draw (raw anchors in the object frame, partners relative to them)."""
         if settle is not None and settings.settle_steps > 0:
             # hand-hand settling works in the anchor's frame: give it the anchor with the canonical slots
             with torch.enable_grad():

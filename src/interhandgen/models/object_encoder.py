@@ -25,8 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from interhandgen.exceptions import InputError
+from interhandgen.models.baselines import JointDenoiser
 from interhandgen.models.config import DenoiserConfig
-from interhandgen.models.denoiser import Denoiser, TokenMLP
+from interhandgen.models.denoiser import Denoiser, TokenMLP, timestep_embedding, x0_from_v
 
 ENCODER_TYPES = ("pointnet", "bps")
 
@@ -183,6 +184,63 @@ class BoundObject(nn.Module):
         if token.shape[0] == 1:
             token = token.expand(x_t.shape[0], -1)
         return self.net(x_t, t, cond, cond_mask, object_token=token)
+
+
+class JointObjectDenoiser(nn.Module):
+    """The joint-diffusion baseline with an object ("w/o decomposition" of the object model): ONE diffusion over both
+    hands (anchor in the object frame, the other relative to it: the cascade's 128 numbers) whose time embedding
+    is added the object's token (the same encoders as :class:`ObjectConditionedDenoiser`, token width = ``width``)
+    or a learned null object token.
+
+    ``forward(x_t [B, 128], t [B], cond=None, cond_mask=None, object_token=None, object_mask=None) -> x0 [B, 128]``
+    (``cond`` and ``cond_mask`` exist for the samplers' calling convention and must be None).
+    """
+
+    joint = True
+
+    def __init__(self, width: int = 512, depth: int = 4, time_dim: int = 128, prediction: str = "x0",
+                 object_encoder: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.body = JointDenoiser(width, depth, time_dim, prediction)
+        self.encoder_cfg = ObjectEncoderConfig.from_dict(object_encoder)
+        self.encoder = (PointNetEncoder if self.encoder_cfg.type == "pointnet" else BPSEncoder)(
+            self.encoder_cfg, width, max(width // 2, 64))
+        self.null_object = nn.Parameter(torch.randn(width, generator=torch.Generator().manual_seed(1)) * 0.02)
+
+    @property
+    def mixes_batch(self) -> bool:
+        return False
+
+    def encode(self, points: torch.Tensor) -> torch.Tensor:
+        """[B, P, 6] object-frame surface points and normals -> [B, width] object tokens."""
+        return self.encoder(points)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond=None, cond_mask=None,
+                object_token: torch.Tensor | None = None, object_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if cond is not None or cond_mask is not None:
+            raise InputError("a joint object model denoises both hands at once: it takes no hand condition")
+        if x_t.dim() != 2 or x_t.shape[1] != 128:
+            raise InputError(f"x_t must have shape [B, 128], got {list(x_t.shape)}")
+        body, B = self.body, x_t.shape[0]
+        null = self.null_object.to(x_t.dtype).expand(B, -1)
+        if object_token is None:
+            token = null
+        else:
+            if object_token.shape != null.shape:
+                raise InputError(f"object_token must have shape {list(null.shape)}, got {list(object_token.shape)}")
+            token = object_token.to(x_t.dtype)
+            if object_mask is not None:
+                if object_mask.shape != (B,) or object_mask.dtype != torch.bool:
+                    raise InputError(f"object_mask must be a bool tensor of shape [{B}]")
+                token = torch.where(object_mask[:, None], token, null)
+        emb = body.time(timestep_embedding(t, body.time_dim, convention="cos_sin")) + token
+        out = body.mlp(x_t, emb)
+        return x0_from_v(out, x_t, t, body.v_coef) if body.predicts_v else out
+
+
+def build_joint_object_denoiser(params: dict[str, Any]) -> JointObjectDenoiser:
+    """From the network keys of a ``joint_object`` model config: JointDenoiser's keys plus ``object_encoder``."""
+    return JointObjectDenoiser(**params)
 
 
 def build_object_denoiser(params: dict[str, Any]) -> ObjectConditionedDenoiser:

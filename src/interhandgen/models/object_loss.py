@@ -18,7 +18,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from interhandgen.data.canonical import RIGID_SLICE, ROT_SLICE, TRANSL_SLICE
+from interhandgen.data.canonical import HAND_DIM, RIGID_SLICE, ROT_SLICE, TRANSL_SLICE
 from interhandgen.diffusion import q_sample
 from interhandgen.exceptions import InputError
 from interhandgen.geometry.points import gather_rows_deterministic
@@ -171,6 +171,42 @@ def object_diffusion_loss(net: nn.Module, batch: torch.Tensor, schedule, cfg: An
         per_row = _add_object_terms(per_row, pred, x0, t, keep, points, schedule, cfg, geometry, b)
     loss_anchor, loss_other = per_row[:b].mean(), per_row[b:].mean()
     return loss_anchor + loss_other, loss_anchor.detach(), loss_other.detach()
+
+
+def joint_object_loss(net: nn.Module, batch: torch.Tensor, schedule, cfg: Any, generator: torch.Generator, *,
+                      points: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor],
+                      object_drop_prob: float = DEFAULT_OBJECT_DROP_PROB, rotate_z: bool = True
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Loss of the joint object baseline (``kind: joint_object``) on one batch: the same pairs, turns about z and
+    object-token dropout as :func:`object_diffusion_loss`, one diffusion over the 128 numbers of both hands (one
+    timestep per pair), the x0 (or v) error in standardised units; object-free rows have no loss on the anchor's
+    canonical slots. Returns (total, anchor part, other part)."""
+    b, device = batch.shape[0], batch.device
+    mean, std = (s.to(device) for s in stats)
+    anchor, other = batch[:, 0].clone(), batch[:, 1]
+    rigid = anchor[:, RIGID_SLICE] * std[0, RIGID_SLICE] + mean[0, RIGID_SLICE]
+    if rotate_z:
+        angle = (torch.rand(b, generator=generator, dtype=torch.float64) * 2 * math.pi).to(device)
+        rigid, points = rotate_about_z(rigid, points, angle)
+    drop = (torch.rand(b, generator=generator) < object_drop_prob).to(device)
+    rigid = torch.where(drop[:, None], canonical_anchor_tail(rigid), rigid)
+    anchor[:, RIGID_SLICE] = (rigid - mean[0, RIGID_SLICE]) / std[0, RIGID_SLICE]
+    token = net.encode(points.to(batch.dtype)) if not bool(drop.all()) else None
+    x0 = torch.cat([anchor, other], 1)
+    t = draw_timesteps(b, cfg.num_timesteps, cfg.antithetic_timesteps, generator).to(device)
+    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(device)
+    pred = net(q_sample(x0, t, noise, schedule), t, object_token=token, object_mask=~drop)
+    err = (pred - x0) ** 2
+    w = torch.ones_like(err)
+    w[drop, cfg.anchor_loss_dims:HAND_DIM] = 0.0  # object-free anchors: canonical slots, no loss
+    per_row = (err * w).sum(1) / w.sum(1)
+    w_t = config_timestep_weights(cfg, schedule, t)
+    if w_t is not None:
+        per_row = per_row * w_t.to(per_row)
+    with torch.no_grad():
+        parts = [((err * w)[:, sl].sum(1) / w[:, sl].sum(1).clamp_min(1)).mean()
+                 for sl in (slice(0, HAND_DIM), slice(HAND_DIM, 2 * HAND_DIM))]
+    return per_row.mean(), parts[0], parts[1]
 
 
 def _add_object_terms(per_row: torch.Tensor, pred: torch.Tensor, x0: torch.Tensor, t: torch.Tensor,

@@ -7,7 +7,10 @@
 - ``"vae"``: a two-hand VAE prior;
 - ``"shared_object"``: the shared denoiser with an object token in both stages
   (:class:`interhandgen.models.object_encoder.ObjectConditionedDenoiser`; ``object_encoder:`` configures it,
-  ``object_drop_prob`` and ``rotate_z`` its objective, :func:`interhandgen.models.object_loss.object_diffusion_loss`).
+  ``object_drop_prob`` and ``rotate_z`` its objective, :func:`interhandgen.models.object_loss.object_diffusion_loss`);
+- ``"joint_object"``: the joint-diffusion baseline with the object's token
+  (:class:`interhandgen.models.object_encoder.JointObjectDenoiser`, :func:`interhandgen.models.object_loss.
+  joint_object_loss`).
 The remaining keys configure the network (for shared/separate: :class:`interhandgen.models.DenoiserConfig`).
 
 The trainer takes a kind's builder and loss from here; the sampler is named (``SAMPLERS``) rather than
@@ -28,9 +31,9 @@ from interhandgen.models.config import DenoiserConfig
 from interhandgen.models.denoiser import build_denoiser
 from interhandgen.models.losses import diffusion_loss, joint_loss, vae_loss
 from interhandgen.models.losses_geometry import PartnerGeometry
-from interhandgen.models.object_encoder import build_object_denoiser
-from interhandgen.models.object_loss import (DEFAULT_OBJECT_DROP_PROB, HandObjectGeometry, object_diffusion_loss,
-                                             uses_object_geometry)
+from interhandgen.models.object_encoder import build_joint_object_denoiser, build_object_denoiser
+from interhandgen.models.object_loss import (DEFAULT_OBJECT_DROP_PROB, HandObjectGeometry, joint_object_loss,
+                                             object_diffusion_loss, uses_object_geometry)
 
 #: What a kind's sampler is (implemented in :mod:`interhandgen.generation`): the cascade (anchor, then the
 #: conditioned partner), one reverse diffusion over both hands, or one decoder pass.
@@ -94,19 +97,33 @@ def _object_loss(net, batch, schedule, cfg, generator, model_config, geometry=No
                                  rotate_z=bool(model_config.get("rotate_z", True)), geometry=geometry)
 
 
+def _joint_object_loss(net, batch, schedule, cfg, generator, model_config, geometry=None, *, points=None,
+                       stats=None):
+    if geometry is not None:
+        raise AssertionError("check_objective refuses the geometric terms for kind joint_object")
+    if points is None or stats is None:
+        raise InputError("a 'joint_object' model trains on pairs with objects: the trainer must pass the objects' "
+                         "points and the standardisation statistics")
+    return joint_object_loss(net, batch, schedule, cfg, generator, points=points, stats=stats,
+                             object_drop_prob=float(model_config.get("object_drop_prob", DEFAULT_OBJECT_DROP_PROB)),
+                             rotate_z=bool(model_config.get("rotate_z", True)))
+
+
 REGISTRY: dict[str, ModelKind] = {
     "shared": ModelKind("shared", _shared, _cascaded_loss, "cascaded"),
     "separate": ModelKind("separate", _separate, _cascaded_loss, "cascaded"),
     "joint": ModelKind("joint", lambda p: JointDenoiser(**p), _joint_loss, "joint"),
     "vae": ModelKind("vae", lambda p: TwoHandVAE(**p), _vae_loss, "decoder"),
     "shared_object": ModelKind("shared_object", build_object_denoiser, _object_loss, "cascaded", ("hand", "object")),
+    "joint_object": ModelKind("joint_object", build_joint_object_denoiser, _joint_object_loss, "joint",
+                              ("hand", "object")),
 }
 KINDS = tuple(REGISTRY)
 CASCADED_KINDS = tuple(k for k, v in REGISTRY.items() if v.cascaded)
 # Kinds whose loss implements train.geometry_weight / contact_weight (the two-hand terms), train.loss_weighting, and
 # train.object_penetration_weight / object_contact_weight (the hand-object terms).
 OBJECTIVE_OPTION_KINDS = ("shared", "separate")
-LOSS_WEIGHTING_KINDS = ("shared", "separate", "shared_object", "joint")
+LOSS_WEIGHTING_KINDS = ("shared", "separate", "shared_object", "joint", "joint_object")
 OBJECT_GEOMETRY_KINDS = ("shared_object",)
 
 
