@@ -116,3 +116,20 @@ def test_the_joint_baseline_config_has_the_bundled_recipe_budget_and_size():
         assert joint["model"][key] == base["model"][key]
     sizes = [sum(p.numel() for p in build_model(doc["model"]).parameters()) for doc in (base, joint)]
     assert abs(sizes[1] - sizes[0]) < 0.01 * sizes[0]
+
+
+def test_cli_samples_a_joint_object_model_with_and_without_an_object(tmp_path, joint_file):
+    from interhandgen.cli import main
+    from interhandgen.data.format import TwoHandSet
+
+    assert main(["sample", "--checkpoint", str(joint_file), "--num", "3", "--out", str(tmp_path / "free.npz"),
+                 "--steps", "3"]) == 0
+    free = TwoHandSet.load(tmp_path / "free.npz")
+    np.testing.assert_array_equal(free.left.global_orient, 0.0)  # no object: the left hand is the frame
+    assert free.object_library is None
+    assert main(["sample", "--checkpoint", str(joint_file), "--num", "3", "--out", str(tmp_path / "box.npz"),
+                 "--steps", "3", "--object-family", "box", "--no-apg", "--object-guidance-weight", "0"]) == 0
+    assert TwoHandSet.load(tmp_path / "box.npz").object_library is not None
+    # the default in-loop guidance is refused with the settings to change
+    assert main(["sample", "--checkpoint", str(joint_file), "--num", "3", "--out", str(tmp_path / "x.npz"),
+                 "--steps", "3", "--object-family", "box"]) == 2

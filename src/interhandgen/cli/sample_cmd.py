@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"  # one GPU per process
     model = load_model(args.checkpoint, device=device)  # loaded once, whatever its kind
     hand_model = hand_model_from_args(args, model)
-    if model.kind in ("joint", "vae"):
+    if model.kind in ("joint", "vae", "joint_object"):  # joint_object without an object: its null object token
         return _run_single_stage(args, model, hand_model, shards)
     gen = InterHandGen(model, hand_model, device)
     if shards.world == 1:
