@@ -713,11 +713,7 @@ def _lift_pair(a_raw: torch.Tensor, o_raw: torch.Tensor, surface: torch.Tensor,
         if move_anchor:
             d_a[:, 2] = lift_to_support(hands[0](a_raw)[0], surface, og)
         d_o[:, 2] = lift_to_support(o_pts, surface, og)
-        R_a = rot6d_to_matrix(a_raw[:, ROT_SLICE])
-        a_new, o_new = a_raw.clone(), o_raw.clone()
-        a_new[:, TRANSL_SLICE] = a_raw[:, TRANSL_SLICE] + d_a
-        o_new[:, TRANSL_SLICE] = o_raw[:, TRANSL_SLICE] + (R_a.transpose(1, 2) @ (d_o - d_a)[..., None])[..., 0]
-    return a_new, o_new
+        return _translated(a_raw, o_raw, d_a, d_o)
 
 
 def describe(settings: SamplerSettings, object_settings: ObjectSettings) -> dict[str, Any]:

@@ -117,6 +117,23 @@ class BPSEncoder(nn.Module):
         return self.out(self.features(points) * 10.0)
 
 
+def row_tokens(null: torch.Tensor, object_token: torch.Tensor | None, object_mask: torch.Tensor | None
+               ) -> torch.Tensor:
+    """[B, E] each row's object token: ``object_token`` [B, E] where ``object_mask`` [B] (bool; None: every row) is
+    True, else the null token (``null`` [B, E]); all null when ``object_token`` is None."""
+    if object_token is None:
+        return null
+    B, E = null.shape
+    if object_token.shape != (B, E):
+        raise InputError(f"object_token must have shape [{B}, {E}], got {list(object_token.shape)}")
+    token = object_token.to(null.dtype)
+    if object_mask is None:
+        return token
+    if object_mask.shape != (B,) or object_mask.dtype != torch.bool:
+        raise InputError(f"object_mask must be a bool tensor of shape [{B}]")
+    return torch.where(object_mask[:, None], token, null)
+
+
 class ObjectConditionedDenoiser(nn.Module):
     """The shared denoiser with an object token (module docstring).
 
@@ -148,19 +165,7 @@ class ObjectConditionedDenoiser(nn.Module):
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None, cond_mask: torch.Tensor | None,
                 object_token: torch.Tensor | None = None, object_mask: torch.Tensor | None = None) -> torch.Tensor:
-        B, E = x_t.shape[0], self.denoiser.cfg.embed_dim
-        null = self.null_object.to(x_t.dtype).expand(B, E)
-        if object_token is None:
-            token = null
-        else:
-            if object_token.shape != (B, E):
-                raise InputError(f"object_token must have shape [{B}, {E}], got {list(object_token.shape)}")
-            if object_mask is None:
-                token = object_token
-            else:
-                if object_mask.shape != (B,) or object_mask.dtype != torch.bool:
-                    raise InputError(f"object_mask must be a bool tensor of shape [{B}]")
-                token = torch.where(object_mask[:, None], object_token.to(x_t.dtype), null)
+        token = row_tokens(self.null_object.to(x_t.dtype).expand(x_t.shape[0], -1), object_token, object_mask)
         return self.denoiser(x_t, t, cond, cond_mask, extra_tokens=token[:, None])
 
 
@@ -221,18 +226,8 @@ class JointObjectDenoiser(nn.Module):
             raise InputError("a joint object model denoises both hands at once: it takes no hand condition")
         if x_t.dim() != 2 or x_t.shape[1] != 128:
             raise InputError(f"x_t must have shape [B, 128], got {list(x_t.shape)}")
-        body, B = self.body, x_t.shape[0]
-        null = self.null_object.to(x_t.dtype).expand(B, -1)
-        if object_token is None:
-            token = null
-        else:
-            if object_token.shape != null.shape:
-                raise InputError(f"object_token must have shape {list(null.shape)}, got {list(object_token.shape)}")
-            token = object_token.to(x_t.dtype)
-            if object_mask is not None:
-                if object_mask.shape != (B,) or object_mask.dtype != torch.bool:
-                    raise InputError(f"object_mask must be a bool tensor of shape [{B}]")
-                token = torch.where(object_mask[:, None], token, null)
+        body = self.body
+        token = row_tokens(self.null_object.to(x_t.dtype).expand(x_t.shape[0], -1), object_token, object_mask)
         emb = body.time(timestep_embedding(t, body.time_dim, convention="cos_sin")) + token
         out = body.mlp(x_t, emb)
         return x0_from_v(out, x_t, t, body.v_coef) if body.predicts_v else out

@@ -126,6 +126,25 @@ class HandObjectGeometry(StandardisedPairs):
                 object_contact_term(pred_points, true_points, surface, self.contact_band))
 
 
+def _augmented(batch: torch.Tensor, points: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor],
+               generator: torch.Generator, object_drop_prob: float, rotate_z: bool
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The object objectives' augmentation of one batch: each scene turned about z (anchor slots and object points;
+    the other hand, relative to the anchor, unchanged) and object-token dropout (a dropped row's anchor takes the
+    canonical frame). Returns standardised (anchor [b, 64], other [b, 64]), points [b, P, 6] and drop [b] bool."""
+    b, device = batch.shape[0], batch.device
+    mean, std = (s.to(device) for s in stats)
+    anchor, other = batch[:, 0].clone(), batch[:, 1]
+    rigid = anchor[:, RIGID_SLICE] * std[0, RIGID_SLICE] + mean[0, RIGID_SLICE]
+    if rotate_z:
+        angle = (torch.rand(b, generator=generator, dtype=torch.float64) * 2 * math.pi).to(device)
+        rigid, points = rotate_about_z(rigid, points, angle)
+    drop = (torch.rand(b, generator=generator) < object_drop_prob).to(device)
+    rigid = torch.where(drop[:, None], canonical_anchor_tail(rigid), rigid)
+    anchor[:, RIGID_SLICE] = (rigid - mean[0, RIGID_SLICE]) / std[0, RIGID_SLICE]
+    return anchor, other, points, drop
+
+
 def object_diffusion_loss(net: nn.Module, batch: torch.Tensor, schedule, cfg: Any, generator: torch.Generator, *,
                           points: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor],
                           object_drop_prob: float = DEFAULT_OBJECT_DROP_PROB, rotate_z: bool = True,
@@ -140,15 +159,7 @@ def object_diffusion_loss(net: nn.Module, batch: torch.Tensor, schedule, cfg: An
     Returns (total, anchor part, other part).
     """
     b, device = batch.shape[0], batch.device
-    mean, std = (s.to(device) for s in stats)
-    anchor, other = batch[:, 0].clone(), batch[:, 1]
-    rigid = anchor[:, RIGID_SLICE] * std[0, RIGID_SLICE] + mean[0, RIGID_SLICE]
-    if rotate_z:
-        angle = (torch.rand(b, generator=generator, dtype=torch.float64) * 2 * math.pi).to(device)
-        rigid, points = rotate_about_z(rigid, points, angle)
-    drop = (torch.rand(b, generator=generator) < object_drop_prob).to(device)
-    rigid = torch.where(drop[:, None], canonical_anchor_tail(rigid), rigid)
-    anchor[:, RIGID_SLICE] = (rigid - mean[0, RIGID_SLICE]) / std[0, RIGID_SLICE]
+    anchor, other, points, drop = _augmented(batch, points, stats, generator, object_drop_prob, rotate_z)
     token = net.encode(points.to(batch.dtype)) if not bool(drop.all()) else None
     T = cfg.num_timesteps
     x0 = torch.cat([anchor, other])
@@ -182,15 +193,7 @@ def joint_object_loss(net: nn.Module, batch: torch.Tensor, schedule, cfg: Any, g
     timestep per pair), the x0 (or v) error in standardised units; object-free rows have no loss on the anchor's
     canonical slots. Returns (total, anchor part, other part)."""
     b, device = batch.shape[0], batch.device
-    mean, std = (s.to(device) for s in stats)
-    anchor, other = batch[:, 0].clone(), batch[:, 1]
-    rigid = anchor[:, RIGID_SLICE] * std[0, RIGID_SLICE] + mean[0, RIGID_SLICE]
-    if rotate_z:
-        angle = (torch.rand(b, generator=generator, dtype=torch.float64) * 2 * math.pi).to(device)
-        rigid, points = rotate_about_z(rigid, points, angle)
-    drop = (torch.rand(b, generator=generator) < object_drop_prob).to(device)
-    rigid = torch.where(drop[:, None], canonical_anchor_tail(rigid), rigid)
-    anchor[:, RIGID_SLICE] = (rigid - mean[0, RIGID_SLICE]) / std[0, RIGID_SLICE]
+    anchor, other, points, drop = _augmented(batch, points, stats, generator, object_drop_prob, rotate_z)
     token = net.encode(points.to(batch.dtype)) if not bool(drop.all()) else None
     x0 = torch.cat([anchor, other], 1)
     t = draw_timesteps(b, cfg.num_timesteps, cfg.antithetic_timesteps, generator).to(device)
