@@ -1,6 +1,8 @@
 """Sampling with an object: the hand-object penalty against the exact SDF, object settling, guidance, the cascade
 (determinism, devices), placement of a user's mesh and completion."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -296,3 +298,50 @@ def test_object_settling_hand_guard_keeps_a_hand_out_of_the_other():
     assert not bool(hand_object_check(hands, a1, o1, surf, ObjectSettings(redraw_hand_check=True))[0])
     with pytest.raises(Exception, match="hand_depth_mm"):
         ObjectSettings(hand_depth_mm=0.0).validate()
+
+
+def test_redraw_violation_is_the_distance_beyond_the_thresholds():
+    from interhandgen.generation.object_sampling import hand_object_check, hand_object_violation
+
+    obj = _box()
+    top = float(obj.vertices[:, 2].max())
+    surf = torch.tensor(surface_samples(obj.vertices, obj.faces, 4096, seed=2))[None].float()
+    hands, a, o = _stacked_pair(top)  # the other hand's lowest point 10 mm above the first hand's highest
+    og = ObjectSettings()
+    pts_o = hands[1](o)[0][0] + a[0, 61:]  # identity anchor rotation: the other hand in the object frame
+    gap_mm = (float(pts_o[:, 2].min()) - top) * 1000.0  # above the flat top face: the plane test is exact there
+    v = float(hand_object_violation(hands, a, o, surf, og)[0])
+    assert abs(v - (gap_mm - og.redraw_gap_mm)) < 0.05 and not bool(hand_object_check(hands, a, o, surf, og)[0])
+    o_far = o.clone()
+    o_far[0, 61] += 0.3  # the other hand 30 cm aside; the anchor touches and adds nothing
+    far_pts = hands[1](o_far)[0][0] + a[0, 61:]
+    exact_gap_mm = float(_exact(far_pts[None], obj).min()) * 1000.0
+    v = float(hand_object_violation(hands, a, o_far, surf, og)[0])
+    # outside, the plane test gives at least the distance less the samples' spacing (8 mm) and at most the distance
+    assert exact_gap_mm - 8.0 - og.redraw_gap_mm - 0.1 <= v <= exact_gap_mm - og.redraw_gap_mm + 0.1
+
+
+def test_redraw_keeps_the_least_failing_draw(tmp_path, model_file):
+    from interhandgen.generation.object_sampling import hand_object_violation
+
+    _write_box(tmp_path / "box.obj", np.zeros(3))
+    scene = user_object(tmp_path / "box.obj")
+    gen = ObjectInterHandGen.load(model_file)
+    settings = SamplerSettings(steps=3, resample_rounds=0, settle_steps=0)
+    ids, poses = scene.rows(12)
+    base = ObjectSettings(object_settle_steps=0)
+    tokens, surfaces = gen.condition(scene.library, ids, poses, base.object_guidance_points)
+    hands = gen.cascade.surface_subsets(base.grasp_points)
+
+    def violation(**kw):
+        og = dataclasses.replace(base, **kw)
+        x = gen._run(12, tokens, surfaces, 0, settings, og, 2500, False)
+        return x, hand_object_violation(hands, x[:, 0], x[:, 1], surfaces, og)
+
+    x0, v0 = violation(redraw_rounds=0)
+    xf, vf = violation(redraw_rounds=2, redraw_keep_best=False)
+    xb, vb = violation(redraw_rounds=2, redraw_keep_best=True)
+    assert bool((v0 > 0).any())  # the random network fails somewhere: there is something to redraw
+    assert bool((vb <= v0 + 1e-9).all()) and bool((vb <= vf + 1e-9).all())
+    replaced = (xf != x0).flatten(1).any(1)
+    assert bool((vf[replaced] == 0).all()) and torch.equal(xf[~replaced], x0[~replaced])  # keep-first: only passes
