@@ -403,7 +403,7 @@ def hand_object_violation(hands: tuple[SubsetHand, SubsetHand], a_raw: torch.Ten
             gap_mm, depth_mm = signed.amin(1).double() * 1000.0, torch.relu(-signed).amax(1).double() * 1000.0
             out += torch.relu(gap_mm - settings.redraw_gap_mm) + torch.relu(depth_mm - settings.redraw_depth_mm)
             # the pass rule is gap < redraw_gap_mm: a gap exactly at it fails by a hair
-            out += ((gap_mm >= settings.redraw_gap_mm) & (gap_mm - settings.redraw_gap_mm <= 0)).double() * 1e-9
+            out += (gap_mm == settings.redraw_gap_mm).double() * 1e-9
             both.append((pts, normals, signed))
         if settings.redraw_hand_check:
             out += hands_interpenetrate(hands, a_raw, o_raw, settings).double() * BINARY_FAILURE_MM
