@@ -60,7 +60,7 @@ from interhandgen.generation.settle import interpenetrating
 from interhandgen.generation.subset import SubsetHand
 from interhandgen.geometry.loss import geman_mcclure
 from interhandgen.geometry.optim import BatchedAdam
-from interhandgen.models.object_encoder import BoundObject, ObjectConditionedDenoiser
+from interhandgen.models.object_encoder import BoundObject, JointObjectDenoiser, ObjectConditionedDenoiser
 from interhandgen.objects.frame import canonical_anchor_tail
 from interhandgen.objects.equilibrium import can_hold, select_contacts
 from interhandgen.objects.grasps import add_contact_terms
@@ -443,7 +443,7 @@ def _in_own_frame(anchor_raw: torch.Tensor) -> torch.Tensor:
     return out
 
 
-class ObjectGuided(torch.nn.Module):
+class ObjectGuided(BoundObject):
     """A :class:`BoundObject` with classifier-free guidance on the object: ``x0 = c + scale (c - u)`` on the numbers
     ``dims`` (a slice; None: all), c the prediction with the object's token, u with the null object token; one
     forward of 2B rows (the object network's rows do not interact). ``null_tail``: standardised [9] anchor slots
@@ -452,18 +452,14 @@ class ObjectGuided(torch.nn.Module):
 
     def __init__(self, net: ObjectConditionedDenoiser, token: torch.Tensor, scale: float,
                  dims: slice | None = None, null_tail: torch.Tensor | None = None) -> None:
-        super().__init__()
         if token is None:
             raise InputError("classifier-free guidance on the object needs an object token")
-        self.net, self.token, self.scale, self.dims, self.null_tail = net, token, float(scale), dims, null_tail
-
-    @property
-    def mixes_batch(self) -> bool:
-        return False
+        super().__init__(net, token)
+        self.scale, self.dims, self.null_tail = float(scale), dims, null_tail
 
     def forward(self, x_t, t, cond, cond_mask):
         B = x_t.shape[0]
-        token = self.token.to(x_t.dtype).expand(B, -1) if self.token.shape[0] == 1 else self.token.to(x_t.dtype)
+        token = self.rows(x_t)
         on = torch.ones(B, dtype=torch.bool, device=x_t.device)
         cond_u = cond
         if self.null_tail is not None:
@@ -531,7 +527,7 @@ def object_cascaded_sample(
     bar = tqdm(total=num, desc="sample", unit="pair", disable=not progress)
     og = object_settings
 
-    joint = bool(getattr(net, "joint", False))
+    joint = isinstance(net, JointObjectDenoiser)
     if joint and (anchors is not None or og.object_guidance_weight > 0 or settings.apg_weight > 0
                   or og.object_cfg_scale > 0):
         raise InputError("a joint object model (kind joint_object) draws both hands at once: it has no completion, "
@@ -619,7 +615,8 @@ def object_cascaded_sample(
         given = None if anchors is None else anchors[rows].to(device)
         a_raw, o_raw = draw(b, tok, surf, given, gen)
         if surf is not None:
-            # only failing rows are checked again: a passing pair is never replaced, a replaced one passed
+            # only failing rows are drawn again: a passing pair is never replaced; a replacement passes or (keep-best)
+            # fails by less, and rows that pass drop out
             score = hand_object_violation(grasp_hands, a_raw, o_raw, surf, og)
             bad = (score > 0).nonzero()[:, 0]
             for _ in range(og.redraw_rounds):
@@ -691,10 +688,10 @@ def settle_pair(a_raw: torch.Tensor, o_raw: torch.Tensor, surface: torch.Tensor,
         d_o = settle_on_object(o_pts, surface, og, push)
         a_new, o_new = _translated(a_raw, o_raw, d_a, d_o)
         if og.settle_hand_guard:
-            hands = hands if check_hands is None else check_hands
-            bad = hands_interpenetrate(hands, a_new, o_new, og).nonzero()[:, 0]
+            guard = hands if check_hands is None else check_hands
+            bad = hands_interpenetrate(guard, a_new, o_new, og).nonzero()[:, 0]
             if bad.numel():  # pairs interpenetrating before the moves keep them: undoing would not separate them
-                bad = bad[~hands_interpenetrate(hands, a_raw[bad], o_raw[bad], og)]
+                bad = bad[~hands_interpenetrate(guard, a_raw[bad], o_raw[bad], og)]
             zero = torch.zeros_like(d_a)
             # fall back to moving one hand only, then to moving neither: a move that puts a hand into the other is
             # undone (the redraw's checks then judge the pair)
@@ -702,7 +699,7 @@ def settle_pair(a_raw: torch.Tensor, o_raw: torch.Tensor, surface: torch.Tensor,
                 if not bad.numel():
                     break
                 a_try, o_try = _translated(a_raw[bad], o_raw[bad], da[bad], do[bad])
-                ok = ~hands_interpenetrate(hands, a_try, o_try, og)
+                ok = ~hands_interpenetrate(guard, a_try, o_try, og)
                 a_new[bad[ok]], o_new[bad[ok]] = a_try[ok], o_try[ok]
                 bad = bad[~ok]
             a_new[bad], o_new[bad] = a_raw[bad], o_raw[bad]

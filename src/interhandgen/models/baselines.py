@@ -64,9 +64,14 @@ class JointDenoiser(nn.Module):
             self.v_coef = v_coefficients(schedule, self.mlp.inp.weight)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond=None, cond_mask=None) -> torch.Tensor:
+        return self.denoise(x_t, t)
+
+    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """x0 [B, 128]; ``extra`` [B, width] is added to the time embedding (a conditioning token), or None."""
         if x_t.dim() != 2 or x_t.shape[1] != 128:
             raise InputError(f"x_t must have shape [B, 128], got {list(x_t.shape)}")
-        out = self.mlp(x_t, self.time(timestep_embedding(t, self.time_dim, convention="cos_sin")))
+        emb = self.time(timestep_embedding(t, self.time_dim, convention="cos_sin"))
+        out = self.mlp(x_t, emb if extra is None else emb + extra)
         return x0_from_v(out, x_t, t, self.v_coef) if self.predicts_v else out
 
 

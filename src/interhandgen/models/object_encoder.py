@@ -27,7 +27,7 @@ from torch import nn
 from interhandgen.exceptions import InputError
 from interhandgen.models.baselines import JointDenoiser
 from interhandgen.models.config import DenoiserConfig
-from interhandgen.models.denoiser import Denoiser, TokenMLP, timestep_embedding, x0_from_v
+from interhandgen.models.denoiser import Denoiser, TokenMLP
 
 ENCODER_TYPES = ("pointnet", "bps")
 
@@ -182,13 +182,15 @@ class BoundObject(nn.Module):
     def mixes_batch(self) -> bool:
         return False
 
+    def rows(self, x_t: torch.Tensor) -> torch.Tensor:
+        """[B, E] the bound token for each row of ``x_t`` (a [1, E] token repeated)."""
+        token = self.token.to(x_t.dtype)
+        return token.expand(x_t.shape[0], -1) if token.shape[0] == 1 else token
+
     def forward(self, x_t, t, cond, cond_mask):
         if self.token is None:
             return self.net(x_t, t, cond, cond_mask)
-        token = self.token.to(x_t.dtype)
-        if token.shape[0] == 1:
-            token = token.expand(x_t.shape[0], -1)
-        return self.net(x_t, t, cond, cond_mask, object_token=token)
+        return self.net(x_t, t, cond, cond_mask, object_token=self.rows(x_t))
 
 
 class JointObjectDenoiser(nn.Module):
@@ -200,8 +202,6 @@ class JointObjectDenoiser(nn.Module):
     ``forward(x_t [B, 128], t [B], cond=None, cond_mask=None, object_token=None, object_mask=None) -> x0 [B, 128]``
     (``cond`` and ``cond_mask`` exist for the samplers' calling convention and must be None).
     """
-
-    joint = True
 
     def __init__(self, width: int = 512, depth: int = 4, time_dim: int = 128, prediction: str = "x0",
                  object_encoder: dict[str, Any] | None = None) -> None:
@@ -224,13 +224,8 @@ class JointObjectDenoiser(nn.Module):
                 object_token: torch.Tensor | None = None, object_mask: torch.Tensor | None = None) -> torch.Tensor:
         if cond is not None or cond_mask is not None:
             raise InputError("a joint object model denoises both hands at once: it takes no hand condition")
-        if x_t.dim() != 2 or x_t.shape[1] != 128:
-            raise InputError(f"x_t must have shape [B, 128], got {list(x_t.shape)}")
-        body = self.body
         token = row_tokens(self.null_object.to(x_t.dtype).expand(x_t.shape[0], -1), object_token, object_mask)
-        emb = body.time(timestep_embedding(t, body.time_dim, convention="cos_sin")) + token
-        out = body.mlp(x_t, emb)
-        return x0_from_v(out, x_t, t, body.v_coef) if body.predicts_v else out
+        return self.body.denoise(x_t, t, token)
 
 
 def build_joint_object_denoiser(params: dict[str, Any]) -> JointObjectDenoiser:

@@ -199,15 +199,15 @@ def joint_object_loss(net: nn.Module, batch: torch.Tensor, schedule, cfg: Any, g
     t = draw_timesteps(b, cfg.num_timesteps, cfg.antithetic_timesteps, generator).to(device)
     noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(device)
     pred = net(q_sample(x0, t, noise, schedule), t, object_token=token, object_mask=~drop)
-    err = (pred - x0) ** 2
-    w = torch.ones_like(err)
+    w = torch.ones_like(x0)
     w[drop, cfg.anchor_loss_dims:HAND_DIM] = 0.0  # object-free anchors: canonical slots, no loss
-    per_row = (err * w).sum(1) / w.sum(1)
+    err = (pred - x0) ** 2 * w
+    per_row = err.sum(1) / w.sum(1)
     w_t = config_timestep_weights(cfg, schedule, t)
     if w_t is not None:
         per_row = per_row * w_t.to(per_row)
     with torch.no_grad():
-        parts = [((err * w)[:, sl].sum(1) / w[:, sl].sum(1).clamp_min(1)).mean()
+        parts = [(err[:, sl].sum(1) / w[:, sl].sum(1).clamp_min(1)).mean()
                  for sl in (slice(0, HAND_DIM), slice(HAND_DIM, 2 * HAND_DIM))]
     return per_row.mean(), parts[0], parts[1]
 
