@@ -124,3 +124,51 @@ def test_grasp_and_redraw_options_reach_the_sampler_and_are_checked(trained, tmp
     assert main(["sample", "--checkpoint", str(trained / "run"), "--object-family", "box", "--num", "3",
                  "--grasp-steps", "-1", "--out", str(tmp_path / "bad.npz"), "--no-progress"]) != 0
     assert "grasp_steps" in capsys.readouterr().err
+
+
+def _two_hand_set(n, seed):
+    obj = random_object_set(n, seed=seed)
+    ids, names = obj.labels["split"]
+    return TwoHandSet(obj.left, obj.right, pose_space=obj.pose_space, flat_hand_mean=obj.flat_hand_mean,
+                      split=ids, split_names=list(names))
+
+
+def test_object_free_rows_beside_the_object_set(trained, tmp_path, capsys):
+    free = tmp_path / "two.npz"
+    _two_hand_set(40, seed=3).save(free)
+    cfg, data = str(trained / "cfg.yaml"), str(trained / "obj.npz")
+    run = tmp_path / "mixed"
+    # 20 training pairs + their mirror images = 40 object rows; share 0.6 -> 60 object-free rows
+    assert main(["train", "--config", cfg, "--data", data, "--out", str(run), "--no-progress", "--threads", "1",
+                 "--object-free-data", str(free), "--object-free-share", "0.6"]) == 0
+    art = read_model_file(run / "model.safetensors")
+    assert art.provenance["object_free_rows"] == 60 and art.provenance["object_free_data_file"] == str(free)
+    # the statistics are the object rows' (the bundled fixture's run used the same object rows)
+    np.testing.assert_allclose(art.stats_mean, read_model_file(trained / "run" / "model.safetensors").stats_mean,
+                               rtol=0, atol=1e-6)
+    # it samples with and without an object
+    assert main(["sample", "--checkpoint", str(run), "--num", "3", "--out", str(tmp_path / "free.npz"),
+                 "--no-progress"]) == 0
+    assert main(["sample", "--checkpoint", str(run), "--object-family", "box", "--num", "3",
+                 "--out", str(tmp_path / "box.npz"), "--no-progress"]) == 0
+    assert TwoHandSet.load(tmp_path / "box.npz").object_library is not None
+    # resuming with other object-free rows is refused (the run stopped early to have something to resume)
+    part = tmp_path / "part"
+    assert main(["train", "--config", cfg, "--data", data, "--out", str(part), "--no-progress", "--threads", "1",
+                 "--object-free-data", str(free), "--object-free-share", "0.6", "--epochs", "1"]) == 0
+    capsys.readouterr()
+    code = main(["train", "--resume", str(part), "--data", data, "--no-progress", "--threads", "1",
+                 "--object-free-data", str(free), "--object-free-share", "0.5", "--epochs", "2"])
+    err = capsys.readouterr().err
+    assert code != 0 and "different data" in err and "--object-free-share" in err
+    # errors name the argument and what was expected
+    for extra, needle in ((["--object-free-share", "1.0"], "strictly between 0 and 1"),
+                          (["--object-free-share", "0.9"], "needs 360 object-free rows"),
+                          (["--object-free-data", data], "hand-object set")):
+        args = ["train", "--config", cfg, "--data", data, "--out", str(tmp_path / "bad"), "--no-progress",
+                "--object-free-data", str(free), *extra]
+        assert main(args) != 0 and needle in capsys.readouterr().err, extra
+        assert not (tmp_path / "bad" / "checkpoint.pt").exists()
+    assert main(["train", "--config", cfg, "--data", data, "--out", str(tmp_path / "bad"), "--no-progress",
+                 "--object-free-share", "0.5"]) != 0
+    assert "needs --object-free-data" in capsys.readouterr().err

@@ -136,3 +136,34 @@ def test_model_file_carries_the_encoder_config_and_conditioning(tmp_path):
     with pytest.raises(InputError):
         ObjectEncoderConfig.from_dict({"type": "voxels"})
     assert dataclasses.asdict(ObjectEncoderConfig())["type"] == "pointnet"
+
+
+def test_object_free_rows_train_exactly_as_rows_whose_object_was_dropped():
+    torch.manual_seed(0)
+    net = build_model(CONFIG)
+    cfg = TrainConfig(num_timesteps=20, schedule="cosine")
+    sched = Schedule.from_config(cfg.to_dict())
+    batch, pts = torch.randn(4, 2, 64), _points(b=3).repeat(2, 1, 1)[:4]
+    stats = (torch.zeros(2, 64), torch.ones(2, 64))
+
+    def loss(**kw):
+        return object_diffusion_loss(net, batch, sched, cfg, torch.Generator().manual_seed(5), stats=stats,
+                                     rotate_z=True, **kw)[0]
+
+    none = torch.zeros(4, dtype=torch.bool)
+    # every row object-free == every object dropped (the random draws do not depend on the mask)
+    torch.testing.assert_close(loss(points=pts, object_drop_prob=0.0, has_object=none),
+                               loss(points=pts, object_drop_prob=1.0), rtol=0, atol=0)
+    # an object-free row's points are ignored; an object row's are not
+    mixed = torch.tensor([True, False, True, False])
+    other = pts.clone()
+    other[1] = torch.randn_like(other[1])
+    torch.testing.assert_close(loss(points=pts, object_drop_prob=0.0, has_object=mixed),
+                               loss(points=other, object_drop_prob=0.0, has_object=mixed), rtol=0, atol=0)
+    other[0] = torch.randn_like(other[0])
+    assert (loss(points=pts, object_drop_prob=0.0, has_object=mixed)
+            - loss(points=other, object_drop_prob=0.0, has_object=mixed)).abs() > 1e-6
+    with pytest.raises(InputError, match="has_object"):
+        loss(points=pts, has_object=torch.ones(3, dtype=torch.bool))
+    with pytest.raises(InputError, match="has_object"):
+        loss(points=pts, has_object=torch.ones(4))

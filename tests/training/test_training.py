@@ -147,6 +147,9 @@ def test_errors_are_clear(tmp_path):
         train(TINY_MODEL, tiny_cfg(), bad, v, m, s, tmp_path / "b", progress=False)
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         train(TINY_MODEL, tiny_cfg(), x, v, m, s, tmp_path / "c", resume=True, progress=False)
+    with pytest.raises(ValueError, match="train_has_object is for object-conditioned"):
+        train(TINY_MODEL, tiny_cfg(), x, v, m, s, tmp_path / "e", progress=False,
+              train_has_object=torch.ones(x.shape[0], dtype=torch.bool))
     run = tmp_path / "d"
     train(TINY_MODEL, tiny_cfg(epochs=1), x, v, m, s, run, progress=False, max_steps=3)
     with pytest.raises(FileExistsError, match="--resume"):

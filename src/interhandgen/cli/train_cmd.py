@@ -8,6 +8,8 @@ from pathlib import Path
 
 from interhandgen.cli._args import positive_int
 
+DEFAULT_OBJECT_FREE_SHARE = 0.5
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -32,20 +34,33 @@ def register(sub) -> None:
     p.add_argument("--epochs", type=positive_int, default=None, help="override train.epochs")
     p.add_argument("--no-mirror-augment", action="store_true",
                    help="do not add the mirrored pairs (sides swapped) to the training split")
+    p.add_argument("--object-free-data", default=None,
+                   help="object models only: a two-hand TwoHandSet .npz whose 'train' pairs are trained beside the "
+                        "hand-object set as object-free rows (the null object token), so that one network also "
+                        "learns the two-hand distribution (docs/objects_model.md)")
+    p.add_argument("--object-free-share", type=float, default=None,
+                   help="with --object-free-data: the share of the training rows that are object-free "
+                        f"(0 < share < 1; default {DEFAULT_OBJECT_FREE_SHARE})")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     # Imports inside the commands keep `interhandgen --help` from loading torch (startup time, not cycles).
-    from interhandgen.exceptions import MissingFileError
+    from interhandgen.exceptions import InputError, MissingFileError
     from interhandgen.io_guard import Out, check_outputs
     from interhandgen.run_hygiene import remove_orphan_temps
     from interhandgen.run_lock import RunLock
     from interhandgen.training import dist_info, exit_distributed, init_distributed_from_env
 
     check_outputs({"--out" if args.out else "--resume": Out(args.resume or args.out, folder=True)},
-                  {"--data": args.data, "--config": args.config})
+                  {"--data": args.data, "--config": args.config, "--object-free-data": args.object_free_data})
+    if args.object_free_share is not None and args.object_free_data is None:
+        raise InputError("--object-free-share needs --object-free-data (the two-hand set whose pairs it mixes in)")
+    if args.object_free_share is None:
+        args.object_free_share = DEFAULT_OBJECT_FREE_SHARE
+    if not 0.0 < args.object_free_share < 1.0:
+        raise InputError(f"--object-free-share must lie strictly between 0 and 1, got {args.object_free_share}")
     if args.resume and not (Path(args.resume) / "checkpoint.pt").is_file():
         raise MissingFileError(f"--resume {args.resume}: no checkpoint.pt in that folder (start a run with --out)")
     distributed = init_distributed_from_env(args.device)
@@ -95,10 +110,22 @@ def _run_locked(args: argparse.Namespace, out: Path, rank: int) -> int:
         object_kw = {"train_points": train_p, "val_points": val_p,
                      "objects_record": {"num_points": num_points,
                                         "orientations": family_orientations(data.select_split("train"))}}
+        num_object_rows = train_x.shape[0]
+        if args.object_free_data is not None:
+            free_x = _object_free_rows(args, data, num_object_rows, setup.mirror_augment,
+                                       setup.train_config.seed)
+            train_x = torch.cat([train_x, free_x])
+            object_kw["train_points"] = torch.cat([train_p, train_p.new_zeros(free_x.shape[0], *train_p.shape[1:])])
+            object_kw["train_has_object"] = torch.arange(train_x.shape[0]) < num_object_rows
+    elif args.object_free_data is not None:
+        raise InputError(f"--object-free-data is for object models; model kind {setup.model_config.get('kind')!r} "
+                         "trains on two-hand pairs only (give them as --data)")
     else:
         train_x = load_training_arrays(data, split="train", mirror_augment=setup.mirror_augment, models=models)
         val_x = load_training_arrays(data, split="validation", models=models)
-    std = Standardizer.fit(train_x)
+    # an object model's statistics are those of its object-frame pairs (object-free rows, in the two-hand frame,
+    # only add their constant anchor slots)
+    std = Standardizer.fit(train_x[:num_object_rows] if "train_has_object" in object_kw else train_x)
     if setup.stats is not None:  # the statistics are part of the run
         std = Standardizer(setup.stats[0], setup.stats[1], torch.zeros(2, 64, dtype=torch.bool))
     if rank == 0 and not args.resume:
@@ -111,9 +138,40 @@ def _run_locked(args: argparse.Namespace, out: Path, rank: int) -> int:
         on_epoch_end=sample_preview_callback(data.hand_model, setup.train_config, std.mean.float(),
                                              std.std.float()),
         hand_model=data.hand_model,
-        provenance={"command": " ".join(["interhandgen", *sys.argv[1:]]), "data_file": str(args.data)},
+        provenance={"command": " ".join(["interhandgen", *sys.argv[1:]]), "data_file": str(args.data),
+                    **({} if args.object_free_data is None else
+                       {"object_free_data_file": str(args.object_free_data),
+                        "object_free_rows": int((~object_kw["train_has_object"]).sum())})},
         **object_kw,
     )
     if rank == 0:
         print(f"{result.status} at step {result.step} (epoch {result.epoch}); run folder {out}")
     return 0 if result.status == "finished" else 130
+
+
+def _object_free_rows(args: argparse.Namespace, data, num_object_rows: int, mirror_augment: bool, seed: int):
+    """The object-free rows [M, 2, 64] (two-hand canonical frame) for ``--object-free-data``: M such that they are
+    ``--object-free-share`` of all training rows, drawn without replacement from the file's 'train' split (and its
+    mirrored pairs) by a permutation fixed by the training seed."""
+    import torch
+
+    from interhandgen.data.canonical import load_training_arrays
+    from interhandgen.data.format import TwoHandSet
+    from interhandgen.exceptions import InputError, ModelMismatchError
+
+    free = TwoHandSet.load(args.object_free_data)
+    if free.object_library is not None:
+        raise InputError(f"--object-free-data {args.object_free_data}: a hand-object set; give a two-hand set (its "
+                         "pairs are trained without their object)")
+    if free.hand_model != data.hand_model:
+        raise ModelMismatchError(f"--object-free-data {args.object_free_data}: hand model {free.hand_model.kind!r}, "
+                                 f"but --data {args.data} uses {data.hand_model.kind!r}")
+    share = args.object_free_share
+    want = int(round(num_object_rows * share / (1.0 - share)))
+    x = load_training_arrays(free, split="train", mirror_augment=mirror_augment)
+    if want < 1 or want > x.shape[0]:
+        raise InputError(f"--object-free-data {args.object_free_data}: --object-free-share {share} needs {want} "
+                         f"object-free rows beside the {num_object_rows} object rows, the file's 'train' split gives "
+                         f"{x.shape[0]}{' (with its mirrored pairs)' if mirror_augment else ''}")
+    order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))
+    return x[order[:want]]

@@ -127,11 +127,14 @@ class HandObjectGeometry(StandardisedPairs):
 
 
 def _augmented(batch: torch.Tensor, points: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor],
-               generator: torch.Generator, object_drop_prob: float, rotate_z: bool
+               generator: torch.Generator, object_drop_prob: float, rotate_z: bool,
+               has_object: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The object objectives' augmentation of one batch: each scene turned about z (anchor slots and object points;
     the other hand, relative to the anchor, unchanged) and object-token dropout (a dropped row's anchor takes the
-    canonical frame). Returns standardised (anchor [b, 64], other [b, 64]), points [b, P, 6] and drop [b] bool."""
+    canonical frame). Rows with ``has_object`` [b] False (object-free pairs trained beside the object set) are
+    always dropped; the random draws do not depend on it. Returns standardised (anchor [b, 64], other [b, 64]),
+    points [b, P, 6] and drop [b] bool."""
     b, device = batch.shape[0], batch.device
     mean, std = (s.to(device) for s in stats)
     anchor, other = batch[:, 0].clone(), batch[:, 1]
@@ -140,6 +143,11 @@ def _augmented(batch: torch.Tensor, points: torch.Tensor, stats: tuple[torch.Ten
         angle = (torch.rand(b, generator=generator, dtype=torch.float64) * 2 * math.pi).to(device)
         rigid, points = rotate_about_z(rigid, points, angle)
     drop = (torch.rand(b, generator=generator) < object_drop_prob).to(device)
+    if has_object is not None:
+        if has_object.shape != (b,) or has_object.dtype != torch.bool:
+            raise InputError(f"has_object must be a bool tensor of shape [{b}], got {has_object.dtype} "
+                             f"{list(has_object.shape)}")
+        drop = drop | ~has_object.to(device)
     rigid = torch.where(drop[:, None], canonical_anchor_tail(rigid), rigid)
     anchor[:, RIGID_SLICE] = (rigid - mean[0, RIGID_SLICE]) / std[0, RIGID_SLICE]
     return anchor, other, points, drop
@@ -148,9 +156,12 @@ def _augmented(batch: torch.Tensor, points: torch.Tensor, stats: tuple[torch.Ten
 def object_diffusion_loss(net: nn.Module, batch: torch.Tensor, schedule, cfg: Any, generator: torch.Generator, *,
                           points: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor],
                           object_drop_prob: float = DEFAULT_OBJECT_DROP_PROB, rotate_z: bool = True,
-                          geometry: HandObjectGeometry | None = None
+                          geometry: HandObjectGeometry | None = None, has_object: torch.Tensor | None = None
                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Loss of one batch: standardised object-frame pairs [b, 2, 64] and their objects' points [b, P, 6].
+
+    ``has_object`` [b] bool (None: all True): False marks an object-free pair (the two-hand canonical frame; its
+    points are ignored), trained as a row whose object was dropped.
 
     ``stats``: the (mean, std) [2, 64] of the standardisation (the rotation acts on raw values).
     ``cfg``: the training config (``num_timesteps``, ``antithetic_timesteps``, ``anchor_loss_dims``; optional
@@ -159,7 +170,7 @@ def object_diffusion_loss(net: nn.Module, batch: torch.Tensor, schedule, cfg: An
     Returns (total, anchor part, other part).
     """
     b, device = batch.shape[0], batch.device
-    anchor, other, points, drop = _augmented(batch, points, stats, generator, object_drop_prob, rotate_z)
+    anchor, other, points, drop = _augmented(batch, points, stats, generator, object_drop_prob, rotate_z, has_object)
     token = net.encode(points.to(batch.dtype)) if not bool(drop.all()) else None
     T = cfg.num_timesteps
     x0 = torch.cat([anchor, other])
@@ -186,14 +197,14 @@ def object_diffusion_loss(net: nn.Module, batch: torch.Tensor, schedule, cfg: An
 
 def joint_object_loss(net: nn.Module, batch: torch.Tensor, schedule, cfg: Any, generator: torch.Generator, *,
                       points: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor],
-                      object_drop_prob: float = DEFAULT_OBJECT_DROP_PROB, rotate_z: bool = True
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                      object_drop_prob: float = DEFAULT_OBJECT_DROP_PROB, rotate_z: bool = True,
+                      has_object: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Loss of the joint object baseline (``kind: joint_object``) on one batch: the same pairs, turns about z and
     object-token dropout as :func:`object_diffusion_loss`, one diffusion over the 128 numbers of both hands (one
     timestep per pair), the x0 (or v) error in standardised units; object-free rows have no loss on the anchor's
-    canonical slots. Returns (total, anchor part, other part)."""
+    canonical slots; ``has_object`` as there. Returns (total, anchor part, other part)."""
     b, device = batch.shape[0], batch.device
-    anchor, other, points, drop = _augmented(batch, points, stats, generator, object_drop_prob, rotate_z)
+    anchor, other, points, drop = _augmented(batch, points, stats, generator, object_drop_prob, rotate_z, has_object)
     token = net.encode(points.to(batch.dtype)) if not bool(drop.all()) else None
     x0 = torch.cat([anchor, other], 1)
     t = draw_timesteps(b, cfg.num_timesteps, cfg.antithetic_timesteps, generator).to(device)

@@ -84,7 +84,8 @@ def _vae_loss(net, batch, schedule, cfg, generator, model_config, geometry=None)
     return vae_loss(net, batch, float(model_config.get("kl_weight", 1e-2)), cfg, generator)
 
 
-def _object_loss(net, batch, schedule, cfg, generator, model_config, geometry=None, *, points=None, stats=None):
+def _object_loss(net, batch, schedule, cfg, generator, model_config, geometry=None, *, points=None, stats=None,
+                 has_object=None):
     if geometry is not None and not isinstance(geometry, HandObjectGeometry):
         # check_objective refuses geometry_weight / contact_weight for this kind before training starts
         raise AssertionError("the shared_object objective takes a HandObjectGeometry, not the two-hand terms")
@@ -94,11 +95,12 @@ def _object_loss(net, batch, schedule, cfg, generator, model_config, geometry=No
                          "object library)")
     return object_diffusion_loss(net, batch, schedule, cfg, generator, points=points, stats=stats,
                                  object_drop_prob=float(model_config.get("object_drop_prob", DEFAULT_OBJECT_DROP_PROB)),
-                                 rotate_z=bool(model_config.get("rotate_z", True)), geometry=geometry)
+                                 rotate_z=bool(model_config.get("rotate_z", True)), geometry=geometry,
+                                 has_object=has_object)
 
 
 def _joint_object_loss(net, batch, schedule, cfg, generator, model_config, geometry=None, *, points=None,
-                       stats=None):
+                       stats=None, has_object=None):
     if geometry is not None:
         raise AssertionError("check_objective refuses the geometric terms for kind joint_object")
     if points is None or stats is None:
@@ -106,7 +108,7 @@ def _joint_object_loss(net, batch, schedule, cfg, generator, model_config, geome
                          "points and the standardisation statistics")
     return joint_object_loss(net, batch, schedule, cfg, generator, points=points, stats=stats,
                              object_drop_prob=float(model_config.get("object_drop_prob", DEFAULT_OBJECT_DROP_PROB)),
-                             rotate_z=bool(model_config.get("rotate_z", True)))
+                             rotate_z=bool(model_config.get("rotate_z", True)), has_object=has_object)
 
 
 REGISTRY: dict[str, ModelKind] = {

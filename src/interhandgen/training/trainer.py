@@ -169,6 +169,7 @@ def train(
     train_points: torch.Tensor | None = None,
     val_points: torch.Tensor | None = None,
     objects_record: dict[str, Any] | None = None,
+    train_has_object: torch.Tensor | None = None,
 ) -> TrainResult:
     """Train the denoiser on standardised canonical pairs.
 
@@ -188,6 +189,9 @@ def train(
             surface points and normals [N, P, 6] in the object frame, row-aligned with train_x / val_x
             (:func:`interhandgen.objects.frame.object_frame_training_arrays`).
         objects_record: what the model file records about the training objects (``objects`` header field).
+        train_has_object: [N] bool for an object model (None: all True): False marks an object-free pair (the
+            two-hand canonical frame, its train_points row ignored) trained as a row whose object was dropped, so
+            that one network learns the object-free distribution from two-hand data too (docs/objects_model.md).
     """
     kind = model_kind(model_config)
     if on_epoch_end is not None and kind not in CASCADED_KINDS:
@@ -219,6 +223,12 @@ def train(
         for name, pts, x in (("train_points", train_points, train_x), ("val_points", val_points, val_x)):
             if pts is not None and (pts.dim() != 3 or pts.shape[0] != x.shape[0] or pts.shape[2] != 6):
                 raise InputError(f"{name} must have shape [{x.shape[0]}, P, 6], got {list(pts.shape)}")
+        if train_has_object is not None and (train_has_object.dtype != torch.bool
+                                             or tuple(train_has_object.shape) != (train_x.shape[0],)):
+            raise InputError(f"train_has_object must be a bool tensor of shape [{train_x.shape[0]}], got "
+                             f"{train_has_object.dtype} {list(train_has_object.shape)}")
+    elif train_has_object is not None:
+        raise InputError(f"train_has_object is for object-conditioned model kinds, not {kind!r}")
     if cfg.batch_size % world:
         raise InputError(f"train.batch_size ({cfg.batch_size}) must be divisible by the number of processes ({world})")
     N = train_x.shape[0]
@@ -235,6 +245,8 @@ def train(
     gen = torch.Generator().manual_seed(cfg.seed * 7919 + rank)
     step, epoch, next_batch, log_rows = 0, 0, 0, None
     fingerprint = data_fingerprint(train_x)
+    if train_has_object is not None:  # which rows are object-free is part of the data a resume must match
+        fingerprint["has_object_sha256"] = data_fingerprint(train_has_object)["sha256"]
 
     ckpt_path = out_dir / "checkpoint.pt"
     if resume:
@@ -243,9 +255,12 @@ def train(
             raise InputError(f"{ckpt_path}: the checkpoint's model config differs from the requested one; "
                              f"checkpoint: {ckpt['model_config']}, requested: {model_config}")
         if ckpt["data"] != fingerprint:
+            free = ("; object-free rows (train_has_object) are part of the data: resume with the same "
+                    "--object-free-data and --object-free-share" if "has_object_sha256" in {**ckpt["data"], **fingerprint}
+                    else "")
             raise InputError(f"{ckpt_path}: the checkpoint was trained on different data "
                              f"(shape {ckpt['data']['shape']}, sha256 {ckpt['data']['sha256'][:12]}...) than given "
-                             f"(shape {fingerprint['shape']}, sha256 {fingerprint['sha256'][:12]}...)")
+                             f"(shape {fingerprint['shape']}, sha256 {fingerprint['sha256'][:12]}...){free}")
         if len(ckpt["rng"]) != world:
             raise InputError(f"{ckpt_path}: saved by {len(ckpt['rng'])} process(es); resume with the same number "
                              f"(now {world}) to continue exactly")
@@ -271,6 +286,8 @@ def train(
     train_x = train_x.to(device)
     if uses_object:
         train_points = train_points.to(device)
+        if train_has_object is not None:
+            train_has_object = train_has_object.to(device)
 
     def save_checkpoint(ep: int, nb: int) -> None:
         rng = _gather_rng_states(gen)
@@ -305,6 +322,8 @@ def train(
                 for g in opt.param_groups:
                     g["lr"] = cfg.lr * lr_factor(step, total_steps, cfg.warmup_steps, cfg.min_lr_ratio)
                 extra = {} if not uses_object else {"points": train_points[idx], "stats": (stats_mean, stats_std)}
+                if train_has_object is not None:
+                    extra["has_object"] = train_has_object[idx]
                 loss, la, lo = objective_loss(model_config, ddp_net, train_x[idx], schedule, cfg, gen,
                                               geometry, **extra)
                 opt.zero_grad(set_to_none=True)
