@@ -66,13 +66,18 @@ def test_null_object_rows_equal_the_object_free_forward():
         net(x, t, cond, mask, tok[:2], ~off)
 
 
-def test_object_dropout_objective_masks_the_canonical_anchor_slots():
+def _objective_setup():
+    """A small object network, a 20-step schedule, 4 standardised pairs, their objects' points, unit statistics."""
     torch.manual_seed(0)
     net = build_model(CONFIG)
     cfg = TrainConfig(num_timesteps=20, schedule="cosine")
     sched = Schedule.from_config(cfg.to_dict())
     batch, pts = torch.randn(4, 2, 64), _points(b=3).repeat(2, 1, 1)[:4]
-    stats = (torch.zeros(2, 64), torch.ones(2, 64))
+    return net, cfg, sched, batch, pts, (torch.zeros(2, 64), torch.ones(2, 64))
+
+
+def test_object_dropout_objective_masks_the_canonical_anchor_slots():
+    net, cfg, sched, batch, pts, stats = _objective_setup()
     # all objects dropped: the anchor's 9 frame outputs get no gradient
     out = {}
 
@@ -139,12 +144,7 @@ def test_model_file_carries_the_encoder_config_and_conditioning(tmp_path):
 
 
 def test_object_free_rows_train_exactly_as_rows_whose_object_was_dropped():
-    torch.manual_seed(0)
-    net = build_model(CONFIG)
-    cfg = TrainConfig(num_timesteps=20, schedule="cosine")
-    sched = Schedule.from_config(cfg.to_dict())
-    batch, pts = torch.randn(4, 2, 64), _points(b=3).repeat(2, 1, 1)[:4]
-    stats = (torch.zeros(2, 64), torch.ones(2, 64))
+    net, cfg, sched, batch, pts, stats = _objective_setup()
 
     def loss(**kw):
         return object_diffusion_loss(net, batch, sched, cfg, torch.Generator().manual_seed(5), stats=stats,
