@@ -110,22 +110,22 @@ def _run_locked(args: argparse.Namespace, out: Path, rank: int) -> int:
         object_kw = {"train_points": train_p, "val_points": val_p,
                      "objects_record": {"num_points": num_points,
                                         "orientations": family_orientations(data.select_split("train"))}}
-        num_object_rows = train_x.shape[0]
-        if args.object_free_data is not None:
-            free_x = _object_free_rows(args, data, num_object_rows, setup.mirror_augment,
-                                       setup.train_config.seed)
-            train_x = torch.cat([train_x, free_x])
-            object_kw["train_points"] = torch.cat([train_p, train_p.new_zeros(free_x.shape[0], *train_p.shape[1:])])
-            object_kw["train_has_object"] = torch.arange(train_x.shape[0]) < num_object_rows
     elif args.object_free_data is not None:
         raise InputError(f"--object-free-data is for object models; model kind {setup.model_config.get('kind')!r} "
                          "trains on two-hand pairs only (give them as --data)")
     else:
         train_x = load_training_arrays(data, split="train", mirror_augment=setup.mirror_augment, models=models)
         val_x = load_training_arrays(data, split="validation", models=models)
-    # an object model's statistics are those of its object-frame pairs (object-free rows, in the two-hand frame,
-    # only add their constant anchor slots)
-    std = Standardizer.fit(train_x[:num_object_rows] if "train_has_object" in object_kw else train_x)
+    # an object model's statistics are those of its object-frame pairs: fitted before the object-free rows (in the
+    # two-hand frame, which would only add their constant anchor slots) join them
+    std = Standardizer.fit(train_x)
+    provenance = {"command": " ".join(["interhandgen", *sys.argv[1:]]), "data_file": str(args.data)}
+    if args.object_free_data is not None:
+        free_x = _object_free_rows(args, data, train_x.shape[0], setup.mirror_augment, setup.train_config.seed)
+        object_kw["train_points"] = torch.cat([train_p, train_p.new_zeros(free_x.shape[0], *train_p.shape[1:])])
+        object_kw["train_has_object"] = torch.arange(train_x.shape[0] + free_x.shape[0]) < train_x.shape[0]
+        train_x = torch.cat([train_x, free_x])
+        provenance.update(object_free_data_file=str(args.object_free_data), object_free_rows=int(free_x.shape[0]))
     if setup.stats is not None:  # the statistics are part of the run
         std = Standardizer(setup.stats[0], setup.stats[1], torch.zeros(2, 64, dtype=torch.bool))
     if rank == 0 and not args.resume:
@@ -138,10 +138,7 @@ def _run_locked(args: argparse.Namespace, out: Path, rank: int) -> int:
         on_epoch_end=sample_preview_callback(data.hand_model, setup.train_config, std.mean.float(),
                                              std.std.float()),
         hand_model=data.hand_model,
-        provenance={"command": " ".join(["interhandgen", *sys.argv[1:]]), "data_file": str(args.data),
-                    **({} if args.object_free_data is None else
-                       {"object_free_data_file": str(args.object_free_data),
-                        "object_free_rows": int((~object_kw["train_has_object"]).sum())})},
+        provenance=provenance,
         **object_kw,
     )
     if rank == 0:

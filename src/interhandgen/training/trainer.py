@@ -255,9 +255,9 @@ def train(
             raise InputError(f"{ckpt_path}: the checkpoint's model config differs from the requested one; "
                              f"checkpoint: {ckpt['model_config']}, requested: {model_config}")
         if ckpt["data"] != fingerprint:
+            mixed = "has_object_sha256" in ckpt["data"] or "has_object_sha256" in fingerprint
             free = ("; object-free rows (train_has_object) are part of the data: resume with the same "
-                    "--object-free-data and --object-free-share" if "has_object_sha256" in {**ckpt["data"], **fingerprint}
-                    else "")
+                    "--object-free-data and --object-free-share" if mixed else "")
             raise InputError(f"{ckpt_path}: the checkpoint was trained on different data "
                              f"(shape {ckpt['data']['shape']}, sha256 {ckpt['data']['sha256'][:12]}...) than given "
                              f"(shape {fingerprint['shape']}, sha256 {fingerprint['sha256'][:12]}...){free}")
