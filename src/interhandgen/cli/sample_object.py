@@ -29,6 +29,10 @@ def add_object_options(p: argparse.ArgumentParser, families: bool = True) -> Non
                             "(default %(default)s)")
     g.add_argument("--object-guidance-weight", type=float, default=OBJECT_DEFAULTS.object_guidance_weight,
                    help="hand-object anti-penetration guidance (Polyak fraction, 0 disables; default %(default)s)")
+    g.add_argument("--object-plane-reach-mm", type=float, default=OBJECT_DEFAULTS.object_plane_reach_mm,
+                   help="a hand point is inside the object only when the tangent planes of every object surface "
+                        "sample within this many mm of its nearest sample's distance have it inside (guidance, "
+                        "settling and redraw checks; default %(default)s; 0: the nearest plane alone)")
     g.add_argument("--object-settle-steps", type=int, default=OBJECT_DEFAULTS.object_settle_steps,
                    help="object settling iterations: hands within --object-attract-mm are moved rigidly out of "
                         "the object and into touch (default %(default)s; 0 disables it)")
@@ -58,7 +62,7 @@ def add_object_options(p: argparse.ArgumentParser, families: bool = True) -> Non
 
 
 def object_settings_from_args(args: argparse.Namespace) -> ObjectSettings:
-    s = ObjectSettings(object_guidance_weight=args.object_guidance_weight,
+    s = ObjectSettings(object_guidance_weight=args.object_guidance_weight, object_plane_reach_mm=args.object_plane_reach_mm,
                        object_settle_steps=args.object_settle_steps, object_attract_mm=args.object_attract_mm,
                        grasp_steps=args.grasp_steps, redraw_rounds=args.redraw_rounds,
                        redraw_support=args.redraw_support, support_contact_mm=args.support_contact_mm,
