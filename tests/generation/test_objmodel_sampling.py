@@ -130,6 +130,34 @@ def test_nearby_planes_keep_the_gradient_and_reject_a_negative_reach():
         ObjectSettings(object_plane_reach_mm=-1.0).validate()
 
 
+
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_exact_objects_follow_the_rows_placed_meshes(mirrored):
+    from interhandgen.data.object_library import ObjectLibrary
+    from interhandgen.generation.object_api import exact_objects
+    from interhandgen.objects.library import FAMILIES
+
+    objs = [make_object(f, FAMILIES[f].sample(np.random.default_rng(3))) for f in ("mug", "box")]
+    library = ObjectLibrary.from_meshes(["mug", "box"], objs)
+    rng = np.random.default_rng(4)
+    ids = np.array([0, 1, 0, 1])
+    poses = np.zeros((4, 7))
+    poses[:, 1:4] = rng.normal(0, 1.0, (4, 3))  # turned, at the origin: the object frame has the world's axes
+    exact = exact_objects(library, ids, poses, mirrored=mirrored)
+    pts = torch.tensor(rng.normal(0, 0.05, (4, 50, 3)))
+    want = torch.empty(4, 50, dtype=torch.float64)
+    for i in range(4):
+        world = torch.tensor(object_world_vertices(library.vertices[ids[i]], poses[i:i + 1])[0])
+        if mirrored:  # the mirror image in x = 0, its faces turned to keep it outward
+            world = world * torch.tensor([-1.0, 1.0, 1.0], dtype=world.dtype)
+            faces = torch.tensor(library.faces[ids[i]])[:, [0, 2, 1]]
+        else:
+            faces = torch.tensor(library.faces[ids[i]])
+        want[i] = object_signed_distance(pts[i:i + 1], world, faces)[0][0]
+    assert torch.allclose(exact.signed(torch.arange(4), pts), want, atol=1e-12)
+    # a subset renumbers the rows
+    assert torch.allclose(exact.subset(torch.tensor([2, 3])).signed(torch.tensor([1]), pts[3:]), want[3:], atol=1e-12)
+
 def _hand_points(shift):
     hand = SubsetHand(open_hand("left"), 192)
     x = torch.zeros(1, 64)
@@ -423,3 +451,31 @@ def test_redraw_keeps_the_least_failing_draw(tmp_path, model_file):
     assert bool((vb <= v0 + 1e-9).all()) and bool((vb <= vf + 1e-9).all())
     replaced = (xf != x0).flatten(1).any(1)
     assert bool((vf[replaced] == 0).all()) and torch.equal(xf[~replaced], x0[~replaced])  # keep-first: only passes
+
+
+def test_redraw_judges_the_closest_points_on_the_exact_distance(tmp_path, model_file):
+    from interhandgen.generation.object_api import exact_objects
+    from interhandgen.generation.object_sampling import hand_object_violation, other_in_object_frame
+
+    _write_box(tmp_path / "box.obj", np.zeros(3))
+    scene = user_object(tmp_path / "box.obj")
+    gen = ObjectInterHandGen.load(model_file)
+    settings = SamplerSettings(steps=3, resample_rounds=0, settle_steps=0)
+    ids, poses = scene.rows(12)
+    og = ObjectSettings(redraw_rounds=0, redraw_hand_check=False)
+    tokens, surfaces = gen.condition(scene.library, ids, poses, og.object_guidance_points)
+    hands = gen.cascade.surface_subsets(og.grasp_points)
+    x = gen._run(12, tokens, surfaces, 0, settings, og, 2500, False)
+    exact = exact_objects(scene.library, ids, poses)
+    got = hand_object_violation(hands, x[:, 0], x[:, 1], surfaces, og, exact, torch.arange(12))
+    # brute force: every point of both hands on the exact distance to the box
+    mesh = scene.library
+    want = torch.zeros(12, dtype=torch.float64)
+    for pts in (hands[0](x[:, 0])[0], other_in_object_frame(hands[1](x[:, 1])[0], x[:, 0])):
+        sdf = object_signed_distance(pts.double(), torch.tensor(mesh.vertices[0]), torch.tensor(mesh.faces[0]))[0]
+        gap, depth = sdf.amin(1) * 1000, torch.relu(-sdf).amax(1) * 1000
+        want += torch.relu(gap - og.redraw_gap_mm) + torch.relu(depth - og.redraw_depth_mm)
+    # the closest points by the planes are the closest on the exact distance (a box: the planes are exact on its
+    # faces); differences only where the planes rank other points first
+    assert (got - want).abs().lt(0.05).sum() >= 10, (got, want)
+    assert not torch.equal(got, hand_object_violation(hands, x[:, 0], x[:, 1], surfaces, og))

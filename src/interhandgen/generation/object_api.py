@@ -31,7 +31,8 @@ from interhandgen.data.object_library import ObjectLibrary
 from interhandgen.exceptions import InputError, MissingFileError, ModelMismatchError
 from interhandgen.generation.api import InterHandGen, LoadedModel, load_model
 from interhandgen.generation.cascade import SamplerSettings
-from interhandgen.generation.object_sampling import (ObjectSettings, describe, hand_object_check, move_with_object,
+from interhandgen.generation.object_sampling import (ExactObjects, ObjectSettings, describe, hand_object_check,
+                                                     move_with_object,
                                                      object_cascaded_sample, settle_pair)
 from interhandgen.models import registered
 from interhandgen.objects.frame import SURFACE_POINTS, anchor_world_pose, surface_samples, to_object_frame
@@ -154,6 +155,14 @@ def object_sampler_defaults() -> SamplerSettings:
     with an object)."""
     return SamplerSettings(resample_rounds=0, anchor_steps=None, anchor_solver="ddim")
 
+def exact_objects(library: ObjectLibrary, ids: np.ndarray, poses: np.ndarray, mirrored: bool = False) -> ExactObjects:
+    """The rows' object meshes for the sampler's exact checks, turned as :meth:`ObjectInterHandGen.condition` turns
+    their surface samples."""
+    R = axis_angle_to_matrix(torch.as_tensor(np.asarray(poses)[:, 1:4], dtype=torch.float64))
+    return ExactObjects(library.vertices, library.faces, torch.as_tensor(np.asarray(ids), dtype=torch.long), R,
+                        mirrored)
+
+
 class ObjectInterHandGen:
     """A trained object-conditioned prior bound to its hand model: the cascade (kind ``shared_object``) or the joint
     baseline (kind ``joint_object``: both hands in one diffusion, the same post-processing, no in-loop guidance and
@@ -218,10 +227,11 @@ class ObjectInterHandGen:
             return to_world(x, self.hands, anchor=ANCHOR_SIDE, hand_model=self.hand_model, metadata=meta)
         ids, poses = scene.rows(num)
         tokens, surfaces = self.condition(scene.library, ids, poses, object_settings.object_guidance_points)
-        x = self._run(num, tokens, surfaces, seed, settings, object_settings, batch_size, progress)
+        exact = exact_objects(scene.library, ids, poses)
+        x = self._run(num, tokens, surfaces, seed, settings, object_settings, batch_size, progress, exact=exact)
         if object_settings.physics_rounds > 0:
             x = self._physics_settle(x, ids, poses, scene.library, tokens, surfaces, seed, settings, object_settings,
-                                     batch_size, meta)
+                                     batch_size, meta, exact)
         return self._world(x, ids, poses, scene.library, meta)
 
     def _world(self, x: torch.Tensor, ids: np.ndarray, poses: np.ndarray, library: ObjectLibrary,
@@ -233,7 +243,8 @@ class ObjectInterHandGen:
 
     def _physics_settle(self, x: torch.Tensor, ids: np.ndarray, poses: np.ndarray, library: ObjectLibrary,
                         tokens: torch.Tensor, surfaces: torch.Tensor, seed: int, settings: SamplerSettings,
-                        og: ObjectSettings, batch_size: int, meta: dict) -> torch.Tensor:
+                        og: ObjectSettings, batch_size: int, meta: dict, exact: ExactObjects | None = None
+                        ) -> torch.Tensor:
         """MuJoCo settling with redraws (``ObjectSettings.physics_rounds``, see there) of raw object-frame pairs
         x [N, 2, 64]; returns the new pairs and records per round the pairs tried, settled and kept in ``meta``."""
         require_mujoco()
@@ -252,7 +263,8 @@ class ObjectInterHandGen:
             if r > 0:  # fresh draws of the pairs not kept so far, same settings, another seed per round
                 on = pending.to(tokens.device)
                 candidates = self._run(len(rows), tokens[on], surfaces[on], derived_seed(seed, PHYSICS_SEED + r),
-                                       settings, og, batch_size, False)
+                                       settings, og, batch_size, False,
+                                       exact=None if exact is None else exact.subset(pending))
             motion = object_motion(self._world(candidates, ids[rows], poses[rows], library), settle_config)
             R, t = (torch.as_tensor(motion[k], device=x.device) for k in ("rotation", "translation"))
             c = centre[pending].to(x.device)
@@ -290,7 +302,8 @@ class ObjectInterHandGen:
         meta["physics_settle"] = log
         return x
 
-    def _run(self, num, tokens, surfaces, seed, settings, object_settings, batch_size, progress, anchors=None):
+    def _run(self, num, tokens, surfaces, seed, settings, object_settings, batch_size, progress, anchors=None,
+             exact=None):
         if settings.resample_rounds:
             raise InputError("resampling of interpenetrating partners is not available with an object "
                              "(set resample_rounds=0; hand-object guidance and settling take its place)")
@@ -299,7 +312,7 @@ class ObjectInterHandGen:
                                       tokens, surfaces, num, settings, object_settings,
                                       self.cascade.surface_subsets(settings.apg_points), settle=settle,
                                       grasp_hands=self.cascade.surface_subsets(object_settings.grasp_points),
-                                      anchors=anchors, seed=seed,
+                                      anchors=anchors, exact=exact, seed=seed,
                                       batch_size=batch_size, device=self.device, progress=progress)
 
     def complete(self, given: TwoHandSet, side: str = "left", seed: int = 0, settings: SamplerSettings | None = None,
@@ -329,7 +342,8 @@ class ObjectInterHandGen:
         tokens, surfaces = self.condition(given.object_library, ids, given.object_pose,
                                           object_settings.object_guidance_points, mirrored=side != ANCHOR_SIDE)
         x = self._run(len(src), tokens, surfaces, seed, settings, object_settings, batch_size, progress,
-                      anchors=frame.x[:, 0].to(self.device))
+                      anchors=frame.x[:, 0].to(self.device),
+                      exact=exact_objects(given.object_library, ids, given.object_pose, mirrored=side != ANCHOR_SIDE))
         done = to_world(x, self.hands, anchor=ANCHOR_SIDE, anchor_world=anchor_world_pose(x, frame.center),
                         hand_model=self.hand_model, pose_space=given.pose_space, flat_hand_mean=given.flat_hand_mean,
                         metadata={**given.metadata, "completed_side": "right" if side == "left" else "left",

@@ -64,11 +64,13 @@ from interhandgen.models.object_encoder import BoundObject, JointObjectDenoiser,
 from interhandgen.objects.frame import canonical_anchor_tail
 from interhandgen.objects.equilibrium import can_hold, select_contacts
 from interhandgen.objects.grasps import add_contact_terms
+from interhandgen.objects.sdf import ObjectSDF
 from interhandgen.rotations import axis_angle_to_matrix, matrix_to_rot6d, rot6d_to_matrix
 
 __all__ = ["ObjectSettings", "object_penetration", "object_contact", "HandObjectGuidance", "settle_on_object",
            "other_in_object_frame", "object_cascaded_sample", "support_check", "hand_object_check",
-           "move_with_object", "settle_pair", "ObjectGuided", "hands_interpenetrate", "hand_object_violation"]
+           "move_with_object", "settle_pair", "ObjectGuided", "hands_interpenetrate", "hand_object_violation",
+           "ExactObjects"]
 
 
 #: What a failed yes/no check (hands interpenetrating, no support) adds to :func:`hand_object_violation` (mm): as
@@ -110,11 +112,15 @@ class ObjectSettings:
     grasp_steps: int = 0
     grasp_points: int = 512  # hand points per hand of grasp settling and of the redraw checks
     grasp_fraction: float = 0.15  # closest fraction of a hand's guidance points pulled onto the surface
-    # rounds of redrawing pairs that fail the cheap checks (0 disables): on the bundled model, 1,000 samples, with the
-    # nearby planes (object_plane_reach_mm 4) one round gave both-hands contact 0.91 at 43 s of CPU, two 0.97 at 53 s
-    # (the issue's budget is 60 s; docs/results_object.md, "Nearby planes")
-    redraw_rounds: int = 2
+    # rounds of redrawing pairs that fail the checks (0 disables): on the bundled model, 1,000 samples (480 measured),
+    # with the nearby planes and the exact check, two rounds gave both-hands contact 0.948 / 0.954 (seeds 0 / 1) at
+    # 50-51 s of CPU, three 0.979 / 0.981 at 52-54 s (the issue's budget is 60 s; docs/results_object.md, "Nearby
+    # planes")
+    redraw_rounds: int = 3
     redraw_gap_mm: float = 2.0  # a hand farther than this from the object fails
+    # the redraw checks the gap and depth of each hand's this many closest (deepest) points by the planes on the
+    # EXACT signed distance to the object's mesh (needs the meshes: ObjectInterHandGen passes them; 0: planes only)
+    redraw_exact_points: int = 8
     redraw_depth_mm: float = 3.0  # a hand deeper than this in the object fails
     # a pair failing every round keeps its least failing draw (hand_object_violation: mm beyond the thresholds), not
     # its first: failing pairs carried 98 % of the penetration volume (160 samples); on 1,000 samples (seeds 0 / 1)
@@ -191,8 +197,11 @@ class ObjectSettings:
         if self.grasp_steps < 0 or not 0 < self.grasp_fraction <= 1 or self.grasp_points < 1:
             raise InputError(f"grasp_steps must be >= 0, grasp_fraction in (0, 1] and grasp_points >= 1, got "
                              f"{self.grasp_steps}, {self.grasp_fraction} and {self.grasp_points}")
-        if self.redraw_rounds < 0 or not self.redraw_gap_mm > 0 or not self.redraw_depth_mm > 0:
-            raise InputError("redraw_rounds must be >= 0, redraw_gap_mm and redraw_depth_mm > 0")
+        if self.redraw_rounds < 0 or not self.redraw_gap_mm > 0 or not self.redraw_depth_mm > 0 \
+                or self.redraw_exact_points < 0:
+            raise InputError(f"redraw_rounds and redraw_exact_points must be >= 0, redraw_gap_mm and redraw_depth_mm "
+                             f"> 0, got {self.redraw_rounds}, {self.redraw_exact_points}, {self.redraw_gap_mm} and "
+                             f"{self.redraw_depth_mm}")
         if not self.support_lift_mm >= 0:
             raise InputError(f"support_lift_mm must be >= 0 (0 disables it), got {self.support_lift_mm}")
         if not self.support_contact_mm > 0 or not -1 <= self.support_normal_z <= 1 or not self.support_mu >= 0:
@@ -349,8 +358,12 @@ def settle_on_object(points: torch.Tensor, surface: torch.Tensor, settings: Obje
         return move
     move = torch.zeros(B, 3, dtype=points.dtype, device=points.device)
     attract, touch = settings.object_attract_mm / 1000.0, settings.touch_mm / 1000.0
+    active = torch.arange(B, device=points.device)
     for _ in range(settings.object_settle_steps):
-        _, signed, normals = object_penetration(points + move[:, None], surface, 1.0, settings.object_plane_reach_mm)
+        if not active.numel():
+            break
+        _, signed, normals = object_penetration(points[active] + move[active, None], surface[active], 1.0,
+                                                settings.object_plane_reach_mm)
         depth = torch.relu(-signed)
         deepest = depth.amax(1)
         inside = deepest > 0
@@ -360,8 +373,10 @@ def settle_on_object(points: torch.Tensor, surface: torch.Tensor, settings: Obje
         n_closest = torch.gather(normals, 1, closest[:, None, None].expand(-1, 1, 3))[:, 0]
         pull = (~inside & (gap > touch) & (gap < attract))[:, None]
         step = torch.where(inside[:, None], push_dir * (deepest[:, None] + touch),
-                           torch.where(pull, -n_closest * (gap - touch)[:, None], torch.zeros_like(move)))
-        move = move + step
+                           torch.where(pull, -n_closest * (gap - touch)[:, None], torch.zeros_like(n_closest)))
+        move[active] = move[active] + step
+        # a row that did not move meets the same test again: it would never move; drop it
+        active = active[(step != 0).any(1)]
     return move
 
 
@@ -445,19 +460,65 @@ def grasp_settle(hand: SubsetHand, raw: torch.Tensor, surface: torch.Tensor, set
     return out
 
 
+class ExactObjects:
+    """The exact signed distance (:class:`interhandgen.objects.sdf.ObjectSDF`) of object-frame points to each row's
+    object: row i is library mesh ``ids[i]`` (centred on its centre of mass) turned by ``rotations[i]`` [3, 3], and
+    mirrored in x = 0 with ``mirrored`` (completion of a right hand). Each mesh's search structure is built once,
+    on first use."""
+
+    def __init__(self, vertices: list, faces: list, ids: torch.Tensor, rotations: torch.Tensor,
+                 mirrored: bool = False) -> None:
+        self.vertices, self.faces, self.mirrored = vertices, faces, mirrored
+        self.ids, self.rotations = torch.as_tensor(ids, dtype=torch.long), rotations.to(torch.float64)
+        self._sdf: dict[int, ObjectSDF] = {}
+
+    def subset(self, rows: torch.Tensor) -> "ExactObjects":
+        """The same objects for rows ``rows`` only (renumbered from 0), sharing the built search structures."""
+        part = ExactObjects(self.vertices, self.faces, self.ids[rows.cpu()], self.rotations[rows.cpu()], self.mirrored)
+        part._sdf = self._sdf
+        return part
+
+    def signed(self, rows: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        """[b, P] signed distances (metres, negative inside) of points [b, P, 3] of rows ``rows`` [b]."""
+        rows = rows.cpu()
+        local = points.detach().cpu().double()
+        if self.mirrored:
+            local = local * torch.tensor([-1.0, 1.0, 1.0], dtype=local.dtype)
+        local = local @ self.rotations[rows]  # the object frame has the world's axes: undo the row's rotation
+        out = torch.empty(local.shape[:2], dtype=torch.float64)
+        ids = self.ids[rows]
+        for k in torch.unique(ids).tolist():
+            sel = (ids == k).nonzero()[:, 0]
+            if k not in self._sdf:
+                self._sdf[k] = ObjectSDF(torch.as_tensor(self.vertices[k], dtype=torch.float64),
+                                         torch.as_tensor(self.faces[k], dtype=torch.long))
+            out[sel] = self._sdf[k](local[sel])[0]
+        return out.to(points.device)
+
+
 def hand_object_violation(hands: tuple[SubsetHand, SubsetHand], a_raw: torch.Tensor, o_raw: torch.Tensor,
-                          surface: torch.Tensor, settings: ObjectSettings) -> torch.Tensor:
+                          surface: torch.Tensor, settings: ObjectSettings, exact: "ExactObjects | None" = None,
+                          rows: torch.Tensor | None = None) -> torch.Tensor:
     """[B] how far (mm) each pair (raw anchors [B, 64] in the object frame, partners relative to them) is from
     passing the redraw's checks; 0 exactly when it passes. Per hand (surface samples' planes): the gap beyond
-    ``redraw_gap_mm`` plus the depth beyond ``redraw_depth_mm``; with ``redraw_hand_check`` a pair whose hands
+    ``redraw_gap_mm`` plus the depth beyond ``redraw_depth_mm``; with ``exact`` (the rows' object meshes, ``rows``
+    [B] their indices there) and ``redraw_exact_points`` > 0, gap and depth are those of the hand's that many
+    closest points by the planes, on the exact signed distance. With ``redraw_hand_check`` a pair whose hands
     interpenetrate (:func:`hands_interpenetrate`) adds :data:`BINARY_FAILURE_MM`, with ``redraw_support`` a pair
     whose contacts cannot hold the object (:func:`support_check`, judged where the rest passes) adds the same."""
+    if exact is not None and rows is None:
+        raise ValueError("hand_object_violation: 'exact' needs 'rows', the pairs' indices among its objects")
     with torch.no_grad():
         out = torch.zeros(a_raw.shape[0], dtype=torch.float64, device=a_raw.device)
         both = []
         for pts in (hands[0](a_raw)[0], other_in_object_frame(hands[1](o_raw)[0], a_raw)):
             _, signed, normals = object_penetration(pts, surface, 1.0, settings.object_plane_reach_mm)
-            gap_mm, depth_mm = signed.amin(1).double() * 1000.0, torch.relu(-signed).amax(1).double() * 1000.0
+            judged = signed
+            if exact is not None and settings.redraw_exact_points > 0:
+                k = min(settings.redraw_exact_points, pts.shape[1])
+                low = signed.topk(k, dim=1, largest=False).indices
+                judged = exact.signed(rows, torch.gather(pts, 1, low[..., None].expand(-1, -1, 3)))
+            gap_mm, depth_mm = judged.amin(1).double() * 1000.0, torch.relu(-judged).amax(1).double() * 1000.0
             out += torch.relu(gap_mm - settings.redraw_gap_mm) + torch.relu(depth_mm - settings.redraw_depth_mm)
             # the pass rule is gap < redraw_gap_mm: a gap exactly at it fails by a hair
             out += (gap_mm == settings.redraw_gap_mm).double() * 1e-9
@@ -553,6 +614,7 @@ def object_cascaded_sample(
     settle=None,
     grasp_hands: tuple[SubsetHand, SubsetHand] | None = None,
     anchors: torch.Tensor | None = None,
+    exact: ExactObjects | None = None,
     seed: int = 0,
     batch_size: int = 2500,
     device: str | torch.device = "cpu",
@@ -569,6 +631,8 @@ def object_cascaded_sample(
         grasp_hands: (anchor, other) :class:`SubsetHand` of ``grasp_points`` points for grasp settling and the redraw
             checks (default ``hands``).
         anchors: optional RAW anchors [num, 64] to complete (their slots in the object frame).
+        exact: the rows' object meshes (:class:`ExactObjects`) for the redraw's exact checks
+            (``redraw_exact_points``); None: the surface samples' planes alone.
         seed: batch i uses a generator seeded from (seed, i).
     """
     settings.validate()
@@ -675,13 +739,14 @@ def object_cascaded_sample(
         if surf is not None:
             # only failing rows are drawn again: a passing pair is never replaced; a replacement passes or (keep-best)
             # fails by less, and rows that pass drop out
-            score = hand_object_violation(grasp_hands, a_raw, o_raw, surf, og)
+            index = torch.arange(start, start + b)
+            score = hand_object_violation(grasp_hands, a_raw, o_raw, surf, og, exact, index)
             bad = (score > 0).nonzero()[:, 0]
             for _ in range(og.redraw_rounds):
                 if not bad.numel():
                     break
                 a2, o2 = draw(bad.numel(), tok[bad], surf[bad], None if given is None else given[bad], gen)
-                s2 = hand_object_violation(grasp_hands, a2, o2, surf[bad], og)
+                s2 = hand_object_violation(grasp_hands, a2, o2, surf[bad], og, exact, index[bad.cpu()])
                 # a draw that passes replaces its row; with redraw_keep_best so does one that fails by less
                 better = (s2 < score[bad]) if og.redraw_keep_best else (s2 == 0)
                 a_raw[bad[better]], o_raw[bad[better]] = a2[better], o2[better]
