@@ -427,17 +427,23 @@ def test_redraw_violation_is_the_distance_beyond_the_thresholds():
     assert exact_gap_mm - 8.0 - og.redraw_gap_mm - 0.1 <= v <= exact_gap_mm - og.redraw_gap_mm + 0.1
 
 
-def test_redraw_keeps_the_least_failing_draw(tmp_path, model_file):
-    from interhandgen.generation.object_sampling import hand_object_violation
-
+def _box_rows(tmp_path, model_file, og):
+    """(generator, its sampler settings, the box scene, ids, poses, tokens, surfaces, the redraw's hand subsets) of
+    12 rows around a box at the origin."""
     _write_box(tmp_path / "box.obj", np.zeros(3))
     scene = user_object(tmp_path / "box.obj")
     gen = ObjectInterHandGen.load(model_file)
-    settings = SamplerSettings(steps=3, resample_rounds=0, settle_steps=0)
     ids, poses = scene.rows(12)
+    tokens, surfaces = gen.condition(scene.library, ids, poses, og.object_guidance_points)
+    settings = SamplerSettings(steps=3, resample_rounds=0, settle_steps=0)
+    return gen, settings, scene, ids, poses, tokens, surfaces, gen.cascade.surface_subsets(og.grasp_points)
+
+
+def test_redraw_keeps_the_least_failing_draw(tmp_path, model_file):
+    from interhandgen.generation.object_sampling import hand_object_violation
+
     base = ObjectSettings(object_settle_steps=0)
-    tokens, surfaces = gen.condition(scene.library, ids, poses, base.object_guidance_points)
-    hands = gen.cascade.surface_subsets(base.grasp_points)
+    gen, settings, _, _, _, tokens, surfaces, hands = _box_rows(tmp_path, model_file, base)
 
     def violation(**kw):
         og = dataclasses.replace(base, **kw)
@@ -457,14 +463,8 @@ def test_redraw_judges_the_closest_points_on_the_exact_distance(tmp_path, model_
     from interhandgen.generation.object_api import exact_objects
     from interhandgen.generation.object_sampling import hand_object_violation, other_in_object_frame
 
-    _write_box(tmp_path / "box.obj", np.zeros(3))
-    scene = user_object(tmp_path / "box.obj")
-    gen = ObjectInterHandGen.load(model_file)
-    settings = SamplerSettings(steps=3, resample_rounds=0, settle_steps=0)
-    ids, poses = scene.rows(12)
     og = ObjectSettings(redraw_rounds=0, redraw_hand_check=False)
-    tokens, surfaces = gen.condition(scene.library, ids, poses, og.object_guidance_points)
-    hands = gen.cascade.surface_subsets(og.grasp_points)
+    gen, settings, scene, ids, poses, tokens, surfaces, hands = _box_rows(tmp_path, model_file, og)
     x = gen._run(12, tokens, surfaces, 0, settings, og, 2500, False)
     exact = exact_objects(scene.library, ids, poses)
     got = hand_object_violation(hands, x[:, 0], x[:, 1], surfaces, og, exact, torch.arange(12))
