@@ -62,7 +62,8 @@ def add_object_options(p: argparse.ArgumentParser, families: bool = True) -> Non
 
 
 def object_settings_from_args(args: argparse.Namespace) -> ObjectSettings:
-    s = ObjectSettings(object_guidance_weight=args.object_guidance_weight, object_plane_reach_mm=args.object_plane_reach_mm,
+    s = ObjectSettings(object_guidance_weight=args.object_guidance_weight,
+                       object_plane_reach_mm=args.object_plane_reach_mm,
                        object_settle_steps=args.object_settle_steps, object_attract_mm=args.object_attract_mm,
                        grasp_steps=args.grasp_steps, redraw_rounds=args.redraw_rounds,
                        redraw_support=args.redraw_support, support_contact_mm=args.support_contact_mm,

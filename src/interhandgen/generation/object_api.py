@@ -38,7 +38,7 @@ from interhandgen.models import registered
 from interhandgen.objects.frame import SURFACE_POINTS, anchor_world_pose, surface_samples, to_object_frame
 from interhandgen.objects.library import FAMILY_NAMES, sample_objects
 # mujoco itself (optional) is imported by require_mujoco only when the physics stage runs
-from interhandgen.objects.metrics import hand_object_contact, object_motion, object_stability
+from interhandgen.objects.metrics import hand_object_contact, object_motion, object_rotation, object_stability
 from interhandgen.objects.physics import PhysicsConfig, require_mujoco
 from interhandgen.rotations import axis_angle_to_matrix
 
@@ -158,9 +158,8 @@ def object_sampler_defaults() -> SamplerSettings:
 def exact_objects(library: ObjectLibrary, ids: np.ndarray, poses: np.ndarray, mirrored: bool = False) -> ExactObjects:
     """The rows' object meshes for the sampler's exact checks, turned as :meth:`ObjectInterHandGen.condition` turns
     their surface samples."""
-    R = axis_angle_to_matrix(torch.as_tensor(np.asarray(poses)[:, 1:4], dtype=torch.float64))
-    return ExactObjects(library.vertices, library.faces, torch.as_tensor(np.asarray(ids), dtype=torch.long), R,
-                        mirrored)
+    return ExactObjects(library.vertices, library.faces, torch.as_tensor(np.asarray(ids), dtype=torch.long),
+                        torch.as_tensor(object_rotation(poses)), mirrored)
 
 
 class ObjectInterHandGen:

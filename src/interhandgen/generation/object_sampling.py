@@ -399,8 +399,9 @@ def lift_to_support(points: torch.Tensor, surface: torch.Tensor, settings: Objec
     limit, touch = settings.support_lift_mm / 1000.0, settings.touch_mm / 1000.0
     up = torch.tensor([0.0, 0.0, 1.0], dtype=points.dtype, device=points.device)
     start_ok = None
+    reach = settings.object_plane_reach_mm
     for _ in range(LIFT_ITERATIONS):
-        _, signed, normals = object_penetration(points + lift[:, None, None] * up, surface, 1.0, settings.object_plane_reach_mm)
+        _, signed, normals = object_penetration(points + lift[:, None, None] * up, surface, 1.0, reach)
         if start_ok is None:
             start_ok = signed.amin(1) >= 0
         slope = -normals[..., 2]
@@ -408,7 +409,7 @@ def lift_to_support(points: torch.Tensor, surface: torch.Tensor, settings: Objec
                                 torch.full_like(signed, math.inf))
         lift = lift + clearance.amin(1).clamp_max(limit)
         lift = torch.minimum(lift, torch.full_like(lift, limit))
-    _, signed, normals = object_penetration(points + lift[:, None, None] * up, surface, 1.0, settings.object_plane_reach_mm)
+    _, signed, normals = object_penetration(points + lift[:, None, None] * up, surface, 1.0, reach)
     touching = (signed.amin(1) < 2 * touch + 1e-4) & (signed.amin(1) > -touch)
     keep = start_ok & touching & (lift < limit)
     return torch.where(keep, lift, torch.zeros_like(lift))
