@@ -252,6 +252,11 @@ def object_penetration(points: torch.Tensor, surface: torch.Tensor, rho: float, 
 
 #: (point, sample) pairs per chunk of :func:`_deciding_samples` (a few MB: the chunk stays in the CPU's caches).
 _SEARCH_CHUNK = 1 << 21
+#: Squared-distance excess (m^2) -> plane-distance penalty (m) of the samples beyond the reach. The reach ball's
+#: squared radius is at least reach^2, so a sample outside it exceeds it by at least one float32 ulp of reach^2
+#: (1e-17 m^2 at a reach of 0.01 mm): the penalty is then >= 10 m, far below any sample inside (whose plane distance
+#: is at least minus the nearest distance), so the choice is that of masking them out.
+_OUT_OF_REACH = 1e18
 
 
 @torch.no_grad()
@@ -282,7 +287,9 @@ def _deciding_samples(points: torch.Tensor, surface: torch.Tensor, reach: float,
         # every sample within the reach of the nearest one's distance votes (the nearest itself always)
         bound = torch.maximum((nearest[r, :, None] + reach).square(), first)
         plane = torch.baddbmm(-qn[r, None, :], P[r], N[r].transpose(1, 2))
-        best[r] = plane.masked_fill_(d2 > bound, -math.inf).argmax(dim=2)
+        # samples beyond the reach are pushed _OUT_OF_REACH below: arithmetic, a quarter of the time of a
+        # comparison and masked_fill, and the same choice (module constant)
+        best[r] = plane.add_(d2.sub_(bound).clamp_min_(0.0).mul_(-_OUT_OF_REACH)).argmax(dim=2)
     return best, nearest, which
 
 
