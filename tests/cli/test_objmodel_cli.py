@@ -117,10 +117,11 @@ def test_complete_given_hands_with_a_user_object(trained, tmp_path):
 def test_grasp_and_redraw_options_reach_the_sampler_and_are_checked(trained, tmp_path, capsys):
     out = tmp_path / "g.npz"
     assert main(["sample", "--checkpoint", str(trained / "run"), "--object-family", "box", "--num", "3", "--steps",
-                 "3", "--grasp-steps", "4", "--redraw-rounds", "1", "--out", str(out), "--no-progress",
-                 "--threads", "1"]) == 0
+                 "3", "--grasp-steps", "4", "--redraw-rounds", "1", "--object-in-hand-mm", "2.5",
+                 "--exact-push-rounds", "3", "--out", str(out), "--no-progress", "--threads", "1"]) == 0
     recorded = TwoHandSet.load(out).metadata["sampler"]["object"]
     assert recorded["grasp_steps"] == 4 and recorded["redraw_rounds"] == 1
+    assert recorded["redraw_object_in_hand_mm"] == 2.5 and recorded["exact_push_rounds"] == 3
     assert main(["sample", "--checkpoint", str(trained / "run"), "--object-family", "box", "--num", "3",
                  "--grasp-steps", "-1", "--out", str(tmp_path / "bad.npz"), "--no-progress"]) != 0
     assert "grasp_steps" in capsys.readouterr().err

@@ -45,6 +45,13 @@ def add_object_options(p: argparse.ArgumentParser, families: bool = True) -> Non
     g.add_argument("--redraw-rounds", type=int, default=OBJECT_DEFAULTS.redraw_rounds,
                    help="rounds of drawing again the pairs with a hand not touching the object or deep in it "
                         "(default %(default)s; 0 disables it)")
+    g.add_argument("--object-in-hand-mm", type=float, default=OBJECT_DEFAULTS.redraw_object_in_hand_mm,
+                   help="the redraw also draws again pairs with the object's surface deeper than this many mm inside "
+                        "a hand (a thin wall through the fingers or palm; judged on the hand's inscribed spheres; "
+                        "default %(default)s; 0 disables it)")
+    g.add_argument("--exact-push-rounds", type=int, default=OBJECT_DEFAULTS.exact_push_rounds,
+                   help="after the redraw, move each hand rigidly out of the object by the exact signed distance of "
+                        "its points closest to it, at most this many moves (default %(default)s; 0 disables it)")
     g.add_argument("--support-lift-mm", type=float, default=OBJECT_DEFAULTS.support_lift_mm,
                    help="after the object settling, move each hand straight up into touch with a surface of the "
                         "object facing down within this many mm above it (default %(default)s; 0 disables it)")
@@ -66,6 +73,7 @@ def object_settings_from_args(args: argparse.Namespace) -> ObjectSettings:
                        object_plane_reach_mm=args.object_plane_reach_mm,
                        object_settle_steps=args.object_settle_steps, object_attract_mm=args.object_attract_mm,
                        grasp_steps=args.grasp_steps, redraw_rounds=args.redraw_rounds,
+                       redraw_object_in_hand_mm=args.object_in_hand_mm, exact_push_rounds=args.exact_push_rounds,
                        redraw_support=args.redraw_support, support_contact_mm=args.support_contact_mm,
                        support_lift_mm=args.support_lift_mm, physics_rounds=args.physics_rounds)
     s.validate()

@@ -1,0 +1,163 @@
+"""The exact push-out and the object-through-a-hand check of the object sampler."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from interhandgen.data.object_library import ObjectLibrary
+from interhandgen.exceptions import InputError
+from interhandgen.generation.object_api import exact_objects
+from interhandgen.generation.object_sampling import (ObjectSettings, exact_push_out, hand_object_violation,
+                                                     object_in_hand_depth, other_in_object_frame)
+from interhandgen.generation.settle import hand_spheres
+from interhandgen.generation.subset import SubsetHand
+from interhandgen.hand import open_hand
+from interhandgen.objects.frame import surface_samples
+from interhandgen.objects.library import FAMILIES, make_object
+from interhandgen.objects.metrics import object_world_vertices
+from interhandgen.objects.sdf import object_signed_distance
+from interhandgen.rotations import axis_angle_to_matrix, matrix_to_rot6d
+
+from tests.generation.test_objmodel_sampling import _box_rows, model_file  # noqa: F401  (the fixture)
+
+
+def _slab(thickness: float, size: float = 0.3) -> "trimesh.Trimesh":
+    """A closed box of ``size`` x ``size`` x ``thickness`` metres centred at the origin (a plate's wall)."""
+    import trimesh
+
+    return trimesh.creation.box((size, size, thickness))
+
+
+def _flat_hand(side: str = "left", points: int = 512):
+    hand = SubsetHand(open_hand(side), points)
+    x = torch.zeros(1, 64, dtype=torch.float64)
+    x[0, 55:61] = torch.tensor([1.0, 0, 0, 0, 1, 0])  # identity rotation: the hand lies flat, palm along z
+    return hand, x
+
+
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_exact_query_directions_are_those_of_the_placed_mesh(mirrored):
+    objs = [make_object(f, FAMILIES[f].sample(np.random.default_rng(5))) for f in ("mug", "capsule")]
+    library = ObjectLibrary.from_meshes(["mug", "capsule"], objs)
+    rng = np.random.default_rng(6)
+    ids, poses = np.array([1, 0, 1]), np.zeros((3, 7))
+    poses[:, 1:4] = rng.normal(0, 1.0, (3, 3))
+    exact = exact_objects(library, ids, poses, mirrored=mirrored)
+    pts = torch.tensor(rng.normal(0, 0.04, (3, 40, 3)))
+    sdf, direction = exact.query(torch.arange(3), pts)
+    for i in range(3):
+        world = torch.tensor(object_world_vertices(library.vertices[ids[i]], poses[i:i + 1])[0])
+        faces = torch.tensor(library.faces[ids[i]])
+        if mirrored:
+            world, faces = world * torch.tensor([-1.0, 1.0, 1.0], dtype=world.dtype), faces[:, [0, 2, 1]]
+        # the exhaustive batched path (one mesh per row), not the per-mesh structure ExactObjects uses
+        want_d, _, want_dir = object_signed_distance(pts[i:i + 1], world[None], faces)
+        torch.testing.assert_close(sdf[i], want_d[0], atol=1e-12, rtol=0)
+        torch.testing.assert_close(direction[i], want_dir[0], atol=1e-9, rtol=0)
+    torch.testing.assert_close(exact.signed(torch.arange(3), pts), sdf, atol=0, rtol=0)
+
+
+def test_object_in_hand_depth_is_the_deepest_sample_in_the_spheres():
+    hand, x = _flat_hand()
+    centres, radii = hand_spheres(hand, x)
+    rng = np.random.default_rng(7)
+    samples = centres[:, rng.integers(0, centres.shape[1], 30)] + torch.tensor(rng.normal(0, 0.01, (1, 30, 3)))
+    got = object_in_hand_depth(hand, x, samples)
+    brute = max(max(float(radii[0, s] - (samples[0, k] - centres[0, s]).norm()) for s in range(centres.shape[1]))
+                for k in range(30))
+    assert abs(float(got[0]) - max(brute, 0.0) * 1000.0) < 1e-6
+    # the other hand of a pair: its spheres are taken to the object frame through the anchor
+    turn = torch.tensor([[0.3, -0.8, 0.5]], dtype=torch.float64)
+    anchor = x.clone()
+    anchor[:, 55:61] = matrix_to_rot6d(axis_angle_to_matrix(turn))
+    anchor[:, 61:] = torch.tensor([0.02, -0.01, 0.05])
+    placed = other_in_object_frame(samples, anchor)  # the same samples, carried with the hand
+    assert torch.allclose(object_in_hand_depth(hand, x, placed, anchor_raw=anchor), got, atol=1e-9)
+    far = samples + torch.tensor([0.0, 0.0, 0.5], dtype=torch.float64)
+    assert float(object_in_hand_depth(hand, x, far)[0]) == 0.0
+
+
+def test_a_thin_wall_through_the_hand_fails_the_redraw_only_with_the_check():
+    left, right = SubsetHand(open_hand("left"), 512), SubsetHand(open_hand("right"), 512)
+    a = torch.zeros(1, 64)
+    a[0, 55:61] = torch.tensor([1.0, 0, 0, 0, 1, 0])
+    pts = left(a)[0][0]
+    o = a.clone()
+    o[0, 61] = 0.25  # the other hand far aside: only the anchor matters
+    slab = _slab(0.004)
+    surf = torch.tensor(surface_samples(np.asarray(slab.vertices), np.asarray(slab.faces), 4096, seed=1))[None]
+    surf = surf.float()
+    hands = (left, right)
+    middle = float(pts[:, 2].min() + pts[:, 2].max()) / 2
+    through, below = a.clone(), a.clone()
+    through[0, 63] -= middle  # the 4 mm wall through the middle of the hand's thickness
+    below[0, 63] += 0.002 + 0.0005 - float(pts[:, 2].min())  # resting 0.5 mm above the wall's top face
+    for x, inside in ((through, True), (below, False)):
+        depth = float(object_in_hand_depth(left, x, surf[..., :3])[0])
+        assert (depth > 3.0) if inside else depth == 0.0, depth
+    og = ObjectSettings(redraw_hand_check=False, redraw_gap_mm=500.0, redraw_object_in_hand_mm=0.0)  # depths only
+    checked = dataclasses.replace(og, redraw_object_in_hand_mm=3.0)  # the default
+    v_plain = hand_object_violation(hands, through, o, surf, og)
+    v_checked = hand_object_violation(hands, through, o, surf, checked)
+    # the hand's own points lie at most half the wall's thickness deep: the depth check alone passes it
+    assert float(v_plain[0]) == 0.0 and float(v_checked[0]) > 0.0
+    assert float(hand_object_violation(hands, below, o, surf, checked)[0]) == 0.0
+
+
+def test_exact_push_out_moves_penetrating_hands_out_by_the_exact_distance():
+    box = make_object("box", FAMILIES["box"].sample(np.random.default_rng(0)))
+    library = ObjectLibrary.from_meshes(["box"], [box])
+    top = float(box.vertices[:, 2].max())
+    exact = exact_objects(library, np.zeros(3, dtype=np.int64), np.zeros((3, 7)))
+    hand, x = _flat_hand()
+    pts = hand(x.float())[0][0].double()
+    pts = pts - pts.mean(0) * torch.tensor([1.0, 1.0, 0.0], dtype=pts.dtype)  # over the box's centre
+    low = float(pts[:, 2].min())
+    rows = torch.stack([pts + torch.tensor([0.0, 0.0, top + gap - low], dtype=pts.dtype)
+                        for gap in (-0.002, 0.0001, 0.010)])
+    og = ObjectSettings(exact_push_rounds=3, exact_push_margin_mm=0.2)
+    judged = rows[:, rows[0, :, 2].topk(16, largest=False).indices]  # the 16 lowest points of each hand
+    signed, direction = exact.query(torch.arange(3), judged)
+    move = exact_push_out(judged, signed, direction, exact, torch.arange(3), og)
+    # 2 mm inside the top face: out along its normal to 0.2 mm above it
+    torch.testing.assert_close(move[0], torch.tensor([0.0, 0.0, 0.0022], dtype=move.dtype), atol=1e-6, rtol=0)
+    torch.testing.assert_close(move[1], torch.tensor([0.0, 0.0, 0.0001], dtype=move.dtype), atol=1e-6, rtol=0)
+    assert torch.equal(move[2], torch.zeros(3, dtype=move.dtype))  # clear of the box: exactly no move
+    after = object_signed_distance(rows + move[:, None], torch.tensor(box.vertices), torch.tensor(box.faces))[0]
+    assert float(after[:2].min()) > 0.0002 - 1e-6  # every point of the hand, not only the judged ones
+    for bad in (dict(exact_push_rounds=-1), dict(exact_push_margin_mm=-0.1), dict(redraw_object_in_hand_mm=-1.0)):
+        with pytest.raises(InputError, match=next(iter(bad))):
+            ObjectSettings(**bad).validate()
+    with pytest.raises(InputError, match="redraw_exact_points"):
+        ObjectSettings(exact_push_rounds=2, redraw_exact_points=0).validate()
+
+
+def test_sampler_push_out_only_moves_hands_out(tmp_path, model_file):  # noqa: F811
+    base = ObjectSettings(redraw_rounds=0, redraw_hand_check=False, settle_hand_guard=False, exact_push_rounds=0)
+    gen, settings, scene, ids, poses, tokens, surfaces, hands = _box_rows(tmp_path, model_file, base)
+    exact = exact_objects(scene.library, ids, poses)
+    x0 = gen._run(12, tokens, surfaces, 0, settings, base, 2500, False, exact=exact)
+    pushed = dataclasses.replace(base, exact_push_rounds=3, redraw_exact_points=32)
+    x1 = gen._run(12, tokens, surfaces, 0, settings, pushed, 2500, False, exact=exact)
+    mesh = scene.library
+
+    def closest(x):
+        out = []
+        for pts in (hands[0](x[:, 0])[0], other_in_object_frame(hands[1](x[:, 1])[0], x[:, 0])):
+            sdf = object_signed_distance(pts.double(), torch.tensor(mesh.vertices[0]), torch.tensor(mesh.faces[0]))[0]
+            out.append(sdf.amin(1))
+        return torch.stack(out, 1)  # [12, 2] the smallest exact signed distance of each hand (metres)
+
+    c0, c1 = closest(x0), closest(x1)
+    moved = (x1 != x0).flatten(1).any(1)
+    # only pairs with a hand inside or within the margin (0.2 mm) moved; the others are bit for bit the same
+    assert bool(moved.any()) and bool((c0[moved].amin(1) < 0.0002).all()) and bool((c0[~moved] >= 0.0002).all())
+    assert torch.equal(x1[~moved], x0[~moved])
+    d0, d1 = torch.relu(-c0), torch.relu(-c1)
+    assert float(d0.sum()) > 0 and float(d1.sum()) < 0.5 * float(d0.sum()), (d0, d1)
+    # the rigid push changes neither pose nor shape
+    torch.testing.assert_close(x1[:, :, :55], x0[:, :, :55], atol=0, rtol=0)
