@@ -98,6 +98,34 @@ def test_nearby_planes_match_a_brute_force_search():
     assert (signed - want).abs().lt(1e-9).double().mean() > 0.995
 
 
+def test_deciding_samples_only_near_the_object_keep_every_value_and_the_normals_needed():
+    obj = _box()
+    surf = torch.tensor(surface_samples(obj.vertices, obj.faces, 1024, seed=2))[None].expand(4, -1, -1)
+    rng = np.random.default_rng(5)
+    ext = np.ptp(obj.vertices, axis=0) / 2 + 0.03
+    near = torch.cat([_near_surface(surf[:1], np.random.default_rng(k), 150) for k in range(2)])
+    # two rows near the surface, one wholly 1-3 cm away, one far (its closest point must keep its normal)
+    far = torch.tensor(rng.uniform(-ext, ext, (2, 150, 3)))
+    far[1] += torch.tensor([0.0, 0.0, 0.3], dtype=far.dtype)
+    pts = torch.cat([near, far]).requires_grad_(True)
+    full_pen, full, full_n = object_penetration(pts, surf, 0.02, 4.0)
+    (full_g,) = torch.autograd.grad(full_pen.sum() + full.amin(1).sum(), pts)
+    part_pen, part, part_n = object_penetration(pts, surf, 0.02, 4.0, within_mm=2.0)
+    (part_g,) = torch.autograd.grad(part_pen.sum() + part.amin(1).sum(), pts)
+    has = part_n.norm(dim=-1) > 0
+    # every value as before (the points without a deciding sample: from the single-precision search)
+    assert torch.equal(part.detach()[has], full.detach()[has])
+    assert (part.detach() - full.detach()).abs().max() < 1e-6
+    # normals and gradients exactly where the callers use them: inside, within 2 mm, each row's closest point
+    needed = (full.detach() < 0.002) | (full.detach() == full.detach().amin(1, keepdim=True))
+    assert bool(has[needed].all()) and bool((~has).any())
+    assert torch.equal(part_n[has], full_n[has]) and bool((part_n[~has] == 0).all())
+    torch.testing.assert_close(part_pen, full_pen)
+    torch.testing.assert_close(part_g, full_g)
+    with pytest.raises(InputError, match="within_mm"):
+        object_penetration(pts, surf, 0.02, 0.0, within_mm=2.0)
+
+
 def test_nearby_planes_keep_the_gradient_and_reject_a_negative_reach():
     obj = _box()
     surf = torch.tensor(surface_samples(obj.vertices, obj.faces, 1024, seed=2))[None]

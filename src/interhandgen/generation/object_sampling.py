@@ -241,8 +241,8 @@ class ObjectSettings:
                              f"{self.physics_settle_s}, {self.physics_max_drop_mm} and {self.physics_depth_mm}")
 
 
-def object_penetration(points: torch.Tensor, surface: torch.Tensor, rho: float, reach_mm: float = 0.0
-                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def object_penetration(points: torch.Tensor, surface: torch.Tensor, rho: float, reach_mm: float = 0.0,
+                       within_mm: float | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Penetration of hand points [B, S, 3] into objects sampled by ``surface`` [B, K, 6] (points, outward normals).
 
     Returns (penalty [B]: sum of Geman-McClure(depth, rho), signed [B, S], normals [B, S, 3] of the deciding
@@ -254,6 +254,12 @@ def object_penetration(points: torch.Tensor, surface: torch.Tensor, rho: float, 
     "inside", needs the planes of the other side too; a small reach keeps the samples of a concave (bowl-like)
     surface farther along, whose planes pass above points just inside it, from voting. Outside, the value is at
     least the distance to the nearest sample less :data:`SAMPLE_SPACING`.
+
+    ``within_mm`` (needs ``reach_mm`` > 0; None: every point): only the points closer than that to the object (by
+    ``signed``) and each row's closest point get their deciding sample; the others (outside, farther) have the
+    same ``signed`` value (from the single-precision search, no gradient through the plane) and a zero normal. The
+    sampler's callers need normals of inside points and of the closest one only, and the sample searches are most
+    of their time.
     """
     if points.dim() != 3 or surface.dim() != 3 or surface.shape[0] != points.shape[0] or surface.shape[2] != 6:
         raise InputError(f"points [B, S, 3] and surface [B, K, 6] expected, got {list(points.shape)} and "
@@ -262,19 +268,44 @@ def object_penetration(points: torch.Tensor, surface: torch.Tensor, rho: float, 
         raise InputError(f"reach_mm must be >= 0, got {reach_mm}")
     surface = surface.to(points.dtype)
     grad = torch.is_grad_enabled() and points.requires_grad
-    best, apart, nearest = _deciding_samples(points, surface, reach_mm / 1000.0, grad)
+    if within_mm is not None and not (reach_mm > 0 and within_mm >= 0):
+        raise InputError(f"within_mm needs reach_mm > 0 and must be >= 0, got {within_mm} (reach_mm {reach_mm})")
+    within = None if within_mm is None else within_mm / 1000.0
+    best, apart, nearest, value = _deciding_samples(points, surface, reach_mm / 1000.0, grad, within)
+    has = None if within is None else best >= 0
+    if has is not None:
+        best = best.clamp_min(0)
+        nearest = None if nearest is None else nearest.clamp_min(0)
     near = torch.gather(surface, 1, best[..., None].expand(-1, -1, 6))
     offset = points - near[..., :3]
     plane = (offset * near[..., 3:]).sum(-1)
+    normals = near[..., 3:]
+    if has is not None:
+        plane = torch.where(has, plane, value.to(plane.dtype))
+        normals = normals * has[..., None].to(normals.dtype)
     apart = apart.to(points.dtype)
     if grad:  # the distance to the nearest sample, with its gradient (the unit vector from that sample)
         away = points - torch.gather(surface[..., :3], 1, nearest[..., None].expand(-1, -1, 3))
         unit = (away / away.norm(dim=-1, keepdim=True).clamp_min(1e-12)).detach()
+        if has is not None:
+            unit = unit * has[..., None].to(unit.dtype)
         apart = apart + (unit * (points - points.detach())).sum(-1)
     # Outside, the distance is at least the distance to the nearest sample less the samples' spacing: a point
     # beyond an edge (level with a box's top face, beside it) lies ON the face's plane but far from the face.
     signed = torch.where(plane < 0, plane, torch.maximum(plane, apart - SAMPLE_SPACING))
-    return geman_mcclure(torch.relu(-signed), rho).sum(1), signed, near[..., 3:]
+    return geman_mcclure(torch.relu(-signed), rho).sum(1), signed, normals
+
+
+#: The sampler's guidance, settling and redraw checks need the deciding samples (normals, gradients) of the points
+#: inside the object or closer than this (mm) and of each hand's closest point only (``within_mm`` of
+#: :func:`object_penetration`).
+NORMALS_WITHIN_MM = 2.0
+
+
+def _within(reach_mm: float, needed_mm: float = 0.0) -> float | None:
+    """``within_mm`` for the sampler's calls: :data:`NORMALS_WITHIN_MM` (or ``needed_mm`` if larger) where the
+    planes of nearby samples decide, None (every point) for the nearest plane alone (``reach_mm`` 0)."""
+    return max(NORMALS_WITHIN_MM, needed_mm) if reach_mm > 0 else None
 
 
 #: (point, sample) pairs per chunk of :func:`_deciding_samples` (a few MB: the chunk stays in the CPU's caches).
@@ -286,27 +317,42 @@ _SEARCH_CHUNK = 1 << 21
 _OUT_OF_REACH = 1e18
 
 
+#: Points within this (metres) of their row's smallest signed distance also get their deciding sample with
+#: ``within``: the row's closest point, whose normal settling pulls along, must have one despite float rounding.
+_CLOSEST_TIE = 1e-6
+
+
 @torch.no_grad()
-def _deciding_samples(points: torch.Tensor, surface: torch.Tensor, reach: float, index: bool
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def _deciding_samples(points: torch.Tensor, surface: torch.Tensor, reach: float, index: bool,
+                      within: float | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """(index [B, S] of the sample whose plane decides each point in :func:`object_penetration`, distance [B, S] to
-    the nearest sample, and with ``index`` that sample's index [B, S], else None). In single precision and in
-    chunks of rows: squared distances and plane distances are two batched matrix products that stay in the CPU's
-    caches; the search only picks samples (millimetres apart) and the nearest distance is used only beyond the
-    samples' spacing, where its single-precision error is below a micrometre."""
+    the nearest sample, with ``index`` that sample's index [B, S] (else None), and with ``within`` the deciding
+    plane distance [B, S] (else None)). In single precision and in chunks of rows: squared distances and plane
+    distances are two batched matrix products that stay in the CPU's caches; the search only picks samples
+    (millimetres apart) and the nearest distance is used only beyond the samples' spacing, where its
+    single-precision error is below a micrometre.
+
+    ``within`` (metres; needs ``reach`` > 0): the two index searches (the slow part) run only for the points whose
+    signed distance (as :func:`object_penetration` forms it from these values) is below ``within`` or within
+    :data:`_CLOSEST_TIE` of their row's smallest; the other points get index -1 and are judged by the plane
+    distance returned."""
+    if within is not None and reach == 0:
+        raise ValueError("_deciding_samples: 'within' needs reach > 0")
     B, S = points.shape[:2]
     P, Q, N = points.detach().float(), surface[..., :3].float(), surface[..., 3:].float()
     pp, qq, qn = (P * P).sum(-1), (Q * Q).sum(-1), (Q * N).sum(-1)
     best = torch.empty(B, S, dtype=torch.long, device=points.device)
     nearest = torch.empty(B, S, dtype=torch.float32, device=points.device)
     which = torch.empty(B, S, dtype=torch.long, device=points.device) if index or reach == 0 else None
+    value = None if within is None else torch.empty(B, S, dtype=torch.float32, device=points.device)
     step = max(1, _SEARCH_CHUNK // max(1, S * Q.shape[1]))
     for i in range(0, B, step):
         r = slice(i, i + step)
         d2 = torch.baddbmm(qq[r, None, :], P[r], Q[r].transpose(1, 2), alpha=-2.0).add_(pp[r, :, None])
         first = d2.amin(dim=2, keepdim=True)
         nearest[r] = first[..., 0].clamp_min(0).sqrt()
-        if which is not None:
+        if within is None and which is not None:
             which[r] = d2.argmin(dim=2)
         if reach == 0:
             best[r] = which[r]
@@ -316,8 +362,23 @@ def _deciding_samples(points: torch.Tensor, surface: torch.Tensor, reach: float,
         plane = torch.baddbmm(-qn[r, None, :], P[r], N[r].transpose(1, 2))
         # samples beyond the reach are pushed _OUT_OF_REACH below: arithmetic, a quarter of the time of a
         # comparison and masked_fill, and the same choice (module constant)
-        best[r] = plane.add_(d2.sub_(bound).clamp_min_(0.0).mul_(-_OUT_OF_REACH)).argmax(dim=2)
-    return best, nearest, which
+        if within is None:
+            best[r] = plane.add_(d2.sub_(bound).clamp_min_(0.0).mul_(-_OUT_OF_REACH)).argmax(dim=2)
+            continue
+        plane.add_((d2 - bound).clamp_min_(0.0).mul_(-_OUT_OF_REACH))
+        top = plane.amax(dim=2)
+        value[r] = top
+        signed = torch.where(top < 0, top, torch.maximum(top, nearest[r] - SAMPLE_SPACING))
+        need = (signed < within) | (signed <= signed.amin(dim=1, keepdim=True) + _CLOSEST_TIE)
+        rows, cols = need.nonzero(as_tuple=True)
+        part = torch.full(need.shape, -1, dtype=torch.long, device=points.device)
+        part[rows, cols] = plane[rows, cols].argmax(dim=1)
+        best[r] = part
+        if which is not None:
+            part = torch.full(need.shape, -1, dtype=torch.long, device=points.device)
+            part[rows, cols] = d2[rows, cols].argmin(dim=1)
+            which[r] = part
+    return best, nearest, which, value
 
 
 def other_in_object_frame(points: torch.Tensor, anchor_raw: torch.Tensor) -> torch.Tensor:
@@ -365,7 +426,8 @@ class HandObjectGuidance(PolyakGuidance):
         placed = points if self.anchor_raw is None else other_in_object_frame(points, self.anchor_raw)
         total = 0.0
         if self.surface is not None:
-            penalty, signed, _ = object_penetration(placed, self.surface, self.rho, self.reach_mm)
+            penalty, signed, _ = object_penetration(placed, self.surface, self.rho, self.reach_mm,
+                                                    _within(self.reach_mm))
             total = penalty
             if self.contact is not None and self.contact[0] > 0:
                 weight, touch, attract = self.contact
@@ -384,7 +446,8 @@ def settle_on_object(points: torch.Tensor, surface: torch.Tensor, settings: Obje
     so do rows touching the object (within ``touch_mm``) or inside it at the start: only hands apart from it move."""
     B = points.shape[0]
     if not push:
-        start = object_penetration(points, surface, 1.0, settings.object_plane_reach_mm)[1].amin(1)
+        reach = settings.object_plane_reach_mm
+        start = object_penetration(points, surface, 1.0, reach, _within(reach))[1].amin(1)
         apart = start > settings.touch_mm / 1000.0
         move = torch.zeros(B, 3, dtype=points.dtype, device=points.device)
         if bool(apart.any()):
@@ -397,7 +460,8 @@ def settle_on_object(points: torch.Tensor, surface: torch.Tensor, settings: Obje
         if not active.numel():
             break
         _, signed, normals = object_penetration(points[active] + move[active, None], surface[active], 1.0,
-                                                settings.object_plane_reach_mm)
+                                                settings.object_plane_reach_mm,
+                                                _within(settings.object_plane_reach_mm))
         depth = torch.relu(-signed)
         deepest = depth.amax(1)
         inside = deepest > 0
@@ -562,7 +626,9 @@ def hand_object_violation(hands: tuple[SubsetHand, SubsetHand], a_raw: torch.Ten
         out = torch.zeros(a_raw.shape[0], dtype=torch.float64, device=a_raw.device)
         both, kept = [], []
         for pts in (hands[0](a_raw)[0], other_in_object_frame(hands[1](o_raw)[0], a_raw)):
-            _, signed, normals = object_penetration(pts, surface, 1.0, settings.object_plane_reach_mm)
+            reach = settings.object_plane_reach_mm
+            within = _within(reach, settings.support_contact_mm if settings.redraw_support else 0.0)
+            _, signed, normals = object_penetration(pts, surface, 1.0, reach, within)
             judged = signed
             if exact is not None and settings.redraw_exact_points > 0:
                 k = min(settings.redraw_exact_points, pts.shape[1])
