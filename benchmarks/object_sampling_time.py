@@ -1,0 +1,95 @@
+"""CPU time of object-conditioned sampling, settings measured in turn in ONE process (the issue's budget: 1,000
+samples with guidance in <= 60 s on the 2-core CPU).
+
+Each repeat samples ``--num`` pairs around the placements of a reference set (sample i: placement i mod S) once with
+every setting, in the order given, so that the settings share the process, its caches and the machine's load;
+CPU seconds of the process (``time.process_time``) and wall seconds are recorded per run, with the ratio of each
+setting's CPU time to the first's in the same repeat. Run it with nothing else on the machine and ``--threads 1``
+(torch's default threads can be many times slower on a busy CPU).
+
+    python benchmarks/object_sampling_time.py --reference obj_s1005.npz --num 1000 --threads 1 --repeats 2 \\
+        --settings "default;three_rounds=redraw_rounds=3" --out benchmarks/results/object_sampling_time.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+
+import torch
+
+from interhandgen.data.format import TwoHandSet
+from interhandgen.generation.object_api import ObjectInterHandGen, ObjectScene, object_sampler_defaults
+from interhandgen.generation.object_sampling import ObjectSettings
+
+
+def parse_settings(text: str) -> list[tuple[str, ObjectSettings]]:
+    """'label[=field=value,...];...' -> [(label, ObjectSettings)]; a bare label is the defaults."""
+    out = []
+    fields = {f.name: f.type for f in dataclasses.fields(ObjectSettings)}
+    for item in filter(None, (part.strip() for part in text.split(";"))):
+        label, _, rest = item.partition("=")
+        kwargs = {}
+        for pair in filter(None, rest.split(",")):
+            key, _, value = pair.partition("=")
+            if key not in fields:
+                raise SystemExit(f"--settings: {key!r} is not an ObjectSettings field")
+            default = getattr(ObjectSettings(), key)
+            if value.lower() == "none":
+                kwargs[key] = None
+            elif isinstance(default, bool):
+                kwargs[key] = value.lower() in ("1", "true")
+            else:  # the field's own type; an optional field (default None) takes a float
+                kwargs[key] = float(value) if default is None else type(default)(value)
+        settings = ObjectSettings(**kwargs)
+        settings.validate()
+        out.append((label, settings))
+    if not out:
+        raise SystemExit("--settings: give at least one setting")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reference", required=True, help="TwoHandSet .npz with objects (its placements are used)")
+    ap.add_argument("--model", default=None, help="object model (default: the bundled one)")
+    ap.add_argument("--num", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--settings", default="default", help="'label[=field=value,...];...' (ObjectSettings fields)")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    settings = parse_settings(a.settings)
+    scene = ObjectScene.of(TwoHandSet.load(a.reference))
+    gen = ObjectInterHandGen.load(a.model)
+    runs = []
+    for repeat in range(a.repeats):
+        first = None
+        for label, og in settings:
+            wall, cpu = time.perf_counter(), time.process_time()
+            gen.sample(a.num, scene, seed=a.seed, settings=object_sampler_defaults(), object_settings=og,
+                       progress=False)
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            first = cpu if first is None else first
+            runs.append({"repeat": repeat, "setting": label, "cpu_seconds": cpu, "wall_seconds": wall,
+                         "cpu_ratio_to_first": cpu / first})
+            print(f"repeat {repeat} {label}: {cpu:.1f} s CPU, {wall:.1f} s wall", flush=True)
+    result = {"command": " ".join(sys.argv), "num": a.num, "seed": a.seed, "threads": a.threads,
+              "settings": {label: dataclasses.asdict(og) for label, og in settings}, "runs": runs,
+              "load_average_end": os.getloadavg(), "machine": platform.processor() or platform.machine()}
+    tmp = a.out + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(result, f, indent=2)
+    os.replace(tmp, a.out)
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()
