@@ -121,7 +121,7 @@ class ObjectSettings:
     # with the nearby planes and the exact check, two rounds gave both-hands contact 0.948 / 0.954 (seeds 0 / 1) at
     # 50-51 s of CPU, three 0.979 / 0.981 at 52-54 s (the issue's budget is 60 s; docs/results_object.md, "Nearby
     # planes"); with the object-through-a-hand check and the exact push-out, four rounds instead of three: contact
-    # 0.973 / 0.977 -> 0.983 / 0.985, penetration 0.49 / 0.55 -> 0.35 / 0.36 cm^3 per hand, 50-51 -> 53-56 s
+    # 0.973 / 0.977 -> 0.983 / 0.985, penetration 0.49 / 0.55 -> 0.35 / 0.36 cm^3 per hand, 47-51 -> 49-56 s
     # (docs/results_object.md, "A thin wall through a hand")
     redraw_rounds: int = 4
     redraw_gap_mm: float = 2.0  # a hand farther than this from the object fails
