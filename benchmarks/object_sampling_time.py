@@ -15,38 +15,33 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import os
 import platform
 import sys
 import time
+from pathlib import Path
 
 import torch
 
+from interhandgen._atomic import atomic_write_bytes
 from interhandgen.data.format import TwoHandSet
 from interhandgen.generation.object_api import ObjectInterHandGen, ObjectScene, object_sampler_defaults
 from interhandgen.generation.object_sampling import ObjectSettings
 
+_spec = importlib.util.spec_from_file_location("variant_overrides", Path(__file__).with_name("variant_overrides.py"))
+overrides_of = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(overrides_of)
+
 
 def parse_settings(text: str) -> list[tuple[str, ObjectSettings]]:
-    """'label[=field=value,...];...' -> [(label, ObjectSettings)]; a bare label is the defaults."""
+    """'label[=field=value,...];...' -> [(label, ObjectSettings)]; a bare label is the defaults (the fields parsed as
+    in benchmarks/object_sampling.py's --variants: :func:`variant_overrides.field_overrides`)."""
     out = []
-    fields = {f.name: f.type for f in dataclasses.fields(ObjectSettings)}
     for item in filter(None, (part.strip() for part in text.split(";"))):
         label, _, rest = item.partition("=")
-        kwargs = {}
-        for pair in filter(None, rest.split(",")):
-            key, _, value = pair.partition("=")
-            if key not in fields:
-                raise SystemExit(f"--settings: {key!r} is not an ObjectSettings field")
-            default = getattr(ObjectSettings(), key)
-            if value.lower() == "none":
-                kwargs[key] = None
-            elif isinstance(default, bool):
-                kwargs[key] = value.lower() in ("1", "true")
-            else:  # the field's own type; an optional field (default None) takes a float
-                kwargs[key] = float(value) if default is None else type(default)(value)
-        settings = ObjectSettings(**kwargs)
+        settings = ObjectSettings(**overrides_of.field_overrides(ObjectSettings, rest, f"--settings {item!r}")[0])
         settings.validate()
         out.append((label, settings))
     if not out:
@@ -84,10 +79,7 @@ def main() -> None:
     result = {"command": " ".join(sys.argv), "num": a.num, "seed": a.seed, "threads": a.threads,
               "settings": {label: dataclasses.asdict(og) for label, og in settings}, "runs": runs,
               "load_average_end": os.getloadavg(), "machine": platform.processor() or platform.machine()}
-    tmp = a.out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(tmp, a.out)
+    atomic_write_bytes(a.out, (json.dumps(result, indent=2) + "\n").encode())
     print(f"wrote {a.out}")
 
 

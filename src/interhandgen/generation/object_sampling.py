@@ -373,13 +373,11 @@ def _deciding_samples(points: torch.Tensor, surface: torch.Tensor, reach: float,
         signed = torch.where(top < 0, top, torch.maximum(top, nearest[r] - SAMPLE_SPACING))
         need = (signed < within) | (signed <= signed.amin(dim=1, keepdim=True) + _CLOSEST_TIE)
         rows, cols = need.nonzero(as_tuple=True)
-        part = torch.full(need.shape, -1, dtype=torch.long, device=points.device)
-        part[rows, cols] = plane[rows, cols].argmax(dim=1)
-        best[r] = part
+        best[r] = -1
+        best[r][rows, cols] = plane[rows, cols].argmax(dim=1)
         if which is not None:
-            part = torch.full(need.shape, -1, dtype=torch.long, device=points.device)
-            part[rows, cols] = d2[rows, cols].argmin(dim=1)
-            which[r] = part
+            which[r] = -1
+            which[r][rows, cols] = d2[rows, cols].argmin(dim=1)
     return best, nearest, which, value
 
 
@@ -627,9 +625,9 @@ def hand_object_violation(hands: tuple[SubsetHand, SubsetHand], a_raw: torch.Ten
     with torch.no_grad():
         out = torch.zeros(a_raw.shape[0], dtype=torch.float64, device=a_raw.device)
         both, kept = [], []
+        reach = settings.object_plane_reach_mm
+        within = _within(reach, settings.support_contact_mm if settings.redraw_support else 0.0)
         for pts in (hands[0](a_raw)[0], other_in_object_frame(hands[1](o_raw)[0], a_raw)):
-            reach = settings.object_plane_reach_mm
-            within = _within(reach, settings.support_contact_mm if settings.redraw_support else 0.0)
             _, signed, normals = object_penetration(pts, surface, 1.0, reach, within)
             judged = signed
             if exact is not None and settings.redraw_exact_points > 0:
@@ -963,17 +961,17 @@ def settle_pair(a_raw: torch.Tensor, o_raw: torch.Tensor, surface: torch.Tensor,
         d_a = (settle_on_object(hands[0](a_raw)[0], surface, og, push) if move_anchor
                else torch.zeros_like(a_raw[:, :3]))
         d_o = settle_on_object(o_pts, surface, og, push)
-        if not og.settle_hand_guard:
-            return _translated(a_raw, o_raw, d_a, d_o)
         return _guarded_moves(a_raw, o_raw, d_a, d_o, hands if check_hands is None else check_hands, og)
 
 
 def _guarded_moves(a_raw: torch.Tensor, o_raw: torch.Tensor, d_a: torch.Tensor, d_o: torch.Tensor,
                    guard: tuple[SubsetHand, SubsetHand], og: ObjectSettings) -> tuple[torch.Tensor, torch.Tensor]:
-    """The pair with the translations d_a, d_o [B, 3] (:func:`_translated`), except where they put one hand into the
-    other (:func:`hands_interpenetrate`): there the first of (the anchor's move only, the other's only, neither)
-    that does not; pairs interpenetrating before the moves take them."""
+    """The pair with the translations d_a, d_o [B, 3] (:func:`_translated`); with ``og.settle_hand_guard``, except
+    where they put one hand into the other (:func:`hands_interpenetrate`): there the first of (the anchor's move
+    only, the other's only, neither) that does not; pairs interpenetrating before the moves take them."""
     a_new, o_new = _translated(a_raw, o_raw, d_a, d_o)
+    if not og.settle_hand_guard:
+        return a_new, o_new
     bad = hands_interpenetrate(guard, a_new, o_new, og).nonzero()[:, 0]
     if bad.numel():  # pairs interpenetrating before the moves keep them: undoing would not separate them
         bad = bad[~hands_interpenetrate(guard, a_raw[bad], o_raw[bad], og)]
@@ -1029,8 +1027,6 @@ def _exact_push_pair(a_raw: torch.Tensor, o_raw: torch.Tensor, judged: tuple[tor
         d_a = (exact_push_out(points[:, 0], signed[:, 0], direction[:, 0], exact, rows, og).to(a_raw.dtype)
                if move_anchor else torch.zeros_like(a_raw[:, :3]))
         d_o = exact_push_out(points[:, 1], signed[:, 1], direction[:, 1], exact, rows, og).to(a_raw.dtype)
-        if not og.settle_hand_guard:
-            return _translated(a_raw, o_raw, d_a, d_o)
         return _guarded_moves(a_raw, o_raw, d_a, d_o, hands, og)
 
 
