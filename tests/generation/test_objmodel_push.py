@@ -12,7 +12,8 @@ from interhandgen.data.object_library import ObjectLibrary
 from interhandgen.exceptions import InputError
 from interhandgen.generation.object_api import exact_objects
 from interhandgen.generation.object_sampling import (ObjectSettings, exact_push_out, hand_object_violation,
-                                                     object_in_hand_depth, other_in_object_frame)
+                                                     object_in_hand_depth, other_in_object_frame,
+                                                     translation_search)
 from interhandgen.generation.settle import hand_spheres
 from interhandgen.generation.subset import SubsetHand
 from interhandgen.hand import open_hand
@@ -137,11 +138,12 @@ def test_exact_push_out_moves_penetrating_hands_out_by_the_exact_distance():
 
 
 def test_sampler_push_out_only_moves_hands_out(tmp_path, model_file):  # noqa: F811
-    base = ObjectSettings(redraw_rounds=0, redraw_hand_check=False, settle_hand_guard=False, exact_push_rounds=0)
+    base = ObjectSettings(redraw_rounds=0, redraw_hand_check=False, settle_hand_guard=False, exact_push_rounds=0,
+                          search_rounds=0)
     gen, settings, scene, ids, poses, tokens, surfaces, hands = _box_rows(tmp_path, model_file, base)
     exact = exact_objects(scene.library, ids, poses)
     x0 = gen._run(12, tokens, surfaces, 0, settings, base, 2500, False, exact=exact)
-    pushed = dataclasses.replace(base, exact_push_rounds=3, redraw_exact_points=32)
+    pushed = dataclasses.replace(base, exact_push_rounds=3, redraw_exact_points=32, exact_push_margin_mm=0.2)
     x1 = gen._run(12, tokens, surfaces, 0, settings, pushed, 2500, False, exact=exact)
     mesh = scene.library
 
@@ -161,3 +163,74 @@ def test_sampler_push_out_only_moves_hands_out(tmp_path, model_file):  # noqa: F
     assert float(d0.sum()) > 0 and float(d1.sum()) < 0.5 * float(d0.sum()), (d0, d1)
     # the rigid push changes neither pose nor shape
     torch.testing.assert_close(x1[:, :, :55], x0[:, :, :55], atol=0, rtol=0)
+
+
+def _slab_distance(points: torch.Tensor, thickness: float) -> torch.Tensor:
+    """Closed-form signed distance to an infinite slab |z| <= thickness / 2 (the test slabs are 30 cm wide, far
+    wider than a hand, so within the hand's reach their faces are the only surfaces)."""
+    return points[..., 2].abs() - thickness / 2
+
+
+def test_translation_search_takes_the_hand_off_a_thin_wall_through_it():
+    left = SubsetHand(open_hand("left"), 512)
+    a = torch.zeros(1, 64, dtype=torch.float64)
+    a[0, 55:61] = torch.tensor([1.0, 0, 0, 0, 1, 0])
+    centres, _ = hand_spheres(left, a)
+    # turn the hand so that its thinnest extent (the smallest principal axis of its spheres' centres) is world z
+    spread = (centres[0] - centres[0].mean(0)).T @ (centres[0] - centres[0].mean(0))
+    turn = torch.linalg.eigh(spread).eigenvectors.flip(1).T.contiguous()
+    turn[2] *= torch.det(turn)
+    a[0, 55:61] = matrix_to_rot6d(turn[None])[0]
+    centres, radii = hand_spheres(left, a)
+    bottom, top = float((centres[..., 2] - radii).min()), float((centres[..., 2] + radii).max())
+    slab = _slab(0.004)
+    surf = torch.tensor(surface_samples(np.asarray(slab.vertices), np.asarray(slab.faces), 4096, seed=1))[None]
+    through, clear = a.clone(), a.clone()
+    through[0, 63] -= bottom + 0.25 * (top - bottom)  # the 4 mm wall through the hand's lower quarter
+    clear[0, 63] += 0.002 + 0.0005 - bottom  # its spheres 0.5 mm above the wall's top face
+    og = ObjectSettings()
+    x = torch.cat([through, clear])
+    shift = translation_search(left, x, surf.expand(2, -1, -1), og)
+    assert torch.equal(shift[1], torch.zeros(3, dtype=shift.dtype))  # nothing scores better than touching: no move
+    # the wall's normal is world z here, so the move is along z, out of the wall on one side
+    assert float(shift[0, :2].abs().max()) < 1e-9 and float(shift[0, 2].abs()) > 0.005
+    centres, radii = hand_spheres(left, x[:1])
+    before = _slab_distance(centres, 0.004) - radii
+    after = _slab_distance(centres + shift[:1, None], 0.004) - radii
+    assert float(before.min()) < -0.003  # spheres cut by the wall
+    assert float(after.min()) > -0.0005  # no sphere reaches more than 0.5 mm into it (closed form)
+    assert float(after.min()) < og.redraw_gap_mm / 1000.0  # and the hand still touches it
+    assert float(object_in_hand_depth(left, x[:1] + _rigid(shift[:1]), surf[..., :3])[0]) == 0.0
+    # the shortest clearing move: the next shorter step along the same way still cuts the wall
+    steps = sorted(og.search_steps_mm)
+    k = steps.index(round(float(shift[0].norm()) * 1000.0, 6))
+    if k:
+        shorter = shift[:1] * (steps[k - 1] / steps[k])
+        assert float((_slab_distance(centres + shorter[:, None], 0.004) - radii).min()) < -0.0005
+    for bad in (dict(search_steps_mm=()), dict(search_steps_mm=(2.0, -1.0)), dict(search_rounds=-1)):
+        with pytest.raises(InputError, match=next(iter(bad))):
+            ObjectSettings(**bad).validate()
+
+
+def _rigid(shift: torch.Tensor) -> torch.Tensor:
+    """Raw-vector offsets [B, 64] that translate anchors by ``shift`` [B, 3] (the translation slots)."""
+    out = torch.zeros(shift.shape[0], 64, dtype=shift.dtype)
+    out[:, 61:] = shift
+    return out
+
+
+def test_sampler_translation_search_only_replaces_failing_pairs_by_better_ones(tmp_path, model_file):  # noqa: F811
+    base = ObjectSettings(redraw_rounds=1, exact_push_rounds=0, search_rounds=0)
+    gen, settings, scene, ids, poses, tokens, surfaces, hands = _box_rows(tmp_path, model_file, base)
+    exact = exact_objects(scene.library, ids, poses)
+    x0 = gen._run(12, tokens, surfaces, 0, settings, base, 2500, False, exact=exact)
+    searched = dataclasses.replace(base, search_rounds=2)
+    x1 = gen._run(12, tokens, surfaces, 0, settings, searched, 2500, False, exact=exact)
+    rows = torch.arange(12)
+    v0 = hand_object_violation(hands, x0[:, 0], x0[:, 1], surfaces, base, exact, rows)
+    v1 = hand_object_violation(hands, x1[:, 0], x1[:, 1], surfaces, base, exact, rows)
+    moved = (x1 != x0).flatten(1).any(1)
+    # passing pairs are never touched; a failing pair changes only to fail by less
+    assert bool((v0[moved] > 0).all()) and bool((v1[moved] < v0[moved]).all())
+    assert bool(moved.any()) and torch.equal(x1[~moved], x0[~moved])
+    torch.testing.assert_close(x1[:, :, :55], x0[:, :, :55], atol=0, rtol=0)  # rigid moves only

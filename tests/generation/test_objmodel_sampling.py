@@ -470,7 +470,7 @@ def _box_rows(tmp_path, model_file, og):
 def test_redraw_keeps_the_least_failing_draw(tmp_path, model_file):
     from interhandgen.generation.object_sampling import hand_object_violation
 
-    base = ObjectSettings(object_settle_steps=0)
+    base = ObjectSettings(object_settle_steps=0, search_rounds=0)  # the redraw alone
     gen, settings, _, _, _, tokens, surfaces, hands = _box_rows(tmp_path, model_file, base)
 
     def violation(**kw):

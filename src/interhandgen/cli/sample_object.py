@@ -52,6 +52,13 @@ def add_object_options(p: argparse.ArgumentParser, families: bool = True) -> Non
     g.add_argument("--exact-push-rounds", type=int, default=OBJECT_DEFAULTS.exact_push_rounds,
                    help="after the redraw, move each hand rigidly out of the object by the exact signed distance of "
                         "its points closest to it, at most this many moves (default %(default)s; 0 disables it)")
+    g.add_argument("--search-rounds", type=int, default=OBJECT_DEFAULTS.search_rounds,
+                   help="pairs still failing the redraw's checks try rigid moves of each hand off the object (along "
+                        "the axis of the object normals it meets and world z, up to 5 cm) and keep the best where it "
+                        "fails them by less; this many rounds (default %(default)s; 0 disables it)")
+    g.add_argument("--exact-push-margin-mm", type=float, default=OBJECT_DEFAULTS.exact_push_margin_mm,
+                   help="the exact push-out moves a hand until its judged points are this far outside the object "
+                        "(default %(default)s)")
     g.add_argument("--support-lift-mm", type=float, default=OBJECT_DEFAULTS.support_lift_mm,
                    help="after the object settling, move each hand straight up into touch with a surface of the "
                         "object facing down within this many mm above it (default %(default)s; 0 disables it)")
@@ -74,6 +81,7 @@ def object_settings_from_args(args: argparse.Namespace) -> ObjectSettings:
                        object_settle_steps=args.object_settle_steps, object_attract_mm=args.object_attract_mm,
                        grasp_steps=args.grasp_steps, redraw_rounds=args.redraw_rounds,
                        redraw_object_in_hand_mm=args.object_in_hand_mm, exact_push_rounds=args.exact_push_rounds,
+                       search_rounds=args.search_rounds, exact_push_margin_mm=args.exact_push_margin_mm,
                        redraw_support=args.redraw_support, support_contact_mm=args.support_contact_mm,
                        support_lift_mm=args.support_lift_mm, physics_rounds=args.physics_rounds)
     s.validate()
