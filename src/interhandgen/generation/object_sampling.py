@@ -1091,7 +1091,7 @@ def translation_search(hand: SubsetHand, raw: torch.Tensor, surface: torch.Tenso
             + torch.einsum("bs,bsi,bsj->bij", weight, sphere_normals, sphere_normals))
     directions = _search_directions(torch.linalg.eigh(axes).eigenvectors)
     best, shift = base.clone(), torch.zeros_like(centres[:, 0])
-    B, D, S = centres.shape[0], directions.shape[1], centres.shape[1]
+    D, S = directions.shape[1], centres.shape[1]
     for step in sorted(settings.search_steps_mm):  # shortest first: a later move must score strictly lower
         active = (best > 0).nonzero()[:, 0]  # a hand that scores 0 cannot do better
         if not active.numel():
