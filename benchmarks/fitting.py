@@ -173,6 +173,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--per-frame", action="store_true",
                     help="also store per-frame MPVPE and MPJPE per hand, MRRPE and flipped hands in the JSON")
+    ap.add_argument("--placement-weights", default="",
+                    help="overrides of the two-hand priors' relative-placement weights, e.g. interhandgen=3,vae=1 "
+                         "(default: fitting.DEFAULT_PLACEMENT_WEIGHTS)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
@@ -180,6 +183,7 @@ def main() -> None:
     tasks = [t for t in args.tasks.split(",") if t]
     parse = lambda text: {k: float(v) for k, v in (kv.split("=") for kv in text.split(",") if kv)}  # noqa: E731
     overrides, overrides_end = parse(args.prior_weights), parse(args.prior_weights_end)
+    placements = parse(args.placement_weights)
 
     data = TwoHandSet.load(args.data)
     data = data.select_split(args.split) if args.split else data
@@ -193,9 +197,9 @@ def main() -> None:
     fitters: dict = {}
     for entry in args.priors.split(","):
         name, _, variant = entry.partition(":")
-        module, mean, std = make_prior(name, args.vae_checkpoint if name == "vae" else args.checkpoint,
-                                       variant=variant or DEFAULT_VARIANT)
         pick = lambda table: table.get(entry, table.get(name))  # noqa: E731
+        module, mean, std = make_prior(name, args.vae_checkpoint if name == "vae" else args.checkpoint,
+                                       variant=variant or DEFAULT_VARIANT, placement_weight=pick(placements))
         settings = default_settings(name, iterations=args.iterations, prior_weight=pick(overrides),
                                     prior_weight_end=pick(overrides_end), penetration_weight=args.penetration_weight,
                                     contact_weight=args.contact_weight, volume_weight=args.volume_weight,

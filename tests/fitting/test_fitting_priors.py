@@ -43,7 +43,7 @@ def _tiny_vae(tmp_path):
 
 def test_vae_prior_matches_its_closed_form(tmp_path, make_vectors):
     net, mean, std, path = _tiny_vae(tmp_path)
-    prior, m2, s2 = make_prior("vae", path)
+    prior, m2, s2 = make_prior("vae", path, placement_weight=1.0)  # the plain term (the weight: below)
     assert torch.allclose(m2, mean) and torch.allclose(s2, std)
     x = canonical_from_camera(make_vectors(3, seed=6))
     z = ((x - mean) / std).reshape(3, 128)
@@ -111,3 +111,34 @@ def test_guided_fit_needs_the_diffusion_prior(make_vectors):
     obs = Observations(keypoints_3d=fitter.body.joints(y).detach(), confidence_3d=torch.ones(1, 2, 21))
     with pytest.raises(InputError, match="guided_at"):
         fitter.fit(obs, progress=False)
+
+
+@pytest.mark.parametrize("variant", ["sds", "dposer"])
+def test_placement_weight_weighs_only_the_partners_relative_placement(variant, make_vectors):
+    plain, mean, std = make_prior("interhandgen", variant=variant, placement_weight=1.0)
+    heavy, _, _ = make_prior("interhandgen", variant=variant, placement_weight=4.0)
+    x = canonical_from_camera(make_vectors(5, seed=8))
+    t = torch.tensor([3, 10, 20, 30, 38])
+    eps = torch.randn(5, 2, 64, generator=torch.Generator().manual_seed(2))
+    z = (x - mean) / std
+    diff = z - plain.denoise_targets(z, t, eps)
+    scale = plain.snr_weight[t] if variant == "dposer" else torch.ones(5)
+    extra = 3.0 * (diff[:, 1, 55:] ** 2).sum(1) * scale  # (4 - 1) x the partner's 9 placement numbers
+    torch.testing.assert_close(heavy(x, timesteps=t, noise=eps), plain(x, timesteps=t, noise=eps) + extra,
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_vae_placement_weight_and_bad_weights(tmp_path, make_vectors):
+    net, mean, std, path = _tiny_vae(tmp_path)
+    plain, _, _ = make_prior("vae", path, placement_weight=1.0)
+    heavy, _, _ = make_prior("vae", path, placement_weight=2.5)
+    x = canonical_from_camera(make_vectors(3, seed=9))
+    z = ((x - mean) / std).reshape(3, 128)
+    rec = net.decode(net.encode(z)[0])
+    extra = 0.5 * 1.5 * ((rec - z)[:, 64 + 55:] ** 2).sum(1)
+    torch.testing.assert_close(heavy(x), plain(x) + extra, rtol=1e-5, atol=1e-5)
+    for bad in (0.0, -1.0, float("inf")):
+        with pytest.raises(InputError, match="placement_weight"):
+            make_prior("interhandgen", placement_weight=bad)
+    with pytest.raises(InputError, match="placement_weight"):
+        make_prior("gaussian", placement_weight=2.0)

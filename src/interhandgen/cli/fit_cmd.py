@@ -39,6 +39,9 @@ def register(sub) -> None:
                    help="form of the interhandgen prior term (default: dposer, see docs/fitting.md)")
     p.add_argument("--iterations", type=positive_int, default=None, help="default 600 (FitSettings.iterations)")
     p.add_argument("--prior-weight", type=float, default=None, help="default: the prior's tuned weight")
+    p.add_argument("--placement-weight", type=float, default=None,
+                   help="with --prior interhandgen or vae: weight of the second hand's placement relative to the "
+                        "first in the prior's term (default: the prior's tuned weight, docs/fitting.md)")
     p.add_argument("--prior-weight-end", type=float, default=None,
                    help="prior weight at the end of the finger stage, linear from --prior-weight (default: the prior's "
                         "tuned schedule, docs/fitting.md)")
@@ -98,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
                                 contact_weight=args.contact_weight, flip_hypotheses=args.flip_hypotheses,
                                 flip_iterations=args.flip_iterations, flip_select=args.flip_select,
                                 volume_weight=args.volume_weight, seed=args.seed, guided=args.guided)
-    prior, mean, std = make_prior(args.prior, args.checkpoint, args.device, variant, spec)
+    prior, mean, std = make_prior(args.prior, args.checkpoint, args.device, variant, spec,
+                                  placement_weight=args.placement_weight)
     fitter = Fitter(prior, mean, std, spec, settings, args.device)
     result = fitter.fit(obs, progress=not args.no_progress)
     out = result.two_hands.save(args.out)

@@ -22,13 +22,20 @@ DEFAULT_PRIOR_WEIGHTS_END: dict[str, float | None] = {"interhandgen": 1.0, "vae"
 # stage 2 (validation split, docs/fitting.md, "Guided projection with the v model").
 DEFAULT_PRIOR_FIELDS: dict[str, dict] = {"interhandgen": {"guided_at": 0.3, "guided_t": 0.1, "guided_inner": 10}}
 DEFAULT_VARIANT = "dposer"
+# Weight of the partner's relative rotation and translation numbers in the two-hand priors' terms (1: as the other
+# numbers), chosen on the validation split (docs/fitting.md, "Weighting the relative placement").
+DEFAULT_PLACEMENT_WEIGHTS = {"interhandgen": 5.0, "vae": 5.0}
 DEFAULT_T_RANGE = (0.02, 0.3)  # fractions of T between which the interhandgen prior noises the estimate
 
 
 def make_prior(name: str, checkpoint: str | Path | None = None, device: str | torch.device = "cpu",
                variant: str = DEFAULT_VARIANT, hand_model: HandModelSpec | None = None,
-               t_range: tuple[float, float] = DEFAULT_T_RANGE) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+               t_range: tuple[float, float] = DEFAULT_T_RANGE, placement_weight: float | None = None
+               ) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
     """(prior module, stats mean [2, 64], stats std [2, 64]).
+
+    ``placement_weight`` (``interhandgen`` and ``vae``; None: DEFAULT_PLACEMENT_WEIGHTS) weighs the partner's
+    relative rotation and translation numbers in the prior's term.
 
     ``interhandgen``: a cascaded model file (kind shared/separate; default the bundled model). ``vae``: a model file
     of kind vae (required). ``gaussian`` and ``none`` use the statistics of ``checkpoint`` (default the bundled
@@ -44,16 +51,21 @@ def make_prior(name: str, checkpoint: str | Path | None = None, device: str | to
         model.artifact.resolve_hand_model(hand_model)
     kind = model.kind
     mean, std = model.stats_mean, model.stats_std
+    if placement_weight is not None and name not in DEFAULT_PLACEMENT_WEIGHTS:
+        raise InputError(f"placement_weight weighs a two-hand prior's relative placement (interhandgen, vae); the "
+                         f"{name!r} prior has none")
+    placement = DEFAULT_PLACEMENT_WEIGHTS.get(name, 1.0) if placement_weight is None else placement_weight
     if name == "interhandgen":
         if kind not in ("shared", "separate"):
             raise ModelMismatchError(f"{model.source}: the interhandgen prior needs a cascaded model (kind shared or "
                                      f"separate), this file holds kind {kind!r}")
         schedule = model.schedule()
-        return DiffusionPrior(model.net, mean, std, schedule, variant=variant, t_range=t_range), mean, std
+        return (DiffusionPrior(model.net, mean, std, schedule, variant=variant, t_range=t_range,
+                               placement_weight=placement), mean, std)
     if name == "vae":
         if kind != "vae":
             raise ModelMismatchError(f"{model.source}: the vae prior needs a model file of kind 'vae', got {kind!r}")
-        return VAEPrior(model.net, mean, std), mean, std
+        return VAEPrior(model.net, mean, std, placement_weight=placement), mean, std
     if name == "gaussian":
         return GaussianPrior(mean, std), mean, std
     return NoPrior(), mean, std
@@ -79,12 +91,13 @@ def default_settings(prior: str, **fields) -> FitSettings:
 
 def fit(observations: Observations, prior: str = "interhandgen", checkpoint: str | Path | None = None,
         settings: FitSettings | None = None, hand_model: HandModelSpec | None = None,
-        device: str | torch.device = "cpu", variant: str = DEFAULT_VARIANT, progress: bool = True) -> FitResult:
+        device: str | torch.device = "cpu", variant: str = DEFAULT_VARIANT, progress: bool = True,
+        placement_weight: float | None = None) -> FitResult:
     """Fit both hands to ``observations`` with the named prior (see :mod:`interhandgen.fitting.fit`).
 
-    ``settings`` defaults to :func:`default_settings` of the prior.
+    ``settings`` defaults to :func:`default_settings` of the prior; ``placement_weight``: :func:`make_prior`.
     """
-    module, mean, std = make_prior(prior, checkpoint, device, variant, hand_model)
+    module, mean, std = make_prior(prior, checkpoint, device, variant, hand_model, placement_weight=placement_weight)
     if settings is None:
         settings = default_settings(prior)
     return Fitter(module, mean, std, hand_model, settings, device).fit(observations, progress=progress)

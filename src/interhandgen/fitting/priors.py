@@ -93,18 +93,28 @@ class GaussianPrior(nn.Module):
         return 0.5 * (z[..., _SHAPE_POSE] ** 2).sum(dim=(1, 2))
 
 
+def _placement_weight(value: float) -> float:
+    """A prior's weight of the partner's relative placement numbers, checked (> 0, finite)."""
+    value = float(value)
+    if not (value > 0 and value < float("inf")):
+        raise InputError(f"placement_weight must be a finite number > 0, got {value}")
+    return value
+
+
 class VAEPrior(nn.Module):
     """Prior energy of the two-hand VAE (a frozen :class:`interhandgen.baselines.networks.TwoHandVAE`)."""
 
     name = "vae"
 
-    def __init__(self, net: nn.Module, mean: torch.Tensor, std: torch.Tensor) -> None:
+    def __init__(self, net: nn.Module, mean: torch.Tensor, std: torch.Tensor, placement_weight: float = 1.0) -> None:
         super().__init__()
         self.net = net.eval()
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).clone())
         self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).clone())
         w = torch.ones(2, HAND_DIM)
         w[0, _ANCHOR_FREE.stop:] = 0.0
+        # the weight multiplies the residual before squaring: sqrt of the placement weight on the squared term
+        w[1, _ANCHOR_FREE.stop:] = _placement_weight(placement_weight) ** 0.5
         self.register_buffer("weight", w.reshape(2 * HAND_DIM))
 
     def forward(self, x: torch.Tensor, progress: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -123,13 +133,18 @@ class DiffusionPrior(nn.Module):
         schedule: its noise schedule (:class:`interhandgen.diffusion.Schedule`).
         variant: "sds" or "dposer".
         t_range: (t_min, t_max) as fractions of the schedule's T.
+        placement_weight: weight of the partner's 9 relative rotation and translation numbers in the term (the
+            placement of one hand relative to the other, which 2D keypoints constrain least; docs/fitting.md).
     """
 
     name = "interhandgen"
 
     def __init__(self, net: nn.Module, mean: torch.Tensor, std: torch.Tensor, schedule, variant: str = "sds",
-                 t_range: tuple[float, float] = (0.02, 0.3)) -> None:
+                 t_range: tuple[float, float] = (0.02, 0.3), placement_weight: float = 1.0) -> None:
         super().__init__()
+        w = torch.ones(HAND_DIM)
+        w[_ANCHOR_FREE.stop:] = _placement_weight(placement_weight)
+        self.register_buffer("partner_weight", w)
         if variant not in DIFFUSION_VARIANTS:
             raise ValueError(f"variant must be one of {DIFFUSION_VARIANTS}, got {variant!r}")
         lo, hi = t_range
@@ -178,7 +193,7 @@ class DiffusionPrior(nn.Module):
         eps = (torch.randn(z.shape, generator=generator) if noise is None else noise).to(z)
         target = self.denoise_targets(z, t, eps)
         diff = z - target
-        value = (diff[:, 0, _ANCHOR_FREE] ** 2).sum(1) + (diff[:, 1] ** 2).sum(1)
+        value = (diff[:, 0, _ANCHOR_FREE] ** 2).sum(1) + (self.partner_weight.to(z) * diff[:, 1] ** 2).sum(1)
         if self.variant == "dposer":
             value = value * self.snr_weight.to(z.device)[t.to(z.device)].to(z)
         return value
