@@ -142,3 +142,23 @@ def test_vae_placement_weight_and_bad_weights(tmp_path, make_vectors):
             make_prior("interhandgen", placement_weight=bad)
     with pytest.raises(InputError, match="placement_weight"):
         make_prior("gaussian", placement_weight=2.0)
+
+
+def test_the_fit_weighs_the_placement_only_for_2d_only_observations(make_vectors):
+    from interhandgen.fitting.synthetic import CameraSpec, exact_projection
+    from interhandgen.fitting.fit import placement_observed
+
+    module, mean, std = make_prior("interhandgen", placement_weight=5.0)
+    fitter = Fitter(module, mean, std, settings=FitSettings(iterations=3, hypotheses=1))
+    y = make_vectors(1, seed=2)
+    joints = fitter.body.joints(y).detach()
+    K = CameraSpec().intrinsics(1)
+    two_d = Observations(keypoints_2d=exact_projection(joints, K), confidence_2d=torch.ones(1, 2, 21), intrinsics=K)
+    three_d = Observations(keypoints_3d=joints, confidence_3d=torch.ones(1, 2, 21))
+    unseen_3d = Observations(keypoints_3d=joints, confidence_3d=torch.zeros(1, 2, 21), keypoints_2d=two_d.keypoints_2d,
+                             confidence_2d=two_d.confidence_2d, intrinsics=K)
+    assert not placement_observed(two_d) and placement_observed(three_d) and not placement_observed(unseen_3d)
+    for obs, want in ((three_d, 1.0), (two_d, 5.0), (three_d, 1.0)):
+        fitter.fit(obs, progress=False)
+        assert torch.equal(module.partner_weight[55:], torch.full((9,), want))
+        assert torch.equal(module.partner_weight[:55], torch.ones(55))

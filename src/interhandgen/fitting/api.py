@@ -22,8 +22,9 @@ DEFAULT_PRIOR_WEIGHTS_END: dict[str, float | None] = {"interhandgen": 1.0, "vae"
 # stage 2 (validation split, docs/fitting.md, "Guided projection with the v model").
 DEFAULT_PRIOR_FIELDS: dict[str, dict] = {"interhandgen": {"guided_at": 0.3, "guided_t": 0.1, "guided_inner": 10}}
 DEFAULT_VARIANT = "dposer"
-# Weight of the partner's relative rotation and translation numbers in the two-hand priors' terms (1: as the other
-# numbers), chosen on the validation split (docs/fitting.md, "Weighting the relative placement").
+# Weight of the partner's relative rotation and translation numbers in the two-hand priors' terms when only 2D
+# keypoints are observed (the fit uses 1 where 3D joints or an initial estimate place the hands: with 3D joints a
+# weight of 5 made task b worse), chosen on the validation split (docs/fitting.md, "Weighting the relative placement").
 DEFAULT_PLACEMENT_WEIGHTS = {"interhandgen": 5.0, "vae": 5.0}
 DEFAULT_T_RANGE = (0.02, 0.3)  # fractions of T between which the interhandgen prior noises the estimate
 

@@ -258,6 +258,16 @@ def _kabsch(src: torch.Tensor, dst: torch.Tensor, w: torch.Tensor) -> tuple[torc
     return R, md - (R @ ms[..., None])[..., 0]
 
 
+def placement_observed(obs: Observations) -> bool:
+    """True when the observations place the two hands in 3D (3D joints with a confidence > 0, or an initial
+    estimate); 2D keypoints alone leave the relative depth open."""
+    if obs.initial is not None:
+        return True
+    if obs.keypoints_3d is None:
+        return False
+    return obs.confidence_3d is None or bool((obs.confidence_3d > 0).any())
+
+
 class Fitter:
     """Fits batches of observations with one hand model, one prior and one set of settings (built once).
 
@@ -505,6 +515,8 @@ class Fitter:
         s = self.settings
         t0 = time.perf_counter()
         obs = obs.to(self.device)
+        if hasattr(self.prior, "observe_placement"):  # the two-hand priors' placement weight is for 2D-only fits
+            self.prior.observe_placement(placement_observed(obs))
         gen = torch.Generator().manual_seed(int(s.seed))
         y, hyp = self.initial_vectors(obs)
         B = len(obs)

@@ -111,11 +111,17 @@ class VAEPrior(nn.Module):
         self.net = net.eval()
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).clone())
         self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).clone())
+        self.placement_weight = _placement_weight(placement_weight)
         w = torch.ones(2, HAND_DIM)
         w[0, _ANCHOR_FREE.stop:] = 0.0
         # the weight multiplies the residual before squaring: sqrt of the placement weight on the squared term
-        w[1, _ANCHOR_FREE.stop:] = _placement_weight(placement_weight) ** 0.5
+        w[1, _ANCHOR_FREE.stop:] = self.placement_weight ** 0.5
         self.register_buffer("weight", w.reshape(2 * HAND_DIM))
+
+    def observe_placement(self, observed: bool) -> None:
+        """Weigh the partner's placement by 1 (``observed``: 3D joints or an initial estimate place the hands) or by
+        ``placement_weight`` (2D keypoints only, which leave the relative depth open)."""
+        self.weight.view(2, HAND_DIM)[1, _ANCHOR_FREE.stop:] = 1.0 if observed else self.placement_weight ** 0.5
 
     def forward(self, x: torch.Tensor, progress: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
         z = ((x - self.mean.to(x)) / self.std.to(x)).reshape(x.shape[0], 2 * HAND_DIM)
@@ -134,7 +140,8 @@ class DiffusionPrior(nn.Module):
         variant: "sds" or "dposer".
         t_range: (t_min, t_max) as fractions of the schedule's T.
         placement_weight: weight of the partner's 9 relative rotation and translation numbers in the term (the
-            placement of one hand relative to the other, which 2D keypoints constrain least; docs/fitting.md).
+            placement of one hand relative to the other, which 2D keypoints constrain least; docs/fitting.md); the
+            fit sets it back to 1 for observations that place the hands (:meth:`observe_placement`).
     """
 
     name = "interhandgen"
@@ -142,8 +149,9 @@ class DiffusionPrior(nn.Module):
     def __init__(self, net: nn.Module, mean: torch.Tensor, std: torch.Tensor, schedule, variant: str = "sds",
                  t_range: tuple[float, float] = (0.02, 0.3), placement_weight: float = 1.0) -> None:
         super().__init__()
+        self.placement_weight = _placement_weight(placement_weight)
         w = torch.ones(HAND_DIM)
-        w[_ANCHOR_FREE.stop:] = _placement_weight(placement_weight)
+        w[_ANCHOR_FREE.stop:] = self.placement_weight
         self.register_buffer("partner_weight", w)
         if variant not in DIFFUSION_VARIANTS:
             raise ValueError(f"variant must be one of {DIFFUSION_VARIANTS}, got {variant!r}")
@@ -163,6 +171,11 @@ class DiffusionPrior(nn.Module):
         w = (snr / snr[self.t_max]).sqrt()
         w = w / w[self.t_min:self.t_max + 1].mean()
         self.register_buffer("snr_weight", w.float())
+
+    def observe_placement(self, observed: bool) -> None:
+        """Weigh the partner's placement by 1 (``observed``: 3D joints or an initial estimate place the hands) or by
+        ``placement_weight`` (2D keypoints only, which leave the relative depth open)."""
+        self.partner_weight[_ANCHOR_FREE.stop:] = 1.0 if observed else self.placement_weight
 
     def timesteps(self, batch: int, progress: float, generator: torch.Generator | None) -> torch.Tensor:
         """int64 [B] timesteps for this iteration."""
