@@ -907,27 +907,21 @@ def object_cascaded_sample(
             if push:
                 score, judged = score
             bad = (score > 0).nonzero()[:, 0]
+            kept = (a_raw, o_raw, score, judged if push else None)
             for _ in range(og.redraw_rounds):
                 if not bad.numel():
                     break
                 a2, o2 = draw(bad.numel(), tok[bad], surf[bad], None if given is None else given[bad], gen)
-                s2 = hand_object_violation(grasp_hands, a2, o2, surf[bad], og, exact, index[bad.cpu()],
-                                           judged_points=push)
-                if push:
-                    s2, judged2 = s2
                 # a draw that passes replaces its row; with redraw_keep_best so does one that fails by less
-                better = (s2 < score[bad]) if og.redraw_keep_best else (s2 == 0)
-                a_raw[bad[better]], o_raw[bad[better]] = a2[better], o2[better]
-                score[bad[better]] = s2[better]
-                if push:
-                    for whole, part in zip(judged, judged2):
-                        whole[bad[better]] = part[better]
+                _keep_better(kept, bad, a2, o2, grasp_hands, surf[bad], og, exact, index,
+                             passing_only=not og.redraw_keep_best)
                 bad = bad[score[bad] > 0]
-            for _ in range(og.search_rounds):
+            for _ in range(og.search_rounds):  # translation search: the failing pairs' hands moved, kept if better
                 if not bad.numel():
                     break
-                a_raw, o_raw, score = _searched_pairs(a_raw, o_raw, surf, score, bad, grasp_hands, exact, index, og,
-                                                      judged if push else None, move_anchor=given is None)
+                a2, o2 = _searched_moves(a_raw[bad], o_raw[bad], surf[bad], grasp_hands, og,
+                                         move_anchor=given is None)
+                _keep_better(kept, bad, a2, o2, grasp_hands, surf[bad], og, exact, index)
                 bad = bad[score[bad] > 0]
             if push:
                 a_raw, o_raw = _exact_push_pair(a_raw, o_raw, judged, grasp_hands, exact, index, og,
@@ -1107,28 +1101,33 @@ def translation_search(hand: SubsetHand, raw: torch.Tensor, surface: torch.Tenso
     return shift
 
 
-def _searched_pairs(a_raw: torch.Tensor, o_raw: torch.Tensor, surface: torch.Tensor, score: torch.Tensor,
-                    bad: torch.Tensor, hands: tuple[SubsetHand, SubsetHand], exact: "ExactObjects | None",
-                    index: torch.Tensor, og: ObjectSettings, judged: tuple[torch.Tensor, ...] | None,
-                    move_anchor: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The translation search (:func:`translation_search`) of the rows ``bad`` [n] of pairs that fail the redraw's
-    checks with ``score`` [B]: both hands searched (the anchor only with ``move_anchor``), moved with the hand guard
-    (:func:`_guarded_moves`), and kept where :func:`hand_object_violation` then fails them by less; ``judged``
-    (updated in place for kept rows) holds the exactly judged points for the exact push-out, or is None."""
-    a, o, s = a_raw[bad], o_raw[bad], surface[bad]
-    d_a = translation_search(hands[0], a, s, og) if move_anchor else torch.zeros_like(a[:, :3])
-    d_o = translation_search(hands[1], o, s, og, anchor_raw=a)
-    a2, o2 = _guarded_moves(a, o, d_a.to(a.dtype), d_o.to(a.dtype), hands, og)
-    s2 = hand_object_violation(hands, a2, o2, s, og, exact, index[bad.cpu()], judged_points=judged is not None)
+def _searched_moves(a: torch.Tensor, o: torch.Tensor, surface: torch.Tensor, hands: tuple[SubsetHand, SubsetHand],
+                    og: ObjectSettings, move_anchor: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pairs (a [n, 64], o [n, 64]) with both hands moved by :func:`translation_search` (the anchor only with
+    ``move_anchor``), with the hand guard (:func:`_guarded_moves`)."""
+    d_a = translation_search(hands[0], a, surface, og) if move_anchor else torch.zeros_like(a[:, :3])
+    d_o = translation_search(hands[1], o, surface, og, anchor_raw=a)
+    return _guarded_moves(a, o, d_a.to(a.dtype), d_o.to(a.dtype), hands, og)
+
+
+def _keep_better(kept: tuple, bad: torch.Tensor, a2: torch.Tensor, o2: torch.Tensor,
+                 hands: tuple[SubsetHand, SubsetHand], surface: torch.Tensor, og: ObjectSettings,
+                 exact: "ExactObjects | None", index: torch.Tensor, passing_only: bool = False) -> None:
+    """Candidates (a2, o2) [n, 64] for the rows ``bad`` [n] judged by :func:`hand_object_violation` (``surface``
+    [n, K, 6] their objects', ``index`` [B] the batch rows' indices among the meshes of ``exact``); in place, each
+    row of ``kept`` = (a_raw [B, 64], o_raw [B, 64], score [B], judged or None: the exactly judged points, see
+    :func:`hand_object_violation`) takes its candidate where that fails by less (``passing_only``: where it
+    passes)."""
+    a_raw, o_raw, score, judged = kept
+    s2 = hand_object_violation(hands, a2, o2, surface, og, exact, index[bad.cpu()], judged_points=judged is not None)
     if judged is not None:
         s2, judged2 = s2
-    better = s2 < score[bad]
-    a_raw, o_raw, score = a_raw.clone(), o_raw.clone(), score.clone()
-    a_raw[bad[better]], o_raw[bad[better]], score[bad[better]] = a2[better], o2[better], s2[better]
+    better = (s2 == 0) if passing_only else (s2 < score[bad])
+    rows = bad[better]
+    a_raw[rows], o_raw[rows], score[rows] = a2[better], o2[better], s2[better]
     if judged is not None:
         for whole, part in zip(judged, judged2):
-            whole[bad[better]] = part[better]
-    return a_raw, o_raw, score
+            whole[rows] = part[better]
 
 
 def _exact_push_pair(a_raw: torch.Tensor, o_raw: torch.Tensor, judged: tuple[torch.Tensor, ...],
