@@ -118,8 +118,10 @@ def test_grasp_and_redraw_options_reach_the_sampler_and_are_checked(trained, tmp
     out = tmp_path / "g.npz"
     assert main(["sample", "--checkpoint", str(trained / "run"), "--object-family", "box", "--num", "3", "--steps",
                  "3", "--grasp-steps", "4", "--redraw-rounds", "1", "--object-in-hand-mm", "2.5",
-                 "--exact-push-rounds", "3", "--out", str(out), "--no-progress", "--threads", "1"]) == 0
+                 "--exact-push-rounds", "3", "--clear-rounds", "2", "--out", str(out), "--no-progress", "--threads",
+                 "1"]) == 0
     recorded = TwoHandSet.load(out).metadata["sampler"]["object"]
+    assert recorded["clear_rounds"] == 2
     assert recorded["grasp_steps"] == 4 and recorded["redraw_rounds"] == 1
     assert recorded["redraw_object_in_hand_mm"] == 2.5 and recorded["exact_push_rounds"] == 3
     assert main(["sample", "--checkpoint", str(trained / "run"), "--object-family", "box", "--num", "3",

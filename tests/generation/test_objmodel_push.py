@@ -13,7 +13,7 @@ from interhandgen.exceptions import InputError
 from interhandgen.generation.object_api import exact_objects
 from interhandgen.generation.object_sampling import (ObjectSettings, exact_push_out, hand_object_violation,
                                                      object_in_hand_depth, other_in_object_frame,
-                                                     translation_search)
+                                                     clearance_search, translation_search)
 from interhandgen.generation.settle import hand_spheres
 from interhandgen.generation.subset import SubsetHand
 from interhandgen.hand import open_hand
@@ -139,7 +139,7 @@ def test_exact_push_out_moves_penetrating_hands_out_by_the_exact_distance():
 
 def test_sampler_push_out_only_moves_hands_out(tmp_path, model_file):  # noqa: F811
     base = ObjectSettings(redraw_rounds=0, redraw_hand_check=False, settle_hand_guard=False, exact_push_rounds=0,
-                          search_rounds=0)
+                          search_rounds=0, clear_rounds=0)
     gen, settings, scene, ids, poses, tokens, surfaces, hands = _box_rows(tmp_path, model_file, base)
     exact = exact_objects(scene.library, ids, poses)
     x0 = gen._run(12, tokens, surfaces, 0, settings, base, 2500, False, exact=exact)
@@ -220,7 +220,7 @@ def _rigid(shift: torch.Tensor) -> torch.Tensor:
 
 
 def test_sampler_translation_search_only_replaces_failing_pairs_by_better_ones(tmp_path, model_file):  # noqa: F811
-    base = ObjectSettings(redraw_rounds=1, exact_push_rounds=0, search_rounds=0)
+    base = ObjectSettings(redraw_rounds=1, exact_push_rounds=0, search_rounds=0, clear_rounds=0)
     gen, settings, scene, ids, poses, tokens, surfaces, hands = _box_rows(tmp_path, model_file, base)
     exact = exact_objects(scene.library, ids, poses)
     x0 = gen._run(12, tokens, surfaces, 0, settings, base, 2500, False, exact=exact)
@@ -230,6 +230,75 @@ def test_sampler_translation_search_only_replaces_failing_pairs_by_better_ones(t
     v0 = hand_object_violation(hands, x0[:, 0], x0[:, 1], surfaces, base, exact, rows)
     v1 = hand_object_violation(hands, x1[:, 0], x1[:, 1], surfaces, base, exact, rows)
     moved = (x1 != x0).flatten(1).any(1)
+    # passing pairs are never touched; a failing pair changes only to fail by less
+    assert bool((v0[moved] > 0).all()) and bool((v1[moved] < v0[moved]).all())
+    assert bool(moved.any()) and torch.equal(x1[~moved], x0[~moved])
+    torch.testing.assert_close(x1[:, :, :55], x0[:, :, :55], atol=0, rtol=0)  # rigid moves only
+
+
+def _through_wall(thickness: float = 0.004):
+    """A flat left hand turned so that its thinnest extent is world z, with a ``thickness`` wall (a 30 cm slab at
+    z = 0) through its lower quarter; and the slab's surface samples [1, 4096, 6]."""
+    left = SubsetHand(open_hand("left"), 192)
+    a = torch.zeros(1, 64, dtype=torch.float64)
+    a[0, 55:61] = torch.tensor([1.0, 0, 0, 0, 1, 0])
+    pts = left(a)[0][0]
+    spread = (pts - pts.mean(0)).T @ (pts - pts.mean(0))
+    turn = torch.linalg.eigh(spread).eigenvectors.flip(1).T.contiguous()
+    turn[2] *= torch.det(turn)
+    a[0, 55:61] = matrix_to_rot6d(turn[None])[0]
+    z = left(a)[0][0, :, 2]
+    a[0, 63] -= float(z.min()) + 0.25 * float(z.max() - z.min())
+    slab = _slab(thickness)
+    surf = torch.tensor(surface_samples(np.asarray(slab.vertices), np.asarray(slab.faces), 4096, seed=1))[None]
+    return left, a, surf
+
+
+def test_clearance_search_takes_every_point_out_of_a_thin_wall():
+    left, through, surf = _through_wall(0.004)
+    og = ObjectSettings()
+    pts = left(through)[0]
+    assert float(_slab_distance(pts, 0.004).min()) < -0.001  # points inside the 4 mm wall (closed form)
+    above = pts + torch.tensor([0.0, 0.0, 0.0025 - float(pts[..., 2].min())])  # all points 0.5 mm above the wall
+    shift = clearance_search(torch.cat([pts, above]), surf.expand(2, -1, -1), og)
+    assert torch.equal(shift[1], torch.zeros(3, dtype=shift.dtype))  # nothing inside: no move
+    # along the wall's normal (world z), and by the closed form no point is inside any more
+    assert float(shift[0, :2].abs().max()) < 1e-9 and float(shift[0, 2].abs()) > 0.002
+    assert float(_slab_distance(pts + shift[:1, None], 0.004).min()) >= -1e-9
+    # the shortest such move: the next shorter step, either way along z, leaves points inside
+    steps = sorted(og.clear_steps_mm)
+    k = steps.index(round(float(shift[0].norm()) * 1000.0, 6))
+    if k:
+        for sign in (1.0, -1.0):
+            shorter = torch.tensor([0.0, 0.0, sign * steps[k - 1] / 1000.0], dtype=pts.dtype)
+            assert float(_slab_distance(pts + shorter, 0.004).min()) < 0
+    for bad in (dict(clear_steps_mm=()), dict(clear_steps_mm=(3.0, 0.0)), dict(clear_rounds=-1)):
+        with pytest.raises(InputError, match=next(iter(bad))):
+            ObjectSettings(**bad).validate()
+
+
+def test_clearance_search_keeps_the_least_depth_when_no_step_clears():
+    left, through, surf = _through_wall(0.004)
+    og = dataclasses.replace(ObjectSettings(), clear_steps_mm=(1.0,))  # too short to clear a 4 mm wall
+    pts = left(through)[0]
+    shift = clearance_search(pts, surf, og)
+    before = torch.relu(-_slab_distance(pts, 0.004)).sum()
+    after = torch.relu(-_slab_distance(pts + shift[:, None], 0.004)).sum()
+    assert float(shift.norm()) == pytest.approx(0.001) and float(after) < float(before)
+
+
+def test_sampler_clearance_moves_only_replace_failing_pairs_by_better_ones(tmp_path, model_file):  # noqa: F811
+    base = ObjectSettings(redraw_rounds=1, exact_push_rounds=0, search_rounds=1, clear_rounds=0)
+    gen, settings, scene, ids, poses, tokens, surfaces, hands = _box_rows(tmp_path, model_file, base)
+    exact = exact_objects(scene.library, ids, poses)
+    x0 = gen._run(12, tokens, surfaces, 0, settings, base, 2500, False, exact=exact)
+    cleared = dataclasses.replace(base, clear_rounds=1)
+    x1 = gen._run(12, tokens, surfaces, 0, settings, cleared, 2500, False, exact=exact)
+    rows = torch.arange(12)
+    v0 = hand_object_violation(hands, x0[:, 0], x0[:, 1], surfaces, base, exact, rows)
+    v1 = hand_object_violation(hands, x1[:, 0], x1[:, 1], surfaces, base, exact, rows)
+    moved = (x1 != x0).flatten(1).any(1)
+    assert bool((v0 > 0).any())  # the random network leaves failing pairs after the search
     # passing pairs are never touched; a failing pair changes only to fail by less
     assert bool((v0[moved] > 0).all()) and bool((v1[moved] < v0[moved]).all())
     assert bool(moved.any()) and torch.equal(x1[~moved], x0[~moved])

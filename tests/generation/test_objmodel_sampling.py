@@ -470,7 +470,7 @@ def _box_rows(tmp_path, model_file, og):
 def test_redraw_keeps_the_least_failing_draw(tmp_path, model_file):
     from interhandgen.generation.object_sampling import hand_object_violation
 
-    base = ObjectSettings(object_settle_steps=0, search_rounds=0)  # the redraw alone
+    base = ObjectSettings(object_settle_steps=0, search_rounds=0, clear_rounds=0)  # the redraw alone
     gen, settings, _, _, _, tokens, surfaces, hands = _box_rows(tmp_path, model_file, base)
 
     def violation(**kw):
@@ -491,7 +491,7 @@ def test_redraw_judges_the_closest_points_on_the_exact_distance(tmp_path, model_
     from interhandgen.generation.object_api import exact_objects
     from interhandgen.generation.object_sampling import hand_object_violation, other_in_object_frame
 
-    og = ObjectSettings(redraw_rounds=0, redraw_hand_check=False)
+    og = ObjectSettings(redraw_rounds=0, redraw_hand_check=False, clear_rounds=0)  # failing pairs stay
     gen, settings, scene, ids, poses, tokens, surfaces, hands = _box_rows(tmp_path, model_file, og)
     x = gen._run(12, tokens, surfaces, 0, settings, og, 2500, False)
     exact = exact_objects(scene.library, ids, poses)

@@ -56,6 +56,11 @@ def add_object_options(p: argparse.ArgumentParser, families: bool = True) -> Non
                    help="pairs still failing the redraw's checks try rigid moves of each hand off the object (along "
                         "the axis of the object normals it meets and world z, up to 5 cm) and keep the best where it "
                         "fails them by less; this many rounds (default %(default)s; 0 disables it)")
+    g.add_argument("--clear-rounds", type=int, default=OBJECT_DEFAULTS.clear_rounds,
+                   help="pairs still failing after the search move each hand, then both together, off the object "
+                        "until no point of theirs is inside (up to 8 cm), pull them back into touch and keep the "
+                        "result where it fails the checks by less; this many rounds (default %(default)s; 0 disables "
+                        "it)")
     g.add_argument("--exact-push-margin-mm", type=float, default=OBJECT_DEFAULTS.exact_push_margin_mm,
                    help="the exact push-out moves a hand until its judged points are this far outside the object "
                         "(default %(default)s)")
@@ -81,7 +86,8 @@ def object_settings_from_args(args: argparse.Namespace) -> ObjectSettings:
                        object_settle_steps=args.object_settle_steps, object_attract_mm=args.object_attract_mm,
                        grasp_steps=args.grasp_steps, redraw_rounds=args.redraw_rounds,
                        redraw_object_in_hand_mm=args.object_in_hand_mm, exact_push_rounds=args.exact_push_rounds,
-                       search_rounds=args.search_rounds, exact_push_margin_mm=args.exact_push_margin_mm,
+                       search_rounds=args.search_rounds, clear_rounds=args.clear_rounds,
+                       exact_push_margin_mm=args.exact_push_margin_mm,
                        redraw_support=args.redraw_support, support_contact_mm=args.support_contact_mm,
                        support_lift_mm=args.support_lift_mm, physics_rounds=args.physics_rounds)
     s.validate()
