@@ -219,20 +219,26 @@ def _rigid(shift: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def test_sampler_translation_search_only_replaces_failing_pairs_by_better_ones(tmp_path, model_file):  # noqa: F811
-    base = ObjectSettings(redraw_rounds=1, exact_push_rounds=0, search_rounds=0, clear_rounds=0)
+@pytest.mark.parametrize("stage, before, after", [
+    # translation search, after one redraw round
+    ("search", dict(search_rounds=0, clear_rounds=0), dict(search_rounds=2, clear_rounds=0)),
+    # clearance moves, after the redraw and one search round
+    ("clear", dict(search_rounds=1, clear_rounds=0), dict(search_rounds=1, clear_rounds=1)),
+])
+def test_sampler_moves_only_replace_failing_pairs_by_better_ones(tmp_path, model_file,  # noqa: F811
+                                                                 stage, before, after):
+    base = ObjectSettings(redraw_rounds=1, exact_push_rounds=0, **before)
     gen, settings, scene, ids, poses, tokens, surfaces, hands = _box_rows(tmp_path, model_file, base)
     exact = exact_objects(scene.library, ids, poses)
     x0 = gen._run(12, tokens, surfaces, 0, settings, base, 2500, False, exact=exact)
-    searched = dataclasses.replace(base, search_rounds=2)
-    x1 = gen._run(12, tokens, surfaces, 0, settings, searched, 2500, False, exact=exact)
+    x1 = gen._run(12, tokens, surfaces, 0, settings, dataclasses.replace(base, **after), 2500, False, exact=exact)
     rows = torch.arange(12)
     v0 = hand_object_violation(hands, x0[:, 0], x0[:, 1], surfaces, base, exact, rows)
     v1 = hand_object_violation(hands, x1[:, 0], x1[:, 1], surfaces, base, exact, rows)
     moved = (x1 != x0).flatten(1).any(1)
     # passing pairs are never touched; a failing pair changes only to fail by less
-    assert bool((v0[moved] > 0).all()) and bool((v1[moved] < v0[moved]).all())
-    assert bool(moved.any()) and torch.equal(x1[~moved], x0[~moved])
+    assert bool((v0[moved] > 0).all()) and bool((v1[moved] < v0[moved]).all()), stage
+    assert bool(moved.any()) and torch.equal(x1[~moved], x0[~moved]), stage
     torch.testing.assert_close(x1[:, :, :55], x0[:, :, :55], atol=0, rtol=0)  # rigid moves only
 
 
@@ -285,21 +291,3 @@ def test_clearance_search_keeps_the_least_depth_when_no_step_clears():
     before = torch.relu(-_slab_distance(pts, 0.004)).sum()
     after = torch.relu(-_slab_distance(pts + shift[:, None], 0.004)).sum()
     assert float(shift.norm()) == pytest.approx(0.001) and float(after) < float(before)
-
-
-def test_sampler_clearance_moves_only_replace_failing_pairs_by_better_ones(tmp_path, model_file):  # noqa: F811
-    base = ObjectSettings(redraw_rounds=1, exact_push_rounds=0, search_rounds=1, clear_rounds=0)
-    gen, settings, scene, ids, poses, tokens, surfaces, hands = _box_rows(tmp_path, model_file, base)
-    exact = exact_objects(scene.library, ids, poses)
-    x0 = gen._run(12, tokens, surfaces, 0, settings, base, 2500, False, exact=exact)
-    cleared = dataclasses.replace(base, clear_rounds=1)
-    x1 = gen._run(12, tokens, surfaces, 0, settings, cleared, 2500, False, exact=exact)
-    rows = torch.arange(12)
-    v0 = hand_object_violation(hands, x0[:, 0], x0[:, 1], surfaces, base, exact, rows)
-    v1 = hand_object_violation(hands, x1[:, 0], x1[:, 1], surfaces, base, exact, rows)
-    moved = (x1 != x0).flatten(1).any(1)
-    assert bool((v0 > 0).any())  # the random network leaves failing pairs after the search
-    # passing pairs are never touched; a failing pair changes only to fail by less
-    assert bool((v0[moved] > 0).all()) and bool((v1[moved] < v0[moved]).all())
-    assert bool(moved.any()) and torch.equal(x1[~moved], x0[~moved])
-    torch.testing.assert_close(x1[:, :, :55], x0[:, :, :55], atol=0, rtol=0)  # rigid moves only
