@@ -112,6 +112,7 @@ def test_complete_given_hands_with_a_user_object(trained, tmp_path):
     c = TwoHandSet.load(out)
     np.testing.assert_array_equal(c.left.transl, plain.left.transl)
     assert len(c.object_library) == 1 and (tmp_path / "m" / "000002_object.ply").is_file()
+    assert c.metadata["object_checks"]["pairs"] == 3
 
 
 def test_grasp_and_redraw_options_reach_the_sampler_and_are_checked(trained, tmp_path, capsys):
@@ -122,6 +123,10 @@ def test_grasp_and_redraw_options_reach_the_sampler_and_are_checked(trained, tmp
                  "1"]) == 0
     recorded = TwoHandSet.load(out).metadata["sampler"]["object"]
     assert recorded["clear_rounds"] == 2
+    checks = TwoHandSet.load(out).metadata["object_checks"]
+    assert checks["pairs"] == 3
+    # the command says how many pairs still fail exactly when some do
+    assert ("still fail the sampler's hand-object checks" in capsys.readouterr().out) == bool(checks["failing"])
     assert recorded["grasp_steps"] == 4 and recorded["redraw_rounds"] == 1
     assert recorded["redraw_object_in_hand_mm"] == 2.5 and recorded["exact_push_rounds"] == 3
     assert main(["sample", "--checkpoint", str(trained / "run"), "--object-family", "box", "--num", "3",

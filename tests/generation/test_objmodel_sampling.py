@@ -507,3 +507,28 @@ def test_redraw_judges_the_closest_points_on_the_exact_distance(tmp_path, model_
     # faces); differences only where the planes rank other points first
     assert (got - want).abs().lt(0.05).sum() >= 10, (got, want)
     assert not torch.equal(got, hand_object_violation(hands, x[:, 0], x[:, 1], surfaces, og))
+
+
+def test_sampler_records_the_pairs_that_still_fail_its_checks(tmp_path, model_file):
+    from interhandgen.data.format import TwoHandSet
+    from interhandgen.generation.object_api import exact_objects, object_checks_record
+    from interhandgen.generation.object_sampling import hand_object_violation
+
+    og = ObjectSettings(redraw_rounds=1, exact_push_rounds=0)  # no push-out: the record is of the final pairs
+    gen, settings, scene, ids, poses, tokens, surfaces, hands = _box_rows(tmp_path, model_file, og)
+    exact = exact_objects(scene.library, ids, poses)
+    v = torch.full((12,), -1.0, dtype=torch.float64)
+    x = gen._run(12, tokens, surfaces, 0, settings, og, 2500, False, exact=exact, violation=v)
+    # the recorded value of every pair is its violation, recomputed on the returned pairs
+    want = hand_object_violation(hands, x[:, 0], x[:, 1], surfaces, og, exact, torch.arange(12))
+    torch.testing.assert_close(v, want, atol=1e-9, rtol=0)
+    assert bool((v > 0).any()) and bool((v == 0).any())  # the random network: some pairs pass, some fail
+    rec = object_checks_record(v)
+    assert rec["pairs"] == 12 and rec["failing"] == (v > 0).nonzero()[:, 0].tolist()
+    assert rec["violation_mm"] == [round(float(t), 3) for t in v[v > 0]]
+    # through the API (the same rows, seed and settings), and kept in the saved file
+    two = gen.sample(12, scene, seed=0, settings=settings, object_settings=og, progress=False)
+    assert two.metadata["object_checks"] == rec
+    assert TwoHandSet.load(two.save(tmp_path / "s.npz")).metadata["object_checks"] == rec
+    with pytest.raises(ValueError, match="violation"):
+        gen._run(12, tokens, surfaces, 0, settings, og, 2500, False, exact=exact, violation=torch.zeros(5))

@@ -122,7 +122,13 @@ def load_object_generator(args: argparse.Namespace, hand_model=None):
 
 
 def write_object_extras(two, hands, args: argparse.Namespace) -> None:
-    """--meshes: {i:06d}_left/right/object.ply in one world frame; --render: the object in a third colour."""
+    """A line on the pairs that still fail the sampler's hand-object checks (metadata 'object_checks'); --meshes:
+    {i:06d}_left/right/object.ply in one world frame; --render: the object in a third colour."""
+    checks = two.metadata.get("object_checks")
+    if checks and checks["failing"]:
+        print(f"{len(checks['failing'])} of {checks['pairs']} pairs still fail the sampler's hand-object checks "
+              "(a hand off the object, in it, the object through a hand, or hands through each other); their "
+              "indices and how far they fail (mm) are in the file's metadata 'object_checks'")
     if getattr(args, "meshes", None):
         import trimesh
 

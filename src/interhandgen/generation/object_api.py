@@ -162,6 +162,17 @@ def exact_objects(library: ObjectLibrary, ids: np.ndarray, poses: np.ndarray, mi
                         torch.as_tensor(object_rotation(poses)), mirrored)
 
 
+def object_checks_record(violation: torch.Tensor) -> dict:
+    """The samples' metadata record of the pairs that still fail the sampler's hand-object checks (the redraw's:
+    gap, depth, the object through a hand, hands through each other) after every stage but the exact push-out,
+    from ``violation`` [N] (mm beyond the checks, :func:`~interhandgen.generation.object_sampling.hand_object_violation`;
+    0: passes): their indices and how far each fails, so that a user can drop or redraw them."""
+    failing = (violation > 0).nonzero()[:, 0]
+    return {"rule": "hand_object_violation after all stages but the exact push-out (mm beyond the checks)",
+            "pairs": int(violation.numel()), "failing": failing.tolist(),
+            "violation_mm": [round(float(v), 3) for v in violation[failing]]}
+
+
 class ObjectInterHandGen:
     """A trained object-conditioned prior bound to its hand model: the cascade (kind ``shared_object``) or the joint
     baseline (kind ``joint_object``: both hands in one diffusion, the same post-processing, no in-loop guidance and
@@ -227,10 +238,14 @@ class ObjectInterHandGen:
         ids, poses = scene.rows(num)
         tokens, surfaces = self.condition(scene.library, ids, poses, object_settings.object_guidance_points)
         exact = exact_objects(scene.library, ids, poses)
-        x = self._run(num, tokens, surfaces, seed, settings, object_settings, batch_size, progress, exact=exact)
+        violation = torch.zeros(num, dtype=torch.float64)
+        x = self._run(num, tokens, surfaces, seed, settings, object_settings, batch_size, progress, exact=exact,
+                      violation=violation)
         if object_settings.physics_rounds > 0:
             x = self._physics_settle(x, ids, poses, scene.library, tokens, surfaces, seed, settings, object_settings,
                                      batch_size, meta, exact)
+        else:
+            meta["object_checks"] = object_checks_record(violation)
         return self._world(x, ids, poses, scene.library, meta)
 
     def _world(self, x: torch.Tensor, ids: np.ndarray, poses: np.ndarray, library: ObjectLibrary,
@@ -302,7 +317,7 @@ class ObjectInterHandGen:
         return x
 
     def _run(self, num, tokens, surfaces, seed, settings, object_settings, batch_size, progress, anchors=None,
-             exact=None):
+             exact=None, violation=None):
         if settings.resample_rounds:
             raise InputError("resampling of interpenetrating partners is not available with an object "
                              "(set resample_rounds=0; hand-object guidance and settling take its place)")
@@ -312,7 +327,8 @@ class ObjectInterHandGen:
                                       self.cascade.surface_subsets(settings.apg_points), settle=settle,
                                       grasp_hands=self.cascade.surface_subsets(object_settings.grasp_points),
                                       anchors=anchors, exact=exact, seed=seed,
-                                      batch_size=batch_size, device=self.device, progress=progress)
+                                      batch_size=batch_size, device=self.device, progress=progress,
+                                      violation=violation)
 
     def complete(self, given: TwoHandSet, side: str = "left", seed: int = 0, settings: SamplerSettings | None = None,
                  object_settings: ObjectSettings | None = None, batch_size: int = 2500,
@@ -340,13 +356,16 @@ class ObjectInterHandGen:
         ids = given.labels["object_id"][0]
         tokens, surfaces = self.condition(given.object_library, ids, given.object_pose,
                                           object_settings.object_guidance_points, mirrored=side != ANCHOR_SIDE)
+        violation = torch.zeros(len(src), dtype=torch.float64)
         x = self._run(len(src), tokens, surfaces, seed, settings, object_settings, batch_size, progress,
                       anchors=frame.x[:, 0].to(self.device),
-                      exact=exact_objects(given.object_library, ids, given.object_pose, mirrored=side != ANCHOR_SIDE))
+                      exact=exact_objects(given.object_library, ids, given.object_pose, mirrored=side != ANCHOR_SIDE),
+                      violation=violation)
         done = to_world(x, self.hands, anchor=ANCHOR_SIDE, anchor_world=anchor_world_pose(x, frame.center),
                         hand_model=self.hand_model, pose_space=given.pose_space, flat_hand_mean=given.flat_hand_mean,
                         metadata={**given.metadata, "completed_side": "right" if side == "left" else "left",
-                                  "seed": seed, "sampler": describe(settings, object_settings)},
+                                  "seed": seed, "sampler": describe(settings, object_settings),
+                                  "object_checks": object_checks_record(violation)},
                         object_id=src.labels["object_id"][0], object_names=src.labels["object_id"][1],
                         object_pose=src.object_pose, object_library=src.object_library)
         if side != ANCHOR_SIDE:

@@ -800,6 +800,7 @@ def object_cascaded_sample(
     batch_size: int = 2500,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    violation: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Sample ``num`` pairs with objects; returns RAW object-frame vectors [num, 2, 64] (anchor first).
 
@@ -815,11 +816,16 @@ def object_cascaded_sample(
         exact: the rows' object meshes (:class:`ExactObjects`) for the redraw's exact checks
             (``redraw_exact_points``); None: the surface samples' planes alone.
         seed: batch i uses a generator seeded from (seed, i).
+        violation: optional [num] tensor filled with how far (mm, :func:`hand_object_violation`) each pair still
+            fails the redraw's checks after every stage but the exact push-out (0: passes); needs an object.
     """
     settings.validate()
     object_settings.validate()
     if (tokens is None) != (surfaces is None):
         raise InputError("tokens and surfaces go together (both None: no object)")
+    if violation is not None and (surfaces is None or tuple(violation.shape) != (num,)):
+        raise ValueError(f"object_cascaded_sample: 'violation' must be a [{num}] tensor and needs an object, got "
+                         f"{tuple(violation.shape)} with surfaces {'None' if surfaces is None else 'given'}")
     device = torch.device(device)
     mean, std = stats_mean.to(device), stats_std.to(device)
     net = net.to(device).eval()
@@ -951,6 +957,8 @@ def object_cascaded_sample(
                                             joint=joint, move_anchor=given is None)
                     _keep_better(kept, bad, a2, o2, grasp_hands, surf[bad], og, exact, index)
                     bad = bad[score[bad] > 0]
+            if violation is not None:
+                violation[rows] = score.to(violation)
             if push:
                 a_raw, o_raw = _exact_push_pair(a_raw, o_raw, judged, grasp_hands, exact, index, og,
                                                 move_anchor=given is None)
