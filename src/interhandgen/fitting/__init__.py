@@ -13,8 +13,8 @@ import importlib
 
 # Lazy attributes (PEP 562): `interhandgen fit --help` and importing one submodule stay light.
 _EXPORTS = {
-    "api": ("DEFAULT_PLACEMENT_WEIGHTS", "DEFAULT_PRIOR_FIELDS", "DEFAULT_PRIOR_WEIGHTS", "DEFAULT_PRIOR_WEIGHTS_END", "DEFAULT_VARIANT",
-            "default_settings", "fit", "make_prior"),
+    "api": ("DEFAULT_PLACEMENT_WEIGHTS", "DEFAULT_PRIOR_FIELDS", "DEFAULT_PRIOR_WEIGHTS", "DEFAULT_PRIOR_WEIGHTS_END",
+            "DEFAULT_VARIANT", "default_settings", "fit", "make_prior"),
     "body": ("TwoHandBody", "canonical_from_camera", "set_from_vectors", "vectors_from_set"),
     "camera": ("look_at", "project"),
     "fit": ("Fitter", "FitResult", "FitSettings", "data_terms"),
@@ -32,8 +32,8 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "DEFAULT_PLACEMENT_WEIGHTS", "DEFAULT_PRIOR_FIELDS", "DEFAULT_PRIOR_WEIGHTS", "DEFAULT_PRIOR_WEIGHTS_END", "DEFAULT_VARIANT",
-    "default_settings", "fit", "make_prior", "TwoHandBody", "canonical_from_camera",
+    "DEFAULT_PLACEMENT_WEIGHTS", "DEFAULT_PRIOR_FIELDS", "DEFAULT_PRIOR_WEIGHTS", "DEFAULT_PRIOR_WEIGHTS_END",
+    "DEFAULT_VARIANT", "default_settings", "fit", "make_prior", "TwoHandBody", "canonical_from_camera",
     "set_from_vectors", "vectors_from_set", "look_at", "project", "Fitter", "FitResult", "FitSettings", "data_terms",
     "JOINT_ORDERS", "Observations", "from_mano21", "load_observations", "parse_observations", "save_observations",
     "to_mano21", "PRIORS", "DiffusionPrior", "GaussianPrior", "NoPrior", "VAEPrior",

@@ -114,13 +114,13 @@ class VAEPrior(nn.Module):
         self.placement_weight = _placement_weight(placement_weight)
         w = torch.ones(2, HAND_DIM)
         w[0, _ANCHOR_FREE.stop:] = 0.0
-        # the weight multiplies the residual before squaring: sqrt of the placement weight on the squared term
-        w[1, _ANCHOR_FREE.stop:] = self.placement_weight ** 0.5
         self.register_buffer("weight", w.reshape(2 * HAND_DIM))
+        self.observe_placement(False)
 
     def observe_placement(self, observed: bool) -> None:
         """Weigh the partner's placement by 1 (``observed``: 3D joints or an initial estimate place the hands) or by
-        ``placement_weight`` (2D keypoints only, which leave the relative depth open)."""
+        ``placement_weight`` (2D keypoints only, which leave the relative depth open). The weight multiplies the
+        residual before squaring: the square root of the placement weight."""
         self.weight.view(2, HAND_DIM)[1, _ANCHOR_FREE.stop:] = 1.0 if observed else self.placement_weight ** 0.5
 
     def forward(self, x: torch.Tensor, progress: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -150,9 +150,8 @@ class DiffusionPrior(nn.Module):
                  t_range: tuple[float, float] = (0.02, 0.3), placement_weight: float = 1.0) -> None:
         super().__init__()
         self.placement_weight = _placement_weight(placement_weight)
-        w = torch.ones(HAND_DIM)
-        w[_ANCHOR_FREE.stop:] = self.placement_weight
-        self.register_buffer("partner_weight", w)
+        self.register_buffer("partner_weight", torch.ones(HAND_DIM))
+        self.observe_placement(False)
         if variant not in DIFFUSION_VARIANTS:
             raise ValueError(f"variant must be one of {DIFFUSION_VARIANTS}, got {variant!r}")
         lo, hi = t_range

@@ -1120,17 +1120,30 @@ def translation_search(hand: SubsetHand, raw: torch.Tensor, surface: torch.Tenso
     axes = (torch.einsum("bk,bki,bkj->bij", inside * 1000.0, normals, normals)
             + torch.einsum("bs,bsi,bsj->bij", weight, sphere_normals, sphere_normals))
     directions = _search_directions(torch.linalg.eigh(axes).eigenvectors)
-    best, shift = base.clone(), torch.zeros_like(centres[:, 0])
     D, S = directions.shape[1], centres.shape[1]
-    for step in sorted(settings.search_steps_mm):  # shortest first: a later move must score strictly lower
-        active = (best > 0).nonzero()[:, 0]  # a hand that scores 0 cannot do better
+
+    def scores(active, moves):
+        # the D moved copies of a hand as one row of D x S points: they share the row's object samples
+        moved = (centres[active, None] + moves[:, :, None]).reshape(-1, D * S, 3)
+        return _sphere_scores(moved, radii[active].repeat(1, D), surface[active], settings, groups=D)[0]
+
+    return _stepped_moves(base, directions, settings.search_steps_mm, scores)
+
+
+def _stepped_moves(base: torch.Tensor, directions: torch.Tensor, steps_mm, scores) -> torch.Tensor:
+    """The step search shared by :func:`translation_search` and :func:`clearance_search`: for rows with scores
+    ``base`` [B] (0: nothing to do) and candidate ``directions`` [B, D, 3], the moves [B, 3] (metres; 0 where nothing
+    scores lower) that score lowest by ``scores(active [n], moves [n, D, 3]) -> [n, D]``, trying the steps shortest
+    first: a longer move must score strictly lower, of equal scores the first direction wins, and a row that reaches
+    0 stops."""
+    best, shift = base.clone(), torch.zeros_like(directions[:, 0])
+    for step in sorted(steps_mm):
+        active = (best > 0).nonzero()[:, 0]  # a row that scores 0 cannot do better
         if not active.numel():
             break
         moves = directions[active] * (step / 1000.0)  # [n, D, 3]
-        # the D moved copies of a hand as one row of D x S points: they share the row's object samples
-        moved = (centres[active, None] + moves[:, :, None]).reshape(-1, D * S, 3)
-        score = _sphere_scores(moved, radii[active].repeat(1, D), surface[active], settings, groups=D)[0]  # [n, D]
-        for k in range(D):  # in order: of equal scores the first direction wins
+        score = scores(active, moves)
+        for k in range(directions.shape[1]):
             better = score[:, k] < best[active] - 1e-6
             rows = active[better]
             best[rows], shift[rows] = score[better, k], moves[better, k]
@@ -1162,23 +1175,14 @@ def clearance_search(points: torch.Tensor, surface: torch.Tensor, settings: Obje
     # the small constant keeps the scatter well defined where no point is inside (those sets score 0 and stay)
     axes = torch.einsum("bp,bpi,bpj->bij", depth * 1000.0 + 1e-6, normals, normals)
     directions = _search_directions(torch.linalg.eigh(axes).eigenvectors.to(points.dtype))
-    shift = torch.zeros_like(points[:, 0])
-    done = best == 0
     D, P = directions.shape[1], points.shape[1]
-    for step in sorted(settings.clear_steps_mm):
-        active = (~done).nonzero()[:, 0]
-        if not active.numel():
-            break
-        moves = directions[active] * (step / 1000.0)  # [n, D, 3]
+
+    def scores(active, moves):
         moved = (points[active, None] + moves[:, :, None]).reshape(-1, D * P, 3)
         signed = object_penetration(moved, surface[active], 1.0, reach, _within(reach))[1]
-        score = torch.relu(-signed).reshape(-1, D, P).sum(2) * 1000.0  # [n, D]
-        for k in range(D):  # in order: of equal scores the first direction wins
-            better = score[:, k] < best[active] - 1e-6
-            rows = active[better]
-            best[rows], shift[rows] = score[better, k], moves[better, k]
-            done[rows[score[better, k] == 0]] = True
-    return shift
+        return torch.relu(-signed).reshape(-1, D, P).sum(2) * 1000.0
+
+    return _stepped_moves(best, directions, settings.clear_steps_mm, scores)
 
 
 def _cleared_moves(a: torch.Tensor, o: torch.Tensor, surface: torch.Tensor, hands: tuple[SubsetHand, SubsetHand],
@@ -1188,12 +1192,13 @@ def _cleared_moves(a: torch.Tensor, o: torch.Tensor, surface: torch.Tensor, hand
     ``hands``: each hand on its own (the anchor only with ``move_anchor``; with the hand guard of ``guard``,
     :func:`_guarded_moves`) or, with ``joint``, both by one translation on their points together (their relative
     pose kept, so no guard is needed); then pulled back into touch (:func:`settle_pair` without the push-out)."""
-    pa, po = hands[0](a)[0], other_in_object_frame(hands[1](o)[0], a)
+    po = other_in_object_frame(hands[1](o)[0], a)
     if joint:
-        d = clearance_search(torch.cat([pa, po], 1), surface, og).to(a.dtype)
+        d = clearance_search(torch.cat([hands[0](a)[0], po], 1), surface, og).to(a.dtype)
         a2, o2 = _translated(a, o, d, d)
     else:
-        d_a = clearance_search(pa, surface, og).to(a.dtype) if move_anchor else torch.zeros_like(a[:, :3])
+        d_a = (clearance_search(hands[0](a)[0], surface, og).to(a.dtype) if move_anchor
+               else torch.zeros_like(a[:, :3]))
         d_o = clearance_search(po, surface, og).to(a.dtype)
         a2, o2 = _guarded_moves(a, o, d_a, d_o, guard, og)
     return settle_pair(a2, o2, surface, guard, og, move_anchor=move_anchor, push=False)
