@@ -5,7 +5,9 @@ Each repeat samples ``--num`` pairs around the placements of a reference set (sa
 every setting, in the order given, so that the settings share the process, its caches and the machine's load;
 CPU seconds of the process (``time.process_time``) and wall seconds are recorded per run, with the ratio of each
 setting's CPU time to the first's in the same repeat. Run it with nothing else on the machine and ``--threads 1``
-(torch's default threads can be many times slower on a busy CPU).
+(torch's default threads can be many times slower on a busy CPU). Before each repeat a fixed workload shaped like the
+sampler's plane search is timed (``reference_cpu_seconds``); ``cpu_per_reference`` compares runs of different hours,
+as the shared machine's speed varies by a third over a day.
 
     python benchmarks/object_sampling_time.py --reference obj_s1005.npz --num 1000 --threads 1 --repeats 2 \\
         --settings "default;three_rounds=redraw_rounds=3" --out benchmarks/results/object_sampling_time.json
@@ -49,6 +51,21 @@ def parse_settings(text: str) -> list[tuple[str, ObjectSettings]]:
     return out
 
 
+def reference_cpu_seconds(rounds: int = 40) -> float:
+    """CPU seconds of a fixed workload shaped like the sampler's main cost (the plane search's batched products of
+    hand points with surface samples, and their reductions), on fixed inputs: recorded beside every run so that
+    timings from different hours of this shared machine, whose speed varies, can be compared by their ratio to it."""
+    gen = torch.Generator().manual_seed(0)
+    P, Q = torch.randn(32, 512, 3, generator=gen), torch.randn(32, 3, 1024, generator=gen)
+    qq = torch.randn(32, 1, 1024, generator=gen)
+    start = time.process_time()
+    for _ in range(rounds):
+        d2 = torch.baddbmm(qq, P, Q, alpha=-2.0)
+        d2.amin(dim=2)
+        d2.clamp_min_(0.0).argmax(dim=2)
+    return time.process_time() - start
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reference", required=True, help="TwoHandSet .npz with objects (its placements are used)")
@@ -67,6 +84,7 @@ def main() -> None:
     runs = []
     for repeat in range(a.repeats):
         first = None
+        reference = reference_cpu_seconds()
         for label, og in settings:
             wall, cpu = time.perf_counter(), time.process_time()
             gen.sample(a.num, scene, seed=a.seed, settings=object_sampler_defaults(), object_settings=og,
@@ -74,8 +92,10 @@ def main() -> None:
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
             first = cpu if first is None else first
             runs.append({"repeat": repeat, "setting": label, "cpu_seconds": cpu, "wall_seconds": wall,
-                         "cpu_ratio_to_first": cpu / first})
-            print(f"repeat {repeat} {label}: {cpu:.1f} s CPU, {wall:.1f} s wall", flush=True)
+                         "cpu_ratio_to_first": cpu / first, "reference_cpu_seconds": reference,
+                         "cpu_per_reference": cpu / reference})
+            print(f"repeat {repeat} {label}: {cpu:.1f} s CPU, {wall:.1f} s wall (reference workload {reference:.2f} s: "
+                  f"{cpu / reference:.1f}x)", flush=True)
     result = {"command": " ".join(sys.argv), "num": a.num, "seed": a.seed, "threads": a.threads,
               "settings": {label: dataclasses.asdict(og) for label, og in settings}, "runs": runs,
               "load_average_end": os.getloadavg(), "machine": platform.processor() or platform.machine()}
