@@ -90,3 +90,63 @@ def test_both_hands_contact_by_exact_distance():
     m = hand_object_metrics(both, volume=False)
     assert m["both_contact"].tolist() == [False, True, True, False, True]
     np.testing.assert_array_equal(hand_object_contact(both), m["both_contact"])
+
+
+def test_wilson_interval_matches_its_closed_form_and_stays_in_the_unit_interval():
+    from interhandgen.objects.metrics import wilson_interval
+
+    # 0 of 10: the closed form's upper end z^2 / (n + z^2), the lower end 0 (a normal interval would be empty)
+    z2 = 1.959964 ** 2
+    lo, hi = wilson_interval(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(z2 / (10 + z2), rel=1e-12)
+    lo, hi = wilson_interval(10, 10)
+    assert hi == 1.0 and lo == pytest.approx(10 / (10 + z2), rel=1e-12)
+    # symmetric about 1/2 for k and n - k, and contains the rate
+    a, b = wilson_interval(17, 100), wilson_interval(83, 100)
+    assert a[0] == pytest.approx(1 - b[1], abs=1e-12) and a[0] < 0.17 < a[1]
+    for bad in ((3, 2), (-1, 5), (0, 0)):
+        with pytest.raises(InputError, match="wilson_interval"):
+            wilson_interval(*bad)
+
+
+def test_bootstrap_interval_of_the_mean_is_deterministic_and_brackets_it():
+    from interhandgen.objects.metrics import bootstrap_mean_interval
+
+    rng = np.random.default_rng(3)
+    heavy = rng.pareto(1.5, 400) * 0.01  # heavy-tailed like penetration volumes
+    lo, hi = bootstrap_mean_interval(heavy)
+    assert (lo, hi) == bootstrap_mean_interval(heavy)  # fixed seed
+    assert 0 <= lo < heavy.mean() < hi
+    # against the normal theory on a light-tailed sample: the half-width is about 1.96 s / sqrt(n)
+    light = rng.normal(5.0, 2.0, 2000)
+    lo, hi = bootstrap_mean_interval(light)
+    assert (hi - lo) / 2 == pytest.approx(1.959964 * light.std(ddof=1) / np.sqrt(light.size), rel=0.1)
+    assert bootstrap_mean_interval(np.full(7, 0.25)) == (0.25, 0.25)
+    with pytest.raises(InputError, match="bootstrap_mean_interval"):
+        bootstrap_mean_interval(np.array([1.0, np.nan]))
+
+
+def test_summary_reports_intervals_and_the_volume_tail():
+    from interhandgen.objects.metrics import bootstrap_mean_interval, summarise_hand_object, wilson_interval
+
+    n = 200
+    left, right = np.zeros(n), np.zeros(n)
+    left[:3] = [5.0, 0.5, 0.2]  # three hands carry all of it, one of them most
+    right[10] = 2.0
+    metrics = {"both_contact": np.arange(n) % 10 != 0, "left_penetration_volume_cm3": left,
+               "right_penetration_volume_cm3": right}
+    for side in ("left", "right"):
+        metrics[f"{side}_contact"] = np.ones(n, dtype=bool)
+        metrics[f"{side}_penetration_depth_mm"] = np.zeros(n)
+        metrics[f"{side}_min_distance_mm"] = np.ones(n)
+    out = summarise_hand_object(metrics)
+    assert out["penetration_volume_cm3_per_hand_mean"] == pytest.approx(7.7 / 400)
+    # resampled by pairs: the interval is that of the pairs' mean volumes
+    assert out["penetration_volume_cm3_per_hand_ci95"] == list(bootstrap_mean_interval((left + right) / 2))
+    assert out["both_contact_rate_ci95"] == list(wilson_interval(180, 200))
+    tail = out["penetration_volume_tail"]
+    assert tail["hands_above_0.1_cm3"] == pytest.approx(4 / 400) and tail["hands_above_1_cm3"] == pytest.approx(2 / 400)
+    # the largest 1 % of 400 hands: the 4 largest, all of the volume
+    assert tail["share_in_largest_1pct_hands"] == pytest.approx(1.0)
+    left[:3], right[10] = 0.0, 0.0
+    assert summarise_hand_object(metrics)["penetration_volume_tail"]["share_in_largest_1pct_hands"] is None

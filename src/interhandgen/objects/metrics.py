@@ -27,7 +27,8 @@ from interhandgen.objects.physics import (PhysicsConfig, hand_convex_parts, requ
 from interhandgen.rotations import axis_angle_to_matrix
 
 __all__ = ["CONTACT_THRESHOLD", "require_objects", "object_rotation", "object_world_vertices", "hand_object_metrics",
-           "summarise_hand_object", "object_stability", "object_motion", "hand_object_contact"]
+           "summarise_hand_object", "object_stability", "object_motion", "hand_object_contact", "wilson_interval",
+           "bootstrap_mean_interval"]
 
 #: A hand touches the object when closer than this (metres), as for two hands.
 CONTACT_THRESHOLD = 0.002
@@ -127,8 +128,44 @@ def hand_object_contact(two_hands, models: dict | None = None) -> np.ndarray:
     return out
 
 
+#: Resamples of :func:`bootstrap_mean_interval` and its fixed seed (the same figures give the same interval).
+BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED = 2000, 0
+#: Per-hand penetration volumes (cm^3) whose shares of hands :func:`summarise_hand_object` reports.
+VOLUME_TAILS_CM3 = (0.1, 1.0)
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95 % Wilson score interval (default ``z``) of a rate ``successes`` / ``n``: unlike the normal approximation it
+    stays inside [0, 1] and is not empty at 0 or n successes (a held fraction of 0.17 or a contact rate of 1.00)."""
+    if n < 1 or not 0 <= successes <= n:
+        raise InputError(f"wilson_interval: need n >= 1 and 0 <= successes <= n, got {successes} of {n}")
+    p, z2 = successes / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    # at 0 (n) successes the lower (upper) end is exactly 0 (1); the formula reaches it up to rounding
+    lo = 0.0 if successes == 0 else float(max(0.0, centre - half))
+    hi = 1.0 if successes == n else float(min(1.0, centre + half))
+    return lo, hi
+
+
+def bootstrap_mean_interval(values: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
+                            ) -> tuple[float, float]:
+    """95 % percentile-bootstrap interval of the mean of ``values`` [n] (independent units, e.g. pairs); fixed
+    seed. Penetration volumes are heavy-tailed (a few hands with centimetres^3 carry the mean), where a normal
+    interval would reach below 0."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 1 or v.size < 1 or not np.isfinite(v).all():
+        raise InputError(f"bootstrap_mean_interval: need a non-empty finite 1-D array, got shape {v.shape}")
+    idx = np.random.default_rng(seed).integers(0, v.size, size=(resamples, v.size))
+    means = v[idx].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
 def summarise_hand_object(metrics: dict[str, np.ndarray], stability: dict[str, np.ndarray] | None = None) -> dict:
-    """Set-level figures of :func:`hand_object_metrics` (and :func:`object_stability`): means per hand, rates."""
+    """Set-level figures of :func:`hand_object_metrics` (and :func:`object_stability`): means per hand, rates, with
+    95 % intervals (Wilson for rates; percentile bootstrap over pairs for the per-hand penetration mean, whose two
+    hands of a pair are resampled together) and the volume's tail (shares of hands above :data:`VOLUME_TAILS_CM3`,
+    share of the total volume in the largest 1 % of hands)."""
     summary: dict[str, Any] = {"pairs": int(len(metrics["both_contact"]))}
     for side in SIDES:
         s = {"contact_rate": float(metrics[f"{side}_contact"].mean()),
@@ -140,10 +177,20 @@ def summarise_hand_object(metrics: dict[str, np.ndarray], stability: dict[str, n
         if key in metrics:
             s["penetration_volume_cm3"] = {"mean": float(metrics[key].mean()), "max": float(metrics[key].max())}
         summary[side] = s
-    summary["both_contact_rate"] = float(metrics["both_contact"].mean())
+    both = np.asarray(metrics["both_contact"], dtype=bool)
+    summary["both_contact_rate"] = float(both.mean())
+    summary["both_contact_rate_ci95"] = list(wilson_interval(int(both.sum()), int(both.size)))
     vols = [metrics[f"{s}_penetration_volume_cm3"] for s in SIDES if f"{s}_penetration_volume_cm3" in metrics]
     if vols:
-        summary["penetration_volume_cm3_per_hand_mean"] = float(np.mean(np.concatenate(vols)))
+        hands = np.concatenate(vols)
+        summary["penetration_volume_cm3_per_hand_mean"] = float(np.mean(hands))
+        summary["penetration_volume_cm3_per_hand_ci95"] = list(bootstrap_mean_interval(np.mean(np.stack(vols), 0)))
+        top = max(1, int(np.ceil(0.01 * hands.size)))
+        total = float(hands.sum())
+        summary["penetration_volume_tail"] = {
+            **{f"hands_above_{t:g}_cm3": float((hands > t).mean()) for t in VOLUME_TAILS_CM3},
+            # None when no hand penetrates at all: a share of nothing
+            "share_in_largest_1pct_hands": float(np.sort(hands)[::-1][:top].sum() / total) if total > 0 else None}
     if stability is not None:
         disp = stability["displacement_cm"]
         stable = np.isfinite(disp)
@@ -152,7 +199,9 @@ def summarise_hand_object(metrics: dict[str, np.ndarray], stability: dict[str, n
                               "unstable_simulations": int((~stable).sum()),
                               "mean_displacement_cm": float(disp[stable].mean()) if stable.any() else None,
                               "median_displacement_cm": float(np.median(disp[stable])) if stable.any() else None,
-                              "held_fraction": float(stability["held"].mean())}
+                              "held_fraction": float(stability["held"].mean()),
+                              "held_fraction_ci95": list(wilson_interval(int(np.sum(stability["held"])),
+                                                                         int(len(disp))))}
     return summary
 
 
