@@ -179,6 +179,10 @@ def test_protocol_rows_for_samples_and_floor():
     assert o["distribution_floor"]["fhid"]["mean"] >= 0 and "penetration_volume_cm3" in o["geometry_floor"]
     table = object_markdown(r)
     assert "| data floor | 0.000 | 1.000 | 0.000 |" in table and "| samples |" in table
+    # the per-hand penetration mean with its bootstrap interval over pairs, which brackets it
+    lo, hi = o["samples"]["penetration_volume_cm3_per_hand_ci95"]
+    mean = o["samples"]["penetration_volume_cm3_per_hand_mean"]
+    assert lo <= mean <= hi and f"{mean:.3f} ({lo:.3f}-{hi:.3f})" in table
     with pytest.raises(InputError, match="no object library"):
         evaluate(object_set(6, library=False), reference, ex, settings, progress=False,
                  objects=ObjectSettings(physics=False))

@@ -70,18 +70,21 @@ def object_markdown(result: dict[str, Any]) -> str:
     obj = result["objects"]
     rows = (("samples", obj["samples"], result["distribution"], result["geometry"]),
             ("data floor", obj.get("floor"), obj.get("distribution_floor"), obj.get("geometry_floor")))
-    lines = ["| set | contact L | contact R | contact both | HO pen. vol. L / R cm^3 | HO depth L / R mm | "
-             "held (< 2 cm) | mean displ. cm | HH pen. vol. cm^3 | HH depth mm |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| set | contact L | contact R | contact both | HO pen. vol. L / R cm^3 | HO pen. per hand (95 % CI) | "
+             "HO depth L / R mm | held (< 2 cm) | mean displ. cm | HH pen. vol. cm^3 | HH depth mm |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, o, _, g in rows:
         vol = f"{_cell(o, 'left', 'penetration_volume_cm3', 'mean')} / {_cell(o, 'right', 'penetration_volume_cm3', 'mean')}"
+        ci = o.get("penetration_volume_cm3_per_hand_ci95") if isinstance(o, dict) else None
+        per_hand = (f"{_cell(o, 'penetration_volume_cm3_per_hand_mean')} ({ci[0]:.3f}-{ci[1]:.3f})" if ci is not None
+                    else "n/a")
         dep = (f"{_cell(o, 'left', 'penetration_depth_mm', 'mean', fmt='{:.2f}')} / "
                f"{_cell(o, 'right', 'penetration_depth_mm', 'mean', fmt='{:.2f}')}")
         phys = o.get("physics") if isinstance(o, dict) else None
         held = _cell(phys, "held_fraction") if isinstance(phys, dict) else (phys or "n/a")
         disp = _cell(phys, "mean_displacement_cm", fmt="{:.2f}") if isinstance(phys, dict) else "n/a"
         lines.append(f"| {name} | {_cell(o, 'left', 'contact_rate')} | {_cell(o, 'right', 'contact_rate')} | "
-                     f"{_cell(o, 'both_contact_rate')} | {vol} | {dep} | {held} | {disp} | "
+                     f"{_cell(o, 'both_contact_rate')} | {vol} | {per_hand} | {dep} | {held} | {disp} | "
                      f"{_cell(g, 'penetration_volume_cm3', 'mean')} | {_cell(g, 'penetration_depth_mm', 'mean', fmt='{:.2f}')} |")
     lines += ["", "| set | FHID | KHID | precision | recall | diversity |", "|---|---|---|---|---|---|"]
     for name, _, d, _ in rows:
