@@ -109,7 +109,7 @@ def test_wilson_interval_matches_its_closed_form_and_stays_in_the_unit_interval(
             wilson_interval(*bad)
 
 
-def test_bootstrap_interval_of_the_mean_is_deterministic_and_brackets_it():
+def test_bootstrap_interval_of_the_mean_is_deterministic_and_brackets_it(monkeypatch):
     from interhandgen.objects.metrics import bootstrap_mean_interval
 
     rng = np.random.default_rng(3)
@@ -122,6 +122,14 @@ def test_bootstrap_interval_of_the_mean_is_deterministic_and_brackets_it():
     lo, hi = bootstrap_mean_interval(light)
     assert (hi - lo) / 2 == pytest.approx(1.959964 * light.std(ddof=1) / np.sqrt(light.size), rel=0.1)
     assert bootstrap_mean_interval(np.full(7, 0.25)) == (0.25, 0.25)
+    # drawn in chunks (a small chunk forced here): the same interval as the resamples drawn at once
+    from interhandgen.objects import metrics as metrics_module
+
+    idx = np.random.default_rng(0).integers(0, heavy.size, size=(300, heavy.size))
+    means = heavy[idx].mean(axis=1)
+    at_once = (float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)))
+    monkeypatch.setattr(metrics_module, "_BOOTSTRAP_CHUNK", 7 * heavy.size)  # 7 resamples per chunk, 43 chunks
+    assert bootstrap_mean_interval(heavy, resamples=300) == at_once
     with pytest.raises(InputError, match="bootstrap_mean_interval"):
         bootstrap_mean_interval(np.array([1.0, np.nan]))
 

@@ -132,6 +132,8 @@ def hand_object_contact(two_hands, models: dict | None = None) -> np.ndarray:
 BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED = 2000, 0
 #: Per-hand penetration volumes (cm^3) whose shares of hands :func:`summarise_hand_object` reports.
 VOLUME_TAILS_CM3 = (0.1, 1.0)
+#: Bootstrap indices drawn at once (8M: 64 MB), so that sets of any size fit in memory.
+_BOOTSTRAP_CHUNK = 1 << 23
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -156,8 +158,11 @@ def bootstrap_mean_interval(values: np.ndarray, resamples: int = BOOTSTRAP_RESAM
     v = np.asarray(values, dtype=np.float64)
     if v.ndim != 1 or v.size < 1 or not np.isfinite(v).all():
         raise InputError(f"bootstrap_mean_interval: need a non-empty finite 1-D array, got shape {v.shape}")
-    idx = np.random.default_rng(seed).integers(0, v.size, size=(resamples, v.size))
-    means = v[idx].mean(axis=1)
+    rng = np.random.default_rng(seed)
+    # resamples drawn in chunks of about _BOOTSTRAP_CHUNK indices: the same stream, hence the same interval, as one draw
+    step = max(1, _BOOTSTRAP_CHUNK // v.size)
+    means = np.concatenate([v[rng.integers(0, v.size, size=(min(step, resamples - i), v.size))].mean(axis=1)
+                            for i in range(0, resamples, step)])
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
