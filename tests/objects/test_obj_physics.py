@@ -60,6 +60,28 @@ def test_hand_convex_parts_cover_every_vertex():
     assert outside.max() < 1e-9
 
 
+def test_convex_part_indices_match_their_definition():
+    # brute force of the definition: the vertices a bone owns (largest weight) and every corner of a face that
+    # has one of them (the stability test's scenes take each posed hand's parts by these indices)
+    from interhandgen.hand import open_hand
+    from interhandgen.objects.physics import convex_part_indices
+
+    hand = open_hand("right")
+    data = getattr(hand, "data", hand)
+    owner = np.asarray(data.weights).argmax(1)
+    expected = []
+    for j in range(np.asarray(data.weights).shape[1]):
+        own = {v for v in range(len(owner)) if owner[v] == j}
+        if len(own) < 4:
+            continue
+        grown = set(own)
+        for face in np.asarray(data.faces).tolist():
+            if own.intersection(face):
+                grown.update(face)
+        expected.append(sorted(grown))
+    assert [ids.tolist() for ids in convex_part_indices(data.faces, data.weights)] == expected
+
+
 def test_an_unstable_simulation_is_reported_not_reset_to_rest():
     # MuJoCo resets the state after a huge acceleration and goes on: without the check the object would end at
     # its start, i.e. look held. A force of 1e12 N on a 50 g cube is such an acceleration.

@@ -22,7 +22,7 @@ import torch
 
 from interhandgen import geometry
 from interhandgen.exceptions import InputError
-from interhandgen.objects.physics import (PhysicsConfig, hand_convex_parts, require_mujoco, simulate_drop,
+from interhandgen.objects.physics import (PhysicsConfig, convex_part_indices, require_mujoco, simulate_drop,
                                           simulate_motion)
 from interhandgen.rotations import axis_angle_to_matrix
 
@@ -216,12 +216,13 @@ def _physics_scenes(two_hands, models: dict | None):
     library = require_objects(two_hands)
     models = models if models is not None else two_hands.hand_models()
     hands = {s: v.cpu().numpy() for s, v in two_hands.vertices(models, dtype=torch.float64).items()}
-    weights = {s: np.asarray(models[s].data.weights) for s in SIDES}
+    # the parts' vertex indices depend on the hand model only: found once, not per pair
+    parts_of = {s: convex_part_indices(models[s].faces_np, np.asarray(models[s].data.weights)) for s in SIDES}
     R = object_rotation(two_hands.object_pose)
     for i in range(len(two_hands)):
         k = int(two_hands.object_id[i])
         t = two_hands.object_pose[i, 4:7]
-        static = [p for s in SIDES for p in hand_convex_parts(hands[s][i], models[s].faces_np, weights[s])]
+        static = [hands[s][i][ids] for s in SIDES for ids in parts_of[s]]
         parts = [p @ R[i].T + t for p in library.parts[k]]
         if not parts:
             raise InputError(f"object '{library.names[k]}' has no convex parts; the physics test needs them")

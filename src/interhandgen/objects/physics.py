@@ -23,12 +23,12 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["PhysicsConfig", "HOLD_THRESHOLD", "hand_convex_parts", "simulate_drop", "simulate_motion", "step_checked",
-           "require_mujoco"]
+__all__ = ["PhysicsConfig", "HOLD_THRESHOLD", "convex_part_indices", "hand_convex_parts", "simulate_drop",
+           "simulate_motion", "step_checked", "require_mujoco"]
 
-#: An object counts as held when its centre of mass moved less than this (metres) during the simulation.
 _log = logging.getLogger(__name__)
 
+#: An object counts as held when its centre of mass moved less than this (metres) during the simulation.
 HOLD_THRESHOLD = 0.02
 #: Standard gravity (m/s^2), along world -z.
 GRAVITY = 9.81
@@ -71,16 +71,16 @@ def _log_mujoco_warning(message: str) -> None:
     _log.debug("MuJoCo: %s", message.strip())
 
 
-def hand_convex_parts(vertices: np.ndarray, faces: np.ndarray, weights: np.ndarray) -> list[np.ndarray]:
-    """Convex parts of a posed hand: per bone, the vertices whose dominant skinning weight is that bone plus the
-    other corners of every face touching them (see the module docstring).
+def convex_part_indices(faces: np.ndarray, weights: np.ndarray) -> list[np.ndarray]:
+    """Vertex indices of the convex parts of :func:`hand_convex_parts`: per bone, the vertices whose dominant skinning
+    weight is that bone plus the other corners of every face touching them. They depend on the hand's faces and
+    weights only, not on its pose, so a caller posing many hands computes them once.
 
     Args:
-        vertices: [V, 3] posed vertices (metres); faces: [F, 3]; weights: [V, J] skinning weights.
+        faces: [F, 3]; weights: [V, J] skinning weights.
     Returns:
-        a list of point arrays [K_j, 3], one per bone with at least 4 vertices.
+        a list of sorted index arrays [K_j], one per bone with at least 4 vertices.
     """
-    vertices = np.asarray(vertices, dtype=np.float64)
     owner = np.asarray(weights).argmax(1)
     faces = np.asarray(faces, dtype=np.int64)
     parts = []
@@ -89,9 +89,21 @@ def hand_convex_parts(vertices: np.ndarray, faces: np.ndarray, weights: np.ndarr
         if mine.sum() < 4:
             continue
         touching = mine[faces].any(1)
-        ids = np.union1d(np.flatnonzero(mine), faces[touching].ravel())
-        parts.append(vertices[ids])
+        parts.append(np.union1d(np.flatnonzero(mine), faces[touching].ravel()))
     return parts
+
+
+def hand_convex_parts(vertices: np.ndarray, faces: np.ndarray, weights: np.ndarray) -> list[np.ndarray]:
+    """Convex parts of a posed hand: per bone, the vertices whose dominant skinning weight is that bone plus the
+    other corners of every face touching them (see the module docstring and :func:`convex_part_indices`).
+
+    Args:
+        vertices: [V, 3] posed vertices (metres); faces: [F, 3]; weights: [V, J] skinning weights.
+    Returns:
+        a list of point arrays [K_j, 3], one per bone with at least 4 vertices.
+    """
+    vertices = np.asarray(vertices, dtype=np.float64)
+    return [vertices[ids] for ids in convex_part_indices(faces, weights)]
 
 
 def _floats(a) -> str:
