@@ -82,6 +82,37 @@ def test_convex_part_indices_match_their_definition():
     assert [ids.tolist() for ids in convex_part_indices(data.faces, data.weights)] == expected
 
 
+def test_the_model_built_from_numbers_is_the_model_of_the_xml():
+    # build_model (MjSpec, the simulations' route) against build_model_xml compiled by MuJoCo's parser: a hand's
+    # convex parts, an object of two parts, every setting away from its default
+    import mujoco
+
+    from interhandgen.hand import open_hand
+    from interhandgen.objects.physics import build_model, build_model_xml
+
+    hand = open_hand("right")
+    data = getattr(hand, "data", hand)
+    static = hand_convex_parts(data.v_template, data.faces, data.weights)
+    rng = np.random.default_rng(3)
+    parts = [CUBE + 0.04, rng.normal(0.0, 0.02, (30, 3)) + np.array([0.0, 0.05, 0.08])]
+    config = PhysicsConfig(timestep=0.003, density=650.0, friction=0.8, torsional_friction=0.01,
+                           rolling_friction=0.0002, condim=4, solref=(0.02, 0.9), solimp=(0.9, 0.98, 0.002),
+                           margin=0.0005)
+    a = mujoco.MjModel.from_xml_string(build_model_xml(static, parts, config))
+    b = build_model(static, parts, config)
+    for field in ("ngeom", "nmesh", "nbody", "njnt", "nmeshvert"):
+        assert getattr(a, field) == getattr(b, field), field
+    # the XML carries 9 significant digits, the numbers route the float64 values: float32 rounding apart
+    np.testing.assert_allclose(b.mesh_vert, a.mesh_vert, atol=1e-7)
+    for field in ("geom_friction", "geom_solref", "geom_solimp", "geom_margin", "geom_condim", "geom_type",
+                  "geom_bodyid", "jnt_type"):
+        np.testing.assert_array_equal(getattr(b, field), getattr(a, field), err_msg=field)
+    for field in ("body_mass", "body_inertia", "body_ipos", "geom_pos", "geom_size"):
+        np.testing.assert_allclose(getattr(b, field), getattr(a, field), rtol=1e-6, atol=1e-9, err_msg=field)
+    assert b.opt.timestep == a.opt.timestep == 0.003
+    np.testing.assert_array_equal(b.opt.gravity, a.opt.gravity)
+
+
 def test_an_unstable_simulation_is_reported_not_reset_to_rest():
     # MuJoCo resets the state after a huge acceleration and goes on: without the check the object would end at
     # its start, i.e. look held. A force of 1e12 N on a 50 g cube is such an acceleration.

@@ -23,8 +23,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["PhysicsConfig", "HOLD_THRESHOLD", "convex_part_indices", "hand_convex_parts", "simulate_drop",
-           "simulate_motion", "step_checked", "require_mujoco"]
+__all__ = ["PhysicsConfig", "HOLD_THRESHOLD", "convex_part_indices", "hand_convex_parts", "build_model",
+           "build_model_xml", "simulate_drop", "simulate_motion", "step_checked", "require_mujoco"]
 
 _log = logging.getLogger(__name__)
 
@@ -131,6 +131,44 @@ def build_model_xml(static_parts: Sequence[np.ndarray], object_parts: Sequence[n
             f'<body name="object"><freejoint/>{"".join(body)}</body></worldbody></mujoco>')
 
 
+def build_model(static_parts: Sequence[np.ndarray], object_parts: Sequence[np.ndarray],
+                config: PhysicsConfig = PhysicsConfig()):
+    """The compiled ``mujoco.MjModel`` of :func:`build_model_xml`'s scene, built through MuJoCo's model-editing API
+    (``MjSpec``) from the parts' numbers directly: the XML's text costs more than the compilation it feeds (the
+    same model up to the float32 rounding of the vertices' 9-digit text; tests/objects/test_obj_physics.py)."""
+    mujoco = require_mujoco()
+    c = config
+    spec = mujoco.MjSpec()
+    spec.compiler.inertiafromgeom = mujoco.mjtInertiaFromGeom.mjINERTIAFROMGEOM_TRUE
+    spec.option.timestep = c.timestep
+    spec.option.gravity = [0.0, 0.0, -GRAVITY]
+    geom = spec.default.geom
+    geom.condim = c.condim
+    geom.friction = [c.friction, c.torsional_friction, c.rolling_friction]
+    geom.solref = list(c.solref)
+    geom.solimp = list(c.solimp) + list(geom.solimp[3:])  # MuJoCo's own midpoint and power, as the XML leaves them
+    geom.margin = c.margin
+    mesh_type = mujoco.mjtGeom.mjGEOM_MESH
+
+    def add(parent, name: str, pts: np.ndarray, **attrs) -> None:
+        mesh = spec.add_mesh()
+        mesh.name = name
+        mesh.uservert = np.asarray(pts, dtype=np.float64).ravel().tolist()
+        g = parent.add_geom()
+        g.type, g.meshname = mesh_type, name
+        for key, value in attrs.items():
+            setattr(g, key, value)
+
+    for i, pts in enumerate(static_parts):
+        add(spec.worldbody, f"s{i}", pts)
+    body = spec.worldbody.add_body()
+    body.name = "object"
+    body.add_freejoint()
+    for i, pts in enumerate(object_parts):
+        add(body, f"o{i}", pts, density=c.density)
+    return spec.compile()
+
+
 def simulate_drop(static_parts: Sequence[np.ndarray], object_parts: Sequence[np.ndarray],
                   config: PhysicsConfig = PhysicsConfig()) -> float:
     """Displacement (metres) of the object's centre of mass after ``config.duration`` seconds under gravity,
@@ -170,7 +208,7 @@ def _simulate(static_parts, object_parts, config: PhysicsConfig):
     mujoco = require_mujoco()
     if len(object_parts) == 0:
         raise ValueError("the object has no convex parts")
-    model = mujoco.MjModel.from_xml_string(build_model_xml(static_parts, object_parts, config))
+    model = build_model(static_parts, object_parts, config)
     data = mujoco.MjData(model)
     mujoco.mj_forward(model, data)
     body = model.body("object").id
