@@ -7,11 +7,13 @@ parts' coordinates); ``xml`` writes the same scene as MJCF text and compiles it 
 then each route simulates every pair, the routes alternating per repeat, so they share the process and the
 machine's load. Recorded: CPU seconds per route and repeat, their ratio in the same repeat, and how many pairs the
 two routes decide differently (held: moved < 2 cm in 1 s) and by how much the displacements of pairs held by both
-differ (the XML's vertices carry 9 significant digits, the numbers route the float64 values). Run with nothing
-else on the machine and ``--threads 1``.
+differ (the XML's vertices carry 9 significant digits, the numbers route the float64 values). Then, with
+``--workers``, the wall time of ``object_stability`` with that many threads simulating pairs at once (MuJoCo
+releases the GIL), against one, in the same process, and whether the figures are the same. Run with nothing else
+on the machine and ``--threads 1``.
 
     python benchmarks/object_physics_time.py --set data=obj_s1005.npz --set samples=default1000.npz \\
-        --repeats 2 --threads 1 --out benchmarks/results/object_physics_time.json
+        --repeats 2 --threads 1 --workers 2 --out benchmarks/results/object_physics_time.json
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch
 
 from interhandgen._atomic import atomic_write_bytes
 from interhandgen.data.format import TwoHandSet
-from interhandgen.objects.metrics import _physics_scenes
+from interhandgen.objects.metrics import _physics_scenes, object_stability
 from interhandgen.objects.physics import (HOLD_THRESHOLD, PhysicsConfig, build_model, build_model_xml,
                                           require_mujoco, step_checked)
 
@@ -62,10 +64,12 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=0, help="the first this many pairs of each set (0: all)")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=0,
+                    help="also time object_stability with this many threads against one (0: skip)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
-    if a.repeats < 1 or a.pairs < 0:
-        ap.error(f"--repeats must be >= 1 and --pairs >= 0, got {a.repeats} and {a.pairs}")
+    if a.repeats < 1 or a.pairs < 0 or a.workers < 0:
+        ap.error(f"--repeats must be >= 1, --pairs and --workers >= 0, got {a.repeats}, {a.pairs} and {a.workers}")
     torch.set_num_threads(a.threads)
     config = PhysicsConfig()
     result = {"command": "benchmarks/object_physics_time.py", "threads": a.threads, "sets": {}}
@@ -95,6 +99,18 @@ def main() -> None:
             "decisions_differing": int((held["numbers"] != held["xml"]).sum()),
             "held_displacement_difference_cm": {"median": float(np.median(diff)) if diff.size else None,
                                                 "max": float(diff.max()) if diff.size else None}}
+        if a.workers:
+            wall, figures = {}, {}
+            for w in (1, a.workers):
+                start = time.perf_counter()
+                figures[w] = object_stability(two, config, workers=w)["displacement_cm"]
+                wall[w] = time.perf_counter() - start
+            result["sets"][name]["threads"] = {
+                "workers": a.workers, "wall_seconds": {str(w): t for w, t in wall.items()},
+                "one_over_many": wall[1] / wall[a.workers],
+                "same_figures": bool(np.array_equal(figures[1], figures[a.workers]))}
+            print(f"{name}: object_stability {wall[1]:.1f} s wall on one thread, {wall[a.workers]:.1f} s on "
+                  f"{a.workers}", flush=True)
     result["load_average_end"] = os.getloadavg()
     result["machine"] = platform.processor() or platform.machine()
     atomic_write_bytes(a.out, (json.dumps(result, indent=2) + "\n").encode())

@@ -190,3 +190,28 @@ def test_motion_maps_the_centre_of_mass_where_the_drop_test_finds_it():
     assert angle > 5  # it tipped
     np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-9)
     assert np.linalg.norm(R @ centre + t - centre) == pytest.approx(simulate_drop([ledge], [CUBE], config), abs=1e-9)
+
+
+def test_pairs_on_threads_give_the_figures_of_one_thread():
+    from fixtures.objmodel_sets import random_object_set  # noqa: PLC0415 (tests/fixtures helper)
+
+    from interhandgen.exceptions import InputError
+    from interhandgen.objects.metrics import object_motion, object_stability
+
+    two = random_object_set(7, seed=2, splits=False)
+    config = PhysicsConfig(duration=0.3)
+    one = object_stability(two, config, workers=1)
+    for workers in (2, 3):  # 3 threads over 7 pairs: chunks that do not divide the set
+        many = object_stability(two, config, workers=workers)
+        np.testing.assert_array_equal(many["displacement_cm"], one["displacement_cm"])
+        np.testing.assert_array_equal(many["held"], one["held"])
+    m1, m2 = object_motion(two, config, workers=1), object_motion(two, config, workers=2)
+    for key in m1:
+        np.testing.assert_array_equal(m2[key], m1[key])
+    # the order is the pairs': each motion moves its pair's object centre as far as that pair's test moved it
+    centre = two.object_pose[:, 4:7]
+    moved = np.einsum("nij,nj->ni", m1["rotation"], centre) + m1["translation"] - centre
+    np.testing.assert_allclose(np.linalg.norm(moved, axis=1) * 100.0, one["displacement_cm"], atol=0.05)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(InputError, match="workers"):
+            object_stability(two, config, workers=bad)

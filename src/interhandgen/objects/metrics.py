@@ -15,6 +15,8 @@ objects).
 
 from __future__ import annotations
 
+import itertools
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -229,35 +231,64 @@ def _physics_scenes(two_hands, models: dict | None):
         yield static, parts
 
 
-def object_stability(two_hands, config=None, models: dict | None = None, progress: bool = False
-                     ) -> dict[str, np.ndarray]:
-    """MuJoCo stability test of every pair (hands fixed as per-bone convex hulls, the object free under world -z
-    gravity): ``displacement_cm`` [N] (inf where the simulation became unstable) and ``held`` [N] bool
-    (displacement below ``config.hold_threshold``)."""
+def _pair_workers(workers: int | None) -> int:
+    if workers is None:
+        return torch.get_num_threads()
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InputError(f"workers must be None (torch's thread count) or an integer >= 1, got {workers!r}")
+    return workers
+
+
+def _simulate_pairs(simulate, scenes, n: int, workers: int | None, progress: bool, desc: str) -> list:
+    """``simulate(static, parts)`` of every scene, in order, on ``workers`` threads (None: torch's thread count).
+    MuJoCo releases the GIL while it compiles a model and steps it, so threads run the pairs in parallel (1.9x on 2
+    cores, benchmarks/object_physics_time.py); each pair is its own model, so the results are those of one thread."""
     from tqdm import tqdm
 
+    workers = _pair_workers(workers)
+    out: list = []
+    with tqdm(total=n, desc=desc, disable=not progress) as bar:
+        if workers == 1:
+            for static, parts in scenes:
+                out.append(simulate(static, parts))
+                bar.update()
+            return out
+        with ThreadPoolExecutor(workers) as pool:
+            while chunk := list(itertools.islice(scenes, 8 * workers)):  # the scenes are made as the pool goes
+                out.extend(pool.map(lambda scene: simulate(*scene), chunk))
+                bar.update(len(chunk))
+    return out
+
+
+def object_stability(two_hands, config=None, models: dict | None = None, progress: bool = False,
+                     workers: int | None = None) -> dict[str, np.ndarray]:
+    """MuJoCo stability test of every pair (hands fixed as per-bone convex hulls, the object free under world -z
+    gravity): ``displacement_cm`` [N] (inf where the simulation became unstable) and ``held`` [N] bool
+    (displacement below ``config.hold_threshold``). ``workers``: threads simulating pairs at once (None: torch's
+    thread count); the figures do not depend on it."""
     require_mujoco()
     require_objects(two_hands)
     config = config if config is not None else PhysicsConfig()
-    disp = np.empty(len(two_hands))
-    scenes = _physics_scenes(two_hands, models)
-    for i, (static, parts) in enumerate(tqdm(scenes, total=len(two_hands), desc="physics", disable=not progress)):
-        disp[i] = simulate_drop(static, parts, config)
+    disp = np.asarray(_simulate_pairs(lambda static, parts: simulate_drop(static, parts, config),
+                                      _physics_scenes(two_hands, models), len(two_hands), workers, progress,
+                                      "physics"), dtype=np.float64).reshape(len(two_hands))
     return {"displacement_cm": disp * 100.0, "held": disp < config.hold_threshold}
 
 
-def object_motion(two_hands, config=None, models: dict | None = None) -> dict[str, np.ndarray]:
+def object_motion(two_hands, config=None, models: dict | None = None, workers: int | None = None
+                  ) -> dict[str, np.ndarray]:
     """The object's rigid motion in every pair over ``config.duration`` s of the same simulation as
     :func:`object_stability` (:func:`interhandgen.objects.physics.simulate_motion`): ``rotation`` [N, 3, 3] and
     ``translation`` [N, 3] (world: a point x of the object ends at R x + t), ``speed`` [N] (m/s, final, of the
-    centre of mass; inf where unstable) and ``stable`` [N] bool."""
+    centre of mass; inf where unstable) and ``stable`` [N] bool. ``workers`` as in :func:`object_stability`."""
     require_mujoco()
     require_objects(two_hands)
     config = config if config is not None else PhysicsConfig()
     n = len(two_hands)
     out = {"rotation": np.tile(np.eye(3), (n, 1, 1)), "translation": np.zeros((n, 3)), "speed": np.full(n, np.inf),
            "stable": np.zeros(n, dtype=bool)}
-    for i, (static, parts) in enumerate(_physics_scenes(two_hands, models)):
-        out["rotation"][i], out["translation"][i], out["speed"][i], out["stable"][i] = simulate_motion(static, parts,
-                                                                                                        config)
+    motions = _simulate_pairs(lambda static, parts: simulate_motion(static, parts, config),
+                              _physics_scenes(two_hands, models), n, workers, False, "physics")
+    for i, (R, t, speed, stable) in enumerate(motions):
+        out["rotation"][i], out["translation"][i], out["speed"][i], out["stable"][i] = R, t, speed, stable
     return out
