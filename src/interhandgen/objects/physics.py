@@ -134,8 +134,9 @@ def build_model_xml(static_parts: Sequence[np.ndarray], object_parts: Sequence[n
 def build_model(static_parts: Sequence[np.ndarray], object_parts: Sequence[np.ndarray],
                 config: PhysicsConfig = PhysicsConfig()):
     """The compiled ``mujoco.MjModel`` of :func:`build_model_xml`'s scene, built through MuJoCo's model-editing API
-    (``MjSpec``) from the parts' numbers directly: the XML's text costs more than the compilation it feeds (the
-    same model up to the float32 rounding of the vertices' 9-digit text; tests/objects/test_obj_physics.py)."""
+    (``MjSpec``) from the parts' numbers directly: writing and parsing the ~4k numbers of two hands as text took
+    about a quarter of the XML route's time (benchmarks/object_physics_time.py). The same model up to the float32
+    rounding of the XML's 9-digit text (tests/objects/test_obj_physics.py)."""
     mujoco = require_mujoco()
     c = config
     spec = mujoco.MjSpec()
