@@ -192,16 +192,18 @@ def test_motion_maps_the_centre_of_mass_where_the_drop_test_finds_it():
     assert np.linalg.norm(R @ centre + t - centre) == pytest.approx(simulate_drop([ledge], [CUBE], config), abs=1e-9)
 
 
-def test_pairs_on_threads_give_the_figures_of_one_thread():
+def test_pairs_on_threads_give_the_figures_of_one_thread(monkeypatch):
     from fixtures.objmodel_sets import random_object_set  # noqa: PLC0415 (tests/fixtures helper)
 
     from interhandgen.exceptions import InputError
+    from interhandgen.objects import metrics
     from interhandgen.objects.metrics import object_motion, object_stability
 
     two = random_object_set(7, seed=2, splits=False)
     config = PhysicsConfig(duration=0.3)
     one = object_stability(two, config, workers=1)
-    for workers in (2, 3):  # 3 threads over 7 pairs: chunks that do not divide the set
+    monkeypatch.setattr(metrics, "_PAIRS_PER_THREAD", 1)  # several chunks on 7 pairs
+    for workers in (2, 3):  # chunks of 2 and 3 pairs: the last one shorter
         many = object_stability(two, config, workers=workers)
         np.testing.assert_array_equal(many["displacement_cm"], one["displacement_cm"])
         np.testing.assert_array_equal(many["held"], one["held"])

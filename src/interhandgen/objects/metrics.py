@@ -231,6 +231,10 @@ def _physics_scenes(two_hands, models: dict | None):
         yield static, parts
 
 
+#: Pairs per thread handed to the pool at once (the scenes of the next chunk are made while it waits).
+_PAIRS_PER_THREAD = 8
+
+
 def _pair_workers(workers: int | None) -> int:
     if workers is None:
         return torch.get_num_threads()
@@ -254,7 +258,7 @@ def _simulate_pairs(simulate, scenes, n: int, workers: int | None, progress: boo
                 bar.update()
             return out
         with ThreadPoolExecutor(workers) as pool:
-            while chunk := list(itertools.islice(scenes, 8 * workers)):  # the scenes are made as the pool goes
+            while chunk := list(itertools.islice(scenes, _PAIRS_PER_THREAD * workers)):  # scenes made as it goes
                 out.extend(pool.map(lambda scene: simulate(*scene), chunk))
                 bar.update(len(chunk))
     return out
