@@ -231,7 +231,7 @@ def _physics_scenes(two_hands, models: dict | None):
         yield static, parts
 
 
-#: Pairs per thread handed to the pool at once (the scenes of the next chunk are made while it waits).
+#: Pairs per thread handed to the pool at once: the scenes are made chunk by chunk, never all in memory.
 _PAIRS_PER_THREAD = 8
 
 
@@ -258,7 +258,7 @@ def _simulate_pairs(simulate, scenes, n: int, workers: int | None, progress: boo
                 bar.update()
             return out
         with ThreadPoolExecutor(workers) as pool:
-            while chunk := list(itertools.islice(scenes, _PAIRS_PER_THREAD * workers)):  # scenes made as it goes
+            while chunk := list(itertools.islice(scenes, _PAIRS_PER_THREAD * workers)):
                 out.extend(pool.map(lambda scene: simulate(*scene), chunk))
                 bar.update(len(chunk))
     return out
