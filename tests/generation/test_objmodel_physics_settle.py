@@ -67,17 +67,21 @@ def placements():
     return ObjectScene.of(two._replace(object_pose=pose))
 
 
-def test_kept_pairs_hold_in_an_independent_stability_run_and_the_rest_keep_their_first_draw(placements):
+def test_kept_pairs_hold_in_an_independent_stability_run_and_the_rest_keep_their_first_draw(placements, capsys):
     from interhandgen.generation.object_api import ObjectInterHandGen  # noqa: PLC0415
     from interhandgen.objects.metrics import object_stability  # noqa: PLC0415
 
     gen = ObjectInterHandGen.load()
     base = gen.sample(12, placements, seed=0, progress=False)
-    settled = gen.sample(12, placements, seed=0, object_settings=ObjectSettings(physics_rounds=3), progress=False)
+    capsys.readouterr()
+    settled = gen.sample(12, placements, seed=0, object_settings=ObjectSettings(physics_rounds=3), progress=True)
     log = settled.metadata["physics_settle"]
     assert log[0]["pairs"] == 12 and all(r["kept"] <= r["checked"] <= r["came_to_rest"] <= r["pairs"] for r in log)
     kept = sum(r["kept"] for r in log)
     assert kept >= 1, log
+    # the stage shows its rounds, with the pairs kept and still open at the end
+    shown = capsys.readouterr().err
+    assert "MuJoCo settling" in shown and f"kept={kept}, open={12 - kept}" in shown, shown[-400:]
     changed = ~np.isclose(settled.left.transl, base.left.transl, atol=1e-7).all(1)
     assert changed.sum() == kept
     np.testing.assert_array_equal(settled.object_pose, base.object_pose)  # the object stays where it was given

@@ -23,6 +23,7 @@ from importlib import resources
 from pathlib import Path
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from interhandgen._seeding import derived_seed
 from interhandgen.data.canonical import ANCHOR_SIDE, mirror, to_world
@@ -243,7 +244,7 @@ class ObjectInterHandGen:
                       violation=violation)
         if object_settings.physics_rounds > 0:
             x = self._physics_settle(x, ids, poses, scene.library, tokens, surfaces, seed, settings, object_settings,
-                                     batch_size, meta, exact)
+                                     batch_size, meta, exact, progress)
         else:
             meta["object_checks"] = object_checks_record(violation)
         return self._world(x, ids, poses, scene.library, meta)
@@ -257,10 +258,11 @@ class ObjectInterHandGen:
 
     def _physics_settle(self, x: torch.Tensor, ids: np.ndarray, poses: np.ndarray, library: ObjectLibrary,
                         tokens: torch.Tensor, surfaces: torch.Tensor, seed: int, settings: SamplerSettings,
-                        og: ObjectSettings, batch_size: int, meta: dict, exact: ExactObjects | None = None
-                        ) -> torch.Tensor:
+                        og: ObjectSettings, batch_size: int, meta: dict, exact: ExactObjects | None = None,
+                        progress: bool = False) -> torch.Tensor:
         """MuJoCo settling with redraws (``ObjectSettings.physics_rounds``, see there) of raw object-frame pairs
-        x [N, 2, 64]; returns the new pairs and records per round the pairs tried, settled and kept in ``meta``."""
+        x [N, 2, 64]; returns the new pairs and records per round the pairs tried, settled and kept in ``meta``.
+        ``progress``: a bar over the rounds (each takes seconds to minutes), with the pairs kept and still open."""
         require_mujoco()
         settle_config, test_config = PhysicsConfig(duration=og.physics_settle_s), PhysicsConfig()
         grasp_hands = self.cascade.surface_subsets(og.grasp_points)
@@ -272,6 +274,7 @@ class ObjectInterHandGen:
         pending = torch.arange(x.shape[0])
         candidates = x
         log = []
+        bar = tqdm(total=og.physics_rounds, desc="MuJoCo settling", unit="round", disable=not progress)
         for r in range(og.physics_rounds):
             rows = pending.numpy()
             if r > 0:  # fresh draws of the pairs not kept so far, same settings, another seed per round
@@ -311,8 +314,11 @@ class ObjectInterHandGen:
             mask = torch.ones(len(rows), dtype=torch.bool)
             mask[kept] = False
             pending = pending[mask]
+            bar.set_postfix(kept=x.shape[0] - pending.numel(), open=pending.numel(), refresh=False)
+            bar.update()
             if not pending.numel():
                 break
+        bar.close()
         meta["physics_settle"] = log
         return x
 
