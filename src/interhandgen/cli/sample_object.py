@@ -75,6 +75,9 @@ def add_object_options(p: argparse.ArgumentParser, families: bool = True) -> Non
                         "move the hands to where it comes to rest, keep the pairs that then pass the cheap checks "
                         "and the stability test, draw the others again, this many rounds in all (default "
                         "%(default)s: off; costs MuJoCo time per pair and round)")
+    g.add_argument("--physics-settle-passes", type=int, default=OBJECT_DEFAULTS.physics_settle_passes,
+                   help="MuJoCo settling: a pair whose object came to rest but that was not kept is let fall again "
+                        "from where its hands were moved, up to this many passes per draw (default %(default)s)")
     g.add_argument("--support-contact-mm", type=float, default=OBJECT_DEFAULTS.support_contact_mm,
                    help="contacts of the equilibrium check: hand points within this of the object (default "
                         "%(default)s)")
@@ -89,7 +92,8 @@ def object_settings_from_args(args: argparse.Namespace) -> ObjectSettings:
                        search_rounds=args.search_rounds, clear_rounds=args.clear_rounds,
                        exact_push_margin_mm=args.exact_push_margin_mm,
                        redraw_support=args.redraw_support, support_contact_mm=args.support_contact_mm,
-                       support_lift_mm=args.support_lift_mm, physics_rounds=args.physics_rounds)
+                       support_lift_mm=args.support_lift_mm, physics_rounds=args.physics_rounds,
+                       physics_settle_passes=args.physics_settle_passes)
     s.validate()
     return s
 

@@ -274,21 +274,20 @@ class ObjectInterHandGen:
         pending = torch.arange(x.shape[0])
         candidates = x
         log = []
-        bar = tqdm(total=og.physics_rounds, desc="MuJoCo settling", unit="round", disable=not progress)
-        for r in range(og.physics_rounds):
-            rows = pending.numpy()
-            if r > 0:  # fresh draws of the pairs not kept so far, same settings, another seed per round
-                on = pending.to(tokens.device)
-                candidates = self._run(len(rows), tokens[on], surfaces[on], derived_seed(seed, PHYSICS_SEED + r),
-                                       settings, og, batch_size, False,
-                                       exact=None if exact is None else exact.subset(pending))
+        first: dict = {}
+
+        def settle(candidates: torch.Tensor, rows_of: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            """One settle pass of raw pairs ``candidates`` [n, 2, 64] (rows ``rows_of`` [n] of the scene): the pairs
+            moved by the inverse of their objects' motion, which objects came to rest, and the positions (into the
+            n) of the pairs kept (checks and the stability test passed). Records the first pass's counts."""
+            rows = rows_of.numpy()
             motion = object_motion(self._world(candidates, ids[rows], poses[rows], library), settle_config)
             R, t = (torch.as_tensor(motion[k], device=x.device) for k in ("rotation", "translation"))
-            c = centre[pending].to(x.device)
+            c = centre[rows_of].to(x.device)
             drop = ((R @ c[..., None])[..., 0] + t - c).norm(dim=1)
             rested = torch.as_tensor(motion["stable"]) & (drop < og.physics_max_drop_mm / 1000.0)
             moved = move_with_object(candidates, R, t, c)
-            surf = surfaces[pending.to(surfaces.device)]
+            surf = surfaces[rows_of.to(surfaces.device)]
             if og.object_settle_steps > 0:
                 # a hand the object did not come to rest on is pulled into touch again; hands touching or inside it
                 # stay where the object rested on them (pushing them out would take its support away)
@@ -298,19 +297,43 @@ class ObjectInterHandGen:
             ok = rested.to(x.device) & hand_object_check(grasp_hands, moved[:, 0], moved[:, 1], surf, accept)
             tried = ok.nonzero()[:, 0].cpu()
             if tried.numel() and og.physics_exact_contact:
-                sel = tried.numpy()
-                touching = hand_object_contact(self._world(moved[tried], ids[rows][sel], poses[rows][sel], library))
+                sel = rows[tried.numpy()]
+                touching = hand_object_contact(self._world(moved[tried], ids[sel], poses[sel], library))
                 tried = tried[torch.as_tensor(touching)]
-            if tried.numel():
-                sel = tried.numpy()
-                held = object_stability(self._world(moved[tried], ids[rows][sel], poses[rows][sel], library),
-                                        test_config)["held"]
-                kept = tried[torch.as_tensor(held)]
-            else:
-                kept = tried
+            if not first:
+                first.update(came_to_rest=int(rested.sum()), checked=int(tried.numel()))
+            if not tried.numel():
+                return moved, rested, tried
+            sel = rows[tried.numpy()]
+            held = object_stability(self._world(moved[tried], ids[sel], poses[sel], library), test_config)["held"]
+            return moved, rested, tried[torch.as_tensor(held)]
+
+        bar = tqdm(total=og.physics_rounds, desc="MuJoCo settling", unit="round", disable=not progress)
+        for r in range(og.physics_rounds):
+            rows = pending.numpy()
+            first.clear()
+            if r > 0:  # fresh draws of the pairs not kept so far, same settings, another seed per round
+                on = pending.to(tokens.device)
+                candidates = self._run(len(rows), tokens[on], surfaces[on], derived_seed(seed, PHYSICS_SEED + r),
+                                       settings, og, batch_size, False,
+                                       exact=None if exact is None else exact.subset(pending))
+            moved, rested, kept = settle(candidates, pending)
+            first_pass = int(kept.numel())
+            for _ in range(og.physics_settle_passes - 1):
+                # objects that came to rest in pairs not kept: let fall again from where the hands were moved
+                again = rested.clone()
+                again[kept] = False
+                again = again.nonzero()[:, 0].cpu()
+                if not again.numel():
+                    break
+                moved_again, rested_again, kept_again = settle(moved[again.to(x.device)], pending[again])
+                moved[again.to(x.device)] = moved_again
+                rested = torch.zeros_like(rested)
+                rested[again[rested_again.cpu()]] = True
+                kept = torch.cat([kept, again[kept_again]])
             x[pending[kept].to(x.device)] = moved[kept.to(x.device)]
-            log.append({"round": r, "pairs": len(rows), "came_to_rest": int(rested.sum()),
-                        "checked": int(tried.numel()), "kept": int(kept.numel())})
+            log.append({"round": r, "pairs": len(rows), **first, "kept": int(kept.numel()),
+                        "kept_first_pass": first_pass})
             mask = torch.ones(len(rows), dtype=torch.bool)
             mask[kept] = False
             pending = pending[mask]
