@@ -274,12 +274,12 @@ class ObjectInterHandGen:
         pending = torch.arange(x.shape[0])
         candidates = x
         log = []
-        first: dict = {}
 
-        def settle(candidates: torch.Tensor, rows_of: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        def settle(candidates: torch.Tensor, rows_of: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor]:
             """One settle pass of raw pairs ``candidates`` [n, 2, 64] (rows ``rows_of`` [n] of the scene): the pairs
-            moved by the inverse of their objects' motion, which objects came to rest, and the positions (into the
-            n) of the pairs kept (checks and the stability test passed). Records the first pass's counts."""
+            moved by the inverse of their objects' motion, which objects came to rest [n] bool, how many pairs passed
+            the checks, and the positions (into the n) of the pairs kept (checks and the stability test passed)."""
             rows = rows_of.numpy()
             motion = object_motion(self._world(candidates, ids[rows], poses[rows], library), settle_config)
             R, t = (torch.as_tensor(motion[k], device=x.device) for k in ("rotation", "translation"))
@@ -300,25 +300,22 @@ class ObjectInterHandGen:
                 sel = rows[tried.numpy()]
                 touching = hand_object_contact(self._world(moved[tried], ids[sel], poses[sel], library))
                 tried = tried[torch.as_tensor(touching)]
-            if not first:
-                first.update(came_to_rest=int(rested.sum()), checked=int(tried.numel()))
             if not tried.numel():
-                return moved, rested, tried
+                return moved, rested, 0, tried
             sel = rows[tried.numpy()]
             held = object_stability(self._world(moved[tried], ids[sel], poses[sel], library), test_config)["held"]
-            return moved, rested, tried[torch.as_tensor(held)]
+            return moved, rested, int(tried.numel()), tried[torch.as_tensor(held)]
 
         bar = tqdm(total=og.physics_rounds, desc="MuJoCo settling", unit="round", disable=not progress)
         for r in range(og.physics_rounds):
             rows = pending.numpy()
-            first.clear()
             if r > 0:  # fresh draws of the pairs not kept so far, same settings, another seed per round
                 on = pending.to(tokens.device)
                 candidates = self._run(len(rows), tokens[on], surfaces[on], derived_seed(seed, PHYSICS_SEED + r),
                                        settings, og, batch_size, False,
                                        exact=None if exact is None else exact.subset(pending))
-            moved, rested, kept = settle(candidates, pending)
-            first_pass = int(kept.numel())
+            moved, rested, checked, kept = settle(candidates, pending)
+            first = {"came_to_rest": int(rested.sum()), "checked": checked, "kept_first_pass": int(kept.numel())}
             for _ in range(og.physics_settle_passes - 1):
                 # objects that came to rest in pairs not kept: let fall again from where the hands were moved
                 again = rested.clone()
@@ -326,14 +323,15 @@ class ObjectInterHandGen:
                 again = again.nonzero()[:, 0].cpu()
                 if not again.numel():
                     break
-                moved_again, rested_again, kept_again = settle(moved[again.to(x.device)], pending[again])
+                moved_again, rested_again, _, kept_again = settle(moved[again.to(x.device)], pending[again])
                 moved[again.to(x.device)] = moved_again
                 rested = torch.zeros_like(rested)
                 rested[again[rested_again.cpu()]] = True
                 kept = torch.cat([kept, again[kept_again]])
             x[pending[kept].to(x.device)] = moved[kept.to(x.device)]
-            log.append({"round": r, "pairs": len(rows), **first, "kept": int(kept.numel()),
-                        "kept_first_pass": first_pass})
+            log.append({"round": r, "pairs": len(rows), "came_to_rest": first["came_to_rest"],
+                        "checked": first["checked"], "kept": int(kept.numel()),
+                        "kept_first_pass": first["kept_first_pass"]})
             mask = torch.ones(len(rows), dtype=torch.bool)
             mask[kept] = False
             pending = pending[mask]
