@@ -168,8 +168,9 @@ class ObjectSettings:
     # settle passes per draw: a pair whose object came to rest but that failed the checks or the stability test
     # after the move is let fall again from where it was moved and moved again, up to this many passes in all,
     # before it is drawn again. On the bundled model (1,000 samples, 16 rounds, both cores, 160 measured) 2 passes
-    # instead of 1: held 0.944 -> 0.975, 443 -> 392 s of wall time (15 % fewer pairs drawn again), contact 1.000
-    # both, penetration 0.035 -> 0.046 cm^3 per hand (within the intervals; docs/results_object.md, "MuJoCo settling")
+    # instead of 1: held 0.944 -> 0.975, 15 % fewer pairs drawn again (443 -> 392 s of wall time; runs vary by
+    # 10-20 %), contact 1.000 both, penetration 0.035 -> 0.046 cm^3 per hand (within the intervals);
+    # docs/results_object.md, "MuJoCo settling"
     physics_settle_passes: int = 2
     physics_settle_s: float = 0.5
     physics_max_drop_mm: float = 100.0
