@@ -274,6 +274,9 @@ class ObjectInterHandGen:
         pending = torch.arange(x.shape[0])
         candidates = x
         log = []
+        # one load of the hand layers for the whole stage (tens of ms each): every set below is of this sampler's
+        # hand model and conventions
+        models = self._world(x[:1], ids[:1], poses[:1], library).hand_models()
 
         def settle(candidates: torch.Tensor, rows_of: torch.Tensor
                    ) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor]:
@@ -281,7 +284,8 @@ class ObjectInterHandGen:
             moved by the inverse of their objects' motion, which objects came to rest [n] bool, how many pairs passed
             the checks, and the positions (into the n) of the pairs kept (checks and the stability test passed)."""
             rows = rows_of.numpy()
-            motion = object_motion(self._world(candidates, ids[rows], poses[rows], library), settle_config)
+            motion = object_motion(self._world(candidates, ids[rows], poses[rows], library), settle_config,
+                                   models=models)
             R, t = (torch.as_tensor(motion[k], device=x.device) for k in ("rotation", "translation"))
             c = centre[rows_of].to(x.device)
             drop = ((R @ c[..., None])[..., 0] + t - c).norm(dim=1)
@@ -296,14 +300,16 @@ class ObjectInterHandGen:
                 moved = torch.stack([a_raw, o_raw], 1)
             ok = rested.to(x.device) & hand_object_check(grasp_hands, moved[:, 0], moved[:, 1], surf, accept)
             tried = ok.nonzero()[:, 0].cpu()
-            if tried.numel() and og.physics_exact_contact:
-                sel = rows[tried.numpy()]
-                touching = hand_object_contact(self._world(moved[tried], ids[sel], poses[sel], library))
-                tried = tried[torch.as_tensor(touching)]
             if not tried.numel():
                 return moved, rested, 0, tried
             sel = rows[tried.numpy()]
-            held = object_stability(self._world(moved[tried], ids[sel], poses[sel], library), test_config)["held"]
+            placed = self._world(moved[tried], ids[sel], poses[sel], library)  # for both exact tests below
+            if og.physics_exact_contact:
+                touching = hand_object_contact(placed, models)
+                tried, placed = tried[torch.as_tensor(touching)], placed[np.flatnonzero(touching)]
+                if not tried.numel():
+                    return moved, rested, 0, tried
+            held = object_stability(placed, test_config, models=models)["held"]
             return moved, rested, int(tried.numel()), tried[torch.as_tensor(held)]
 
         bar = tqdm(total=og.physics_rounds, desc="MuJoCo settling", unit="round", disable=not progress)

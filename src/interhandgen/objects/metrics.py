@@ -289,10 +289,10 @@ def object_motion(two_hands, config=None, models: dict | None = None, workers: i
     require_objects(two_hands)
     config = config if config is not None else PhysicsConfig()
     n = len(two_hands)
-    out = {"rotation": np.tile(np.eye(3), (n, 1, 1)), "translation": np.zeros((n, 3)), "speed": np.full(n, np.inf),
-           "stable": np.zeros(n, dtype=bool)}
     motions = _simulate_pairs(lambda static, parts: simulate_motion(static, parts, config),
                               _physics_scenes(two_hands, models), n, workers, False, "physics")
-    for i, (R, t, speed, stable) in enumerate(motions):
-        out["rotation"][i], out["translation"][i], out["speed"][i], out["stable"][i] = R, t, speed, stable
-    return out
+    rotation, translation, speed, stable = zip(*motions) if motions else ((), (), (), ())
+    return {"rotation": np.asarray(rotation, dtype=np.float64).reshape(n, 3, 3),
+            "translation": np.asarray(translation, dtype=np.float64).reshape(n, 3),
+            "speed": np.asarray(speed, dtype=np.float64).reshape(n),
+            "stable": np.asarray(stable, dtype=bool).reshape(n)}
