@@ -119,10 +119,11 @@ def test_grasp_and_redraw_options_reach_the_sampler_and_are_checked(trained, tmp
     out = tmp_path / "g.npz"
     assert main(["sample", "--checkpoint", str(trained / "run"), "--object-family", "box", "--num", "3", "--steps",
                  "3", "--grasp-steps", "4", "--redraw-rounds", "1", "--object-in-hand-mm", "2.5",
-                 "--exact-push-rounds", "3", "--clear-rounds", "2", "--out", str(out), "--no-progress", "--threads",
-                 "1"]) == 0
+                 "--exact-push-rounds", "3", "--clear-rounds", "2", "--exact-clear-rounds", "1", "--out", str(out),
+                 "--no-progress", "--threads", "1"]) == 0
     recorded = TwoHandSet.load(out).metadata["sampler"]["object"]
-    assert recorded["clear_rounds"] == 2
+    assert recorded["clear_rounds"] == 2 and recorded["exact_clear_rounds"] == 1
+    assert TwoHandSet.load(out).metadata["exact_clearance"]["rounds"] == 1
     checks = TwoHandSet.load(out).metadata["object_checks"]
     assert checks["pairs"] == 3
     # the command says how many pairs still fail exactly when some do
@@ -132,6 +133,9 @@ def test_grasp_and_redraw_options_reach_the_sampler_and_are_checked(trained, tmp
     assert main(["sample", "--checkpoint", str(trained / "run"), "--object-family", "box", "--num", "3",
                  "--grasp-steps", "-1", "--out", str(tmp_path / "bad.npz"), "--no-progress"]) != 0
     assert "grasp_steps" in capsys.readouterr().err
+    assert main(["sample", "--checkpoint", str(trained / "run"), "--object-family", "box", "--num", "3",
+                 "--exact-clear-rounds", "-1", "--out", str(tmp_path / "bad.npz"), "--no-progress"]) != 0
+    assert "exact_clear_rounds" in capsys.readouterr().err
 
 
 def _two_hand_set(n, seed):

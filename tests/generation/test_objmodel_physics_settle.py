@@ -73,10 +73,12 @@ def test_kept_pairs_hold_in_an_independent_stability_run_and_the_rest_keep_their
     from interhandgen.objects.metrics import object_stability  # noqa: PLC0415
 
     gen = ObjectInterHandGen.load()
-    base = gen.sample(12, placements, seed=0, progress=False)
+    # the first draws: the sampler without the exact clearance, which MuJoCo settling does not run
+    base = gen.sample(12, placements, seed=0, progress=False, object_settings=ObjectSettings(exact_clear_rounds=0))
     capsys.readouterr()
     settled = gen.sample(12, placements, seed=0, object_settings=ObjectSettings(physics_rounds=3), progress=True)
     log = settled.metadata["physics_settle"]
+    assert settled.metadata["exact_clearance"].startswith("not applied")
     assert log[0]["pairs"] == 12 and all(r["kept"] <= r["checked"] <= r["came_to_rest"] <= r["pairs"] for r in log)
     kept = sum(r["kept"] for r in log)
     assert kept >= 1, log
@@ -129,7 +131,8 @@ def test_a_second_settle_pass_only_adds_to_the_first(placements):
     from interhandgen.generation.object_api import ObjectInterHandGen  # noqa: PLC0415
 
     gen = ObjectInterHandGen.load()
-    base = gen.sample(12, placements, seed=0, progress=False)
+    # the sampler before the stage: without the exact clearance, which MuJoCo settling does not run
+    base = gen.sample(12, placements, seed=0, progress=False, object_settings=ObjectSettings(exact_clear_rounds=0))
     one, two = (gen.sample(12, placements, seed=0, progress=False,
                            object_settings=ObjectSettings(physics_rounds=1, physics_settle_passes=n)) for n in (1, 2))
     l1, l2 = one.metadata["physics_settle"][0], two.metadata["physics_settle"][0]

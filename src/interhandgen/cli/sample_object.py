@@ -61,6 +61,12 @@ def add_object_options(p: argparse.ArgumentParser, families: bool = True) -> Non
                         "until no point of theirs is inside (up to 8 cm), pull them back into touch and keep the "
                         "result where it fails the checks by less; this many rounds (default %(default)s; 0 disables "
                         "it)")
+    g.add_argument("--exact-clear-rounds", type=int, default=OBJECT_DEFAULTS.exact_clear_rounds,
+                   help="last stage: the hands the checks screen as possibly inside the object are measured exactly "
+                        "(manifold3d) and those with more than %s cm^3 inside move by the shortest translation "
+                        "along a world axis (up to 8 cm) that takes them out, staying within 2 mm of the object and "
+                        "out of the other hand; this many searches per hand (default %%(default)s; 0 disables it; "
+                        "not with --physics-rounds)" % OBJECT_DEFAULTS.exact_clear_min_cm3)
     g.add_argument("--exact-push-margin-mm", type=float, default=OBJECT_DEFAULTS.exact_push_margin_mm,
                    help="the exact push-out moves a hand until its judged points are this far outside the object "
                         "(default %(default)s)")
@@ -90,7 +96,7 @@ def object_settings_from_args(args: argparse.Namespace) -> ObjectSettings:
                        grasp_steps=args.grasp_steps, redraw_rounds=args.redraw_rounds,
                        redraw_object_in_hand_mm=args.object_in_hand_mm, exact_push_rounds=args.exact_push_rounds,
                        search_rounds=args.search_rounds, clear_rounds=args.clear_rounds,
-                       exact_push_margin_mm=args.exact_push_margin_mm,
+                       exact_clear_rounds=args.exact_clear_rounds, exact_push_margin_mm=args.exact_push_margin_mm,
                        redraw_support=args.redraw_support, support_contact_mm=args.support_contact_mm,
                        support_lift_mm=args.support_lift_mm, physics_rounds=args.physics_rounds,
                        physics_settle_passes=args.physics_settle_passes)

@@ -36,6 +36,7 @@ from interhandgen.generation.object_sampling import (ExactObjects, ObjectSetting
                                                      move_with_object,
                                                      object_cascaded_sample, settle_pair)
 from interhandgen.models import registered
+from interhandgen.objects.clearing import clear_hands_exactly
 from interhandgen.objects.frame import SURFACE_POINTS, anchor_world_pose, surface_samples, to_object_frame
 from interhandgen.objects.library import FAMILY_NAMES, sample_objects
 # mujoco itself (optional) is imported by require_mujoco only when the physics stage runs
@@ -240,14 +241,32 @@ class ObjectInterHandGen:
         tokens, surfaces = self.condition(scene.library, ids, poses, object_settings.object_guidance_points)
         exact = exact_objects(scene.library, ids, poses)
         violation = torch.zeros(num, dtype=torch.float64)
+        physics = object_settings.physics_rounds > 0
+        screen = torch.zeros(num, 2, dtype=torch.bool) if object_settings.exact_clear_rounds and not physics else None
         x = self._run(num, tokens, surfaces, seed, settings, object_settings, batch_size, progress, exact=exact,
-                      violation=violation)
-        if object_settings.physics_rounds > 0:
+                      violation=violation, screen=screen)
+        if physics:
             x = self._physics_settle(x, ids, poses, scene.library, tokens, surfaces, seed, settings, object_settings,
                                      batch_size, meta, exact, progress)
-        else:
-            meta["object_checks"] = object_checks_record(violation)
-        return self._world(x, ids, poses, scene.library, meta)
+            if object_settings.exact_clear_rounds:
+                meta["exact_clearance"] = ("not applied: MuJoCo settling (physics_rounds > 0) keeps pairs that passed "
+                                           "its stability test where they are")
+            return self._world(x, ids, poses, scene.library, meta)
+        meta["object_checks"] = object_checks_record(violation)
+        return self._exact_clear(self._world(x, ids, poses, scene.library, meta), screen, object_settings,
+                                 ("left", "right"), progress)
+
+    def _exact_clear(self, pairs: TwoHandSet, screen: torch.Tensor | None, og: ObjectSettings,
+                     sides: tuple[str, ...], progress: bool = False) -> TwoHandSet:
+        """The exact clearance (``ObjectSettings.exact_clear_rounds``) of world-frame pairs, ``screen`` [N, 2]
+        (left, right) the hands to measure (None: the stage is off); its record goes into the metadata as
+        ``exact_clearance``."""
+        if screen is None:
+            return pairs
+        cleared, record = clear_hands_exactly(pairs, screen.cpu().numpy(), og.exact_clear_steps_mm,
+                                              og.exact_clear_rounds, og.exact_clear_min_cm3, sides, self.hands,
+                                              progress=progress)
+        return cleared.with_metadata(exact_clearance=record)
 
     def _world(self, x: torch.Tensor, ids: np.ndarray, poses: np.ndarray, library: ObjectLibrary,
                meta: dict | None = None) -> TwoHandSet:
@@ -350,7 +369,7 @@ class ObjectInterHandGen:
         return x
 
     def _run(self, num, tokens, surfaces, seed, settings, object_settings, batch_size, progress, anchors=None,
-             exact=None, violation=None):
+             exact=None, violation=None, screen=None):
         if settings.resample_rounds:
             raise InputError("resampling of interpenetrating partners is not available with an object "
                              "(set resample_rounds=0; hand-object guidance and settling take its place)")
@@ -361,7 +380,7 @@ class ObjectInterHandGen:
                                       grasp_hands=self.cascade.surface_subsets(object_settings.grasp_points),
                                       anchors=anchors, exact=exact, seed=seed,
                                       batch_size=batch_size, device=self.device, progress=progress,
-                                      violation=violation)
+                                      violation=violation, screen=screen)
 
     def complete(self, given: TwoHandSet, side: str = "left", seed: int = 0, settings: SamplerSettings | None = None,
                  object_settings: ObjectSettings | None = None, batch_size: int = 2500,
@@ -390,10 +409,11 @@ class ObjectInterHandGen:
         tokens, surfaces = self.condition(given.object_library, ids, given.object_pose,
                                           object_settings.object_guidance_points, mirrored=side != ANCHOR_SIDE)
         violation = torch.zeros(len(src), dtype=torch.float64)
+        screen = torch.zeros(len(src), 2, dtype=torch.bool) if object_settings.exact_clear_rounds else None
         x = self._run(len(src), tokens, surfaces, seed, settings, object_settings, batch_size, progress,
                       anchors=frame.x[:, 0].to(self.device),
                       exact=exact_objects(given.object_library, ids, given.object_pose, mirrored=side != ANCHOR_SIDE),
-                      violation=violation)
+                      violation=violation, screen=screen)
         done = to_world(x, self.hands, anchor=ANCHOR_SIDE, anchor_world=anchor_world_pose(x, frame.center),
                         hand_model=self.hand_model, pose_space=given.pose_space, flat_hand_mean=given.flat_hand_mean,
                         metadata={**given.metadata, "completed_side": "right" if side == "left" else "left",
@@ -403,5 +423,10 @@ class ObjectInterHandGen:
                         object_pose=src.object_pose, object_library=src.object_library)
         if side != ANCHOR_SIDE:
             done = mirror(done, self.hands)
-        return done._replace(**{side: given.hand(side)}, object_pose=given.object_pose)
+        done = done._replace(**{side: given.hand(side)}, object_pose=given.object_pose)
+        # the screen's columns are (given, completed); in world order (left, right)
+        partner = "right" if side == "left" else "left"
+        if screen is not None and side != "left":
+            screen = screen.flip(1)
+        return self._exact_clear(done, screen, object_settings, (partner,), progress)
 
