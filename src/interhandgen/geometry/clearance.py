@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from interhandgen.exceptions import InputError
 from interhandgen.geometry import _volume_worker as worker_lib
 from interhandgen.geometry.sealing import check_faces, seal, seal_faces
-from interhandgen.geometry.volume import PenetrationVolumeError
+from interhandgen.geometry.volume import PenetrationVolumeError, _as_numpy_verts
 
 __all__ = ["ClearanceResult", "clearing_translations", "AXIS_DIRECTIONS"]
 
@@ -273,17 +273,4 @@ def _second_mesh(verts: Any, faces: Any, n: int, name: str, faces_name: str):
 
 
 def _as_numpy(verts: Any, name: str) -> np.ndarray:
-    try:
-        import torch
-
-        if isinstance(verts, torch.Tensor):
-            verts = verts.detach().cpu().numpy()
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
-    verts = np.asarray(verts)
-    if not np.issubdtype(verts.dtype, np.floating) or verts.ndim != 3 or verts.shape[2] != 3 or verts.shape[1] == 0:
-        raise InputError(f"argument '{name}' must be floating point with shape [N, V, 3], got {verts.dtype} "
-                         f"{tuple(verts.shape)}")
-    if not np.isfinite(verts).all():
-        raise InputError(f"argument '{name}' has non-finite vertices")
-    return verts.astype(np.float64, copy=False)
+    return _as_numpy_verts(verts, name).astype(np.float64, copy=False)
