@@ -66,7 +66,8 @@ def add_object_options(p: argparse.ArgumentParser, families: bool = True) -> Non
                         "(manifold3d) and those with more than %s cm^3 inside move by the shortest translation "
                         "along a world axis (up to 8 cm) that takes them out, staying within 2 mm of the object and "
                         "out of the other hand; this many searches per hand (default %%(default)s; 0 disables it; "
-                        "not with --physics-rounds)" % OBJECT_DEFAULTS.exact_clear_min_cm3)
+                        "after --physics-rounds every hand is measured and a pair that no longer holds keeps its "
+                        "settled hands)" % OBJECT_DEFAULTS.exact_clear_min_cm3)
     g.add_argument("--exact-push-margin-mm", type=float, default=OBJECT_DEFAULTS.exact_push_margin_mm,
                    help="the exact push-out moves a hand until its judged points are this far outside the object "
                         "(default %(default)s)")

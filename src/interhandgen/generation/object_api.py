@@ -248,10 +248,9 @@ class ObjectInterHandGen:
         if physics:
             x = self._physics_settle(x, ids, poses, scene.library, tokens, surfaces, seed, settings, object_settings,
                                      batch_size, meta, exact, progress)
-            if object_settings.exact_clear_rounds:
-                meta["exact_clearance"] = ("not applied: MuJoCo settling (physics_rounds > 0) keeps pairs that passed "
-                                           "its stability test where they are")
-            return self._world(x, ids, poses, scene.library, meta)
+            pairs = self._world(x, ids, poses, scene.library, meta)
+            return self._exact_clear_settled(pairs, object_settings, progress) if object_settings.exact_clear_rounds \
+                else pairs
         meta["object_checks"] = object_checks_record(violation)
         return self._exact_clear(self._world(x, ids, poses, scene.library, meta), screen, object_settings,
                                  ("left", "right"), progress)
@@ -266,6 +265,32 @@ class ObjectInterHandGen:
         cleared, record = clear_hands_exactly(pairs, screen.cpu().numpy(), og.exact_clear_steps_mm,
                                               og.exact_clear_rounds, og.exact_clear_min_cm3, sides, self.hands,
                                               progress=progress)
+        return cleared.with_metadata(exact_clearance=record)
+
+    def _exact_clear_settled(self, pairs: TwoHandSet, og: ObjectSettings, progress: bool = False) -> TwoHandSet:
+        """The exact clearance after MuJoCo settling: every hand is measured (the checks' screen judged the first
+        draws, not the settled pairs), and a moved pair that the stability test held before the move and not after
+        keeps its settled hands (listed as ``reverted``; the record's volumes are those before that)."""
+        screen = np.ones((len(pairs), 2), dtype=bool)
+        cleared, record = clear_hands_exactly(pairs, screen, og.exact_clear_steps_mm, og.exact_clear_rounds,
+                                              og.exact_clear_min_cm3, ("left", "right"), self.hands,
+                                              progress=progress)
+        moved = np.union1d(record["left"]["moved"], record["right"]["moved"]).astype(int)
+        reverted = np.zeros(0, dtype=int)
+        if moved.size:
+            before = object_stability(pairs[moved], PhysicsConfig(), models=self.hands)["held"]
+            after = object_stability(cleared[moved], PhysicsConfig(), models=self.hands)["held"]
+            reverted = moved[before & ~after]
+        if reverted.size:
+            sides = {}
+            for side in ("left", "right"):
+                transl = cleared.hand(side).transl.copy()
+                transl[reverted] = pairs.hand(side).transl[reverted]
+                sides[side] = dataclasses.replace(cleared.hand(side), transl=transl)
+            cleared = cleared._replace(**sides)
+        record["reverted"] = reverted.tolist()
+        record["rule"] += ("; after MuJoCo settling every hand is measured, and a moved pair that the stability test "
+                           "held before the move and not after keeps its settled hands")
         return cleared.with_metadata(exact_clearance=record)
 
     def _world(self, x: torch.Tensor, ids: np.ndarray, poses: np.ndarray, library: ObjectLibrary,

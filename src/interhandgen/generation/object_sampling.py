@@ -239,7 +239,8 @@ class ObjectSettings:
     # (docs/results_object.md, "Clearing the object")
     clear_rounds: int = 1
     clear_steps_mm: tuple[float, ...] = (3.0, 6.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 65.0, 80.0)
-    # Exact clearance (0 disables; world frame, after every other stage, not with physics_rounds): the hands that the
+    # Exact clearance (0 disables; world frame, after every other stage; after MuJoCo settling every hand is measured
+    # and a moved pair that held before and not after keeps its settled hands): the hands that the
     # checks screened in the kept draw as possibly in their object (one of the object's surface samples inside the
     # hand's inscribed spheres deeper than exact_clear_sphere_mm, or a hand point deeper in the object than
     # exact_clear_depth_mm by the planes) are measured exactly (manifold3d), and those with more than
