@@ -75,9 +75,9 @@ def clear_hands_exactly(two_hands: TwoHandSet, screen: np.ndarray, steps_mm: Seq
         solids = [(object_world_vertices(library.vertices[int(u[0])], u[None, 1:])[0], library.faces[int(u[0])])
                   for u in unique]
         res = clearing_translations(verts[side], models[side].faces_np, solids, steps, solid_index=index.ravel(),
-                                    guards=verts[other],
-                                    guard_faces=models[other].faces_np, contact=CONTACT_THRESHOLD, rounds=rounds,
-                                    search_above_cm3=min_cm3, progress=progress, desc=f"exact clearance ({side})")
+                                    guards=verts[other], guard_faces=models[other].faces_np,
+                                    contact=CONTACT_THRESHOLD, rounds=rounds, search_above_cm3=min_cm3,
+                                    progress=progress, desc=f"exact clearance ({side})")
         moved = np.flatnonzero(np.any(res.shift != 0, axis=1))
         entry.update(searched=int((res.volume_before > min_cm3).sum()), moved=rows[moved].tolist(),
                      volume_before_cm3=float(res.volume_before.sum()), volume_after_cm3=float(res.volume_after.sum()))
