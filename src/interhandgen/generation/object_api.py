@@ -262,19 +262,19 @@ class ObjectInterHandGen:
         ``exact_clearance``."""
         if screen is None:
             return pairs
-        cleared, record = clear_hands_exactly(pairs, screen.cpu().numpy(), og.exact_clear_steps_mm,
-                                              og.exact_clear_rounds, og.exact_clear_min_cm3, sides, self.hands,
-                                              progress=progress)
+        cleared, record = self._clear(pairs, screen.cpu().numpy(), og, sides, progress)
         return cleared.with_metadata(exact_clearance=record)
+
+    def _clear(self, pairs: TwoHandSet, screen: np.ndarray, og: ObjectSettings, sides: tuple[str, ...],
+               progress: bool) -> tuple[TwoHandSet, dict]:
+        return clear_hands_exactly(pairs, screen, og.exact_clear_steps_mm, og.exact_clear_rounds,
+                                   og.exact_clear_min_cm3, sides, self.hands, progress=progress)
 
     def _exact_clear_settled(self, pairs: TwoHandSet, og: ObjectSettings, progress: bool = False) -> TwoHandSet:
         """The exact clearance after MuJoCo settling: every hand is measured (the checks' screen judged the first
         draws, not the settled pairs), and a moved pair that the stability test held before the move and not after
         keeps its settled hands (listed as ``reverted``; the record's volumes are those before that)."""
-        screen = np.ones((len(pairs), 2), dtype=bool)
-        cleared, record = clear_hands_exactly(pairs, screen, og.exact_clear_steps_mm, og.exact_clear_rounds,
-                                              og.exact_clear_min_cm3, ("left", "right"), self.hands,
-                                              progress=progress)
+        cleared, record = self._clear(pairs, np.ones((len(pairs), 2), dtype=bool), og, ("left", "right"), progress)
         moved = np.union1d(record["left"]["moved"], record["right"]["moved"]).astype(int)
         reverted = np.zeros(0, dtype=int)
         if moved.size:

@@ -203,19 +203,19 @@ def _search_row(hand, parts: list, solid, guard, steps: np.ndarray, directions: 
                 t = current + d * step
                 v, moved = volume_at(t)
                 if v <= clear:
-                    clearing.append(d)
+                    clearing.append((d, (v, moved)))
                 elif v < volume - clear:
                     found.append((v, t, moved))
-            for d in clearing:  # in the directions' order; each bisected back to its shortest clearing length
+            for d, (v, moved) in clearing:  # in the directions' order; each bisected back to its shortest clearing
                 lo, hi = previous, step
                 while hi - lo > refine:
                     mid = 0.5 * (lo + hi)
-                    if volume_at(current + d * mid)[0] <= clear:
-                        hi = mid
+                    v_mid, moved_mid = volume_at(current + d * mid)
+                    if v_mid <= clear:
+                        hi, v, moved = mid, v_mid, moved_mid
                     else:
                         lo = mid
                 t = current + d * hi
-                v, moved = volume_at(t)
                 g = qualifies(t, moved)
                 if g is not None:
                     best = (v, t, g)

@@ -56,7 +56,12 @@ def clear_hands_exactly(two_hands: TwoHandSet, screen: np.ndarray, steps_mm: Seq
     record: dict = {"rule": "exact intersection volume (manifold3d) of screened hands; moved when above "
                             f"{min_cm3} cm^3 by the shortest clearing translation",
                     "steps_mm": list(map(float, steps_mm)), "rounds": int(rounds)}
-    out = two_hands
+    # one forward of every screened pair; a move only translates a hand, so its vertices follow by the same shift
+    screened = np.flatnonzero(screen.any(axis=1))
+    verts = {k: v.numpy() for k, v in two_hands[screened].vertices(models, dtype=torch.float64).items()}
+    at = np.full(n, -1)
+    at[screened] = np.arange(screened.size)
+    transl = {side: two_hands.hand(side).transl.copy() for side in HAND_SIDES}
     for s, side in enumerate(HAND_SIDES):
         if side not in sides:
             continue
@@ -66,24 +71,22 @@ def clear_hands_exactly(two_hands: TwoHandSet, screen: np.ndarray, steps_mm: Seq
         record[side] = entry
         if not rows.size:
             continue
-        part = out[rows]
-        verts = part.vertices(models, dtype=torch.float64)
+        part = two_hands[rows]
         other = HAND_SIDES[1 - s]
         # rows sharing a placement (object and pose) share its solid
         placements = np.concatenate([part.object_id[:, None].astype(np.float64), part.object_pose], axis=1)
         unique, index = np.unique(placements, axis=0, return_inverse=True)
         solids = [(object_world_vertices(library.vertices[int(u[0])], u[None, 1:])[0], library.faces[int(u[0])])
                   for u in unique]
-        res = clearing_translations(verts[side], models[side].faces_np, solids, steps, solid_index=index.ravel(),
-                                    guards=verts[other], guard_faces=models[other].faces_np,
-                                    contact=CONTACT_THRESHOLD, rounds=rounds, search_above_cm3=min_cm3,
-                                    progress=progress, desc=f"exact clearance ({side})")
+        res = clearing_translations(verts[side][at[rows]], models[side].faces_np, solids, steps,
+                                    solid_index=index.ravel(), guards=verts[other][at[rows]],
+                                    guard_faces=models[other].faces_np, contact=CONTACT_THRESHOLD, rounds=rounds,
+                                    search_above_cm3=min_cm3, progress=progress, desc=f"exact clearance ({side})")
         moved = np.flatnonzero(np.any(res.shift != 0, axis=1))
         entry.update(searched=int((res.volume_before > min_cm3).sum()), moved=rows[moved].tolist(),
                      volume_before_cm3=float(res.volume_before.sum()), volume_after_cm3=float(res.volume_after.sum()))
-        if moved.size:
-            hand = out.hand(side)
-            transl = hand.transl.copy()
-            transl[rows[moved]] += res.shift[moved].astype(transl.dtype)
-            out = out._replace(**{side: dataclasses.replace(hand, transl=transl)})
+        transl[side][rows[moved]] += res.shift[moved].astype(transl[side].dtype)
+        verts[side][at[rows[moved]]] += res.shift[moved][:, None, :]
+    out = two_hands._replace(**{side: dataclasses.replace(two_hands.hand(side), transl=transl[side])
+                                for side in HAND_SIDES if record.get(side, {}).get("moved")})
     return out, record
