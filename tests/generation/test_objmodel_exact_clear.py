@@ -35,7 +35,8 @@ def test_the_screen_is_that_of_the_kept_draws(tmp_path, model_file):  # noqa: F8
 
 
 def test_the_stage_moves_only_screened_hands_out_and_records_them(tmp_path, model_file):  # noqa: F811
-    base = ObjectSettings(exact_clear_depth_mm=0.0, exact_clear_min_cm3=0.0)  # screen and search every hand in
+    # screen and search every hand in; the finger closing after the stage off (it would close the moved hands anew)
+    base = ObjectSettings(exact_clear_depth_mm=0.0, exact_clear_min_cm3=0.0, close_fingers_deg=0.0)
     gen, settings, scene, *_ = _box_rows(tmp_path, model_file, base)
     off = gen.sample(12, scene, seed=3, settings=settings, progress=False,
                      object_settings=dataclasses.replace(base, exact_clear_rounds=0))
@@ -69,6 +70,8 @@ def test_complete_moves_only_the_sampled_hand(tmp_path, model_file):  # noqa: F8
             np.testing.assert_array_equal(getattr(done.hand(side), field), getattr(given.hand(side), field))
         record = done.metadata["exact_clearance"]
         assert side not in record and partner in record
+        closing = done.metadata["finger_closing"]  # the last stage closes the sampled hand's fingers only
+        assert side not in closing and partner in closing
 
 
 @pytest.mark.parametrize("bad", [dict(exact_clear_rounds=-1), dict(exact_clear_steps_mm=()),

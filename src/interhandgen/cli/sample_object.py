@@ -68,6 +68,11 @@ def add_object_options(p: argparse.ArgumentParser, families: bool = True) -> Non
                         "out of the other hand; this many searches per hand (default %%(default)s; 0 disables it; "
                         "after --physics-rounds every hand is measured and a pair that no longer holds keeps its "
                         "settled hands)" % OBJECT_DEFAULTS.exact_clear_min_cm3)
+    g.add_argument("--close-fingers-deg", type=float, default=OBJECT_DEFAULTS.close_fingers_deg,
+                   help="last stage: each finger open towards the object flexes until it comes within %s mm of it, "
+                        "stopping %s mm short, up to this many degrees or its joint limit (default %%(default)s; 0 "
+                        "disables it; not applied after --physics-rounds)"
+                        % (OBJECT_DEFAULTS.close_touch_mm, OBJECT_DEFAULTS.close_clear_mm))
     g.add_argument("--exact-push-margin-mm", type=float, default=OBJECT_DEFAULTS.exact_push_margin_mm,
                    help="the exact push-out moves a hand until its judged points are this far outside the object "
                         "(default %(default)s)")
@@ -97,7 +102,8 @@ def object_settings_from_args(args: argparse.Namespace) -> ObjectSettings:
                        grasp_steps=args.grasp_steps, redraw_rounds=args.redraw_rounds,
                        redraw_object_in_hand_mm=args.object_in_hand_mm, exact_push_rounds=args.exact_push_rounds,
                        search_rounds=args.search_rounds, clear_rounds=args.clear_rounds,
-                       exact_clear_rounds=args.exact_clear_rounds, exact_push_margin_mm=args.exact_push_margin_mm,
+                       exact_clear_rounds=args.exact_clear_rounds, close_fingers_deg=args.close_fingers_deg,
+                       exact_push_margin_mm=args.exact_push_margin_mm,
                        redraw_support=args.redraw_support, support_contact_mm=args.support_contact_mm,
                        support_lift_mm=args.support_lift_mm, physics_rounds=args.physics_rounds,
                        physics_settle_passes=args.physics_settle_passes)

@@ -32,6 +32,7 @@ from interhandgen.data.object_library import ObjectLibrary
 from interhandgen.exceptions import InputError, MissingFileError, ModelMismatchError
 from interhandgen.generation.api import InterHandGen, LoadedModel, load_model
 from interhandgen.generation.cascade import SamplerSettings
+from interhandgen.generation.finger_closing import close_fingers
 from interhandgen.generation.object_sampling import (ExactObjects, ObjectSettings, describe, hand_object_check,
                                                      move_with_object,
                                                      object_cascaded_sample, settle_pair)
@@ -252,8 +253,28 @@ class ObjectInterHandGen:
             return self._exact_clear_settled(pairs, object_settings, progress) if object_settings.exact_clear_rounds \
                 else pairs
         meta["object_checks"] = object_checks_record(violation)
-        return self._exact_clear(self._world(x, ids, poses, scene.library, meta), screen, object_settings,
-                                 ("left", "right"), progress)
+        cleared = self._exact_clear(self._world(x, ids, poses, scene.library, meta), screen, object_settings,
+                                    ("left", "right"), progress)
+        return self._close_fingers(cleared, object_settings, ("left", "right"))
+
+    def _close_fingers(self, pairs: TwoHandSet, og: ObjectSettings, sides: tuple[str, ...]) -> TwoHandSet:
+        """The finger closing (``ObjectSettings.close_fingers_deg``; 0: off) of world-frame pairs; its record goes
+        into the metadata as ``finger_closing``."""
+        if not og.close_fingers_deg:
+            return pairs
+        library = pairs.object_library
+        samples = np.stack([surface_samples(library.vertices[m], library.faces[m], og.object_guidance_points, seed=2)
+                            for m in range(len(library))])
+        R = object_rotation(pairs.object_pose)
+        local = samples[pairs.object_id]
+        surface = np.concatenate([np.einsum("nij,nkj->nki", R, local[..., :3]) + pairs.object_pose[:, None, 4:7],
+                                  np.einsum("nij,nkj->nki", R, local[..., 3:])], axis=-1)
+        closed, record = close_fingers(pairs, torch.as_tensor(surface, dtype=torch.float32),
+                                       max_deg=og.close_fingers_deg, step_deg=og.close_step_deg,
+                                       touch_mm=og.close_touch_mm, clear_mm=og.close_clear_mm,
+                                       reach_mm=og.object_plane_reach_mm, points_per_finger=og.close_points,
+                                       sides=sides, models=self.hands)
+        return closed.with_metadata(finger_closing=record)
 
     def _exact_clear(self, pairs: TwoHandSet, screen: torch.Tensor | None, og: ObjectSettings,
                      sides: tuple[str, ...], progress: bool = False) -> TwoHandSet:
@@ -453,5 +474,6 @@ class ObjectInterHandGen:
         partner = "right" if side == "left" else "left"
         if screen is not None and side != "left":
             screen = screen.flip(1)
-        return self._exact_clear(done, screen, object_settings, (partner,), progress)
+        return self._close_fingers(self._exact_clear(done, screen, object_settings, (partner,), progress),
+                                   object_settings, (partner,))
 
