@@ -205,16 +205,10 @@ def test_bad_arguments_raise():
 
 
 def test_the_sampler_closes_fingers_last_and_changes_only_finger_flexion(tmp_path, model_file):  # noqa: F811
-    import dataclasses
-
     from interhandgen.generation.object_sampling import ObjectSettings
-    from tests.generation.test_objmodel_sampling import _box_rows
+    from tests.generation.test_objmodel_sampling import box_samples_on_off
 
-    base = ObjectSettings()
-    gen, settings, scene, *_ = _box_rows(tmp_path, model_file, base)
-    off = gen.sample(12, scene, seed=3, settings=settings, progress=False,
-                     object_settings=dataclasses.replace(base, close_fingers_deg=0.0))
-    on = gen.sample(12, scene, seed=3, settings=settings, object_settings=base, progress=False)
+    off, on = box_samples_on_off(tmp_path, model_file, ObjectSettings(), close_fingers_deg=0.0)
     assert "finger_closing" not in off.metadata
     record = on.metadata["finger_closing"]
     models = on.hand_models()

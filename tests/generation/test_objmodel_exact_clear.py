@@ -13,7 +13,7 @@ from interhandgen.generation.object_api import exact_objects
 from interhandgen.generation.object_sampling import ObjectSettings, hand_object_violation
 from interhandgen.objects.metrics import hand_object_metrics
 
-from tests.generation.test_objmodel_sampling import _box_rows, model_file  # noqa: F401  (the fixture)
+from tests.generation.test_objmodel_sampling import _box_rows, box_samples_on_off, model_file  # noqa: F401
 
 
 def test_the_screen_is_that_of_the_kept_draws(tmp_path, model_file):  # noqa: F811
@@ -37,10 +37,7 @@ def test_the_screen_is_that_of_the_kept_draws(tmp_path, model_file):  # noqa: F8
 def test_the_stage_moves_only_screened_hands_out_and_records_them(tmp_path, model_file):  # noqa: F811
     # screen and search every hand in; the finger closing after the stage off (it would close the moved hands anew)
     base = ObjectSettings(exact_clear_depth_mm=0.0, exact_clear_min_cm3=0.0, close_fingers_deg=0.0)
-    gen, settings, scene, *_ = _box_rows(tmp_path, model_file, base)
-    off = gen.sample(12, scene, seed=3, settings=settings, progress=False,
-                     object_settings=dataclasses.replace(base, exact_clear_rounds=0))
-    on = gen.sample(12, scene, seed=3, settings=settings, object_settings=base, progress=False)
+    off, on = box_samples_on_off(tmp_path, model_file, base, exact_clear_rounds=0)
     assert "exact_clearance" not in off.metadata
     record = on.metadata["exact_clearance"]
     m_off, m_on = hand_object_metrics(off), hand_object_metrics(on)

@@ -467,6 +467,13 @@ def _box_rows(tmp_path, model_file, og):
     return gen, settings, scene, ids, poses, tokens, surfaces, gen.cascade.surface_subsets(og.grasp_points)
 
 
+def box_samples_on_off(tmp_path, model_file, og, seed=3, **off):
+    """(pairs sampled around the box with ``og`` changed by ``off``, pairs with ``og``): 12 each, the same seed."""
+    gen, settings, scene, *_ = _box_rows(tmp_path, model_file, og)
+    return tuple(gen.sample(12, scene, seed=seed, settings=settings, object_settings=o, progress=False)
+                 for o in (dataclasses.replace(og, **off), og))
+
+
 def test_redraw_keeps_the_least_failing_draw(tmp_path, model_file):
     from interhandgen.generation.object_sampling import hand_object_violation
 
