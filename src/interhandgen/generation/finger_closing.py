@@ -34,7 +34,7 @@ from interhandgen.generation.object_sampling import _within, object_penetration
 from interhandgen.geometry.mesh import seal_torch, vertex_normals
 from interhandgen.hand.joints import FINGER_JOINTS
 from interhandgen.hand.layer import HandModel
-from interhandgen.hand.lbs import kinematic_levels, rigid_transforms
+from interhandgen.hand.lbs import blend_skinning, kinematic_levels, rigid_transforms
 from interhandgen.rotations import axis_angle_to_matrix
 
 __all__ = ["FINGERS", "finger_vertices", "finger_points", "flexion_basis", "close_fingers"]
@@ -165,7 +165,7 @@ def close_fingers(two_hands: TwoHandSet, surface: torch.Tensor, max_deg: float =
                     on = np.flatnonzero(judged[:, f])
                     if on.size:
                         pts = verts[torch.as_tensor(on), parts[f]:parts[f + 1]]
-                        signed = object_penetration(pts, surface[r[on]].float(), 1.0, reach_mm, within)[1]
+                        signed = object_penetration(pts, surface[r[on]], 1.0, reach_mm, within)[1]
                         out[on, f] = signed.amin(dim=1).double().numpy() * 1000.0
                         g = np.flatnonzero(guarded[rows[on]])
                         if g.size:  # and to the other hand: the nearer of the two stops the finger
@@ -226,9 +226,9 @@ def close_fingers(two_hands: TwoHandSet, surface: torch.Tensor, max_deg: float =
 
 class _SubsetSkin:
     """Blend skinning of a few vertices ``ids`` of a hand model for N hands of shapes ``betas`` [N, S]: the rest
-    joints depend on the shape only, so they are regressed once from the full shaped template; each call then poses
-    only the chosen vertices (float32). ``skin(rows, full_pose [b, 48]) -> [b, len(ids), 3]`` before translation,
-    the hand layer's vertices ``ids`` up to float rounding."""
+    joints are linear in the shape (as in :class:`interhandgen.generation.subset.SubsetHand`), so only the chosen
+    vertices are shaped and posed (float32). ``skin(rows, full_pose [b, 48]) -> [b, len(ids), 3]`` before
+    translation, the hand layer's vertices ``ids`` up to float rounding."""
 
     def __init__(self, data, ids: np.ndarray, betas: np.ndarray) -> None:
         f32 = torch.float32
@@ -236,11 +236,12 @@ class _SubsetSkin:
         ids_t = torch.as_tensor(ids, dtype=torch.long)
         template = torch.as_tensor(data.v_template, dtype=f32)
         shapedirs = torch.as_tensor(data.shapedirs, dtype=f32).reshape(V, 3, S)
+        J_reg = torch.as_tensor(data.J_regressor, dtype=f32)
         b = torch.as_tensor(np.asarray(betas), dtype=f32)
-        shaped = template + torch.einsum("vks,ns->nvk", shapedirs, b)
-        self.joints = torch.einsum("jv,nvk->njk", torch.as_tensor(data.J_regressor, dtype=f32), shaped)
-        self.shaped = shaped[:, ids_t]  # [N, P, 3]
-        self.posedirs = torch.as_tensor(data.posedirs, dtype=f32).reshape(V, 3, -1)[ids_t]  # [P, 3, 135]
+        self.joints = J_reg @ template + torch.einsum("jks,ns->njk", torch.einsum("jv,vks->jks", J_reg, shapedirs), b)
+        self.shaped = template[ids_t] + torch.einsum("pks,ns->npk", shapedirs[ids_t], b)  # [N, P, 3]
+        posedirs = torch.as_tensor(data.posedirs, dtype=f32).reshape(V, 3, -1)[ids_t]  # [P, 3, 135]
+        self.posedirs = posedirs.reshape(-1, posedirs.shape[-1]).T.contiguous()  # [135, P * 3], as the layer's
         self.weights = torch.as_tensor(data.weights, dtype=f32)[ids_t]  # [P, 16]
         self.parents = [int(p) for p in data.parents]
         self.levels = kinematic_levels(self.parents)
@@ -248,11 +249,8 @@ class _SubsetSkin:
     def __call__(self, rows: torch.Tensor, full_pose: torch.Tensor) -> torch.Tensor:
         b, J = full_pose.shape[0], self.joints.shape[1]
         rot = axis_angle_to_matrix(full_pose.view(b, J, 3))
-        feature = (rot[:, 1:] - torch.eye(3, dtype=rot.dtype)).reshape(b, -1)
-        posed = self.shaped[rows] + torch.einsum("pkc,nc->npk", self.posedirs, feature)
         _, transforms = rigid_transforms(rot, self.joints[rows], self.parents, self.levels)
-        T = (self.weights @ transforms.reshape(b, J, 12)).view(b, -1, 3, 4)
-        return (T[..., :3] @ posed[..., None])[..., 0] + T[..., 3]
+        return blend_skinning(self.shaped[rows], rot, transforms, self.posedirs, self.weights)[0]
 
 
 def _hand_samples(flat: TwoHandSet, side: str, models: dict, num: int) -> torch.Tensor:

@@ -23,7 +23,7 @@ from interhandgen.data.canonical import BETAS_SLICE, POSE_SLICE, ROT_SLICE, TRAN
 from interhandgen.geometry.mesh import seal_torch, vertex_normals
 from interhandgen.geometry.points import farthest_point_indices
 from interhandgen.hand import CENTER_JOINT, HandModel
-from interhandgen.hand.lbs import rigid_transforms
+from interhandgen.hand.lbs import blend_skinning, rigid_transforms
 from interhandgen.rotations import axis_angle_to_matrix, rot6d_to_matrix
 from interhandgen.exceptions import InputError
 
@@ -125,14 +125,11 @@ class SubsetHand(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         betas, rot_mats, joints, posed_joints, transforms = self._articulate(x)
-        B, S, J = x.shape[0], self.num_points, self.joint_template.shape[0]
+        B, S = x.shape[0], self.num_points
         dt = x.dtype
         v_shaped = self.v_template.to(dt) + (betas @ self.shapedirs.to(dt).T).view(B, S, 3)
-        eye = torch.eye(3, dtype=dt, device=x.device)
-        v_posed = v_shaped + ((rot_mats[:, 1:] - eye).reshape(B, -1) @ self.posedirs.to(dt)).view(B, S, 3)
-        T = (self.lbs_weights.to(dt) @ transforms.reshape(B, J, 12)).view(B, S, 3, 4)
+        verts, T = blend_skinning(v_shaped, rot_mats, transforms, self.posedirs.to(dt), self.lbs_weights.to(dt))
         rot = T[..., :3]
-        verts = (rot @ v_posed[..., None]).squeeze(-1) + T[..., 3]
         normals = torch.nn.functional.normalize((rot @ self.rest_normals.to(dt)[..., None]).squeeze(-1), dim=-1)
         R = rot6d_to_matrix(x[:, ROT_SLICE])
         centre = posed_joints[:, CENTER_JOINT : CENTER_JOINT + 1]

@@ -88,11 +88,25 @@ def lbs(
     v_shaped = v_template + (betas @ shapedirs.T).view(B, V, 3)
     joints = torch.einsum("jv,bvk->bjk", J_regressor, v_shaped)
     rot_mats = axis_angle_to_matrix(full_pose.view(B, J, 3))
+    posed_joints, transforms = rigid_transforms(rot_mats, joints, parents, levels)
+    verts, _ = blend_skinning(v_shaped, rot_mats, transforms, posedirs, weights)
+    return verts, posed_joints
+
+
+def blend_skinning(v_shaped: torch.Tensor, rot_mats: torch.Tensor, transforms: torch.Tensor, posedirs: torch.Tensor,
+                   weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pose-corrective offsets, then linear blend skinning, of shaped rest vertices (all of a model's or a subset).
+
+    Args:
+        v_shaped: [B, V, 3]; rot_mats: [B, J, 3, 3] local joint rotations; transforms: [B, J, 3, 4] from
+        :func:`rigid_transforms`; posedirs: [(J-1)*9, V*3]; weights: [V, J].
+    Returns:
+        vertices [B, V, 3] and each vertex's blended transform [B, V, 3, 4].
+    """
+    B, V, J = v_shaped.shape[0], v_shaped.shape[1], rot_mats.shape[1]
     eye = torch.eye(3, dtype=rot_mats.dtype, device=rot_mats.device)
     pose_feature = (rot_mats[:, 1:] - eye).reshape(B, -1)
     v_posed = v_shaped + (pose_feature @ posedirs).view(B, V, 3)
-    posed_joints, transforms = rigid_transforms(rot_mats, joints, parents, levels)
     # Blend the per-joint 3x4 transforms per vertex, then apply.
     T = (weights @ transforms.reshape(B, J, 12)).view(B, V, 3, 4)
-    verts = (T[..., :3] @ v_posed[..., None]).squeeze(-1) + T[..., 3]
-    return verts, posed_joints
+    return (T[..., :3] @ v_posed[..., None]).squeeze(-1) + T[..., 3], T
