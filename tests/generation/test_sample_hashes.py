@@ -27,6 +27,11 @@ Conditions under which the hashes were recorded (commit e486578, before the pack
   became 25 steps of the second-order solver (``anchor_solver="dpmpp2m"``), settling's ``near_size`` 128 (was 192),
   and the denoiser computes a batch's shared timestep / null-condition tokens once (same function, other rounding;
   the canary, whose timesteps differ per row, takes the unchanged per-row route). ``joint`` and ``vae`` are unchanged.
+- keyed by torch's CPU capability as well as the canary since 2026-12-07: on a 2-core AMD EPYC with AVX2 kernels only
+  (``torch.backends.cpu.get_cpu_capability()`` "AVX2") the canary equalled the AVX512 machine's, yet all four kinds
+  gave other hashes (the same code and weights, commit 8657e9d, whose hashes passed on the AVX512 machine), so the
+  canary alone does not tell the two kernel sets apart. The AVX2 hashes were recorded on that machine from the code
+  of 8657e9d, for the next changes to be checked against there.
 - the hash is over the little-endian bytes of the 8 hand arrays of the world-frame ``TwoHandSet``
   (``left_pose``, ``left_betas``, ... ``right_transl``) in that order.
 """
@@ -49,18 +54,26 @@ ROOT = Path(__file__).resolve().parents[2]
 # Pinned hashes per machine kind, keyed by the kernel canary (_kernel_canary): the same code and weights give other
 # bits on a CPU whose kernels round differently, and such a machine has no pinned hashes (its tests skip).
 EXPECTED_BY_CANARY = {
-    "0ae7d0f21e831cf9": {
+    "AVX512:0ae7d0f21e831cf9": {
         "bundled": "57844e612fdfa743d7745bf5d74dd286ea97e91d8d1ef52e0c82a3154551a09e",
         "separate": "0926ff4cb98c8dadcd0554a0937aec03900e5a50c7bd9aa842ecb8bee794424a",
         "joint": "72613b156ec0da6e3303ef1f35eabdbe141af1ca7ed1f9dd8f78a8b1cd0daf11",
         "vae": "949be7366ed3b201ad8abd655e4a9acbb790443a7d1ac1779f48f1f8b5ac7a37",
     },
+    "AVX2:0ae7d0f21e831cf9": {
+        "bundled": "675e71cc9957f99c148929206904c8a5414d5f6c18b7a16a306e33be31799530",
+        "separate": "5cf6bd219f1c9badc34413b3ed6be4f84e680aee62de657e7af19ef1bfe2c715",
+        "joint": "74771abdb6780c340b89dfceeec604465637b47e3701f27d093de3d10b99a112",
+        "vae": "76713abbbc2cdf440cedbda21ba793348175b94612c4a11cc362b12840af98b1",
+    },
 }
 
 
 def _kernel_canary() -> str:
-    """Digest of one seeded forward of a small denoiser: it changes with the CPU kernels (SIMD width, BLAS) that
-    change the samples' bits, and not with anything this package's sampling code does."""
+    """torch's CPU capability (the SIMD kernels it dispatches to) and the digest of one seeded forward of a small
+    denoiser: they change with the CPU kernels (SIMD width, BLAS) that change the samples' bits, and not with
+    anything this package's sampling code does. The digest alone is not enough: AVX2 and AVX512 kernels round this
+    forward alike but not the samples."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         net = build_model({"preset": "small"}).eval()
@@ -69,7 +82,8 @@ def _kernel_canary() -> str:
         mask = torch.arange(64) % 2 == 0
         with torch.no_grad():
             out = net(x, t, x.flip(0), mask)
-    return hashlib.sha256(out.numpy().astype("<f4").tobytes()).hexdigest()[:16]
+    digest = hashlib.sha256(out.numpy().astype("<f4").tobytes()).hexdigest()[:16]
+    return f"{torch.backends.cpu.get_cpu_capability()}:{digest}"
 
 
 def _expected(kind: str) -> str:
