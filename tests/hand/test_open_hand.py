@@ -382,9 +382,39 @@ def test_skinning_weights_are_a_partition_of_unity(data):
 
 
 # ------------------------------------------------------------------------------------------ rebuild
+# The shipped model was built, and its rebuild checked bit for bit, on CPUs whose SIMD kernels torch reports as
+# AVX512. With other kernels (seen: an AVX2-only AMD EPYC, 2026-12-07) numpy/scipy round differently: the bounded
+# least squares of the joint regressor lands up to 2e-4 per weight elsewhere on its flat optimum (the joints it
+# gives, and their shape directions, agree to 5e-13 m and 5e-8), and posedirs / the pose PCA differ by 1e-10.
+BIT_FOR_BIT_CAPABILITY = "AVX512"
+
+
+def _assert_rebuild_within_rounding(new: Path, shipped: Path) -> None:
+    """The rebuilt model equals the shipped one where the build is exact arithmetic on the same inputs (template,
+    shape space, skinning weights, mesh, pose mean) and within rounding where it is an iterative or float32-rounded
+    result (joint regressor: judged by the joints it regresses, rest and shape directions; posedirs; pose PCA)."""
+    a, b = np.load(shipped), np.load(new)
+    assert sorted(a.files) == sorted(b.files)
+    for key in ("v_template", "shapedirs", "weights", "faces", "parents", "fingertip_ids", "hands_mean", "side",
+                "name"):
+        np.testing.assert_array_equal(b[key], a[key], err_msg=key)
+    for key in ("posedirs", "hands_components"):
+        np.testing.assert_allclose(b[key], a[key], rtol=0, atol=1e-8, err_msg=key)
+    R_a, R_b = a["J_regressor"], b["J_regressor"]
+    assert R_b.min() >= 0 and np.abs(R_b.sum(1) - 1).max() < 1e-9
+    np.testing.assert_allclose(R_b @ b["v_template"], R_a @ a["v_template"], rtol=0, atol=1e-9)
+    dirs = lambda R, S: np.einsum("jv,vck->jck", R, S)  # noqa: E731
+    np.testing.assert_allclose(dirs(R_b, b["shapedirs"]), dirs(R_a, a["shapedirs"]), rtol=0, atol=1e-6)
+
+
 @pytest.mark.slow
-def test_rebuild_is_bit_for_bit(tmp_path):
+def test_rebuild_matches_the_shipped_model(tmp_path):
+    """Bit for bit on the kernels the model was built with; elsewhere equal within rounding (see above)."""
     out = tmp_path / "open_hand_right.npz"
     assert builder.main(["--out", str(out), "--no-progress"]) == 0
-    assert hashlib.sha256(out.read_bytes()).hexdigest() == hashlib.sha256(ASSET.read_bytes()).hexdigest()
     assert json.loads(out.with_suffix(".json").read_text()) == json.loads(ASSET.with_suffix(".json").read_text())
+    same = hashlib.sha256(out.read_bytes()).hexdigest() == hashlib.sha256(ASSET.read_bytes()).hexdigest()
+    if torch.backends.cpu.get_cpu_capability() == BIT_FOR_BIT_CAPABILITY:
+        assert same
+    elif not same:
+        _assert_rebuild_within_rounding(out, ASSET)
