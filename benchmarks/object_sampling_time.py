@@ -98,7 +98,9 @@ def main() -> None:
                   f"{cpu / reference:.1f}x)", flush=True)
     result = {"command": " ".join(sys.argv), "num": a.num, "seed": a.seed, "threads": a.threads,
               "settings": {label: dataclasses.asdict(og) for label, og in settings}, "runs": runs,
-              "load_average_end": os.getloadavg(), "machine": platform.processor() or platform.machine()}
+              "load_average_end": os.getloadavg(), "machine": platform.processor() or platform.machine(),
+              # the SIMD kernels torch dispatches to: machines of this project differ in them (AVX512 / AVX2)
+              "cpu_capability": torch.backends.cpu.get_cpu_capability()}
     atomic_write_bytes(a.out, (json.dumps(result, indent=2) + "\n").encode())
     print(f"wrote {a.out}")
 
