@@ -158,6 +158,18 @@ def object_sampler_defaults() -> SamplerSettings:
     with an object)."""
     return SamplerSettings(resample_rounds=0, anchor_steps=None, anchor_solver="ddim")
 
+#: Seed of the objects' surface samples that the guidance, the checks and the finger closing judge against (the
+#: network's encoder reads its own, seed 0): one set of samples for every stage.
+GUIDANCE_SAMPLES_SEED = 2
+
+
+def guidance_samples(library: ObjectLibrary, num: int) -> np.ndarray:
+    """[M, num, 6] each library object's surface samples and outward normals in its own frame, seeded by
+    :data:`GUIDANCE_SAMPLES_SEED`."""
+    return np.stack([surface_samples(library.vertices[m], library.faces[m], num, seed=GUIDANCE_SAMPLES_SEED)
+                     for m in range(len(library))])
+
+
 def exact_objects(library: ObjectLibrary, ids: np.ndarray, poses: np.ndarray, mirrored: bool = False) -> ExactObjects:
     """The rows' object meshes for the sampler's exact checks, turned as :meth:`ObjectInterHandGen.condition` turns
     their surface samples."""
@@ -205,8 +217,7 @@ class ObjectInterHandGen:
         """(tokens [N, E], surfaces [N, K, 6]) of the rows' objects in the object frame (rotated by their poses;
         ``mirrored``: the mirror images in x = 0, for a completed right hand)."""
         enc = [surface_samples(library.vertices[m], library.faces[m], self.num_points) for m in range(len(library))]
-        guide = [surface_samples(library.vertices[m], library.faces[m], guidance_points, seed=2)
-                 for m in range(len(library))]
+        guide = list(guidance_samples(library, guidance_points))
         R = axis_angle_to_matrix(torch.as_tensor(np.asarray(poses)[:, 1:4], dtype=torch.float64))
         ids = torch.as_tensor(ids, dtype=torch.long)
 
@@ -263,8 +274,7 @@ class ObjectInterHandGen:
         if not og.close_fingers_deg:
             return pairs
         library = pairs.object_library
-        samples = np.stack([surface_samples(library.vertices[m], library.faces[m], og.object_guidance_points, seed=2)
-                            for m in range(len(library))])
+        samples = guidance_samples(library, og.object_guidance_points)
         R = object_rotation(pairs.object_pose)
         local = samples[pairs.object_id]
         surface = np.concatenate([np.einsum("nij,nkj->nki", R, local[..., :3]) + pairs.object_pose[:, None, 4:7],
