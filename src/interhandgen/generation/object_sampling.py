@@ -454,10 +454,18 @@ def _deciding_samples(points: torch.Tensor, surface: torch.Tensor, reach: float,
     nearest = torch.empty(B, S, dtype=torch.float32, device=points.device)
     which = torch.empty(B, S, dtype=torch.long, device=points.device) if index or reach == 0 else None
     value = None if within is None else torch.empty(B, S, dtype=torch.float32, device=points.device)
-    step = max(1, _SEARCH_CHUNK // max(1, S * Q.shape[1]))
+    K = Q.shape[1]
+    step = max(1, min(B, _SEARCH_CHUNK // max(1, S * K)))
+    # one buffer each for the chunks' squared and plane distances, reused: fresh chunk-sized tensors per chunk cost
+    # about a fifth of the search's time (memory the system had to map again)
+    d2_buf = torch.empty(step, S, K, dtype=torch.float32, device=points.device)
+    plane_buf = None if reach == 0 else torch.empty_like(d2_buf)
+    neg_qn = -qn[:, None, :]
     for i in range(0, B, step):
         r = slice(i, i + step)
-        d2 = torch.baddbmm(qq[r, None, :], P[r], Q[r].transpose(1, 2), alpha=-2.0).add_(pp[r, :, None])
+        b = min(step, B - i)
+        d2 = torch.baddbmm(qq[r, None, :], P[r], Q[r].transpose(1, 2), alpha=-2.0, out=d2_buf[:b])
+        d2.add_(pp[r, :, None])
         first = d2.amin(dim=2, keepdim=True)
         nearest[r] = first[..., 0].clamp_min(0).sqrt()
         if within is None and which is not None:
@@ -467,13 +475,16 @@ def _deciding_samples(points: torch.Tensor, surface: torch.Tensor, reach: float,
             continue
         # every sample within the reach of the nearest one's distance votes (the nearest itself always)
         bound = torch.maximum((nearest[r, :, None] + reach).square(), first)
-        plane = torch.baddbmm(-qn[r, None, :], P[r], N[r].transpose(1, 2))
-        # samples beyond the reach are pushed _OUT_OF_REACH below: arithmetic, a quarter of the time of a
-        # comparison and masked_fill, and the same choice (module constant)
+        # samples beyond the reach are pushed _OUT_OF_REACH below: arithmetic, a quarter of the time of a comparison
+        # and masked_fill, and the same choice (module constant). The push goes into the product's input (-q.n): for a
+        # sample within the reach that input is -q.n - 0, exactly the unpushed one, so the plane distances that can
+        # be chosen are bit for bit those of the product alone, and the product writes over its input in place.
+        plane = torch.sub(d2, bound, out=plane_buf[:b]).clamp_min_(0.0)
+        plane = torch.sub(neg_qn[r], plane, alpha=_OUT_OF_REACH, out=plane)
+        plane = torch.baddbmm(plane, P[r], N[r].transpose(1, 2), out=plane)
         if within is None:
-            best[r] = plane.add_(d2.sub_(bound).clamp_min_(0.0).mul_(-_OUT_OF_REACH)).argmax(dim=2)
+            best[r] = plane.argmax(dim=2)
             continue
-        plane.add_((d2 - bound).clamp_min_(0.0).mul_(-_OUT_OF_REACH))
         top = plane.amax(dim=2)
         value[r] = top
         signed = torch.where(top < 0, top, torch.maximum(top, nearest[r] - SAMPLE_SPACING))
