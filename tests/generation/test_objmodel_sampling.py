@@ -126,6 +126,26 @@ def test_deciding_samples_only_near_the_object_keep_every_value_and_the_normals_
         object_penetration(pts, surf, 0.02, 0.0, within_mm=2.0)
 
 
+@pytest.mark.parametrize("within", [None, 0.002])
+def test_deciding_samples_do_not_depend_on_the_chunking(monkeypatch, within):
+    # the search reuses its chunk buffers: rows split 3 + 3 + 1 must give exactly the values of one chunk of 7
+    from interhandgen.generation import object_sampling
+
+    obj = _box()
+    surf = torch.tensor(surface_samples(obj.vertices, obj.faces, 256, seed=2), dtype=torch.float32)
+    surf = surf[None].expand(7, -1, -1).contiguous()
+    pts = torch.cat([_near_surface(surf[:1], np.random.default_rng(k), 40) for k in range(7)]).float()
+    pts[3] += 0.05  # one row wholly away from the box
+    whole = object_sampling._deciding_samples(pts, surf, 0.004, True, within)
+    monkeypatch.setattr(object_sampling, "_SEARCH_CHUNK", 3 * 40 * 256)
+    split = object_sampling._deciding_samples(pts, surf, 0.004, True, within)
+    for a, b in zip(whole, split):
+        assert (a is None and b is None) or torch.equal(a, b)
+    # and the nearest sample it reports is the brute-force nearest
+    d = torch.cdist(pts.double(), surf[..., :3].double())
+    assert torch.equal(split[2][split[2] >= 0], d.argmin(-1)[split[2] >= 0])
+
+
 def test_nearby_planes_keep_the_gradient_and_reject_a_negative_reach():
     obj = _box()
     surf = torch.tensor(surface_samples(obj.vertices, obj.faces, 1024, seed=2))[None]

@@ -457,7 +457,7 @@ def _deciding_samples(points: torch.Tensor, surface: torch.Tensor, reach: float,
     K = Q.shape[1]
     step = max(1, min(B, _SEARCH_CHUNK // max(1, S * K)))
     # one buffer each for the chunks' squared and plane distances, reused: fresh chunk-sized tensors per chunk cost
-    # about a fifth of the search's time (memory the system had to map again)
+    # about a quarter of the search's time (memory the system had to map again)
     d2_buf = torch.empty(step, S, K, dtype=torch.float32, device=points.device)
     plane_buf = None if reach == 0 else torch.empty_like(d2_buf)
     neg_qn = -qn[:, None, :]
