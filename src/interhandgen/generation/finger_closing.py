@@ -31,10 +31,11 @@ from interhandgen.data.synth.kinematics import farthest_point_order
 from interhandgen.data.synth.poses import synergy_basis
 from interhandgen.exceptions import InputError
 from interhandgen.generation.object_sampling import _within, object_penetration
+from interhandgen.generation.subset import SubsetHand
 from interhandgen.geometry.mesh import seal_torch, vertex_normals
 from interhandgen.hand.joints import FINGER_JOINTS
 from interhandgen.hand.layer import HandModel
-from interhandgen.hand.lbs import blend_skinning, kinematic_levels, rigid_transforms
+from interhandgen.hand.lbs import blend_skinning, rigid_transforms
 from interhandgen.rotations import axis_angle_to_matrix
 
 __all__ = ["FINGERS", "finger_vertices", "finger_points", "flexion_basis", "close_fingers"]
@@ -225,26 +226,19 @@ def close_fingers(two_hands: TwoHandSet, surface: torch.Tensor, max_deg: float =
 
 
 class _SubsetSkin:
-    """Blend skinning of a few vertices ``ids`` of a hand model for N hands of shapes ``betas`` [N, S]: the rest
-    joints are linear in the shape (as in :class:`interhandgen.generation.subset.SubsetHand`), so only the chosen
+    """Blend skinning of a few vertices ``ids`` of a hand model for N hands of shapes ``betas`` [N, S], on the subset
+    buffers of :class:`interhandgen.generation.subset.SubsetHand` (its joints linear in the shape): only the chosen
     vertices are shaped and posed (float32). ``skin(rows, full_pose [b, 48]) -> [b, len(ids), 3]`` before
     translation, the hand layer's vertices ``ids`` up to float rounding."""
 
     def __init__(self, data, ids: np.ndarray, betas: np.ndarray) -> None:
-        f32 = torch.float32
-        V, S = data.num_verts, data.num_betas
-        ids_t = torch.as_tensor(ids, dtype=torch.long)
-        template = torch.as_tensor(data.v_template, dtype=f32)
-        shapedirs = torch.as_tensor(data.shapedirs, dtype=f32).reshape(V, 3, S)
-        J_reg = torch.as_tensor(data.J_regressor, dtype=f32)
-        b = torch.as_tensor(np.asarray(betas), dtype=f32)
-        self.joints = J_reg @ template + torch.einsum("jks,ns->njk", torch.einsum("jv,vks->jks", J_reg, shapedirs), b)
-        self.shaped = template[ids_t] + torch.einsum("pks,ns->npk", shapedirs[ids_t], b)  # [N, P, 3]
-        posedirs = torch.as_tensor(data.posedirs, dtype=f32).reshape(V, 3, -1)[ids_t]  # [P, 3, 135]
-        self.posedirs = posedirs.reshape(-1, posedirs.shape[-1]).T.contiguous()  # [135, P * 3], as the layer's
-        self.weights = torch.as_tensor(data.weights, dtype=f32)[ids_t]  # [P, 16]
-        self.parents = [int(p) for p in data.parents]
-        self.levels = kinematic_levels(self.parents)
+        sub = SubsetHand(HandModel(data), indices=torch.as_tensor(ids, dtype=torch.long))
+        b = torch.as_tensor(np.asarray(betas), dtype=torch.float32)
+        self.joints = sub.joint_template + torch.einsum("jks,ns->njk", sub.joint_shapedirs, b)
+        shapedirs = sub.shapedirs.view(sub.num_points, 3, -1)
+        self.shaped = sub.v_template + torch.einsum("pks,ns->npk", shapedirs, b)  # [N, P, 3]
+        self.posedirs, self.weights = sub.posedirs, sub.lbs_weights  # [135, P * 3], [P, 16]
+        self.parents, self.levels = sub.parents, sub.levels
 
     def __call__(self, rows: torch.Tensor, full_pose: torch.Tensor) -> torch.Tensor:
         b, J = full_pose.shape[0], self.joints.shape[1]
