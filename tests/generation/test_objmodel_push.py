@@ -291,3 +291,20 @@ def test_clearance_search_keeps_the_least_depth_when_no_step_clears():
     before = torch.relu(-_slab_distance(pts, 0.004)).sum()
     after = torch.relu(-_slab_distance(pts + shift[:, None], 0.004)).sum()
     assert float(shift.norm()) == pytest.approx(0.001) and float(after) < float(before)
+
+
+def test_object_in_hand_depth_does_not_depend_on_the_batch():
+    """Each row's depth is that of the row alone, bit for bit (the distances are searched in chunks of rows)."""
+    hand, x = _flat_hand()
+    g = torch.Generator().manual_seed(11)
+    rows = 70  # more than one chunk of 1,024 samples x the spheres
+    xs = x.repeat(rows, 1)
+    xs[:, :45] = 0.3 * torch.randn(rows, 45, generator=g, dtype=torch.float64)
+    xs[:, 61:] = 0.02 * torch.randn(rows, 3, generator=g, dtype=torch.float64)
+    centres, _ = hand_spheres(hand, x)
+    samples = centres[:, :1] + 0.04 * torch.randn(rows, 1024, 3, generator=g, dtype=torch.float64)
+    samples[::2] += torch.tensor([0.0, 0.0, 0.5], dtype=torch.float64)  # every other object away from its hand
+    got = object_in_hand_depth(hand, xs, samples)
+    assert (got > 0).any() and (got == 0).any()
+    for i in (0, 33, rows - 1):
+        assert torch.equal(object_in_hand_depth(hand, xs[i:i + 1], samples[i:i + 1]), got[i:i + 1])

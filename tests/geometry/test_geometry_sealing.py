@@ -7,6 +7,7 @@ import trimesh
 
 from interhandgen.geometry import SealPlan, mesh_volume, seal, seal_faces, vertex_normals
 from fixtures.meshes import blob_topology, open_tube
+from interhandgen.exceptions import InputError
 
 
 def test_open_tube_is_sealed_watertight_with_exact_volume():
@@ -108,3 +109,21 @@ def test_vertex_normals_point_outward_on_sphere():
     cos = (n * torch.tensor(verts)).sum(-1)
     assert cos.min() > 0.99
     assert torch.allclose(n.norm(dim=-1), torch.ones(len(verts), dtype=n.dtype))
+
+
+def test_vertex_normals_at_a_few_vertices_equal_the_full_ones_bit_for_bit():
+    from interhandgen.geometry import vertex_normals_at
+    from interhandgen.geometry.mesh import seal_torch
+    from interhandgen.hand import open_hand
+
+    hand = open_hand("right")
+    g = torch.Generator().manual_seed(3)
+    out = hand(betas=torch.randn(5, 10, generator=g), hand_pose=0.4 * torch.randn(5, 45, generator=g),
+               global_orient=torch.randn(5, 3, generator=g))
+    sealed, faces = seal_torch(out.vertices, hand.data.faces)
+    full = vertex_normals(sealed, faces)
+    ids = torch.tensor([0, 700, 5, 333, 5, sealed.shape[1] - 1])  # unsorted, a repeat, the wrist cap's centre
+    assert torch.equal(vertex_normals_at(sealed, faces, ids), full[:, ids])
+    assert torch.equal(vertex_normals_at(sealed[2:3], faces, ids), full[2:3, ids])  # per row alike
+    with pytest.raises(InputError, match="ids"):
+        vertex_normals_at(sealed, faces, torch.tensor([sealed.shape[1]]))

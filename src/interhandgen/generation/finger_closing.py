@@ -20,6 +20,7 @@ bit for bit those given, and so is every hand with no finger closed.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Sequence
 
 import numpy as np
@@ -32,7 +33,7 @@ from interhandgen.data.synth.poses import synergy_basis
 from interhandgen.exceptions import InputError
 from interhandgen.generation.object_sampling import _within, object_penetration
 from interhandgen.generation.subset import SubsetHand
-from interhandgen.geometry.mesh import seal_torch, vertex_normals
+from interhandgen.geometry.mesh import seal_torch, vertex_normals_at
 from interhandgen.hand.joints import FINGER_JOINTS
 from interhandgen.hand.layer import HandModel
 from interhandgen.hand.lbs import blend_skinning, rigid_transforms
@@ -146,12 +147,17 @@ def close_fingers(two_hands: TwoHandSet, surface: torch.Tensor, max_deg: float =
         parts = np.cumsum([0] + [len(p) for p in points])
         fixed = {k: torch.as_tensor(getattr(hand, k), dtype=torch.float32) for k in ("global_orient", "transl")}
         other = "right" if side == "left" else "left"
-        guard = _hand_samples(flat, other, models, hand_points)
+        guard_points, guard_normals = _hand_samples(flat, other, models, hand_points)
         with torch.no_grad():  # the other hand guards only the pairs whose hands are near each other
             reach = skin(torch.arange(n), torch.cat([fixed["global_orient"], torch.as_tensor(
                 hand.pose, dtype=torch.float32)], 1)) + fixed["transl"][:, None]
-            near = torch.cdist(reach, guard[..., :3]).amin(dim=(1, 2))
+            near = torch.cdist(reach, guard_points).amin(dim=(1, 2))
         guarded = (near < GUARD_RADIUS).numpy()
+        # points and normals of the guarding hands; NaN in the rows never judged against the other hand
+        guard = torch.full((n, hand_points, 6), math.nan)
+        on_guard = torch.as_tensor(np.flatnonzero(guarded))
+        if on_guard.numel():
+            guard[on_guard] = torch.cat([guard_points[on_guard], guard_normals(on_guard)], dim=-1)
 
         def gaps(rows: np.ndarray, theta: np.ndarray, judged: np.ndarray) -> np.ndarray:
             """[len(rows), 5] the smallest signed distance (mm) of each ``judged`` [len(rows), 5] finger's points to
@@ -247,9 +253,11 @@ class _SubsetSkin:
         return blend_skinning(self.shaped[rows], rot, transforms, self.posedirs, self.weights)[0]
 
 
-def _hand_samples(flat: TwoHandSet, side: str, models: dict, num: int) -> torch.Tensor:
-    """[N, num, 6] points of the ``side`` hands of a flat axis-angle set (farthest-point subset of the rest mesh) and
-    their outward unit vertex normals, world frame, float32: the other hand as an obstacle for the planes."""
+def _hand_samples(flat: TwoHandSet, side: str, models: dict, num: int):
+    """Points [N, num, 3] of the ``side`` hands of a flat axis-angle set (farthest-point subset of the rest mesh),
+    world frame, float32, and a function of rows [R] (long) giving their outward unit vertex normals [R, num, 3]
+    (of the sealed mesh, :func:`~interhandgen.geometry.mesh.vertex_normals_at`): the other hand as an obstacle
+    for the planes, whose normals only the rows near it need."""
     data = _model_data(models[side], side)
     ids = torch.as_tensor(farthest_point_order(np.asarray(data.v_template), num))
     hand = flat.hand(side)
@@ -258,9 +266,13 @@ def _hand_samples(flat: TwoHandSet, side: str, models: dict, num: int) -> torch.
     with torch.no_grad():
         verts = layer(betas=t(hand.betas), global_orient=t(hand.global_orient), hand_pose=t(hand.pose),
                       transl=t(hand.transl)).vertices
-        sealed, faces = seal_torch(verts, data.faces)
-        normals = vertex_normals(sealed, faces)[:, : verts.shape[1]]
-    return torch.cat([verts[:, ids], normals[:, ids]], dim=-1)
+
+    def normals(rows: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            sealed, faces = seal_torch(verts[rows], data.faces)
+            return vertex_normals_at(sealed, faces, ids)
+
+    return verts[:, ids], normals
 
 
 def _with_pose(hand, pose: np.ndarray):

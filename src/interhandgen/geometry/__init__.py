@@ -6,7 +6,7 @@ faces array [F, 3] per hand model, shared by the batch. See docs/geometry.md.
 """
 
 from interhandgen.geometry.loss import PenetrationLoss, geman_mcclure, penetration_loss
-from interhandgen.geometry.mesh import face_normals, mesh_volume, vertex_normals
+from interhandgen.geometry.mesh import face_normals, mesh_volume, vertex_normals, vertex_normals_at
 from interhandgen.geometry.queries import (
     DEFAULT_CONTACT_THRESHOLD,
     DEFAULT_PROXIMITY_THRESHOLD,
@@ -39,6 +39,7 @@ __all__ = [
     "PenetrationLoss",
     "geman_mcclure",
     "vertex_normals",
+    "vertex_normals_at",
     "face_normals",
     "mesh_volume",
     "nearest_vertex",

@@ -14,7 +14,7 @@ import torch
 from interhandgen.geometry.sealing import SealPlan, check_faces, seal, seal_faces
 from interhandgen.exceptions import InputError
 
-__all__ = ["face_normals", "vertex_normals", "mesh_volume", "sealed_plan", "seal_torch"]
+__all__ = ["face_normals", "vertex_normals", "vertex_normals_at", "mesh_volume", "sealed_plan", "seal_torch"]
 
 
 def check_verts(verts: Any, name: str, batch: int | None = None) -> torch.Tensor:
@@ -96,6 +96,29 @@ def vertex_normals(verts: torch.Tensor, faces: Any) -> torch.Tensor:
     for k in range(3):
         acc = acc.index_add(1, faces[:, k], n)
     return torch.nn.functional.normalize(acc, dim=-1)
+
+
+def vertex_normals_at(verts: torch.Tensor, faces: Any, ids: Any) -> torch.Tensor:
+    """The unit vertex normals [B, P, 3] of :func:`vertex_normals` at the vertices ``ids`` [P] only, from their
+    incident faces alone, summed in the same order (per corner, faces ascending): equal to
+    ``vertex_normals(verts, faces)[:, ids]`` bit for bit at a fraction of the cost for a few vertices."""
+    verts = check_verts(verts, "verts")
+    faces = _faces_tensor(faces, verts)
+    ids = torch.as_tensor(ids, dtype=torch.long, device=verts.device)
+    if ids.dim() != 1 or (ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= verts.shape[1])):
+        raise InputError(f"argument 'ids' must be a 1-D index into the {verts.shape[1]} vertices, got "
+                         f"{tuple(ids.shape)}")
+    ids, copies = torch.unique(ids, return_inverse=True)  # a repeated id gets its vertex's normal each time
+    slot = torch.full((verts.shape[1],), -1, dtype=torch.long, device=verts.device)
+    slot[ids] = torch.arange(ids.numel(), device=verts.device)
+    corner = slot[faces]  # [F, 3]: each corner's place among ids, -1 elsewhere
+    incident = torch.nonzero((corner >= 0).any(1)).squeeze(1)  # ascending
+    n = face_normals(verts, faces[incident], normalize=False)
+    acc = torch.zeros(verts.shape[0], ids.numel(), 3, dtype=verts.dtype, device=verts.device)
+    for k in range(3):  # the order of vertex_normals: corner by corner, faces ascending within each
+        on = torch.nonzero(corner[incident, k] >= 0).squeeze(1)
+        acc = acc.index_add(1, corner[incident[on], k], n[:, on])
+    return torch.nn.functional.normalize(acc, dim=-1)[:, copies]
 
 
 def mesh_volume(verts: torch.Tensor, faces: Any) -> torch.Tensor:
