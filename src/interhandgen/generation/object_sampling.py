@@ -430,6 +430,14 @@ _OUT_OF_REACH = 1e18
 _CLOSEST_TIE = 1e-6
 
 
+def _dot3(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """[...] the dot products of [..., 3] vectors as (a0 b0 + a1 b1) + a2 b2: the values of ``(a * b).sum(-1)``
+    here at a third of its time (torch's reduction over three contiguous numbers is slow on the CPU)."""
+    a0, a1, a2 = a.unbind(-1)
+    b0, b1, b2 = b.unbind(-1)
+    return a0 * b0 + a1 * b1 + a2 * b2
+
+
 @torch.no_grad()
 def _deciding_samples(points: torch.Tensor, surface: torch.Tensor, reach: float, index: bool,
                       within: float | None = None
@@ -449,7 +457,7 @@ def _deciding_samples(points: torch.Tensor, surface: torch.Tensor, reach: float,
         raise ValueError("_deciding_samples: 'within' needs reach > 0")
     B, S = points.shape[:2]
     P, Q, N = points.detach().float(), surface[..., :3].float(), surface[..., 3:].float()
-    pp, qq, qn = (P * P).sum(-1), (Q * Q).sum(-1), (Q * N).sum(-1)
+    pp, qq, qn = _dot3(P, P), _dot3(Q, Q), _dot3(Q, N)
     best = torch.empty(B, S, dtype=torch.long, device=points.device)
     nearest = torch.empty(B, S, dtype=torch.float32, device=points.device)
     which = torch.empty(B, S, dtype=torch.long, device=points.device) if index or reach == 0 else None
