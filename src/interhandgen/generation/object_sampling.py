@@ -802,7 +802,9 @@ def object_in_hand_depth(hand: SubsetHand, raw: torch.Tensor, samples: torch.Ten
     mesh, so the value is a lower bound of the depth). ``raw`` [B, 64]: the hand in the object frame, or, with
     ``anchor_raw`` [B, 64], relative to that anchor (the other hand of a pair)."""
     with torch.no_grad():
-        centres, radii = hand_spheres(hand, raw)
+        # the spheres' radii before their cap by the posed mesh bound the depth from above: only rows with some
+        # sample inside those need the capped radii (a full skinning of the hand), the others are 0 either way
+        centres, loose = hand_spheres(hand, raw, capped=False)
         if anchor_raw is not None:
             centres = other_in_object_frame(centres, anchor_raw)
         samples = samples.to(centres.dtype)
@@ -811,7 +813,12 @@ def object_in_hand_depth(hand: SubsetHand, raw: torch.Tensor, samples: torch.Ten
         step = max(1, _SEARCH_CHUNK // max(1, samples.shape[1] * centres.shape[1]))
         near = torch.cat([torch.cdist(samples[i:i + step], centres[i:i + step]).amin(1)
                           for i in range(0, samples.shape[0], step)])  # [B, S]
-        return torch.relu((radii - near).amax(1)) * 1000.0
+        depth = torch.zeros(raw.shape[0], dtype=near.dtype, device=near.device)
+        rows = torch.nonzero((loose - near).amax(1) > 0).squeeze(1)
+        if rows.numel():
+            radii = hand_spheres(hand, raw[rows])[1]
+            depth[rows] = torch.relu((radii - near[rows]).amax(1)) * 1000.0
+        return depth
 
 
 def hand_object_check(hands: tuple[SubsetHand, SubsetHand], a_raw: torch.Tensor, o_raw: torch.Tensor,
