@@ -391,6 +391,12 @@ def interpenetrating(anchor: torch.Tensor, other: torch.Tensor, anchor_hand: Sub
     # nearest-point test; a pair with no point inside is not checked further).
     check = torch.nonzero((depth > 0) & ~out).squeeze(1)
     if check.numel():
+        # spheres without their cap by the posed mesh (no full skinning) are at least as large: where they do not
+        # overlap, the capped ones do not either; only the other pairs need the capped radii
+        ca, ra = _spheres(anchor_hand, anchor[check].float(), capped=False)
+        cb, rb = _spheres(other_hand, other[check].float(), capped=False)
+        check = check[(sphere_clearance(ca, ra, cb, rb) < 0).flatten(1).any(dim=1)]
+    if check.numel():
         ca, ra = _spheres(anchor_hand, anchor[check].float())
         cb, rb = _spheres(other_hand, other[check].float())
         out[check] = (sphere_clearance(ca, ra, cb, rb) < 0).flatten(1).any(dim=1)
