@@ -763,24 +763,18 @@ def hand_object_violation(hands: tuple[SubsetHand, SubsetHand], a_raw: torch.Ten
             _, signed, normals = object_penetration(pts, surface, 1.0, reach, within)
             if screen is not None:
                 screen[:, j] = torch.relu(-signed).amax(1) * 1000.0 > settings.exact_clear_depth_mm
-            both.append((pts, normals, signed))
-        exactly = exact is not None and settings.redraw_exact_points > 0
-        if exactly:  # both hands' closest points in one exact query (one search per object, not two)
-            chosen = []
-            for pts, _, signed in both:
+            judged = signed
+            if exact is not None and settings.redraw_exact_points > 0:
                 k = min(settings.redraw_exact_points, pts.shape[1])
                 low = signed.topk(k, dim=1, largest=False).indices
-                chosen.append(torch.gather(pts, 1, low[..., None].expand(-1, -1, 3)))
-            sizes = [c.shape[1] for c in chosen]
-            judged_both, direction_both = exact.query(rows, torch.cat(chosen, 1))
-            for c, judged, direction in zip(chosen, judged_both.split(sizes, 1), direction_both.split(sizes, 1)):
-                kept.append((c.double(), judged, direction))
-        for j, (pts, normals, signed) in enumerate(both):
-            judged = kept[j][1] if exactly else signed
+                chosen = torch.gather(pts, 1, low[..., None].expand(-1, -1, 3))
+                judged, direction = exact.query(rows, chosen)
+                kept.append((chosen.double(), judged, direction))
             gap_mm, depth_mm = judged.amin(1).double() * 1000.0, torch.relu(-judged).amax(1).double() * 1000.0
             out += torch.relu(gap_mm - settings.redraw_gap_mm) + torch.relu(depth_mm - settings.redraw_depth_mm)
             # the pass rule is gap < redraw_gap_mm: a gap exactly at it fails by a hair
             out += (gap_mm == settings.redraw_gap_mm).double() * 1e-9
+            both.append((pts, normals, signed))
         if settings.redraw_object_in_hand_mm > 0 or screen is not None:
             samples = surface[..., :3]
             for j, depth in enumerate((object_in_hand_depth(hands[0], a_raw, samples),
