@@ -170,6 +170,8 @@ def main() -> None:
     ap.add_argument("--guided-steps", type=int, default=None)
     ap.add_argument("--guided-inner", type=int, default=None)
     ap.add_argument("--guided-step-size", type=float, default=None)
+    ap.add_argument("--guided-invert", action=argparse.BooleanOptionalAction, default=None,
+                    help="FitSettings.guided_invert: DDIM inversion to guided_t instead of the forward process")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--per-frame", action="store_true",
                     help="also store per-frame MPVPE and MPJPE per hand, MRRPE and flipped hands in the JSON")
@@ -208,7 +210,8 @@ def main() -> None:
                                     flip_select=args.flip_select,
                                     **(dict(guided=args.guided, guided_at=args.guided_at, guided_t=args.guided_t,
                                             guided_steps=args.guided_steps,
-                                            guided_inner=args.guided_inner, guided_step_size=args.guided_step_size)
+                                            guided_inner=args.guided_inner, guided_step_size=args.guided_step_size,
+                                            guided_invert=args.guided_invert)
                                        if name == "interhandgen" else {}),
                                     seed=args.seed)
         fitters[entry] = Fitter(module, mean, std, settings=settings)

@@ -103,6 +103,8 @@ class FitSettings:
     guided_steps: int = 10
     guided_step_size: float = 0.05
     guided_inner: int = 3
+    # how the estimate reaches guided_t: False the forward process (fresh noise), True DDIM inversion (deterministic)
+    guided_invert: bool = False
     # Depth-flip hypotheses (2D-only hands): every hand seen only in 2D also starts in its depth-mirrored
     # orientation (depth_mirrored_rotation), the 4 combinations of the two hands run batched through stage 1 and
     # the first flip_iterations of stage 2, and each frame keeps the combination of lowest energy (flip_select).
@@ -423,7 +425,7 @@ class Fitter:
             return data_terms(self.body.joints(yc), obs, s, robust=True, init_joints=init_joints).sum(1)
 
         x = self.prior.guided_projection(canonical_from_camera(y), energy, s.guided_t, s.guided_steps,
-                                         s.guided_step_size, s.guided_inner, gen)
+                                         s.guided_step_size, s.guided_inner, gen, invert=s.guided_invert)
         with torch.no_grad():
             for k, v in self._split(camera_from_canonical(x, R_l, c_l)).items():
                 p[k].copy_(v)

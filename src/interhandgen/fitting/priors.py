@@ -246,31 +246,47 @@ class DiffusionPrior(nn.Module):
         return torch.stack([anchor, self.net(zt[:, 1], t, cond, ~off)], dim=1)
 
     def guided_projection(self, x: torch.Tensor, data_energy, t_start: float, steps: int, step_size: float,
-                          inner: int, generator: torch.Generator | None = None) -> torch.Tensor:
+                          inner: int, generator: torch.Generator | None = None, invert: bool = False) -> torch.Tensor:
         """ScoreHMR-style refinement of canonical pairs x [B, 2, 64] (raw units) -> [B, 2, 64].
 
-        The standardised estimate is noised to ``t_start`` (a fraction of T) by the forward process, then brought
-        back by ``steps`` deterministic DDIM steps of the frozen cascade; at every step the x0 estimate is moved
-        ``inner`` times by ``step_size`` standardised units down the normalised gradient of ``data_energy`` (a
-        callable: raw canonical pairs [B, 2, 64] -> [B], differentiable) before the update, so the result is a
-        sample of the prior near the estimate that keeps explaining the observations. The anchor's constant slots
-        are kept.
+        The standardised estimate is taken to ``t_start`` (a fraction of T), then brought back by ``steps``
+        deterministic DDIM steps of the frozen cascade; at every step the x0 estimate is moved ``inner`` times by
+        ``step_size`` standardised units down the normalised gradient of ``data_energy`` (a callable: raw canonical
+        pairs [B, 2, 64] -> [B], differentiable) before the update, so the result is a sample of the prior near the
+        estimate that keeps explaining the observations. The anchor's constant slots are kept. How the estimate
+        reaches ``t_start``: by the forward process (fresh noise from ``generator``), or with ``invert`` by DDIM
+        inversion over the same timesteps (deterministic: the reverse steps without guidance would come back to
+        near the estimate, as in ScoreHMR). The inversion's noise estimate (z - sqrt(abar) x0) / sqrt(1 - abar) is
+        well conditioned for a v-predicting model (it equals sqrt(1 - abar) z + sqrt(abar) v); for an
+        x0-predicting one it divides the denoiser's error by sqrt(1 - abar), which is small at the first steps.
         """
         z0 = self.standardise(x.detach())
         T = self.sqrt_abar.shape[0]
         ts = torch.linspace(0, t_start * (T - 1), steps + 1).round().long().tolist()
         dev = z0.device
         a, s = self.sqrt_abar.to(dev), self.sqrt_one_minus.to(dev)
-        eps = torch.randn(z0.shape, generator=generator).to(z0)
-        z = a[ts[-1]] * z0 + s[ts[-1]] * eps
         fixed = z0[:, 0, _ANCHOR_FREE.stop:]
         mean, std = self.mean.to(z0), self.std.to(z0)
-        x0 = z0
-        for i in range(steps, 0, -1):
-            t, t_prev = ts[i], ts[i - 1]
+
+        def denoise(z: torch.Tensor, t: int) -> torch.Tensor:
             with torch.no_grad():
                 x0 = self._denoise_cascade(z, torch.full((z.shape[0],), t, dtype=torch.int64, device=dev), None)
                 x0[:, 0, _ANCHOR_FREE.stop:] = fixed
+            return x0
+
+        if invert:
+            z = z0
+            for i in range(steps):
+                t, t_next = ts[i], ts[i + 1]
+                x0 = denoise(z, t)
+                z = a[t_next] * x0 + s[t_next] * ((z - a[t] * x0) / s[t])
+        else:
+            eps = torch.randn(z0.shape, generator=generator).to(z0)
+            z = a[ts[-1]] * z0 + s[ts[-1]] * eps
+        x0 = z0
+        for i in range(steps, 0, -1):
+            t, t_prev = ts[i], ts[i - 1]
+            x0 = denoise(z, t)
             for _ in range(inner):
                 x0 = x0.detach().requires_grad_()
                 (g,) = torch.autograd.grad(data_energy(x0 * std + mean).sum(), x0)
