@@ -29,7 +29,8 @@ from interhandgen.data.format import HAND_SIDES, TwoHandSet, full_pose_from, pos
 from interhandgen.objects.metrics import hand_object_contact, object_stability, wilson_interval
 
 #: (translation sigma mm, pose sigma rad) per level; the first is the set unchanged.
-LEVELS = ((0.0, 0.0), (0.5, 0.0), (1.0, 0.0), (2.0, 0.0), (4.0, 0.0), (0.0, 0.05), (0.0, 0.1), (0.0, 0.2))
+LEVELS = ((0.0, 0.0), (0.5, 0.0), (1.0, 0.0), (2.0, 0.0), (4.0, 0.0), (0.0, 0.01), (0.0, 0.02), (0.0, 0.05), (0.0, 0.1),
+          (0.0, 0.2))
 
 
 def perturbed(pairs: TwoHandSet, transl_mm: float, pose_rad: float, rng: np.random.Generator,
