@@ -59,8 +59,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads and MuJoCo worker threads")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
-    if a.repeats < 1:
-        raise SystemExit("--repeats must be >= 1")
+    if a.repeats < 1 or a.threads < 1:
+        raise SystemExit(f"--repeats and --threads must be >= 1, got {a.repeats} and {a.threads}")
     torch.set_num_threads(a.threads)
     data = TwoHandSet.load(a.reference)
     pairs = data[np.tile(np.arange(len(data)), a.repeats)]
