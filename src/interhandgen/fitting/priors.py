@@ -274,16 +274,18 @@ class DiffusionPrior(nn.Module):
                 x0[:, 0, _ANCHOR_FREE.stop:] = fixed
             return x0
 
+        def move(z: torch.Tensor, x0: torch.Tensor, t: int, t_to: int) -> torch.Tensor:
+            # the deterministic DDIM step from t to t_to (either direction) with the noise x0 implies at t
+            return a[t_to] * x0 + s[t_to] * ((z - a[t] * x0) / s[t])
+
         if invert:
             z = z0
             for i in range(steps):
-                t, t_next = ts[i], ts[i + 1]
-                x0 = denoise(z, t)
-                z = a[t_next] * x0 + s[t_next] * ((z - a[t] * x0) / s[t])
+                z = move(z, denoise(z, ts[i]), ts[i], ts[i + 1])
         else:
             eps = torch.randn(z0.shape, generator=generator).to(z0)
             z = a[ts[-1]] * z0 + s[ts[-1]] * eps
-        x0 = z0
+        x0 = z0  # steps = 0: the estimate itself
         for i in range(steps, 0, -1):
             t, t_prev = ts[i], ts[i - 1]
             x0 = denoise(z, t)
@@ -294,6 +296,5 @@ class DiffusionPrior(nn.Module):
                 x0 = x0 - step_size * g / g.flatten(1).norm(dim=1).clamp(min=1e-12)[:, None, None]
             x0 = x0.detach()
             if i > 1:
-                e_hat = (z - a[t] * x0) / s[t]
-                z = a[t_prev] * x0 + s[t_prev] * e_hat
+                z = move(z, x0, t, t_prev)
         return x0 * std + mean
