@@ -84,6 +84,13 @@ def test_parse_and_write_round_trip(tmp_path):
     (lambda d: d["camera"].__setitem__("fx", 0), "camera.fx must be > 0"),
     (lambda d: d.__setitem__("joint_order", "coco"), "joint_order must be one of"),
     (lambda d: d.__setitem__("frames", []), "'frames' must be a non-empty list"),
+    (lambda d: d["frames"][0].pop("right"), "frames[0]: missing 'right' (give null"),
+    (lambda d: d["frames"][1].__setitem__("left", {}), "frames[1].left: holds neither keypoints_2d nor keypoints_3d"),
+    (lambda d: d["frames"][1]["right"].__setitem__("keypoints_2d", None), "frames[1].right: holds neither"),
+    (lambda d: d["frames"][1]["right"]["keypoints_2d"].__setitem__(4, [1.0, 2.0, 1.5]),
+     "frames[1].right.keypoints_2d[4]: confidence must be in [0, 1]"),
+    (lambda d: d["frames"][0]["left"]["keypoints_3d"].__setitem__(7, [0.0, 0.0, -0.2, 1.0]),
+     "frames[0].left.keypoints_3d[7]: z must be > 0"),
 ])
 def test_validation_errors_name_frame_and_field(mutate, needle, tmp_path):
     doc = _doc()
@@ -93,6 +100,14 @@ def test_validation_errors_name_frame_and_field(mutate, needle, tmp_path):
     with pytest.raises(InputError) as info:
         load_observations(path)
     assert needle in str(info.value) and str(path) in str(info.value)
+
+
+def test_unobserved_joints_may_lie_anywhere():
+    """A joint with confidence 0 is not observed: its numbers (e.g. a detector's placeholder z = 0) are not checked."""
+    doc = _doc()
+    doc["frames"][0]["left"]["keypoints_3d"][7] = [0.0, 0.0, 0.0, 0.0]
+    obs, _ = parse_observations(doc)
+    assert obs.confidence_3d[0, 0].sum() == 20
 
 
 def test_observations_reject_bad_shapes_and_missing_camera():

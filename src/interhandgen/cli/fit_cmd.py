@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from interhandgen.cli._args import positive_int
 
@@ -19,7 +20,7 @@ def register(sub) -> None:
             "per-frame diagnostics (reprojection error in pixels, prior value) in its metadata."
         ),
     )
-    src = p.add_mutually_exclusive_group(required=True)
+    src = p.add_mutually_exclusive_group()
     src.add_argument("--observations", help="obs.json: camera, joint_order and frames of keypoints")
     src.add_argument("--image", help="a photo (JPEG/PNG): 2D keypoints by MediaPipe Hands, camera from EXIF (needs "
                                      "pip install 'interhandgen[image]'; docs/fitting.md)")
@@ -30,6 +31,11 @@ def register(sub) -> None:
                    help="with --image: the photo is mirrored (a selfie preview); hands keep the detector's labels")
     p.add_argument("--save-observations", default=None,
                    help="with --image: also write the detected keypoints and camera as obs.json")
+    p.add_argument("--initial", default=None,
+                   help="a two-hand estimate to refine: a TwoHandSet .npz in the camera frame (e.g. another method's "
+                        "output, or a previous fit), one pair per frame; with --observations or --image it is the "
+                        "starting point and a soft 3D observation (FitSettings.sigma_init), alone the fit refines it "
+                        "under the prior and the penetration terms")
     p.add_argument("--out", required=True, help="output .npz (TwoHandSet, camera frame)")
     p.add_argument("--prior", choices=PRIORS, default="interhandgen", help="default %(default)s")
     p.add_argument("--checkpoint", default=None,
@@ -72,12 +78,16 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from interhandgen.data.format import HandModelSpec
     from interhandgen.exceptions import InputError
-    from interhandgen.fitting import DEFAULT_VARIANT, Fitter, default_settings, load_observations, make_prior
+    from interhandgen.fitting import (DEFAULT_VARIANT, Fitter, Observations, default_settings, load_observations,
+                                      make_prior)
     from interhandgen.io_guard import Out, check_outputs
 
     check_outputs({"--out": Out(args.out, (".npz",)), "--render": Out(args.render, (".png",)),
                    "--save-observations": Out(args.save_observations, (".json",))},
-                  {"--observations": args.observations, "--image": args.image, "--checkpoint": args.checkpoint})
+                  {"--observations": args.observations, "--image": args.image, "--checkpoint": args.checkpoint,
+                   "--initial": args.initial})
+    if args.observations is None and args.image is None and args.initial is None:
+        raise InputError("give what to fit: --observations obs.json, --image photo.jpg and/or --initial estimate.npz")
     if args.image is None and (args.fov is not None or args.mirrored or args.save_observations):
         raise InputError("--fov, --mirrored and --save-observations go with --image")
 
@@ -93,9 +103,16 @@ def run(args: argparse.Namespace) -> int:
             from interhandgen.fitting import save_observations
 
             print(f"wrote {save_observations(obs, args.save_observations)}")
-    else:
+    elif args.observations:
         obs, _ = load_observations(args.observations)
+    else:
+        obs = None
     spec = HandModelSpec.mano(args.mano_dir) if args.mano_dir else HandModelSpec.open_hand()
+    if args.initial:
+        initial = load_initial(args.initial, spec, None if obs is None else len(obs))
+        obs = Observations(initial=initial) if obs is None else dataclasses.replace(obs, initial=initial)
+    if args.render and obs.intrinsics is None:  # checked before the fit, not after it
+        raise InputError("--render needs a camera: give one in the observations file (its 'camera' field)")
     settings = default_settings(args.prior, iterations=args.iterations, prior_weight=args.prior_weight,
                                 prior_weight_end=args.prior_weight_end, penetration_weight=args.penetration_weight,
                                 contact_weight=args.contact_weight, flip_hypotheses=args.flip_hypotheses,
@@ -112,11 +129,28 @@ def run(args: argparse.Namespace) -> int:
     if args.render:
         from interhandgen.fitting.overlay import save_overlay
 
-        if obs.intrinsics is None:
-            raise InputError("--render needs a camera in the observations file")
         verts, joints = fitter.body.meshes(result.vectors)
         faces = (fitter.models["left"].faces, fitter.models["right"].faces)
         save_overlay(args.render, verts.detach(), faces, obs.intrinsics, obs.image_size, obs.keypoints_2d,
                      obs.confidence_2d, joints.detach(), photo=photo)
         print(f"wrote {args.render}")
     return 0
+
+
+def load_initial(path: str, spec, frames: int | None):
+    """The ``--initial`` estimate: a TwoHandSet of hands only, made with the fit's hand model, one pair per frame."""
+    from interhandgen.data.format import TwoHandSet
+    from interhandgen.exceptions import InputError
+
+    initial = TwoHandSet.load(path)
+    if initial.hand_model.kind != spec.kind:
+        raise InputError(f"--initial {path}: its hands use the hand model {initial.hand_model.kind!r}, the fit "
+                         f"{spec.kind!r} (" + ("drop --mano-dir" if spec.kind != "mano" else "give --mano-dir") +
+                         " to fit the estimate's hand model)")
+    if initial.object_pose is not None:
+        raise InputError(f"--initial {path}: the set holds objects; the fit refines the two hands only (give a set "
+                         "of hands)")
+    if frames is not None and len(initial) != frames:
+        raise InputError(f"--initial {path}: {len(initial)} pairs, but the observations have {frames} frames (one "
+                         "pair per frame)")
+    return initial.with_hand_model(spec)

@@ -142,9 +142,16 @@ def _points(value: Any, width: int, where: str) -> np.ndarray:
         if not isinstance(row, list) or len(row) != width:
             raise InputError(f"{where}[{j}]: expected {names} ({width} numbers), got {row!r}")
         out[j] = [_number(v, f"{where}[{j}]") for v in row]
-    if (out[:, -1] < 0).any():
-        j = int(np.nonzero(out[:, -1] < 0)[0][0])
-        raise InputError(f"{where}[{j}]: confidence must be >= 0, got {out[j, -1]}")
+    bad = (out[:, -1] < 0) | (out[:, -1] > 1)
+    if bad.any():
+        j = int(np.nonzero(bad)[0][0])
+        raise InputError(f"{where}[{j}]: confidence must be in [0, 1] (0: not observed), got {out[j, -1]}")
+    if width == 4:  # camera frame, z forward: an observed joint lies in front of the camera
+        behind = (out[:, 2] <= 0) & (out[:, 3] > 0)
+        if behind.any():
+            j = int(np.nonzero(behind)[0][0])
+            raise InputError(f"{where}[{j}]: z must be > 0 (metres in front of the camera, OpenCV axes: z forward), "
+                             f"got {out[j, 2]}")
     return out
 
 
@@ -171,7 +178,9 @@ def parse_observations(doc: Any, source: str = "obs.json") -> tuple[Observations
         if unknown:
             raise InputError(f"{where}: unknown field(s) {sorted(unknown)}; a frame has 'left' and 'right'")
         for s, side in enumerate(HAND_SIDES):
-            hand = frame.get(side)
+            if side not in frame:  # a forgotten hand is an error, not a hand "not seen"
+                raise InputError(f"{where}: missing '{side}' (give null for a hand that is not seen)")
+            hand = frame[side]
             if hand is None:
                 continue
             if not isinstance(hand, dict):
@@ -180,10 +189,14 @@ def parse_observations(doc: Any, source: str = "obs.json") -> tuple[Observations
             if unknown:
                 raise InputError(f"{where}.{side}: unknown field(s) {sorted(unknown)}; expected keypoints_2d "
                                  "and/or keypoints_3d")
-            if "keypoints_2d" in hand and hand["keypoints_2d"] is not None:
+            given = [k for k in ("keypoints_2d", "keypoints_3d") if hand.get(k) is not None]
+            if not given:
+                raise InputError(f"{where}.{side}: holds neither keypoints_2d nor keypoints_3d (give null for a "
+                                 "hand that is not seen)")
+            if "keypoints_2d" in given:
                 kp2[i, s] = to_mano21(_points(hand["keypoints_2d"], 3, f"{where}.{side}.keypoints_2d"), order)
                 has2 = True
-            if "keypoints_3d" in hand and hand["keypoints_3d"] is not None:
+            if "keypoints_3d" in given:
                 kp3[i, s] = to_mano21(_points(hand["keypoints_3d"], 4, f"{where}.{side}.keypoints_3d"), order)
                 has3 = True
     if not (has2 or has3):
