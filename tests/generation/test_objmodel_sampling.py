@@ -321,6 +321,29 @@ def test_user_mesh_is_placed_where_it_is(tmp_path, model_file):
     assert abs(vol - mesh.volume) < 1e-15 and np.abs(c - mesh.center_mass).max() < 1e-12
 
 
+def test_user_mesh_parts_convex_kept_non_convex_decomposed_when_the_physics_test_needs_them(tmp_path):
+    """A convex user mesh is its own convex part; a non-convex one (a ring) is stored without parts (its hull would
+    fill the hole) and the physics test takes CoACD's parts, the same on every call."""
+    from interhandgen.geometry.decompose import convex_parts
+    from interhandgen.objects.metrics import object_parts
+
+    v, _ = _write_box(tmp_path / "box.obj", np.array([0.0, 0.0, 0.5]))
+    box = user_object(tmp_path / "box.obj")
+    (part,) = box.library.parts[0]
+    np.testing.assert_array_equal(part, box.library.vertices[0])
+    assert object_parts(box.library, 0) is box.library.parts[0]
+    ring = trimesh.creation.torus(0.04, 0.01, major_sections=32, minor_sections=12)
+    ring.apply_translation([0.0, 0.0, 0.5])
+    ring.export(tmp_path / "ring.obj")
+    scene = user_object(tmp_path / "ring.obj")
+    assert scene.library.parts[0] == ()
+    pytest.importorskip("coacd")
+    parts = object_parts(scene.library, 0)
+    expected = convex_parts(scene.library.vertices[0], scene.library.faces[0])
+    assert len(parts) == len(expected) > 1 and all(np.array_equal(a, b) for a, b in zip(parts, expected))
+    assert object_parts(scene.library, 0) is parts  # decomposed once per process
+
+
 def test_family_objects_and_object_free_sampling(model_file):
     gen = ObjectInterHandGen.load(model_file)
     scene = family_objects("box", 3, seed=0, orientations=gen.orientations)

@@ -19,7 +19,8 @@ In a TwoHandSet an articulated object becomes **one library entry per distinct (
 with the articulation baked into its mesh; the stored ``object_pose`` then has articulation 0 and places that
 entry rigidly (world = R v + t), like every library object. Frames that share an angle share the entry; a rigid
 frame (angle exactly 0) uses the entry named after the object. Entries carry no convex parts (ARCTIC ships no
-convex decomposition), so the MuJoCo stability test refuses them with a message.
+convex decomposition); the MuJoCo stability test cuts them into parts when it needs them
+(:func:`interhandgen.objects.metrics.object_parts`).
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from interhandgen.data.canonical import ANCHOR_SIDE, mirror, to_world
 from interhandgen.data.format import HandModelSpec, TwoHandSet
 from interhandgen.data.object_library import ObjectLibrary
 from interhandgen.exceptions import InputError, MissingFileError, ModelMismatchError
+from interhandgen.geometry.decompose import CONVEX_TOLERANCE, hull_excess
 from interhandgen.generation.api import InterHandGen, LoadedModel, load_model
 from interhandgen.generation.cascade import SamplerSettings
 from interhandgen.generation.finger_closing import close_fingers
@@ -107,8 +108,10 @@ def mesh_centre_of_mass(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.nda
 
 def user_object(path: str | Path, name: str | None = None) -> ObjectScene:
     """A user's closed mesh (.obj/.ply/.stl/.glb, metres, world coordinates) as a one-object scene, placed where
-    it is (module docstring). Its convex parts for the MuJoCo test: one, its convex hull (an approximation for a
-    non-convex object such as a mug: the hull fills the handle's hole)."""
+    it is (module docstring). Its convex parts for the MuJoCo test: the mesh itself when it is convex
+    (:func:`~interhandgen.geometry.decompose.hull_excess`); else none are stored, and the test cuts it into
+    convex parts when it needs them (CoACD, :func:`interhandgen.objects.metrics.object_parts`): its convex hull
+    would fill a mug's handle hole or a bowl's inside."""
     import trimesh  # noqa: PLC0415 (an optional reader; trimesh is a dependency)
 
     path = Path(path)
@@ -128,7 +131,8 @@ def user_object(path: str | Path, name: str | None = None) -> ObjectScene:
                          "training objects are 3-40 cm)")
     centre, _ = mesh_centre_of_mass(v, f)
     local = v - centre
-    lib = ObjectLibrary((name or path.stem,), ("user",), ("{}",), (local,), (f,), ((local,),))
+    parts = (local,) if hull_excess(local, f) <= CONVEX_TOLERANCE else ()
+    lib = ObjectLibrary((name or path.stem,), ("user",), ("{}",), (local,), (f,), (parts,))
     return ObjectScene(lib, np.array([[0.0, 0.0, 0.0, 0.0, *centre]]))
 
 

@@ -15,6 +15,7 @@ objects).
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 from interhandgen import geometry
+from interhandgen.geometry.decompose import convex_parts
 from interhandgen.exceptions import InputError
 from interhandgen.objects.physics import (PhysicsConfig, convex_part_indices, require_mujoco, simulate_drop,
                                           simulate_motion)
@@ -225,10 +227,28 @@ def _physics_scenes(two_hands, models: dict | None):
         k = int(two_hands.object_id[i])
         t = two_hands.object_pose[i, 4:7]
         static = [hands[s][i][ids] for s in SIDES for ids in parts_of[s]]
-        parts = [p @ R[i].T + t for p in library.parts[k]]
-        if not parts:
-            raise InputError(f"object '{library.names[k]}' has no convex parts; the physics test needs them")
+        parts = [p @ R[i].T + t for p in object_parts(library, k)]
         yield static, parts
+
+
+_DECOMPOSED: dict[bytes, tuple] = {}
+
+
+def object_parts(library, k: int) -> tuple:
+    """The convex parts of library object ``k``: its stored parts, or, for an object stored without them (a user's
+    non-convex mesh, an ARCTIC object), CoACD's (:func:`interhandgen.geometry.decompose.convex_parts`; seconds per
+    object, kept for the process: the same mesh always gives the same parts)."""
+    if library.parts[k]:
+        return library.parts[k]
+    v, f = np.ascontiguousarray(library.vertices[k], dtype=np.float64), np.ascontiguousarray(library.faces[k])
+    key = hashlib.sha256(v.tobytes() + f.astype(np.int64).tobytes()).digest()
+    if key not in _DECOMPOSED:
+        try:
+            _DECOMPOSED[key] = convex_parts(v, f)
+        except ImportError as exc:
+            raise ImportError(f"object '{library.names[k]}' is stored without convex parts and is not convex; the "
+                              f"physics test decomposes it: {exc}") from None
+    return _DECOMPOSED[key]
 
 
 #: Pairs per thread handed to the pool at once: the scenes are made chunk by chunk, never all in memory.
