@@ -70,6 +70,10 @@ def test_sample_around_a_user_mesh_writes_meshes_in_one_world_frame_and_a_render
     pixels = np.asarray(Image.open(png).convert("RGB")).reshape(-1, 3).astype(int)
     greenish = (np.abs(pixels - np.array(OBJECT_COLOUR)).sum(1) < 60).sum()
     assert greenish > 50  # the object is drawn in its own colour
+    grid = tmp_path / "grid.png"  # `interhandgen render` of the set draws the object too
+    assert main(["render", "--samples", str(out), "--out", str(grid), "--views", "front", "--view-size", "64"]) == 0
+    pixels = np.asarray(Image.open(grid).convert("RGB")).reshape(-1, 3).astype(int)
+    assert (np.abs(pixels - np.array(OBJECT_COLOUR)).sum(1) < 60).sum() > 20
 
 
 def test_family_sampling_and_completion_with_the_object(trained, tmp_path):

@@ -15,7 +15,8 @@ def register(sub) -> None:
         description=(
             "Render samples of a TwoHandSet .npz as a grid: one cell per sample with its views side by side "
             "(left hand blue, right hand orange), titled with the sample index and its category when the set "
-            "has categories. Software rasteriser: no display or OpenGL needed."
+            "has categories; a set with objects draws each pair's object too (green). Software rasteriser: no display "
+            "or OpenGL needed."
         ),
     )
     p.add_argument("--samples", required=True, help="TwoHandSet .npz (from sample, data synth or data convert)")
@@ -74,7 +75,16 @@ def run(args: argparse.Namespace) -> int:
         cats, names = chosen.category, chosen.category_names
         titles = [f"#{i}" + (f" {names[c]}" if cats is not None else "") for i, c in
                   zip(pick.tolist(), cats.tolist() if cats is not None else [None] * len(pick))]
-    image = render(chosen, titles=titles, cols=args.cols, views=views, view_size=args.view_size,
-                   shading=args.shading, out_path=args.out, device=args.device)
+    if chosen.object_library is not None:  # a set with objects: the object in a third colour (green)
+        from interhandgen.objects.cli import render_with_objects
+
+        if titles is not None:
+            lib = chosen.object_library
+            titles = [f"{t} {lib.families[int(k)]}" for t, k in zip(titles, chosen.object_id.tolist())]
+        image = render_with_objects(chosen, chosen.hand_models(device=args.device), args.out, cols=args.cols,
+                                    titles=titles, views=views, view_size=args.view_size, shading=args.shading)
+    else:
+        image = render(chosen, titles=titles, cols=args.cols, views=views, view_size=args.view_size,
+                       shading=args.shading, out_path=args.out, device=args.device)
     print(f"wrote {args.out}: {len(pick)} of {len(samples)} samples, {image.width}x{image.height} pixels")
     return 0

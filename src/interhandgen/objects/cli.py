@@ -81,11 +81,14 @@ def print_object_statistics(s: dict) -> None:
         print(f"  {s['physics']}")
 
 
-def render_with_objects(two_hands, models, out_path, cols: int = 4):
-    """PNG grid of pairs with their objects (left blue, right orange, object green), two views each."""
+def render_with_objects(two_hands, models, out_path, cols: int = 4, titles="default", views=("front", "top"),
+                        view_size: int = 192, **kwargs):
+    """PNG grid of pairs with their objects (left blue, right orange, object green), one picture per view each.
+    ``titles``: one string per pair, None for none, "default": its category and object family; ``kwargs`` go to
+    the renderer."""
     lib = two_hands.object_library
     verts = {s: v.cpu().numpy() for s, v in two_hands.vertices(models, dtype=torch.float32).items()}
-    scenes, titles = [], []
+    scenes, default_titles = [], []
     names = two_hands.category_names
     for i in range(len(two_hands)):
         k = int(two_hands.object_id[i])
@@ -93,5 +96,7 @@ def render_with_objects(two_hands, models, out_path, cols: int = 4):
         scenes.append([(verts["left"][i], models["left"].faces_np, LEFT_COLOUR),
                        (verts["right"][i], models["right"].faces_np, RIGHT_COLOUR),
                        (obj, lib.faces[k], OBJECT_COLOUR)])
-        titles.append(f"{names[two_hands.category[i]] if names else ''} {lib.families[k]}")
-    return render_scenes(scenes, titles=titles, cols=cols, out_path=out_path, view_size=192, views=("front", "top"))
+        default_titles.append(f"{names[two_hands.category[i]] if names else ''} {lib.families[k]}")
+    titles = default_titles if isinstance(titles, str) and titles == "default" else titles
+    return render_scenes(scenes, titles=titles, cols=cols, out_path=out_path,
+                         view_size=view_size, views=tuple(views), **kwargs)
