@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -110,3 +111,24 @@ def test_fit_cli_initial_and_render_errors(tmp_path, make_vectors, capsys):
     assert code == 2 and "--render needs a camera" in capsys.readouterr().err and not out.exists()
     code = main(["fit", "--out", str(out)])
     assert code == 2 and "give what to fit" in capsys.readouterr().err
+
+
+def test_fit_cli_default_prior_and_an_explicit_checkpoint_agree(tmp_path, make_vectors):
+    """The default prior (interhandgen, the bundled model) through the CLI; --checkpoint naming the bundled file and
+    --device cpu give the same fit bit for bit (the same seed), another seed a different one."""
+    from interhandgen.generation import bundled_model_path
+
+    module, mean, std = make_prior("none")
+    fitter = Fitter(module, mean, std, settings=FitSettings(iterations=2))
+    j = fitter.body.joints(make_vectors(1, seed=9)).detach()
+    path = save_observations(Observations(keypoints_3d=j, confidence_3d=torch.ones(1, 2, 21)), tmp_path / "obs.json")
+    run = lambda out, *extra: main(["fit", "--observations", str(path), "--out", str(out), "--iterations", "12",  # noqa: E731
+                                    "--no-progress", *extra])
+    a, b, c = tmp_path / "a.npz", tmp_path / "b.npz", tmp_path / "c.npz"
+    assert run(a) == 0 and run(b, "--checkpoint", str(bundled_model_path()), "--device", "cpu") == 0
+    assert run(c, "--seed", "1") == 0
+    A, B, C = (TwoHandSet.load(p) for p in (a, b, c))
+    assert A.metadata["fit"]["settings"]["prior_weight"] == 20.0  # the interhandgen prior's tuned weight
+    for side in ("left", "right"):
+        np.testing.assert_array_equal(A.hand(side).pose, B.hand(side).pose)
+    assert not np.array_equal(A.left.pose, C.left.pose)
