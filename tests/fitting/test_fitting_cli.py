@@ -132,3 +132,40 @@ def test_fit_cli_default_prior_and_an_explicit_checkpoint_agree(tmp_path, make_v
     for side in ("left", "right"):
         np.testing.assert_array_equal(A.hand(side).pose, B.hand(side).pose)
     assert not np.array_equal(A.left.pose, C.left.pose)
+
+
+def test_fit_mano_hands_without_a_prior_and_the_priors_need_a_mano_model(tmp_path, capsys):
+    """--mano-dir with --prior none fits MANO-format hands (files written by save_mano_pkl) without a MANO-trained
+    model file; a prior whose statistics are in the open hand's pose space says what to pass."""
+    from interhandgen.hand import save_mano_pkl
+
+    # MANO-format files of a model with a hand's topology (the open hand's numbers, written as MANO writes them)
+    models = HandModelSpec.open_hand().load(pose_space="pca")
+    d = tmp_path / "mano"
+    d.mkdir()
+    save_mano_pkl(models["right"], d / "MANO_RIGHT.pkl")
+    save_mano_pkl(models["left"], d / "MANO_LEFT.pkl", left_shapedirs_fixed=True)
+    spec = HandModelSpec.mano(d)
+    module, mean, std = make_prior("none", hand_model=spec)
+    assert torch.equal(mean[:, :55], torch.zeros(2, 55))
+    fitter = Fitter(module, mean, std, hand_model=spec, settings=FitSettings(iterations=2))
+    y = torch.zeros(2, 2, 64)
+    y[..., 55:61] = torch.tensor([1.0, 0, 0, 0, 1, 0])  # identity rotations (rot6d)
+    y[:, 0, 61:] = torch.tensor([-0.12, 0.0, 0.5])
+    y[:, 1, 61:] = torch.tensor([0.12, 0.0, 0.5])
+    y[1, :, :45] = 0.4 * torch.randn(2, 45, generator=torch.Generator().manual_seed(0))
+    joints = fitter.body.joints(y).detach()
+    conf = torch.ones(2, 2, 21)
+    conf[1, 1] = 0.0  # frame 1: the right hand not seen (placed from the mean placement)
+    path = save_observations(Observations(keypoints_3d=joints, confidence_3d=conf), tmp_path / "obs.json")
+    out = tmp_path / "fit.npz"
+    assert main(["fit", "--observations", str(path), "--mano-dir", str(d), "--prior", "none", "--out", str(out),
+                 "--iterations", "60", "--penetration-weight", "0", "--volume-weight", "0", "--no-progress"]) == 0
+    fitted = TwoHandSet.load(out)
+    assert fitted.hand_model.kind == "mano"
+    j = fitter.body.joints(vectors_from_set(fitted.with_hand_model(spec), fitter.models))
+    err = (j - joints).norm(dim=-1).mean(-1) * 1000.0
+    assert err[0].max() < 5.0 and err[1, 0] < 5.0, err
+    code = main(["fit", "--observations", str(path), "--mano-dir", str(d), "--prior", "gaussian", "--out",
+                 str(tmp_path / "g.npz"), "--no-progress"])
+    assert code == 2 and "pass --checkpoint" in capsys.readouterr().err

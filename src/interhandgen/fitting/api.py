@@ -40,7 +40,9 @@ def make_prior(name: str, checkpoint: str | Path | None = None, device: str | to
 
     ``interhandgen``: a cascaded model file (kind shared/separate; default the bundled model). ``vae``: a model file
     of kind vae (required). ``gaussian`` and ``none`` use the statistics of ``checkpoint`` (default the bundled
-    model): the Gaussian's mean and scales, and the mean placement of an unobserved hand.
+    model): the Gaussian's mean and scales, and the mean placement of an unobserved hand. Every prior needs a model
+    file of the fitted ``hand_model`` (ModelMismatchError otherwise), except ``none`` without a ``checkpoint``:
+    it takes only the bundled model's mean relative placement, with the fitted model's own mean pose and shape.
     """
     if name not in PRIORS:
         raise InputError(f"prior must be one of {PRIORS}, got {name!r}")
@@ -48,10 +50,20 @@ def make_prior(name: str, checkpoint: str | Path | None = None, device: str | to
         raise InputError("the vae prior needs --checkpoint: a model file trained with a kind: vae config "
                          "(configs/baselines/vae.yaml; docs/fitting.md gives the command)")
     model = load_prior_model(checkpoint, device)
-    if model.artifact is not None:  # the fitted hands must use the hand model the prior was trained with
-        model.artifact.resolve_hand_model(hand_model)
-    kind = model.kind
     mean, std = model.stats_mean, model.stats_std
+    if model.artifact is not None:  # the fitted hands must use the hand model the prior was trained with
+        try:
+            model.artifact.resolve_hand_model(hand_model)
+        except ModelMismatchError as exc:
+            if name != "none" or checkpoint is not None:
+                raise ModelMismatchError(f"{exc}. The {name!r} prior's statistics are in that hand model's pose space: "
+                                         "fit with it, or pass --checkpoint / checkpoint= a model file trained on "
+                                         "pairs of the fitted hand model") from None
+            # `none` uses the statistics only to place a hand never observed: the other hand's mean relative
+            # placement (the hand models are MANO-compatible) in the fitted model's own mean pose and shape (0)
+            mean = mean.clone()
+            mean[:, :55] = 0.0
+    kind = model.kind
     if placement_weight is not None and name not in DEFAULT_PLACEMENT_WEIGHTS:
         raise InputError(f"placement_weight weighs a two-hand prior's relative placement (interhandgen, vae); the "
                          f"{name!r} prior has none")
