@@ -84,6 +84,26 @@ def test_object_set_targets_determinism_and_cli(tmp_path):
     assert stats["objects"]["physics"]["held_fraction"] == 1.0 and (tmp_path / "st" / "samples.png").is_file()
 
 
+def test_object_synth_and_stats_commands(tmp_path):
+    """`data synth --objects` and `data stats` on its output (the commands the CI runs; the slow test above checks
+    the targets on more pairs): a closed set with its library, every pair touching and held, figures and a PNG."""
+    pytest.importorskip("mujoco")
+    import json
+
+    from interhandgen.cli import main
+
+    out = tmp_path / "o.npz"
+    assert main(["data", "synth", "--objects", "--num", "2", "--seed", "1", "--categories", "hold_from_below",
+                 "--out", str(out), "--no-progress"]) == 0
+    s = TwoHandSet.load(out)
+    assert len(s) == 2 and s.object_library is not None and s.object_pose.shape == (2, 7)
+    assert hand_object_metrics(s)["both_contact"].all()
+    assert main(["data", "stats", str(out), "--out", str(tmp_path / "st"), "--no-progress", "--max-samples", "2",
+                 "--volume-samples", "2", "--object-samples", "2"]) == 0
+    stats = json.loads((tmp_path / "st" / "stats.json").read_text())
+    assert stats["objects"]["physics"]["held_fraction"] == 1.0 and (tmp_path / "st" / "samples.png").is_file()
+
+
 def test_cli_rejects_options_that_do_not_apply(tmp_path, capsys):
     from interhandgen.cli import main
 
