@@ -167,3 +167,51 @@ def test_object_free_rows_train_exactly_as_rows_whose_object_was_dropped():
         loss(points=pts, has_object=torch.ones(3, dtype=torch.bool))
     with pytest.raises(InputError, match="has_object"):
         loss(points=pts, has_object=torch.ones(4))
+
+
+def test_stack_bias_adds_the_tokens_map_to_every_stack_layer(tmp_path):
+    """stack_bias: with its map's weights zeroed the network is the attention-only network with the same other
+    weights (bit for bit); with them, layer i's pre-activation gains columns [i H, (i+1) H) of the token's map (checked
+    against the stack written out by hand), null rows take the null token's; the model file rebuilds it."""
+    torch.manual_seed(0)
+    cfg = {**CONFIG, "object_encoder": {"type": "pointnet", "width": 16, "stack_bias": True}}
+    net = build_model(cfg).eval()
+    plain = build_model(CONFIG).eval()
+    plain.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("object_stack.")})
+    x, t = torch.randn(3, 64), torch.tensor([0, 50, 128])
+    cond, mask = torch.randn(3, 64), torch.tensor([False, True, True])
+    tok, on = net.encode(_points()), torch.tensor([True, False, True])
+    with torch.no_grad():
+        net.object_stack.weight.zero_()
+        net.object_stack.bias.zero_()
+        torch.testing.assert_close(net(x, t, cond, mask, tok, on), plain(x, t, cond, mask, tok, on), rtol=0, atol=0)
+        net.object_stack.weight.normal_()
+        net.object_stack.bias.normal_()
+    got = net(x, t, cond, mask, tok, on)
+    assert (got - plain(x, t, cond, mask, tok, on)).abs().max() > 1e-3
+    # the stack by hand: the denoiser's own layers in the concatenated form, plus the token's map
+    d = net.denoiser
+    token = torch.where(on[:, None], tok, net.null_object.expand(3, -1))
+    H, E, L = 64, 32, 3
+    from interhandgen.models.denoiser import timestep_embedding
+
+    time_tok = d.time_mlp(timestep_embedding(t, E))
+    cond_tok = torch.where(mask[:, None], d.cond_mlp(torch.where(mask[:, None], cond, 0.0)), d.null_cond_embedding)
+    tokens = torch.cat([torch.stack([time_tok, cond_tok, d.noisy_mlp(x)], 1), token[:, None]], 1)
+    h = d.token_merge(d.encoder(tokens)[:, :3].reshape(3, -1))
+    bias = net.object_stack(token)
+    for i in range(L):
+        pre = h @ d.hidden_proj[i].weight.t() + torch.cat([time_tok, cond_tok], 1) @ d.context_proj.weight[i * H:(i + 1) * H].t() \
+            + d.context_proj.bias[i * H:(i + 1) * H] + bias[:, i * H:(i + 1) * H]
+        if i in d.skip_layers:
+            j = d.skip_layers.index(i)
+            pre = pre + d.input_proj(x) @ d.skip_proj.weight[j * H:(j + 1) * H].t()
+        h = pre.relu()
+    torch.testing.assert_close(got, d.output_proj(h), rtol=1e-4, atol=1e-5)
+    path = tmp_path / "m.safetensors"
+    export_model(net.state_dict(), cfg, torch.zeros(2, 64), torch.ones(2, 64), path, {"train_config": {}},
+                 conditioning=("hand", "object"), objects={"num_points": 64, "orientations": {}})
+    again = build_network(read_model_file(path)).eval()
+    torch.testing.assert_close(again(x, t, cond, mask, tok, on), got, rtol=0, atol=0)
+    with pytest.raises(InputError, match="stack_bias"):
+        ObjectEncoderConfig.from_dict({"stack_bias": "yes"})

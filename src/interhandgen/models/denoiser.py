@@ -185,6 +185,7 @@ class Denoiser(nn.Module):
         cond: Optional[torch.Tensor],
         cond_mask: Optional[torch.Tensor],
         extra_tokens: Optional[torch.Tensor] = None,
+        layer_bias: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Predict the clean sample.
 
@@ -195,11 +196,16 @@ class Denoiser(nn.Module):
             cond_mask: [B] bool; False rows use the null condition (their ``cond`` values are ignored).
             extra_tokens: optional [B, K, width] further condition tokens (e.g. an object point-cloud embedding);
                 they take part in the attention, the flattened output keeps the 3 hand/time tokens.
+            layer_bias: optional [B, num_layers * hidden_dim] added to the stack layers' pre-activations (layer i:
+                columns [i H, (i + 1) H)), e.g. from an object token.
         Returns: x0_hat [B, D].
         """
         self._check_inputs(x_t, t, cond, cond_mask, extra_tokens)
         cfg = self.cfg
         B, H = x_t.shape[0], cfg.hidden_dim
+        if layer_bias is not None and (layer_bias.shape != (B, cfg.num_layers * H) or layer_bias.dtype != x_t.dtype):
+            raise InputError(f"layer_bias must be a [{B}, {cfg.num_layers * H}] tensor of x_t's dtype, got "
+                             f"{list(layer_bias.shape)} {layer_bias.dtype}")
         if cond is None:
             cond = torch.zeros_like(x_t)
             cond_mask = torch.zeros(B, dtype=torch.bool, device=x_t.device)
@@ -262,6 +268,8 @@ class Denoiser(nn.Module):
                     acc.addmm_(init, w_skip.t())
             if not (same_t and null_only):
                 acc.addmm_(h, self.hidden_proj[i].weight.t())
+            if layer_bias is not None:
+                acc.add_(layer_bias[:, rows])
             h = acc.relu_()
         out = self.output_proj(h)
         if cfg.prediction == "x0":

@@ -38,7 +38,9 @@ class ObjectEncoderConfig:
 
     type: ``pointnet`` or ``bps``; width: hidden width of the per-point MLP (pointnet) or of the feature MLP (bps);
     basis: basis points (bps); bps_radius: radius of the basis ball (metres; the objects' largest extent is 40 cm);
-    seed: draws the basis; num_points: surface points per object expected in the input.
+    seed: draws the basis; num_points: surface points per object expected in the input; stack_bias: the token also
+    conditions every layer of the denoiser's stack directly, as a per-layer bias (a linear map of the token), beside
+    its place in the attention (False: the attention only, as in the bundled model).
     """
 
     type: str = "pointnet"
@@ -47,6 +49,7 @@ class ObjectEncoderConfig:
     bps_radius: float = 0.25
     seed: int = 0
     num_points: int = 256
+    stack_bias: bool = False
 
     def __post_init__(self) -> None:
         if self.type not in ENCODER_TYPES:
@@ -57,6 +60,8 @@ class ObjectEncoderConfig:
                 raise InputError(f"model.object_encoder.{name} must be a positive int, got {v!r}")
         if not (isinstance(self.bps_radius, (int, float)) and self.bps_radius > 0):
             raise InputError(f"model.object_encoder.bps_radius must be > 0 metres, got {self.bps_radius!r}")
+        if not isinstance(self.stack_bias, bool):
+            raise InputError(f"model.object_encoder.stack_bias must be true or false, got {self.stack_bias!r}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "ObjectEncoderConfig":
@@ -150,6 +155,9 @@ class ObjectConditionedDenoiser(nn.Module):
         E, H = denoiser_cfg.embed_dim, denoiser_cfg.hidden_dim
         self.encoder = (PointNetEncoder if encoder_cfg.type == "pointnet" else BPSEncoder)(encoder_cfg, E, H)
         self.null_object = nn.Parameter(torch.randn(E, generator=torch.Generator().manual_seed(1)) * 0.02)
+        # stack_bias: a direct path from the token to every stack layer (the attention alone let the bundled model
+        # all but ignore its object: docs/results_object.md, "What the object token buys")
+        self.object_stack = nn.Linear(E, denoiser_cfg.num_layers * H) if encoder_cfg.stack_bias else None
 
     @property
     def mixes_batch(self) -> bool:
@@ -166,7 +174,8 @@ class ObjectConditionedDenoiser(nn.Module):
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None, cond_mask: torch.Tensor | None,
                 object_token: torch.Tensor | None = None, object_mask: torch.Tensor | None = None) -> torch.Tensor:
         token = row_tokens(self.null_object.to(x_t.dtype).expand(x_t.shape[0], -1), object_token, object_mask)
-        return self.denoiser(x_t, t, cond, cond_mask, extra_tokens=token[:, None])
+        layer_bias = None if self.object_stack is None else self.object_stack(token)
+        return self.denoiser(x_t, t, cond, cond_mask, extra_tokens=token[:, None], layer_bias=layer_bias)
 
 
 class BoundObject(nn.Module):
