@@ -9,7 +9,10 @@ settling, redraw: the default), ``none`` (the network alone), ``no_settle`` (net
 ``rigid_settle``, ``grasp_settle``, ``grasp_redraw``, ``no_guidance``, ``redraw4``, ``attract100``,
 ``support_redraw``, ``support_redraw2`` (the redraw with the equilibrium check), ``lift10``, ``lift20``,
 ``lift10_support`` (the support lift), ``physics1`` ... ``physics16`` (MuJoCo settling with 0-15 redraw rounds; one
-stage off or on at a time, see ``VARIANTS``), ``no_object`` (the null object token: hands without the object, measured against the same objects)
+stage off or on at a time, see ``VARIANTS``), ``no_object`` (the null object token: hands without the object, measured against the same objects),
+``blind`` (the cascade without the object, under the same post-processing: the network gets the null object token
+in both stages, every guidance and post-processing stage the object, as in ``full``; ``blind_<variant>``: the same
+with that variant's stages, e.g. ``blind_none`` the network alone)
 -- all with the same seed in the same run.
 
     python benchmarks/object_sampling.py --model src/interhandgen/checkpoints/object_small.safetensors \\
@@ -19,6 +22,7 @@ stage off or on at a time, see ``VARIANTS``), ``no_object`` (the null object tok
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -45,7 +49,10 @@ _spec.loader.exec_module(overrides_of)
 
 TARGET_SECONDS = 60.0
 
-_PLAIN = dict(object_settle_steps=0, grasp_steps=0, redraw_rounds=0)
+# every post-processing stage off (the stages added since 2026-12-06 included: before commit of 2026-12-07 "none"
+# and "no_settle" left the exact push-out, translation search, clearance moves, exact clearance and finger closing on)
+_PLAIN = dict(object_settle_steps=0, grasp_steps=0, redraw_rounds=0, exact_push_rounds=0, search_rounds=0,
+              clear_rounds=0, exact_clear_rounds=0, close_fingers_deg=0.0)
 VARIANTS = {
     "full": ObjectSettings(),  # the default: guidance, rigid object settling, redraw (1 round)
     "none": ObjectSettings(object_guidance_weight=0.0, **_PLAIN),  # the network alone
@@ -86,14 +93,32 @@ def variant_settings(spec: str) -> tuple[str, ObjectSettings]:
     """A named variant of :data:`VARIANTS` (or ``no_object``), or ``LABEL=KEY=VALUE,...``: ObjectSettings fields over
     the defaults (:func:`variant_overrides.field_overrides`; separate such variants by ';' in --variants)."""
     if "=" not in spec:
-        if spec not in VARIANTS and spec != "no_object":
-            raise InputError(f"--variants: unknown variant {spec!r} (known: {sorted(VARIANTS)}, no_object, or "
-                             "LABEL=KEY=VALUE,...)")
-        return spec, VARIANTS.get(spec, ObjectSettings())
+        base = spec[len("blind_"):] if spec.startswith("blind_") else spec
+        if base not in VARIANTS and spec not in ("no_object", "blind"):
+            raise InputError(f"--variants: unknown variant {spec!r} (known: {sorted(VARIANTS)}, no_object, blind, "
+                             "blind_<variant>, or LABEL=KEY=VALUE,...)")
+        return spec, VARIANTS.get(base, ObjectSettings())
     label, _, rest = spec.partition("=")
     osets = ObjectSettings(**overrides_of.field_overrides(ObjectSettings, rest, f"--variants {spec!r}")[0])
     osets.validate()
     return label, osets
+
+
+@contextlib.contextmanager
+def null_object_tokens(gen):
+    """Within it, ``gen`` hands its network the null object token (what object-token dropout trained) for every row,
+    while the surface samples that guidance, checks and every post-processing stage use stay the rows' objects."""
+    condition = gen.condition
+
+    def blind(*args, **kwargs):
+        tokens, surfaces = condition(*args, **kwargs)
+        return gen.model.net.null_object.to(tokens).expand_as(tokens).clone(), surfaces
+
+    gen.condition = blind
+    try:
+        yield
+    finally:
+        del gen.condition  # back to the class's method
 
 
 def figures(two: TwoHandSet, physics: bool, physics_config: PhysicsConfig | None = None) -> dict:
@@ -155,6 +180,10 @@ def main() -> None:
             hands = gen.sample(args.num, None, seed=args.seed, settings=settings, progress=False)
             # object-free pairs have no place relative to the object: put each at the reference pair's left hand
             two = _around_reference(hands, ref, args.num)
+        elif name == "blind" or name.startswith("blind_"):
+            with null_object_tokens(gen):
+                two = gen.sample(args.num, scene, seed=args.seed, settings=settings, object_settings=osets,
+                                 progress=False)
         else:
             two = gen.sample(args.num, scene, seed=args.seed, settings=settings, object_settings=osets,
                              progress=False)
