@@ -131,7 +131,11 @@ def user_object(path: str | Path, name: str | None = None) -> ObjectScene:
                          "training objects are 3-40 cm)")
     centre, _ = mesh_centre_of_mass(v, f)
     local = v - centre
-    parts = (local,) if hull_excess(local, f) <= CONVEX_TOLERANCE else ()
+    try:
+        convex = hull_excess(local, f) <= CONVEX_TOLERANCE
+    except InputError as exc:
+        raise InputError(f"--object {path}: {exc}") from None
+    parts = (local,) if convex else ()
     lib = ObjectLibrary((name or path.stem,), ("user",), ("{}",), (local,), (f,), (parts,))
     return ObjectScene(lib, np.array([[0.0, 0.0, 0.0, 0.0, *centre]]))
 
