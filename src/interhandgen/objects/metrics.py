@@ -223,11 +223,14 @@ def _physics_scenes(two_hands, models: dict | None):
     # the parts' vertex indices depend on the hand model only: found once, not per pair
     parts_of = {s: convex_part_indices(models[s].faces_np, np.asarray(models[s].data.weights)) for s in SIDES}
     R = object_rotation(two_hands.object_pose)
+    objects: dict[int, tuple] = {}  # each object's parts looked up once, not per pair
     for i in range(len(two_hands)):
         k = int(two_hands.object_id[i])
         t = two_hands.object_pose[i, 4:7]
         static = [hands[s][i][ids] for s in SIDES for ids in parts_of[s]]
-        parts = [p @ R[i].T + t for p in object_parts(library, k)]
+        if k not in objects:
+            objects[k] = object_parts(library, k)
+        parts = [p @ R[i].T + t for p in objects[k]]
         yield static, parts
 
 
