@@ -32,33 +32,44 @@ def _header(path: Path) -> dict:
         return json.loads(f.metadata()["header"])
 
 
+def _drift(config_path: Path, header: dict, name: str) -> list[str]:
+    """What the recipe config would train differently from what the bundled file records."""
+    recorded = header["provenance"]["train_config"]
+    config = dataclasses.asdict(TrainConfig.from_yaml(config_path))
+    out = []
+    for key, value in recorded.items():
+        mine = list(config[key]) if isinstance(config[key], tuple) else config[key]
+        if mine != value:
+            out.append(f"{config_path.name}: train.{key} = {mine!r}, the bundled {name} was trained with {value!r}")
+    for key, value in BEFORE_THE_OPTION.items():
+        if key not in recorded and config[key] != value:
+            out.append(f"{config_path.name}: train.{key} = {config[key]!r}; the bundled {name} predates the option, "
+                       f"trained as with {value!r}")
+    model = yaml.safe_load(config_path.read_text())["model"]
+    for key, value in header["model_config"].items():
+        if key in model and model[key] != value:
+            out.append(f"{config_path.name}: model.{key} = {model[key]!r}, recorded {value!r}")
+    return out
+
+
 @pytest.mark.parametrize("name", ["small", "object_small"])
 def test_the_rebuild_config_trains_what_the_bundled_file_records(name):
     sidecar = json.loads((CHECKPOINTS / f"{name}.json").read_text())
     config_path = ROOT / sidecar["config"].split()[0]
     assert config_path.is_file(), sidecar["config"]
-    header = _header(CHECKPOINTS / sidecar["file"])
-    recorded = header["provenance"]["train_config"]
-    config = dataclasses.asdict(TrainConfig.from_yaml(config_path))
-    for key, value in recorded.items():
-        mine = list(config[key]) if isinstance(config[key], tuple) else config[key]
-        assert mine == value, f"{config_path.name}: train.{key} = {mine!r}, the bundled {name} was trained with {value!r}"
-    for key, value in BEFORE_THE_OPTION.items():
-        if key not in recorded:
-            assert config[key] == value, (f"{config_path.name}: train.{key} = {config[key]!r}; the bundled {name} "
-                                          f"predates the option, trained as with {value!r}")
-    model = yaml.safe_load(config_path.read_text())["model"]
-    for key, value in header["model_config"].items():
-        if key in model:
-            assert model[key] == value, f"{config_path.name}: model.{key} = {model[key]!r}, recorded {value!r}"
+    assert _drift(config_path, _header(CHECKPOINTS / sidecar["file"]), name) == []
 
 
-def test_the_object_recipe_without_its_ema_warmup_line_would_fail(tmp_path):
-    """The check above catches the drift it is for: the object recipe with the option's default (the warm-up on)."""
+def test_the_check_finds_the_object_recipe_without_its_ema_warmup_line(tmp_path):
+    """The drift it is for: the object recipe with the option's default (the warm-up on), as it stood until
+    2026-12-07; and a changed recorded key."""
     text = (ROOT / "configs" / "object_small.yaml").read_text()
     assert "  ema_warmup: false\n" in text
+    header = _header(CHECKPOINTS / "object_small.safetensors")
     drifted = tmp_path / "object_small.yaml"
     drifted.write_text(text.replace("  ema_warmup: false\n", ""))
-    assert TrainConfig.from_yaml(drifted).ema_warmup is True
-    recorded = _header(CHECKPOINTS / "object_small.safetensors")["provenance"]["train_config"]
-    assert "ema_warmup" not in recorded
+    problems = _drift(drifted, header, "object_small")
+    assert len(problems) == 1 and "train.ema_warmup = True" in problems[0]
+    drifted.write_text(text.replace("  ema_decay: 0.995\n", "  ema_decay: 0.999\n"))
+    problems = _drift(drifted, header, "object_small")
+    assert len(problems) == 1 and "train.ema_decay = 0.999" in problems[0]
