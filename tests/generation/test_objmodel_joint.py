@@ -111,7 +111,10 @@ def test_the_joint_baseline_config_has_the_bundled_recipe_budget_and_size():
     root = Path(__file__).resolve().parents[2] / "configs"
     base = yaml.safe_load((root / "object_small.yaml").read_text())
     joint = yaml.safe_load((root / "baselines" / "object_joint.yaml").read_text())
-    assert joint["train"] == base["train"]  # equal budget: steps, rows, schedule, optimiser
+    # equal budget: steps, rows, schedule, optimiser. The EMA warm-up aside: the baseline was measured against a
+    # cascade retrained with it (the default then); the bundled recipe predates it (docs/results_object.md)
+    assert joint["train"].pop("ema_warmup") is True and base["train"].pop("ema_warmup") is False
+    assert joint["train"] == base["train"]
     for key in ("object_encoder", "object_drop_prob", "rotate_z"):
         assert joint["model"][key] == base["model"][key]
     sizes = [sum(p.numel() for p in build_model(doc["model"]).parameters()) for doc in (base, joint)]
