@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from safetensors import safe_open
 
+from interhandgen.models.artifact import ModelArtifact, read_model_file
 from interhandgen.training import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,14 +27,9 @@ BEFORE_THE_OPTION = {"ema_warmup": False, "loss_weighting": "uniform", "geometry
                      "object_penetration_weight": 0.0, "object_contact_weight": 0.0}
 
 
-def _header(path: Path) -> dict:
-    with safe_open(str(path), "pt") as f:
-        return json.loads(f.metadata()["header"])
-
-
-def _drift(config_path: Path, header: dict, name: str) -> list[str]:
+def _drift(config_path: Path, artifact: ModelArtifact, name: str) -> list[str]:
     """What the recipe config would train differently from what the bundled file records."""
-    recorded = header["provenance"]["train_config"]
+    recorded = artifact.provenance["train_config"]
     config = dataclasses.asdict(TrainConfig.from_yaml(config_path))
     out = []
     for key, value in recorded.items():
@@ -46,7 +41,7 @@ def _drift(config_path: Path, header: dict, name: str) -> list[str]:
             out.append(f"{config_path.name}: train.{key} = {config[key]!r}; the bundled {name} predates the option, "
                        f"trained as with {value!r}")
     model = yaml.safe_load(config_path.read_text())["model"]
-    for key, value in header["model_config"].items():
+    for key, value in artifact.model_config.items():
         if key in model and model[key] != value:
             out.append(f"{config_path.name}: model.{key} = {model[key]!r}, recorded {value!r}")
     return out
@@ -57,7 +52,7 @@ def test_the_rebuild_config_trains_what_the_bundled_file_records(name):
     sidecar = json.loads((CHECKPOINTS / f"{name}.json").read_text())
     config_path = ROOT / sidecar["config"].split()[0]
     assert config_path.is_file(), sidecar["config"]
-    assert _drift(config_path, _header(CHECKPOINTS / sidecar["file"]), name) == []
+    assert _drift(config_path, read_model_file(CHECKPOINTS / sidecar["file"]), name) == []
 
 
 def test_the_check_finds_the_object_recipe_without_its_ema_warmup_line(tmp_path):
@@ -65,11 +60,11 @@ def test_the_check_finds_the_object_recipe_without_its_ema_warmup_line(tmp_path)
     2026-12-07; and a changed recorded key."""
     text = (ROOT / "configs" / "object_small.yaml").read_text()
     assert "  ema_warmup: false\n" in text
-    header = _header(CHECKPOINTS / "object_small.safetensors")
+    artifact = read_model_file(CHECKPOINTS / "object_small.safetensors")
     drifted = tmp_path / "object_small.yaml"
     drifted.write_text(text.replace("  ema_warmup: false\n", ""))
-    problems = _drift(drifted, header, "object_small")
+    problems = _drift(drifted, artifact, "object_small")
     assert len(problems) == 1 and "train.ema_warmup = True" in problems[0]
     drifted.write_text(text.replace("  ema_decay: 0.995\n", "  ema_decay: 0.999\n"))
-    problems = _drift(drifted, header, "object_small")
+    problems = _drift(drifted, artifact, "object_small")
     assert len(problems) == 1 and "train.ema_decay = 0.999" in problems[0]
