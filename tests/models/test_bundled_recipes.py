@@ -2,8 +2,9 @@
 
 Each bundled model file records its training config (provenance.train_config) and its network (model_config). A
 training option added after a model was trained is absent from its record, and its default may not be the behaviour
-of that day: the bundled object model predates the EMA warm-up (commit 6be3d45), whose default became on, so its
-recipe config must switch it off (docs/results_object.md, "The EMA warm-up and the bundled recipe").
+of that day: the object model bundled until 2026-12-07 predated the EMA warm-up (commit 6be3d45), whose default became
+on, and its recipe config trained with the warm-up until that day (docs/results_object.md, "The EMA warm-up and the
+bundled recipe"). The object model bundled since records the option; its recipe must say what it recorded.
 """
 
 from __future__ import annotations
@@ -57,8 +58,9 @@ def test_the_rebuild_config_trains_what_the_bundled_file_records(name):
 
 def test_the_check_finds_the_object_recipe_without_its_ema_warmup_line(tmp_path):
     """The drift it is for: the object recipe with the option's default (the warm-up on), as it stood until
-    2026-12-07; and a changed recorded key."""
-    text = (ROOT / "configs" / "object_small.yaml").read_text()
+    2026-12-07; a changed recorded key; and a changed network key."""
+    sidecar = json.loads((CHECKPOINTS / "object_small.json").read_text())
+    text = (ROOT / sidecar["config"].split()[0]).read_text()
     assert "  ema_warmup: false\n" in text
     artifact = read_model_file(CHECKPOINTS / "object_small.safetensors")
     drifted = tmp_path / "object_small.yaml"
@@ -68,3 +70,6 @@ def test_the_check_finds_the_object_recipe_without_its_ema_warmup_line(tmp_path)
     drifted.write_text(text.replace("  ema_decay: 0.995\n", "  ema_decay: 0.999\n"))
     problems = _drift(drifted, artifact, "object_small")
     assert len(problems) == 1 and "train.ema_decay = 0.999" in problems[0]
+    drifted.write_text(text.replace("  object_drop_prob: 0.2\n", "  object_drop_prob: 0.3\n"))
+    problems = _drift(drifted, artifact, "object_small")
+    assert len(problems) == 1 and "model.object_drop_prob = 0.3" in problems[0]
