@@ -96,7 +96,10 @@ SAMPLE_SPACING = 0.008
 
 @dataclasses.dataclass
 class ObjectSettings:
-    """Options of sampling with an object (lengths in millimetres where named so)."""
+    """Options of sampling with an object (lengths in millimetres where named so).
+
+    The figures quoted below "on the bundled model" were measured with the object model bundled until 2026-12-07
+    (sha256 ec2427fd...; docs/results_object.md says which model each section measured)."""
 
     object_guidance_weight: float = 1.5  # Polyak fraction of the hand-object penalty removed by the last step; 0 off
     object_guidance_rho: float = 0.02  # Geman-McClure scale (metres)
