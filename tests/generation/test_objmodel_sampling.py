@@ -475,6 +475,17 @@ def test_object_settling_hand_guard_keeps_a_hand_out_of_the_other():
     assert not bool(hand_object_check(hands, a1, o1, surf, ObjectSettings(redraw_hand_check=True))[0])
     with pytest.raises(Exception, match="hand_depth_mm"):
         ObjectSettings(hand_depth_mm=0.0).validate()
+    # what the hand check adds to the redraw's violation: redraw_hand_failure_mm for the pair through each other,
+    # nothing for the clear one (the redraw keeps a row's least failing draw by this figure)
+    from interhandgen.generation.object_sampling import hand_object_violation
+    for w in (3.0, 30.0):
+        on = ObjectSettings(redraw_hand_failure_mm=w)
+        off = ObjectSettings(redraw_hand_check=False)
+        for pair, added in (((a1, o1), w), ((a2, o2), 0.0)):
+            d = hand_object_violation(hands, *pair, surf, on) - hand_object_violation(hands, *pair, surf, off)
+            assert float(d[0]) == pytest.approx(added, abs=1e-9)
+    with pytest.raises(Exception, match="redraw_hand_failure_mm"):
+        ObjectSettings(redraw_hand_failure_mm=0.0).validate()
 
 
 def test_redraw_violation_is_the_distance_beyond_the_thresholds():

@@ -85,8 +85,8 @@ __all__ = ["ObjectSettings", "object_penetration", "object_contact", "HandObject
            "ExactObjects"]
 
 
-#: What a failed yes/no check (hands interpenetrating, no support) adds to :func:`hand_object_violation` (mm): as
-#: much as a hand 3 mm beyond the gap or depth thresholds.
+#: What the failed support check adds to :func:`hand_object_violation` (mm): as much as a hand 3 mm beyond the gap or
+#: depth thresholds (the hand check adds ``ObjectSettings.redraw_hand_failure_mm``; it added this until 2026-12-07).
 BINARY_FAILURE_MM = 3.0
 
 #: Spacing (metres) of the objects' surface samples allowed for in :func:`object_penetration` (1,024 samples on the
@@ -199,6 +199,13 @@ class ObjectSettings:
     # the data's 0.027), both-hands contact and held within noise, 4 % more CPU (docs/results_object.md)
     settle_hand_guard: bool = True
     redraw_hand_check: bool = True
+    # What the hand check adds to hand_object_violation (mm of hand-object failure): the redraw keeps a row's least
+    # failing draw, and at 3 mm (BINARY_FAILURE_MM, until 2026-12-07) a draw with one hand through the other outranked
+    # every clear draw failing the hand-object checks by more than 3 mm: every pair above 0.1 cm^3 of hand-hand
+    # volume was such a kept draw. At 30 mm (bundled model since 2026-12-07, 1,000 samples, seed 0): hand-hand
+    # 0.140 -> 0.002 cm^3 per pair, max 39 -> 1.3, both-hands contact 0.982 -> 0.975, held 0.341 -> 0.343
+    # (docs/results_object.md, "The hand-hand tail, examined")
+    redraw_hand_failure_mm: float = 30.0
     hand_depth_mm: float = 1.0
     # The object through a hand (0 disables): a pair also fails the redraw by the depth beyond this (mm) of the
     # deepest of the object's surface samples inside a hand's inscribed spheres (which lie inside its mesh). A thin
@@ -280,6 +287,9 @@ class ObjectSettings:
     def validate(self) -> None:
         if not self.hand_depth_mm > 0:
             raise InputError(f"hand_depth_mm must be > 0, got {self.hand_depth_mm}")
+        if not self.redraw_hand_failure_mm > 0:
+            raise InputError(f"redraw_hand_failure_mm must be > 0 (redraw_hand_check=False turns the check off), "
+                             f"got {self.redraw_hand_failure_mm}")
         if not 0 <= self.object_cfg_scale <= 10:
             raise InputError(f"object_cfg_scale must lie in [0, 10] (0 disables), got {self.object_cfg_scale}")
         if not 0 <= self.object_guidance_weight <= 2:
@@ -743,8 +753,9 @@ def hand_object_violation(hands: tuple[SubsetHand, SubsetHand], a_raw: torch.Ten
     ``redraw_gap_mm`` plus the depth beyond ``redraw_depth_mm``; with ``exact`` (the rows' object meshes, ``rows``
     [B] their indices there) and ``redraw_exact_points`` > 0, gap and depth are those of the hand's that many
     closest points by the planes, on the exact signed distance. With ``redraw_hand_check`` a pair whose hands
-    interpenetrate (:func:`hands_interpenetrate`) adds :data:`BINARY_FAILURE_MM`, with ``redraw_support`` a pair
-    whose contacts cannot hold the object (:func:`support_check`, judged where the rest passes) adds the same.
+    interpenetrate (:func:`hands_interpenetrate`) adds ``redraw_hand_failure_mm``, with ``redraw_support`` a pair
+    whose contacts cannot hold the object (:func:`support_check`, judged where the rest passes) adds
+    :data:`BINARY_FAILURE_MM`.
     With ``judged_points`` (needs ``exact``) it also returns the exactly judged points of both hands (object frame)
     with their signed distances and outward directions: a tuple of [B, 2, k, 3], [B, 2, k], [B, 2, k, 3].
     ``screen``: an optional [B, 2] bool tensor set in place, per hand (anchor, other), to whether it may lie in the
@@ -787,7 +798,7 @@ def hand_object_violation(hands: tuple[SubsetHand, SubsetHand], a_raw: torch.Ten
                 if screen is not None:
                     screen[:, j] |= depth > settings.exact_clear_sphere_mm
         if settings.redraw_hand_check:
-            out += hands_interpenetrate(hands, a_raw, o_raw, settings).double() * BINARY_FAILURE_MM
+            out += hands_interpenetrate(hands, a_raw, o_raw, settings).double() * settings.redraw_hand_failure_mm
         if settings.redraw_support:
             rows = (out == 0).nonzero()[:, 0]
             if rows.numel():
