@@ -478,12 +478,12 @@ def test_object_settling_hand_guard_keeps_a_hand_out_of_the_other():
     # what the hand check adds to the redraw's violation: redraw_hand_failure_mm for the pair through each other,
     # nothing for the clear one (the redraw keeps a row's least failing draw by this figure)
     from interhandgen.generation.object_sampling import hand_object_violation
-    for w in (3.0, 30.0):
-        on = ObjectSettings(redraw_hand_failure_mm=w)
-        off = ObjectSettings(redraw_hand_check=False)
-        for pair, added in (((a1, o1), w), ((a2, o2), 0.0)):
-            d = hand_object_violation(hands, *pair, surf, on) - hand_object_violation(hands, *pair, surf, off)
-            assert float(d[0]) == pytest.approx(added, abs=1e-9)
+    off = ObjectSettings(redraw_hand_check=False)
+    for pair, through in (((a1, o1), True), ((a2, o2), False)):
+        without = hand_object_violation(hands, *pair, surf, off)
+        for w in (3.0, 30.0):
+            d = hand_object_violation(hands, *pair, surf, ObjectSettings(redraw_hand_failure_mm=w)) - without
+            assert float(d[0]) == pytest.approx(w if through else 0.0, abs=1e-9)
     with pytest.raises(Exception, match="redraw_hand_failure_mm"):
         ObjectSettings(redraw_hand_failure_mm=0.0).validate()
 

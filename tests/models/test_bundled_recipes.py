@@ -48,21 +48,26 @@ def _drift(config_path: Path, artifact: ModelArtifact, name: str) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("name", ["small", "object_small"])
-def test_the_rebuild_config_trains_what_the_bundled_file_records(name):
+def _bundled(name: str) -> tuple[Path, ModelArtifact]:
+    """The recipe config its sidecar names, and the bundled model file, of bundled model ``name``."""
     sidecar = json.loads((CHECKPOINTS / f"{name}.json").read_text())
     config_path = ROOT / sidecar["config"].split()[0]
     assert config_path.is_file(), sidecar["config"]
-    assert _drift(config_path, read_model_file(CHECKPOINTS / sidecar["file"]), name) == []
+    return config_path, read_model_file(CHECKPOINTS / sidecar["file"])
+
+
+@pytest.mark.parametrize("name", ["small", "object_small"])
+def test_the_rebuild_config_trains_what_the_bundled_file_records(name):
+    config_path, artifact = _bundled(name)
+    assert _drift(config_path, artifact, name) == []
 
 
 def test_the_check_finds_the_object_recipe_without_its_ema_warmup_line(tmp_path):
     """The drift it is for: the object recipe with the option's default (the warm-up on), as it stood until
     2026-12-07; a changed recorded key; and a changed network key."""
-    sidecar = json.loads((CHECKPOINTS / "object_small.json").read_text())
-    text = (ROOT / sidecar["config"].split()[0]).read_text()
+    config_path, artifact = _bundled("object_small")
+    text = config_path.read_text()
     assert "  ema_warmup: false\n" in text
-    artifact = read_model_file(CHECKPOINTS / "object_small.safetensors")
     drifted = tmp_path / "object_small.yaml"
     drifted.write_text(text.replace("  ema_warmup: false\n", ""))
     problems = _drift(drifted, artifact, "object_small")
