@@ -202,8 +202,8 @@ class ObjectSettings:
     # What the hand check adds to hand_object_violation (mm of hand-object failure): the redraw keeps a row's least
     # failing draw, and at 3 mm (BINARY_FAILURE_MM, until 2026-12-07) a draw with one hand through the other outranked
     # every clear draw failing the hand-object checks by more than 3 mm: every pair above 0.1 cm^3 of hand-hand
-    # volume was such a kept draw. At 30 mm (bundled model since 2026-12-07, 1,000 samples, seed 0): hand-hand
-    # 0.140 -> 0.002 cm^3 per pair, max 39 -> 1.3, both-hands contact 0.982 -> 0.975, held 0.341 -> 0.343
+    # volume was such a kept draw. At 30 mm (the model bundled 2026-12-07 to 2026-12-08, 1,000 samples, seed 0):
+    # hand-hand 0.140 -> 0.002 cm^3 per pair, max 39 -> 1.3, both-hands contact 0.982 -> 0.975, held 0.341 -> 0.343
     # (docs/results_object.md, "The hand-hand tail, examined")
     redraw_hand_failure_mm: float = 30.0
     hand_depth_mm: float = 1.0
