@@ -39,6 +39,7 @@ from interhandgen.data.format import TwoHandSet
 from interhandgen.exceptions import InputError
 from interhandgen.geometry import penetration_volume
 from interhandgen.generation.object_api import ObjectInterHandGen, ObjectScene, object_sampler_defaults
+from interhandgen.generation.cascade import SamplerSettings
 from interhandgen.generation.object_sampling import ObjectSettings
 from interhandgen.objects.metrics import hand_object_metrics, object_stability, summarise_hand_object
 from interhandgen.objects.physics import PhysicsConfig
@@ -153,6 +154,9 @@ def main() -> None:
     ap.add_argument("--apg-weight", type=float, default=None,
                     help="hand-hand APG weight of the sampler (default: the sampler's); 0 for a joint_object model, "
                          "which has no in-loop guidance")
+    ap.add_argument("--sampler", default="",
+                    help="KEY=VALUE,... SamplerSettings fields over the object sampler's defaults for every variant "
+                         "(e.g. eta=0), applied after --apg-weight")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     ref = TwoHandSet.load(args.reference)
@@ -163,6 +167,8 @@ def main() -> None:
     settings = object_sampler_defaults()
     if args.apg_weight is not None:
         settings = dataclasses.replace(settings, apg_weight=args.apg_weight)
+    settings = dataclasses.replace(settings, **overrides_of.field_overrides(SamplerSettings, args.sampler,
+                                                                           "--sampler")[0])
     physics_config = (PhysicsConfig() if args.physics_friction is None
                       else PhysicsConfig(friction=args.physics_friction))
     result = {"model": gen.model.source, "reference": args.reference, "split": args.split, "reference_pairs": len(ref),

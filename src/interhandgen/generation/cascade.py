@@ -9,6 +9,7 @@ rotation and translation, scale 0.1) and optional anti-penetration guidance on t
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Callable
 
 import torch
@@ -49,6 +50,11 @@ class SamplerSettings:
     # 1.0 (stochastic DDIM; the reference uses 0): on 10,000 bundled-model pairs (seed 0, with settling at 20 mm) FHID
     # 7.6 +- 1.7 vs 18.2 +- 8.1 with eta 0, recall 0.93 vs 0.81, precision 0.94 vs 0.93 (docs/results.md).
     eta: float = 1.0
+    # Scale of every Gaussian draw of the reverse process, the initial noise included (diffusion.samplers.ddim_sample;
+    # both stages). 1: the model's own distribution. Below 1 the samples gather nearer the modes: on the object model
+    # of the 2026-12-07 recipe (720 steps) 0.5 raised the MuJoCo held fraction 0.32 -> 0.59 at a cost in spread
+    # (docs/results_object.md, "What the fewer steps did: the initial weights in the average").
+    temperature: float = 1.0
     # 0: the conditional prediction alone. The reference uses 0.1; on the bundled model 0.1 pushed the hands apart
     # (proximity ratio 0.838 -> 0.782, contact rate after settling 0.811 -> 0.759 on 1,000 pairs; precision 0.929
     # vs 0.921), see docs/diffusion.md. --cfg-scale 0.1 reproduces the reference setting.
@@ -121,6 +127,9 @@ class SamplerSettings:
         if self.anchor_solver == "dpmpp2m" and (self.eta not in (0.0, 1.0) or self.update != "ddim"):
             raise InputError(f"anchor_solver 'dpmpp2m' exists for eta 0 or 1 and update 'ddim', got eta = {self.eta}, "
                              f"update = {self.update!r}; set anchor_solver='ddim'")
+        if isinstance(self.temperature, bool) or not (isinstance(self.temperature, (int, float))
+                                                      and 0.0 < self.temperature < math.inf):
+            raise InputError(f"temperature must be a finite number > 0, got {self.temperature!r}")
         if not self.cfg_scale >= 0:  # also NaN
             raise InputError(f"cfg_scale must be >= 0, got {self.cfg_scale}")
         if not 0 <= self.apg_weight <= 2:
@@ -169,7 +178,7 @@ def sample_anchor(net: nn.Module, noise: torch.Tensor, schedule: Schedule, setti
                   stats_mean: torch.Tensor, stats_std: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Stage 1: standardised anchor vectors [B, 64], with the canonical rotation/translation imposed."""
     x = ddim_sample(unconditional(net), noise, schedule, settings.anchor_steps_for(schedule.num_timesteps),
-                    eta=settings.eta, generator=generator,
+                    eta=settings.eta, generator=generator, temperature=settings.temperature,
                     update=settings.update, solver=settings.anchor_solver)
     tail = (CANONICAL_TAIL.to(x) - stats_mean[RIGID_SLICE]) / stats_std[RIGID_SLICE]
     x = x.clone()
@@ -190,6 +199,7 @@ def sample_partner(net: nn.Module, anchor_std: torch.Tensor, noise: torch.Tensor
     else:
         denoise = classifier_free_guidance(net, settings.cfg_scale, settings.cfg_dims)
     return ddim_sample(denoise, noise, schedule, settings.steps, eta=settings.eta, cond=anchor_std,
+                       temperature=settings.temperature,
                        generator=generator, update=settings.update, x0_guidance=x0_guidance,
                        guidance_keeps_noise=settings.apg_keep_noise)
 

@@ -975,7 +975,7 @@ def object_cascaded_sample(
         z = torch.randn(b, 2 * HAND_DIM, generator=gen).to(device)
         bound = BoundObject(net, tok)
         x = ddim_sample(lambda x_t, t, cond=None: bound(x_t, t, None, None), z, schedule, settings.steps,
-                        eta=settings.eta, generator=gen, update=settings.update)
+                        eta=settings.eta, generator=gen, update=settings.update, temperature=settings.temperature)
         return x[:, :HAND_DIM], x[:, HAND_DIM:]
 
     def draw(b, tok, surf, given, gen):
@@ -1006,7 +1006,8 @@ def object_cascaded_sample(
                 hook = HandObjectGuidance(anchor_hand, mean[0], std[0], surf, og.object_guidance_weight,
                                           **common) if guide else None
                 a_std = ddim_sample(unconditional(bound_anchor), z, schedule, settings.anchor_steps_for(schedule.num_timesteps),
-                                    eta=settings.eta, generator=gen, update=settings.update, x0_guidance=hook)
+                                    eta=settings.eta, generator=gen, update=settings.update, x0_guidance=hook,
+                                    temperature=settings.temperature)
         else:
             a_std = (given - mean[0]) / std[0]
         a_raw = a_std * std[0] + mean[0]

@@ -75,7 +75,7 @@ def sample_joint(net: nn.Module, schedule, stats_mean: torch.Tensor, stats_std: 
         gen = torch.Generator().manual_seed(derived_seed(seed, bi))
         z = torch.randn(b, 2 * HAND_DIM, generator=gen).to(device)
         x = ddim_sample(lambda x_t, t, cond=None: net(x_t, t), z, schedule, settings.steps, eta=settings.eta,
-                        generator=gen, update=settings.update)
+                        generator=gen, update=settings.update, temperature=settings.temperature)
         out[start:start + b] = (x * std + mean).reshape(b, 2, HAND_DIM)
         bar.update(b)
     bar.close()
