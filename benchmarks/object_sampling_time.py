@@ -30,6 +30,7 @@ import torch
 from interhandgen._atomic import atomic_write_bytes
 from interhandgen.data.format import TwoHandSet
 from interhandgen.generation.object_api import ObjectInterHandGen, ObjectScene, object_sampler_defaults
+from interhandgen.generation.cascade import SamplerSettings
 from interhandgen.generation.object_sampling import ObjectSettings
 
 _spec = importlib.util.spec_from_file_location("variant_overrides", Path(__file__).with_name("variant_overrides.py"))
@@ -75,19 +76,23 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--settings", default="default", help="'label[=field=value,...];...' (ObjectSettings fields)")
+    ap.add_argument("--sampler", default="",
+                    help="KEY=VALUE,... SamplerSettings fields over the object sampler's defaults (e.g. temperature=1)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     settings = parse_settings(a.settings)
     scene = ObjectScene.of(TwoHandSet.load(a.reference))
     gen = ObjectInterHandGen.load(a.model)
+    sampler = dataclasses.replace(object_sampler_defaults(),
+                                  **overrides_of.field_overrides(SamplerSettings, a.sampler, "--sampler")[0])
     runs = []
     for repeat in range(a.repeats):
         first = None
         reference = reference_cpu_seconds()
         for label, og in settings:
             wall, cpu = time.perf_counter(), time.process_time()
-            gen.sample(a.num, scene, seed=a.seed, settings=object_sampler_defaults(), object_settings=og,
+            gen.sample(a.num, scene, seed=a.seed, settings=sampler, object_settings=og,
                        progress=False)
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
             first = cpu if first is None else first
@@ -97,6 +102,7 @@ def main() -> None:
             print(f"repeat {repeat} {label}: {cpu:.1f} s CPU, {wall:.1f} s wall (reference workload {reference:.2f} s: "
                   f"{cpu / reference:.1f}x)", flush=True)
     result = {"command": " ".join(sys.argv), "num": a.num, "seed": a.seed, "threads": a.threads,
+              "sampler": dataclasses.asdict(sampler),
               "settings": {label: dataclasses.asdict(og) for label, og in settings}, "runs": runs,
               "load_average_end": os.getloadavg(), "machine": platform.processor() or platform.machine(),
               # the SIMD kernels torch dispatches to: machines of this project differ in them (AVX512 / AVX2)

@@ -188,3 +188,22 @@ def test_object_free_rows_beside_the_object_set(trained, tmp_path, capsys):
     assert main(["train", "--config", cfg, "--data", data, "--out", str(tmp_path / "bad"), "--no-progress",
                  "--object-free-share", "0.5"]) != 0
     assert "needs --object-free-data" in capsys.readouterr().err
+
+
+def test_temperature_defaults_per_model_and_reaches_the_sampler(trained, tmp_path, capsys):
+    from interhandgen.generation.cascade import OBJECT_TEMPERATURE, SamplerSettings
+
+    assert OBJECT_TEMPERATURE != SamplerSettings().temperature == 1.0
+    run = ["sample", "--checkpoint", str(trained / "run"), "--object-family", "box", "--num", "2", "--steps", "3",
+           "--no-progress", "--threads", "1"]
+    for extra, expected in (([], OBJECT_TEMPERATURE), (["--temperature", "1"], 1.0), (["--temperature", "0.7"], 0.7)):
+        out = tmp_path / f"t{len(extra)}_{expected}.npz"
+        assert main(run + extra + ["--out", str(out)]) == 0
+        assert TwoHandSet.load(out).metadata["sampler"]["temperature"] == expected
+    # a lower temperature moves the same draws: the samples differ, same seed
+    a = TwoHandSet.load(tmp_path / f"t2_1.0.npz").left.pose
+    b = TwoHandSet.load(tmp_path / f"t2_0.7.npz").left.pose
+    assert not np.array_equal(a, b)
+    for bad in ("0", "-0.5", "nan"):
+        assert main(run + ["--temperature", bad, "--out", str(tmp_path / "bad.npz")]) != 0
+        assert "temperature" in capsys.readouterr().err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -47,7 +49,8 @@ def test_cli_sample_equals_the_api_for_baseline_kinds(tmp_path, kind):
 
 @pytest.mark.parametrize("kind,flag", [("joint", ["--apg-weight", "1.0"]), ("joint", ["--cfg-scale", "0.5"]),
                                        ("vae", ["--steps", "10"]), ("joint", ["--anchor-steps", "30"]),
-                                       ("vae", ["--anchor-steps", "30"]), ("joint", ["--anchor-solver", "ddim"])])
+                                       ("vae", ["--anchor-steps", "30"]), ("joint", ["--anchor-solver", "ddim"]),
+                                       ("vae", ["--temperature", "0.5"])])
 def test_cli_rejects_options_a_baseline_cannot_honour(tmp_path, capsys, kind, flag):
     path = _export(tmp_path, kind)
     code = main(["sample", "--num", "2", "--checkpoint", str(path), "--out", str(tmp_path / "s.npz"), "--no-progress",
@@ -56,6 +59,21 @@ def test_cli_rejects_options_a_baseline_cannot_honour(tmp_path, capsys, kind, fl
     assert code != 0 and path.name in err
     assert "do not apply" in err or "apply to the cascaded model only" in err or "no anchor stage" in err
     assert not (tmp_path / "s.npz").exists()
+
+
+def test_cli_temperature_reaches_the_joint_sampler(tmp_path):
+    path = _export(tmp_path, "joint")
+    out = tmp_path / "s.npz"
+    assert main(["sample", "--num", "6", "--checkpoint", str(path), "--out", str(out), "--no-progress",
+                 "--batch-size", "4", "--steps", "10", "--temperature", "0.5"]) == 0
+    settings = SamplerSettings(steps=10, cfg_scale=0.0, apg_weight=0.0, settle_steps=0, resample_rounds=0,
+                               temperature=0.5)
+    want = sample_checkpoint(path, 6, seed=0, settings=settings, batch_size=4, progress=False)
+    plain = sample_checkpoint(path, 6, seed=0, settings=dataclasses.replace(settings, temperature=1.0), batch_size=4,
+                              progress=False)
+    got = TwoHandSet.load(out)
+    np.testing.assert_array_equal(got.right.transl, want.right.transl)
+    assert not np.array_equal(got.right.transl, plain.right.transl)
 
 
 def test_cli_anchor_steps_reach_the_cascaded_sampler(tmp_path):

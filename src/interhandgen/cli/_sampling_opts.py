@@ -6,7 +6,7 @@ import argparse
 
 from interhandgen.cli._args import positive_int
 from interhandgen.diffusion import SOLVERS
-from interhandgen.generation.cascade import SamplerSettings
+from interhandgen.generation.cascade import OBJECT_TEMPERATURE, SamplerSettings
 from interhandgen.exceptions import InputError
 
 DEFAULTS = SamplerSettings()
@@ -25,10 +25,11 @@ def add_sampler_options(p: argparse.ArgumentParser) -> None:
                    help=f"DDIM steps of the anchor stage alone (default: {DEFAULTS.anchor_steps} for the two-hand "
                         "model, --steps with an object; docs/prior_experiments.md)")
     g.add_argument("--eta", type=float, default=DEFAULTS.eta, help="DDIM eta: 0 deterministic, 1 ancestral")
-    g.add_argument("--temperature", type=float, default=DEFAULTS.temperature,
-                   help="scale of every Gaussian draw of the reverse process, the initial noise included (default "
-                        "%(default)s: the model's own distribution; below 1 the samples gather nearer the modes, with "
-                        "less spread; docs/diffusion.md)")
+    g.add_argument("--temperature", type=float, default=None,
+                   help=f"scale of every Gaussian draw of the reverse process, the initial noise included (default: "
+                        f"{DEFAULTS.temperature:g}, the model's own distribution, for the two-hand models; "
+                        f"{OBJECT_TEMPERATURE:g} with an object, docs/results_object.md); below 1 the samples gather "
+                        "nearer the modes, with less spread (docs/diffusion.md)")
     g.add_argument("--anchor-solver", choices=list(SOLVERS), default=None,
                    help=f"solver of the two-hand model's anchor stage (default: {DEFAULTS.anchor_solver} with eta 0 or "
                         "1 and the ddim update, else ddim; dpmpp2m = DPM-Solver++(2M), docs/diffusion.md)")
@@ -78,7 +79,8 @@ def settings_from_args(args: argparse.Namespace, default_apg_weight: float) -> S
     solver = args.anchor_solver
     if solver is None:  # the second-order solver exists for eta 0 or 1 and the ddim update only
         solver = DEFAULTS.anchor_solver if (args.eta in (0.0, 1.0) and args.update == "ddim") else "ddim"
-    s = SamplerSettings(steps=args.steps, anchor_steps=anchor_steps, eta=args.eta, temperature=args.temperature,
+    s = SamplerSettings(steps=args.steps, anchor_steps=anchor_steps, eta=args.eta,
+                        temperature=DEFAULTS.temperature if args.temperature is None else args.temperature,
                         cfg_scale=args.cfg_scale,
                         apg_weight=apg, update=args.update, anchor_solver=solver,
                         settle_steps=args.settle_steps, settle_attract_mm=args.settle_attract_mm,

@@ -128,12 +128,15 @@ def _run_single_stage(args: argparse.Namespace, model, hand_model, shards) -> in
     if args.anchor_steps is not None or args.anchor_solver is not None:
         raise InputError(f"{where} is a {kind!r} model: it has no anchor stage; drop --anchor-steps/--anchor-solver")
     if kind == "vae":
-        if args.steps != DEFAULTS.steps or args.eta != DEFAULTS.eta or args.update != "ddim":
-            raise InputError(f"{where} is a VAE: --steps/--eta/--update do not apply")
+        if (args.steps != DEFAULTS.steps or args.eta != DEFAULTS.eta or args.update != "ddim"
+                or args.temperature is not None):
+            raise InputError(f"{where} is a VAE: --steps/--eta/--temperature/--update do not apply")
         settings = None
     else:
         settings = SamplerSettings(steps=args.steps, eta=args.eta, cfg_scale=0.0, apg_weight=0.0, update=args.update,
-                                   settle_steps=0, resample_rounds=0, anchor_solver="ddim")
+                                   settle_steps=0, resample_rounds=0, anchor_solver="ddim",
+                                   temperature=DEFAULTS.temperature if args.temperature is None else args.temperature)
+        settings.validate()
     two = sample_model(model, args.num, args.seed, settings=settings, batch_size=args.batch_size,
                        device=args.device, progress=not args.no_progress, hand_model=hand_model)
     out = two.save(args.out)

@@ -129,7 +129,11 @@ def object_sampler_settings(args: argparse.Namespace, settings, defaults):
     if args.anchor_solver not in (None, "ddim"):
         raise InputError(f"--anchor-solver {args.anchor_solver}: the object sampler's anchor stage takes DDIM steps "
                          "only; drop the option")
-    return dataclasses.replace(settings, resample_rounds=0, anchor_steps=args.anchor_steps, anchor_solver="ddim")
+    from interhandgen.generation.cascade import OBJECT_TEMPERATURE
+
+    temperature = OBJECT_TEMPERATURE if args.temperature is None else args.temperature
+    return dataclasses.replace(settings, resample_rounds=0, anchor_steps=args.anchor_steps, anchor_solver="ddim",
+                               temperature=temperature)
 
 
 def load_object_generator(args: argparse.Namespace, hand_model=None):

@@ -32,7 +32,7 @@ from interhandgen.data.object_library import ObjectLibrary
 from interhandgen.exceptions import InputError, MissingFileError, ModelMismatchError
 from interhandgen.geometry.decompose import CONVEX_TOLERANCE, hull_excess
 from interhandgen.generation.api import InterHandGen, LoadedModel, load_model
-from interhandgen.generation.cascade import SamplerSettings
+from interhandgen.generation.cascade import OBJECT_TEMPERATURE, SamplerSettings
 from interhandgen.generation.finger_closing import close_fingers
 from interhandgen.generation.object_sampling import (ExactObjects, ObjectSettings, describe, hand_object_check,
                                                      move_with_object,
@@ -163,8 +163,8 @@ def family_objects(family: str, num_objects: int, seed: int, orientations: dict[
 def object_sampler_defaults() -> SamplerSettings:
     """The cascade settings of sampling with an object: no resampling (hand-object guidance, settling and the redraw
     take its place) and the anchor stage at ``steps`` (the two-hand default of 50 anchor steps was not measured
-    with an object)."""
-    return SamplerSettings(resample_rounds=0, anchor_steps=None, anchor_solver="ddim")
+    with an object) and the temperature :data:`~interhandgen.generation.cascade.OBJECT_TEMPERATURE`."""
+    return SamplerSettings(resample_rounds=0, anchor_steps=None, anchor_solver="ddim", temperature=OBJECT_TEMPERATURE)
 
 #: Seed of the objects' surface samples that the guidance, the checks and the finger closing judge against (the
 #: network's encoder reads its own, seed 0): one set of samples for every stage.
