@@ -61,12 +61,12 @@ def main() -> None:
     data = (to_object_frame(ref, points=False).x.float() - mean) / std
     result = {"command": " ".join(sys.argv), "model": gen.model.source, "reference": a.reference, "num": a.num,
               "placements": len(ref), "seed": a.seed, "data": spread(data, len(ref)), "temperatures": {}}
-    ids, poses = scene.rows(a.num)
-    tokens, surfaces = gen.condition(scene.library, ids, poses, NETWORK_ALONE.object_guidance_points)
     for t in (float(x) for x in a.temperatures.split(",")):
         settings = dataclasses.replace(object_sampler_defaults(), apg_weight=0.0, settle_steps=0, temperature=t)
-        x = gen._run(a.num, tokens, surfaces, a.seed, settings, NETWORK_ALONE, 2500, False)
-        result["temperatures"][f"{t:g}"] = spread((x.cpu() - mean) / std, len(ref))
+        two = gen.sample(a.num, scene, seed=a.seed, settings=settings, object_settings=NETWORK_ALONE, progress=False)
+        # back into the object frame the data is measured in (the sampler's own frame, up to rounding)
+        x = to_object_frame(two, points=False).x.float()
+        result["temperatures"][f"{t:g}"] = spread((x - mean) / std, len(ref))
         print(f"temperature {t:g}: {result['temperatures'][f'{t:g}']}", flush=True)
     print(f"data: {result['data']}")
     atomic_write_bytes(a.out, (json.dumps(result, indent=2) + "\n").encode())
