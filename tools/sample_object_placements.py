@@ -28,15 +28,17 @@ def main() -> None:
                          "what a joint_object model takes, and the cascade's equal-post-processing row")
     ap.add_argument("--physics-rounds", type=int, default=0,
                     help="MuJoCo settling rounds (ObjectSettings.physics_rounds; default 0: off, as the sampler)")
-    ap.add_argument("--temperature", type=float, default=1.0,
-                    help="SamplerSettings.temperature: scale of every Gaussian draw of the reverse process (default 1)")
+    ap.add_argument("--temperature", type=float, default=None,
+                    help="SamplerSettings.temperature: scale of every Gaussian draw of the reverse process (default: "
+                         "the object sampler's, OBJECT_TEMPERATURE)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     ref = TwoHandSet.load(a.reference)
     ref = ref.select_split(a.split) if a.split else ref
     gen = ObjectInterHandGen.load(a.model)
     settings, osets = object_sampler_defaults(), ObjectSettings(physics_rounds=a.physics_rounds)
-    settings = dataclasses.replace(settings, temperature=a.temperature)
+    if a.temperature is not None:
+        settings = dataclasses.replace(settings, temperature=a.temperature)
     if a.no_guidance:
         settings = dataclasses.replace(settings, apg_weight=0.0)
         osets = dataclasses.replace(osets, object_guidance_weight=0.0)

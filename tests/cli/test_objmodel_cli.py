@@ -207,3 +207,20 @@ def test_temperature_defaults_per_model_and_reaches_the_sampler(trained, tmp_pat
     for bad in ("0", "-0.5", "nan"):
         assert main(run + ["--temperature", bad, "--out", str(tmp_path / "bad.npz")]) != 0
         assert "temperature" in capsys.readouterr().err
+
+
+def test_placement_tool_keeps_the_object_default_temperature(trained, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from interhandgen.generation.cascade import OBJECT_TEMPERATURE
+
+    tool = Path(__file__).resolve().parents[2] / "tools" / "sample_object_placements.py"
+    for extra, expected in (([], OBJECT_TEMPERATURE), (["--temperature", "1"], 1.0)):
+        out = tmp_path / f"p{len(extra)}.npz"
+        r = subprocess.run([sys.executable, str(tool), "--model", str(trained / "run" / "model.safetensors"),
+                            "--reference", str(trained / "obj.npz"), "--split", "", "--num", "2", "--out", str(out),
+                            *extra], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert TwoHandSet.load(out).metadata["sampler"]["temperature"] == expected
