@@ -39,7 +39,6 @@ from interhandgen.data.format import TwoHandSet
 from interhandgen.exceptions import InputError
 from interhandgen.geometry import penetration_volume
 from interhandgen.generation.object_api import ObjectInterHandGen, ObjectScene, object_sampler_defaults
-from interhandgen.generation.cascade import SamplerSettings
 from interhandgen.generation.object_sampling import ObjectSettings
 from interhandgen.objects.metrics import hand_object_metrics, object_stability, summarise_hand_object
 from interhandgen.objects.physics import PhysicsConfig
@@ -167,8 +166,7 @@ def main() -> None:
     settings = object_sampler_defaults()
     if args.apg_weight is not None:
         settings = dataclasses.replace(settings, apg_weight=args.apg_weight)
-    settings = dataclasses.replace(settings, **overrides_of.field_overrides(SamplerSettings, args.sampler,
-                                                                           "--sampler")[0])
+    settings = overrides_of.replaced(settings, args.sampler, "--sampler")
     physics_config = (PhysicsConfig() if args.physics_friction is None
                       else PhysicsConfig(friction=args.physics_friction))
     result = {"model": gen.model.source, "reference": args.reference, "split": args.split, "reference_pairs": len(ref),

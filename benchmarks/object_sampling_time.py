@@ -30,7 +30,6 @@ import torch
 from interhandgen._atomic import atomic_write_bytes
 from interhandgen.data.format import TwoHandSet
 from interhandgen.generation.object_api import ObjectInterHandGen, ObjectScene, object_sampler_defaults
-from interhandgen.generation.cascade import SamplerSettings
 from interhandgen.generation.object_sampling import ObjectSettings
 
 _spec = importlib.util.spec_from_file_location("variant_overrides", Path(__file__).with_name("variant_overrides.py"))
@@ -84,8 +83,7 @@ def main() -> None:
     settings = parse_settings(a.settings)
     scene = ObjectScene.of(TwoHandSet.load(a.reference))
     gen = ObjectInterHandGen.load(a.model)
-    sampler = dataclasses.replace(object_sampler_defaults(),
-                                  **overrides_of.field_overrides(SamplerSettings, a.sampler, "--sampler")[0])
+    sampler = overrides_of.replaced(object_sampler_defaults(), a.sampler, "--sampler")
     runs = []
     for repeat in range(a.repeats):
         first = None

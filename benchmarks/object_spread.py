@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import sys
+from pathlib import Path
 
 import torch
 
@@ -23,13 +25,14 @@ from interhandgen._atomic import atomic_write_bytes
 from interhandgen.data.format import TwoHandSet
 from interhandgen.exceptions import InputError
 from interhandgen.generation.object_api import ObjectInterHandGen, ObjectScene, object_sampler_defaults
-from interhandgen.generation.object_sampling import ObjectSettings
 from interhandgen.objects.frame import to_object_frame
 
-# the network alone: no guidance, no post-processing stage
-NETWORK_ALONE = ObjectSettings(object_guidance_weight=0.0, object_settle_steps=0, grasp_steps=0, redraw_rounds=0,
-                               exact_push_rounds=0, search_rounds=0, clear_rounds=0, exact_clear_rounds=0,
-                               close_fingers_deg=0.0)
+_spec = importlib.util.spec_from_file_location("object_sampling_bench", Path(__file__).with_name("object_sampling.py"))
+_sampling = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_sampling)
+# the network alone: no guidance, no post-processing stage (object_sampling.py's variant "none"); the hand-hand APG
+# and the contact settling are switched off below too
+NETWORK_ALONE = _sampling.VARIANTS["none"]
 
 
 def spread(z: torch.Tensor, placements: int) -> dict[str, float]:

@@ -58,3 +58,8 @@ def _number(value: str) -> int | float:
         return int(value)
     except ValueError:
         return float(value)
+
+
+def replaced(settings: Any, items: str, where: str) -> Any:
+    """``settings`` (a dataclass instance) with the ``KEY=VALUE,...`` overrides of :func:`field_overrides` applied."""
+    return dataclasses.replace(settings, **field_overrides(type(settings), items, where)[0])

@@ -2,7 +2,7 @@
 that its weights hold a chosen share of those initial weights.
 
 With decay d and no warm-up the exported average after k steps is E = d^k W0 + (1 - d^k) T, where W0 are the
-initial weights (``torch.manual_seed(train.seed)`` then ``build_model``, as the trainer makes them) and T the average
+initial weights (``interhandgen.training.trainer.initial_network``, as the trainer makes them) and T the average
 of the trained weights. This writes ``share W0 + (1 - share) T`` (``share`` = d^k gives the file back up to rounding):
 the probe of docs/results_object.md, "What the fewer steps did: the initial weights in the average".
 
@@ -14,13 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 
-import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from interhandgen.diffusion.schedule import Schedule
 from interhandgen.exceptions import InputError
-from interhandgen.models import build_model
+from interhandgen.training.trainer import initial_network
 
 
 def main() -> None:
@@ -42,8 +40,7 @@ def main() -> None:
         raise InputError(f"{a.model}: trained with the EMA warm-up, which forgets the initial weights; this applies "
                          "to ema_warmup: false only")
     kept = tc["ema_decay"] ** steps
-    torch.manual_seed(tc["seed"])
-    initial = {"net." + k: v for k, v in build_model(head["model_config"], Schedule.from_config(tc)).state_dict().items()}
+    initial = {"net." + k: v for k, v in initial_network(head["model_config"], tc)[1].state_dict().items()}
     tensors = {k: f.get_tensor(k) for k in f.keys()}
     for k, v in tensors.items():
         if k in initial and v.is_floating_point():

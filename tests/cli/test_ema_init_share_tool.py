@@ -15,8 +15,7 @@ from safetensors import safe_open
 
 from interhandgen.cli import main
 
-from fixtures.objmodel_sets import random_object_set
-from tests.cli.test_objmodel_cli import SMALL
+from fixtures.objmodel_sets import SMALL_OBJECT_MODEL as SMALL, random_object_set
 
 TOOL = Path(__file__).resolve().parents[2] / "tools" / "ema_init_share.py"
 

@@ -15,10 +15,7 @@ from interhandgen.models.artifact import read_model_file
 from interhandgen.objects.library import sample_object
 from interhandgen.viz.render import OBJECT_COLOUR
 
-from fixtures.objmodel_sets import random_object_set
-
-SMALL = {"kind": "shared_object", "hidden_dim": 32, "embed_dim": 16, "num_layers": 2, "skips": [1], "num_heads": 2,
-         "ff_dim": 32, "dropout": 0.0, "object_encoder": {"type": "pointnet", "width": 8, "num_points": 32}}
+from fixtures.objmodel_sets import SMALL_OBJECT_MODEL as SMALL, random_object_set
 
 
 @pytest.fixture(scope="module")

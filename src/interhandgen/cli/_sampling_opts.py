@@ -68,6 +68,11 @@ def add_sampler_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+def temperature_of(args: argparse.Namespace, default: float = DEFAULTS.temperature) -> float:
+    """``--temperature``, or the model kind's default when it was not given (``OBJECT_TEMPERATURE`` with an object)."""
+    return default if args.temperature is None else args.temperature
+
+
 def settings_from_args(args: argparse.Namespace, default_apg_weight: float) -> SamplerSettings:
     if args.no_apg:
         apg = 0.0
@@ -80,7 +85,7 @@ def settings_from_args(args: argparse.Namespace, default_apg_weight: float) -> S
     if solver is None:  # the second-order solver exists for eta 0 or 1 and the ddim update only
         solver = DEFAULTS.anchor_solver if (args.eta in (0.0, 1.0) and args.update == "ddim") else "ddim"
     s = SamplerSettings(steps=args.steps, anchor_steps=anchor_steps, eta=args.eta,
-                        temperature=DEFAULTS.temperature if args.temperature is None else args.temperature,
+                        temperature=temperature_of(args),
                         cfg_scale=args.cfg_scale,
                         apg_weight=apg, update=args.update, anchor_solver=solver,
                         settle_steps=args.settle_steps, settle_attract_mm=args.settle_attract_mm,

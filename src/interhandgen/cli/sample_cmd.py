@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 from interhandgen.cli._args import positive_int
-from interhandgen.cli._sampling_opts import DEFAULTS, add_sampler_options, hand_model_from_args, settings_from_args
+from interhandgen.cli._sampling_opts import (DEFAULTS, add_sampler_options, hand_model_from_args, settings_from_args,
+                                            temperature_of)
 from interhandgen.cli.sample_object import add_object_options, wants_object
 
 # Upper bounds per pair for the --num check: the .npz stores 2 x 61 float32 hand numbers (488 B) plus labels;
@@ -135,7 +136,7 @@ def _run_single_stage(args: argparse.Namespace, model, hand_model, shards) -> in
     else:
         settings = SamplerSettings(steps=args.steps, eta=args.eta, cfg_scale=0.0, apg_weight=0.0, update=args.update,
                                    settle_steps=0, resample_rounds=0, anchor_solver="ddim",
-                                   temperature=DEFAULTS.temperature if args.temperature is None else args.temperature)
+                                   temperature=temperature_of(args))
         settings.validate()
     two = sample_model(model, args.num, args.seed, settings=settings, batch_size=args.batch_size,
                        device=args.device, progress=not args.no_progress, hand_model=hand_model)

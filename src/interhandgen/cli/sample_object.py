@@ -7,6 +7,8 @@ import argparse
 from pathlib import Path
 
 from interhandgen.cli._args import positive_int
+from interhandgen.cli._sampling_opts import temperature_of
+from interhandgen.generation.cascade import OBJECT_TEMPERATURE
 from interhandgen.generation.object_sampling import ObjectSettings
 
 OBJECT_DEFAULTS = ObjectSettings()
@@ -129,11 +131,8 @@ def object_sampler_settings(args: argparse.Namespace, settings, defaults):
     if args.anchor_solver not in (None, "ddim"):
         raise InputError(f"--anchor-solver {args.anchor_solver}: the object sampler's anchor stage takes DDIM steps "
                          "only; drop the option")
-    from interhandgen.generation.cascade import OBJECT_TEMPERATURE
-
-    temperature = OBJECT_TEMPERATURE if args.temperature is None else args.temperature
     return dataclasses.replace(settings, resample_rounds=0, anchor_steps=args.anchor_steps, anchor_solver="ddim",
-                               temperature=temperature)
+                               temperature=temperature_of(args, OBJECT_TEMPERATURE))
 
 
 def load_object_generator(args: argparse.Namespace, hand_model=None):

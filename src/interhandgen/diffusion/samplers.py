@@ -122,6 +122,12 @@ def ddim_step(
     return x_next
 
 
+def check_temperature(temperature) -> None:
+    """InputError unless ``temperature`` is a finite number > 0 (a bool is not a number)."""
+    if isinstance(temperature, bool) or not (isinstance(temperature, (int, float)) and 0.0 < temperature < math.inf):
+        raise InputError(f"temperature must be a finite number > 0, got {temperature!r}")
+
+
 @torch.no_grad()
 def ddim_sample(
     denoiser: Denoiser,
@@ -190,8 +196,7 @@ def ddim_sample(
         raise InputError(f"update must be one of {UPDATES}, got {update!r}")
     if solver not in SOLVERS:
         raise InputError(f"solver must be one of {SOLVERS}, got {solver!r}")
-    if isinstance(temperature, bool) or not (isinstance(temperature, (int, float)) and 0.0 < temperature < math.inf):
-        raise InputError(f"temperature must be a finite number > 0, got {temperature!r}")
+    check_temperature(temperature)
     if solver == "dpmpp2m" and (float(eta) not in (0.0, 1.0) or update != "ddim"):
         raise InputError(f"solver 'dpmpp2m' exists for eta 0 or 1 and the ddim update; got eta = {eta}, "
                          f"update = {update!r}")

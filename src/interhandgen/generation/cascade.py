@@ -9,7 +9,6 @@ rotation and translation, scale 0.1) and optional anti-penetration guidance on t
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Callable
 
 import torch
@@ -19,6 +18,7 @@ from tqdm.auto import tqdm
 from interhandgen._seeding import derived_seed
 from interhandgen.data.canonical import HAND_DIM, IDENTITY_ROT6D, RIGID_SLICE
 from interhandgen.diffusion import SOLVERS, Schedule, classifier_free_guidance, conditional, ddim_sample, unconditional
+from interhandgen.diffusion.samplers import check_temperature
 from interhandgen.exceptions import InputError
 
 # The anchor's canonical rotation/translation slots: identity 6D rotation, zero translation.
@@ -133,9 +133,7 @@ class SamplerSettings:
         if self.anchor_solver == "dpmpp2m" and (self.eta not in (0.0, 1.0) or self.update != "ddim"):
             raise InputError(f"anchor_solver 'dpmpp2m' exists for eta 0 or 1 and update 'ddim', got eta = {self.eta}, "
                              f"update = {self.update!r}; set anchor_solver='ddim'")
-        if isinstance(self.temperature, bool) or not (isinstance(self.temperature, (int, float))
-                                                      and 0.0 < self.temperature < math.inf):
-            raise InputError(f"temperature must be a finite number > 0, got {self.temperature!r}")
+        check_temperature(self.temperature)
         if not self.cfg_scale >= 0:  # also NaN
             raise InputError(f"cfg_scale must be >= 0, got {self.cfg_scale}")
         if not 0 <= self.apg_weight <= 2:

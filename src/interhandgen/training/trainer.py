@@ -237,9 +237,7 @@ def train(
         raise InputError(f"the training split has {N} samples, fewer than one batch of {cfg.batch_size}")
     total_steps = steps_per_epoch * cfg.epochs
 
-    torch.manual_seed(cfg.seed + rank)
-    schedule = Schedule.from_config(cfg.to_dict()).to(device)
-    net = build_model(model_config, schedule).to(device)
+    schedule, net = initial_network(model_config, cfg.to_dict(), device, rank)
     ema = EMA(net, cfg.ema_decay)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed * 7919 + rank)
@@ -379,6 +377,16 @@ def train(
         print(f"interhandgen train: stopped by signal {stop.requested} at step {step}; checkpoint written to "
               f"{ckpt_path}; continue with --resume {out_dir}", file=sys.stderr)
     return TrainResult(status=status, step=step, epoch=epoch, out_dir=out_dir)
+
+
+def initial_network(model_config: dict[str, Any], train_config: dict[str, Any], device: str | torch.device = "cpu",
+                    rank: int = 0) -> tuple[Schedule, nn.Module]:
+    """The schedule and the network with the initial weights that training starts from: the global RNG seeded with
+    ``train.seed + rank``, then the model built (the RNG stream goes on into training from there). Also what the
+    EMA of a run without warm-up keeps a share of (tools/ema_init_share.py)."""
+    torch.manual_seed(int(train_config["seed"]) + rank)
+    schedule = Schedule.from_config(train_config).to(device)
+    return schedule, build_model(model_config, schedule).to(device)
 
 
 def ema_module(ema: EMA, model_config: dict[str, Any], device: torch.device, schedule=None) -> nn.Module:
